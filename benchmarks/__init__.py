@@ -1,0 +1,1 @@
+"""Synthetic benchmark landscapes and a side-by-side runner (imported as ``evogm_bench``)."""

@@ -1,0 +1,122 @@
+"""Plain-data checkpoints: nested dicts of JSON scalars and numpy arrays in one atomic ``.npz`` file.
+
+Why not pickle: a checkpoint is something users copy between machines and library versions; loading one must
+never execute code, and a corrupt or foreign file must fail with a message rather than a traceback from zipfile.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_NAME = "evogm-opt-checkpoint"
+FORMAT_VERSION = 1
+_META_KEY = "__meta__"
+_ARRAY_TAG = "__ndarray__"
+
+
+def _split_arrays(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
+    """Replace every array in ``obj`` by a reference so the rest can be written as JSON."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise TypeError(f"state entry {path!r} is an object array; only numeric arrays can be saved")
+        key = f"a{len(arrays)}"
+        arrays[key] = obj
+        return {_ARRAY_TAG: key}
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"state keys must be strings, got {k!r} under {path!r}")
+            out[k] = _split_arrays(v, arrays, f"{path}.{k}")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_split_arrays(v, arrays, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"state entry {path!r} has unsupported type {type(obj).__name__}")
+
+
+def _join_arrays(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_ARRAY_TAG}:
+            key = obj[_ARRAY_TAG]
+            if key not in arrays:
+                raise ValueError(f"corrupt checkpoint: array {key!r} is referenced but missing")
+            return arrays[key]
+        return {k: _join_arrays(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join_arrays(v, arrays) for v in obj]
+    return obj
+
+
+def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a crash leaves either the old file or the new one, never half."""
+    target = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "state": _split_arrays(state, arrays, "state")}
+    payload = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **{_META_KEY: payload}, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_state`; raise ``ValueError`` for anything else."""
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no checkpoint at {source}")
+    raw = source.read_bytes()
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            if _META_KEY not in npz.files:
+                raise ValueError(f"{source} is not an evogm-opt checkpoint (no metadata entry)")
+            meta = json.loads(npz[_META_KEY].tobytes().decode("utf-8"))
+            arrays = {k: npz[k] for k in npz.files if k != _META_KEY}
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source} is corrupt or not an evogm-opt checkpoint: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{source} is not an evogm-opt checkpoint (format tag {meta.get('format')!r})")
+    version = meta.get("version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{source} has checkpoint format version {version!r}; this evogm-opt reads version {FORMAT_VERSION}"
+        )
+    return _join_arrays(meta["state"], arrays)
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The bit generator state as plain data (PCG64 state is a pair of 128-bit ints: JSON keeps them exact)."""
+    return dict(rng.bit_generator.state)
+
+
+def rng_from_state(state: dict[str, Any]) -> np.random.Generator:
+    name = state.get("bit_generator")
+    bit_generator_cls = getattr(np.random, str(name), None)
+    if bit_generator_cls is None or not isinstance(bit_generator_cls, type):
+        raise ValueError(f"checkpoint names an unknown bit generator {name!r}")
+    bit_generator = bit_generator_cls()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)

@@ -1,0 +1,306 @@
+"""The ask/tell protocol every optimizer in this package follows, and the bookkeeping they all share.
+
+Subclasses implement the algorithm in normalised or user coordinates through four small hooks; this base class
+owns everything users rely on being identical across optimizers: input validation, the sign flip for
+``maximize``, failed-evaluation handling, matching told rows to pending asks, the budget, the best point, and
+plain-data checkpoints.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from evogm_opt import _state
+from evogm_opt.bounds import Box, BoundsLike
+
+logger = logging.getLogger("evogm_opt")
+
+OptimizerT = TypeVar("OptimizerT", bound="Optimizer")
+
+_REGISTRY: dict[str, type["Optimizer"]] = {}
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best point ever told: ``x`` in the user's coordinates, ``y`` as the user reported it."""
+
+    x: np.ndarray
+    y: float
+    evaluation: int  # 1-based index of the evaluation that found it
+
+
+class Optimizer(abc.ABC):
+    """Base class: ``ask() -> X``, ``tell(X, y)``, ``best``, ``stop()``, ``state_dict()``, ``save``/``load``.
+
+    Values are minimised unless ``maximize=True``. A non-finite or ``None`` value is a failed evaluation: it
+    ranks below every finite value, counts against ``max_evals`` and can never become ``best``.
+    Told rows are matched to pending asks by value; rows that were never asked are accepted as extra data
+    (warm start) as long as they lie inside the bounds.
+    """
+
+    #: Name used in checkpoints and registries; defaults to the class name.
+    name: ClassVar[str] = ""
+    #: Width of the per-row bookkeeping vector a subclass attaches to each asked row (0: none).
+    payload_width: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__dict__.get("name") or cls.__name__
+        _REGISTRY[cls.name] = cls
+
+    def __init__(
+        self,
+        dim: int,
+        bounds: BoundsLike = (-1.0, 1.0),
+        *,
+        popsize: int | None = None,
+        seed: int | None = None,
+        maximize: bool = False,
+        max_evals: int | None = None,
+    ) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self.dim = int(dim)
+        self.box = Box.create(bounds, self.dim)
+        if popsize is None:
+            popsize = self.default_popsize(self.dim)
+        if isinstance(popsize, bool) or not isinstance(popsize, numbers.Integral) or popsize < 1:
+            raise ValueError(f"popsize must be a positive integer, got {popsize!r}")
+        self.popsize = int(popsize)
+        if max_evals is not None and (
+            isinstance(max_evals, bool) or not isinstance(max_evals, numbers.Integral) or max_evals < 1
+        ):
+            raise ValueError(f"max_evals must be a positive integer or None, got {max_evals!r}")
+        self.max_evals = None if max_evals is None else int(max_evals)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.seed = int(seed)
+        self.maximize = bool(maximize)
+        self.rng = np.random.default_rng(self.seed)
+        self.n_evals = 0
+        self.n_failed = 0
+        self.n_asked = 0
+        self._best: Best | None = None
+        self._best_internal = np.inf
+        self._pending_x = np.empty((0, self.dim))
+        self._pending_payload = np.empty((0, self.payload_width))
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    @staticmethod
+    def default_popsize(dim: int) -> int:
+        return 2 * dim
+
+    @abc.abstractmethod
+    def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``n`` new points in user coordinates (inside the box) and their payload rows."""
+
+    @abc.abstractmethod
+    def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
+        """Learn from told rows. ``y`` is minimised, failures are ``+inf``; ``asked`` marks matched rows."""
+
+    def _config(self) -> dict[str, Any]:
+        """Constructor arguments as plain data, so a checkpoint can rebuild the optimizer."""
+        return {
+            "dim": self.dim,
+            "bounds": self.box.state(),
+            "popsize": self.popsize,
+            "seed": self.seed,
+            "maximize": self.maximize,
+            "max_evals": self.max_evals,
+        }
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_algorithm_state(self, state: dict[str, Any]) -> None:
+        del state
+
+    def _algorithm_stop(self) -> str | None:
+        return None
+
+    # ------------------------------------------------------------------ public protocol
+    def ask(self, n: int | None = None) -> np.ndarray:
+        """Return ``n`` (default ``popsize``) points to evaluate, shape ``(n, dim)``, inside the bounds."""
+        if n is None:
+            n = self.popsize
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"ask(n) needs a positive integer n, got {n!r}")
+        x, payload = self._propose(int(n))
+        x = np.clip(np.asarray(x, dtype=float), self.box.lower, self.box.upper)
+        payload = np.asarray(payload, dtype=float).reshape(len(x), self.payload_width)
+        self._pending_x = np.concatenate([self._pending_x, x])
+        self._pending_payload = np.concatenate([self._pending_payload, payload])
+        self.n_asked += len(x)
+        return x.copy()
+
+    def tell(self, x: Any, y: Any) -> None:
+        """Report values for evaluated rows (any subset or order of asked rows, or rows never asked).
+
+        Everything is validated before anything changes, so a refused call loses nothing already told.
+        """
+        points = self._validate_points(x)
+        values = self._validate_values(y, len(points))
+        if len(points) == 0:
+            return
+        pending_index = self._match_pending(points)
+        asked = pending_index >= 0
+        payload = np.full((len(points), self.payload_width), np.nan)
+        payload[asked] = self._pending_payload[pending_index[asked]]
+        keep = np.ones(len(self._pending_x), dtype=bool)
+        keep[pending_index[asked]] = False
+        self._pending_x = self._pending_x[keep]
+        self._pending_payload = self._pending_payload[keep]
+
+        failed = ~np.isfinite(values)
+        internal = np.where(failed, np.inf, -values if self.maximize else values)
+        if failed.any():
+            logger.warning("%d of %d told evaluations failed (non-finite value); ranked worst", failed.sum(), len(values))
+        for i in range(len(points)):
+            self.n_evals += 1
+            if failed[i]:
+                self.n_failed += 1
+            elif internal[i] < self._best_internal:
+                self._best_internal = float(internal[i])
+                self._best = Best(x=points[i].copy(), y=float(values[i]), evaluation=self.n_evals)
+        self._observe(points, internal, payload, asked)
+
+    @property
+    def best(self) -> Best | None:
+        """Best point ever told (``None`` until a finite value has been told)."""
+        return self._best
+
+    def stop(self) -> bool:
+        return self.stop_reason is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        if self.max_evals is not None and self.n_evals >= self.max_evals:
+            return f"max_evals={self.max_evals} reached"
+        return self._algorithm_stop()
+
+    @property
+    def n_pending(self) -> int:
+        return len(self._pending_x)
+
+    # ------------------------------------------------------------------ validation
+    def _validate_points(self, x: Any) -> np.ndarray:
+        try:
+            points = np.array(x, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"X must be a numeric array of shape (n, {self.dim}): {exc}") from exc
+        if points.ndim != 2 or points.shape[1] != self.dim:
+            raise ValueError(f"X must have shape (n, {self.dim}) (one row per point); got shape {points.shape}")
+        if not np.all(np.isfinite(points)):
+            row = int(np.flatnonzero(~np.all(np.isfinite(points), axis=1))[0])
+            raise ValueError(f"X contains non-finite coordinates (row {row}); points must be finite")
+        return self.box.check_inside(points)
+
+    @staticmethod
+    def _validate_values(y: Any, n: int) -> np.ndarray:
+        items = list(y) if isinstance(y, (list, tuple)) else None
+        if items is not None:
+            items = [np.nan if v is None else v for v in items]
+            y = items
+        try:
+            values = np.array(y, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"y must be a sequence of {n} numbers: {exc}") from exc
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1:
+            raise ValueError(f"y must be one value per row, shape ({n},); got shape {values.shape}")
+        if len(values) != n:
+            raise ValueError(f"y has {len(values)} values but X has {n} rows")
+        return values
+
+    def _match_pending(self, points: np.ndarray) -> np.ndarray:
+        """Index of the pending ask each row equals (``-1`` for rows never asked); each ask matches once."""
+        slots: dict[bytes, list[int]] = {}
+        for i, row in enumerate(self._pending_x):
+            slots.setdefault(row.tobytes(), []).append(i)
+        index = np.full(len(points), -1, dtype=int)
+        for i, row in enumerate(points):
+            bucket = slots.get(row.tobytes())
+            if bucket:
+                index[i] = bucket.pop(0)
+        return index
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this optimizer is, as plain data."""
+        from evogm_opt import __version__
+
+        best = None
+        if self._best is not None:
+            best = {"x": self._best.x.copy(), "y": self._best.y, "evaluation": self._best.evaluation}
+        return {
+            "optimizer": self.name,
+            "library_version": __version__,
+            "config": self._config(),
+            "core": {
+                "rng": _state.rng_state(self.rng),
+                "n_evals": self.n_evals,
+                "n_failed": self.n_failed,
+                "n_asked": self.n_asked,
+                "best": best,
+                "best_internal": self._best_internal,
+                "pending_x": self._pending_x.copy(),
+                "pending_payload": self._pending_payload.copy(),
+            },
+            "algorithm": self._algorithm_state(),
+        }
+
+    @classmethod
+    def from_state_dict(cls: type[OptimizerT], state: dict[str, Any], **runtime: Any) -> OptimizerT:
+        """Rebuild an optimizer from :meth:`state_dict`. ``runtime`` passes non-data arguments (callbacks)."""
+        if not isinstance(state, dict) or "optimizer" not in state or "config" not in state:
+            raise ValueError("not an evogm-opt optimizer state (missing 'optimizer'/'config' entries)")
+        name = state["optimizer"]
+        target: type[Optimizer] = cls
+        if cls is Optimizer:
+            if name not in _REGISTRY:
+                raise ValueError(f"state is for an unknown optimizer {name!r}")
+            target = _REGISTRY[name]
+        elif name != cls.name:
+            raise TypeError(f"state was written by {name!r}, not {cls.name!r}; load it with {name}.from_state_dict")
+        try:
+            opt = target(**state["config"], **runtime)
+            core = state["core"]
+            opt.rng = _state.rng_from_state(core["rng"])
+            opt.n_evals = int(core["n_evals"])
+            opt.n_failed = int(core["n_failed"])
+            opt.n_asked = int(core["n_asked"])
+            best = core["best"]
+            opt._best = None if best is None else Best(np.asarray(best["x"], float), float(best["y"]), int(best["evaluation"]))
+            opt._best_internal = float(core["best_internal"])
+            opt._pending_x = np.asarray(core["pending_x"], float).reshape(-1, opt.dim)
+            opt._pending_payload = np.asarray(core["pending_payload"], float).reshape(-1, opt.payload_width)
+            opt._load_algorithm_state(state["algorithm"])
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"state for {name!r} is incomplete or malformed: {exc!r}") from exc
+        return opt  # type: ignore[return-value]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Atomic checkpoint (JSON metadata + numpy arrays in one ``.npz``; no pickle)."""
+        _state.save_state(path, self.state_dict())
+
+    @classmethod
+    def load(cls: type[OptimizerT], path: str | os.PathLike[str], **runtime: Any) -> OptimizerT:
+        state = _state.load_state(path)
+        return cls.from_state_dict(state, **runtime)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, n_evals={self.n_evals})"
+
+
+def registered_optimizers() -> dict[str, type[Optimizer]]:
+    return dict(_REGISTRY)

@@ -1,0 +1,83 @@
+"""EvoGM settings as frozen data, and the named presets.
+
+``paper`` is the reference implementation's choices (EvoGM code + its config YAML, see docs/method.md);
+``default`` is ours and moves only when the benchmarks say so (docs/research.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from evogm_opt.generator import GeneratorConfig
+
+
+@dataclass(frozen=True)
+class EvoGMConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    winner_fraction: float = 0.3  # ρ: winners are the top max(1, int(ρ·|H|)) of the history
+    iterations_per_round: int = 3  # T
+    n_rounds: int | None = 2  # R; None: keep starting rounds until the budget is spent
+    reset_history_each_round: bool = True  # reference: H = {} at every round; False: re-express H in the new basis
+    reinit_each_round: bool = True  # reference: hybrid initial population at every round (one-hots = new basis)
+    proposal_noise: float = 0.0  # σ of Gaussian noise added to G_lw's proposals (current coordinates)
+    adapt_noise: bool = False  # 1/5th-success rule on σ (Rechenberg), measured per generation
+    deduplicate: bool = False  # re-draw proposals that repeat an evaluated point
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.winner_fraction < 1.0:
+            raise ValueError(f"winner_fraction must be in (0, 1), got {self.winner_fraction}")
+        if self.iterations_per_round < 1:
+            raise ValueError("iterations_per_round must be >= 1")
+        if self.n_rounds is not None and self.n_rounds < 1:
+            raise ValueError("n_rounds must be >= 1 or None")
+        if self.proposal_noise < 0:
+            raise ValueError("proposal_noise must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["generator"]["hidden"] = list(self.generator.hidden)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EvoGMConfig":
+        data = dict(data)
+        gen = dict(data.pop("generator"))
+        gen["hidden"] = tuple(int(h) for h in gen["hidden"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown EvoGM settings {sorted(unknown)}")
+        return cls(generator=GeneratorConfig(**gen), **data)
+
+
+PAPER = EvoGMConfig()
+
+PRESETS: dict[str, EvoGMConfig] = {
+    "paper": PAPER,
+    # Paper ablation "w/o cycle": no backward generator, G_lw trained by the pull term alone.
+    "paper-single-generator": dataclasses.replace(PAPER, generator=dataclasses.replace(PAPER.generator, dual=False)),
+    # Paper ablation "w/o rounds": the same T·R iterations in one round, so no basis shift.
+    "paper-no-rounds": dataclasses.replace(PAPER, iterations_per_round=PAPER.iterations_per_round * 2, n_rounds=1),
+    # Ours: small generator, history kept across rounds, noisy proposals with step-size control, no repeats.
+    "default": EvoGMConfig(
+        generator=GeneratorConfig(hidden=(64, 64), learning_rate=1e-3, epochs=60),
+        n_rounds=None,
+        reset_history_each_round=False,
+        reinit_each_round=False,
+        proposal_noise=0.2,
+        adapt_noise=True,
+        deduplicate=True,
+    ),
+}
+
+
+def resolve(preset: str, config: EvoGMConfig | None) -> EvoGMConfig:
+    if config is not None:
+        if not isinstance(config, EvoGMConfig):
+            raise TypeError(f"config must be an EvoGMConfig, got {type(config).__name__}")
+        return config
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[preset]

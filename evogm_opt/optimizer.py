@@ -1,0 +1,269 @@
+"""``GenerativeOptimizer``: EvoGM (ICML 2026, arXiv 2605.29295) as an ask/tell optimizer.
+
+Example::
+
+    import numpy as np
+    from evogm_opt import GenerativeOptimizer
+
+    opt = GenerativeOptimizer(dim=4, seed=0, max_evals=80)
+    while not opt.stop():
+        X = opt.ask()
+        opt.tell(X, [float(np.sum((x - 0.3) ** 2)) for x in X])
+    print(opt.best.x, opt.best.y)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from evogm_opt.base import Optimizer
+from evogm_opt.basis import Basis
+from evogm_opt.bounds import BoundsLike
+from evogm_opt.config import EvoGMConfig, resolve
+from evogm_opt.generator import GeneratorPair
+
+BasisHook = Callable[[np.ndarray], None]
+
+
+class GenerativeOptimizer(Optimizer):
+    """EvoGM: a learned loser→winner generator replaces mutation; rounds end with a basis shift.
+
+    One *round* (paper Alg. 1) is an initial population followed by T *iterations*; each iteration splits the
+    round's history H into winners (top ρ) and losers, trains the generators, proposes ``G_lw(population)`` and
+    keeps the best P of H as the next population. A generation is complete once ``popsize`` results have been
+    told, whatever mix of asked and external rows they are.
+
+    Coordinates: the optimizer searches *current* coordinates c ∈ [-1, 1]^dim. A point is evaluated at
+    u = c @ B in the original normalised box and returned to the user as x = centre + u ⊙ half_width. After a
+    basis shift the rows of B are the round's top-dim points, so c @ B can leave the box; such effective
+    coefficients are **clipped to the box** (per coordinate, i.e. projected onto it) before they are returned,
+    and the generator keeps learning in its own coordinates c. Rows told without an ask are expressed in the
+    current basis by least squares.
+
+    Args:
+        dim: number of coefficients (experts).
+        bounds: ``(lower, upper)`` for every coordinate or an array of shape ``(dim, 2)``.
+        popsize: P, default 2·dim as in the paper.
+        preset: ``"default"`` (ours), ``"paper"`` (the reference), ``"paper-single-generator"``, ``"paper-no-rounds"``.
+        config: an :class:`EvoGMConfig` overriding the preset entirely.
+        on_basis_shift: called with the new basis (dim × dim, rows over the original normalised coordinates)
+            after each shift; adapters of nonlinear merges (TIES, DARE) materialise new experts there.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        bounds: BoundsLike = (-1.0, 1.0),
+        *,
+        popsize: int | None = None,
+        seed: int | None = None,
+        maximize: bool = False,
+        max_evals: int | None = None,
+        preset: str = "default",
+        config: EvoGMConfig | dict[str, Any] | None = None,
+        on_basis_shift: BasisHook | None = None,
+    ) -> None:
+        if isinstance(config, dict):
+            config = EvoGMConfig.from_dict(config)
+        self.config = resolve(preset, config)
+        self.preset = preset if config is None else "custom"
+        super().__init__(dim, bounds, popsize=popsize, seed=seed, maximize=maximize, max_evals=max_evals)
+        if self.popsize < 2:
+            raise ValueError("GenerativeOptimizer needs popsize >= 2 (winners and losers)")
+        self.on_basis_shift = on_basis_shift
+        self.round = 0
+        self.iteration = 0  # 0: the round's initial population; 1..T: generator iterations
+        self.basis = Basis.identity(dim)
+        self.basis_version = 0
+        self.noise = self.config.proposal_noise
+        self.generators: GeneratorPair | None = None
+        self._trained = False
+        self._queue = np.empty((0, dim))
+        self._batches_made = 0  # proposal batches made in the current generation
+        self._told_in_generation = 0
+        self._generation_rows: list[int] = []
+        self._hist_c = np.empty((0, dim))
+        self._hist_u = np.empty((0, dim))
+        self._hist_y = np.empty(0)
+        self.last_loss = float("nan")
+
+    @property
+    def payload_width(self) -> int:  # type: ignore[override]
+        return 1 + self.dim  # basis version + current coordinates of the asked point
+
+    # ------------------------------------------------------------------ proposals
+    def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        while len(self._queue) < n:
+            self._queue = np.concatenate([self._queue, self._make_proposals()])
+        c, self._queue = self._queue[:n], self._queue[n:]
+        x = self.box.to_user(self.basis.to_original(c))
+        payload = np.concatenate([np.full((n, 1), float(self.basis_version)), c], axis=1)
+        return x, payload
+
+    def _make_proposals(self) -> np.ndarray:
+        self._batches_made += 1
+        if self.iteration == 0:
+            if self._batches_made == 1:
+                return self._initial_population()
+            return self.rng.uniform(-1.0, 1.0, (self.popsize, self.dim))  # asks beyond the initial population
+        if not self._trained:
+            self._train()
+        population = self._hist_c[self._ranked()[: self.popsize]]
+        proposals = self.generators.propose(population) if self.generators is not None else population.copy()
+        if self.noise > 0:
+            proposals = np.clip(proposals + self.noise * self.rng.standard_normal(proposals.shape), -1.0, 1.0)
+        if self.config.deduplicate:
+            proposals = self._without_repeats(proposals)
+        return proposals
+
+    def _initial_population(self) -> np.ndarray:
+        """Reference hybrid init: the dim one-hots, the uniform 1/dim mix, then uniform random; cut to P."""
+        k = self.dim
+        rows = [np.eye(k), np.full((1, k), 1.0 / k)]
+        n_random = max(0, self.popsize - k - 1)
+        rows.append(self.rng.uniform(-1.0, 1.0, (n_random, k)))
+        return np.concatenate(rows)[: self.popsize]
+
+    def _without_repeats(self, proposals: np.ndarray) -> np.ndarray:
+        """Re-draw proposals that coincide (to 1e-9) with an evaluated point or with each other."""
+        scale = max(self.noise, 0.05)
+        seen = [self._hist_c]
+        out = proposals.copy()
+        for i in range(len(out)):
+            for _ in range(10):
+                known = np.concatenate(seen) if seen else np.empty((0, self.dim))
+                if len(known) == 0 or np.min(np.max(np.abs(known - out[i]), axis=1)) > 1e-9:
+                    break
+                out[i] = np.clip(out[i] + scale * self.rng.standard_normal(self.dim), -1.0, 1.0)
+            seen.append(out[i : i + 1])
+        return out
+
+    def _ranked(self) -> np.ndarray:
+        return np.argsort(self._hist_y, kind="stable")
+
+    def _train(self) -> None:
+        """Split H into winners (top max(1, int(ρ|H|))) and losers, and train the round's generators."""
+        if self.generators is None:
+            self.generators = GeneratorPair(self.dim, self.config.generator, self.rng)
+        order = self._ranked()
+        n_winners = max(1, int(self.config.winner_fraction * len(order)))
+        winners = self._hist_c[order[:n_winners]]
+        losers = self._hist_c[order[n_winners:]]
+        self.last_loss = self.generators.train(winners, losers, self.rng)
+        self._trained = True
+
+    # ------------------------------------------------------------------ results
+    def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
+        u = self.box.to_unit(x)
+        c = self.basis.to_current(u)
+        same_basis = asked & (payload[:, 0] == self.basis_version)
+        c[same_basis] = payload[same_basis, 1:]
+        start = len(self._hist_y)
+        self._hist_c = np.concatenate([self._hist_c, c])
+        self._hist_u = np.concatenate([self._hist_u, u])
+        self._hist_y = np.concatenate([self._hist_y, y])
+        self._generation_rows.extend(range(start, start + len(y)))
+        self._told_in_generation += len(y)
+        if self._told_in_generation >= self.popsize:
+            self._advance()
+
+    def _advance(self) -> None:
+        """A generation's worth of results has arrived: next iteration, or end of round + basis shift."""
+        if self.config.adapt_noise and self.iteration > 0 and self._generation_rows:
+            top = set(self._ranked()[: self.popsize].tolist())
+            success = np.mean([row in top for row in self._generation_rows])
+            # 1/5th success rule (Rechenberg 1973), smooth form: σ ← σ·exp((s − 1/5)/(1 − 1/5)).
+            self.noise = float(np.clip(self.noise * np.exp((success - 0.2) / 0.8), 1e-3, 1.0))
+        self._told_in_generation = 0
+        self._generation_rows = []
+        self._queue = np.empty((0, self.dim))
+        self._batches_made = 0
+        self._trained = False
+        self.iteration += 1
+        if self.iteration > self.config.iterations_per_round:
+            self._end_round()
+
+    def _end_round(self) -> None:
+        self.round += 1
+        if self.config.n_rounds is None or self.round != self.config.n_rounds:
+            self._shift_basis()
+        self.generators = None
+        self.iteration = 0 if self.config.reinit_each_round else 1
+        if self.config.reset_history_each_round:
+            self._hist_c = np.empty((0, self.dim))
+            self._hist_u = np.empty((0, self.dim))
+            self._hist_y = np.empty(0)
+        else:
+            self._hist_c = self.basis.to_current(self._hist_u)
+        if not self.config.reinit_each_round:
+            self.noise = max(self.noise, self.config.proposal_noise)
+
+    def _shift_basis(self) -> None:
+        """Paper §3.3: the round's top-dim points become the experts of the next round (B ← C_top @ B)."""
+        order = self._ranked()
+        finite = order[np.isfinite(self._hist_y[order])][: self.dim]
+        top = self._hist_c[finite]
+        if len(top) < self.dim:  # too few successful evaluations: keep current experts for the missing rows
+            top = np.concatenate([top, np.eye(self.dim)[len(top) :]])
+        self.basis = self.basis.shifted(top)
+        self.basis_version += 1
+        if self.on_basis_shift is not None:
+            self.on_basis_shift(self.basis.matrix.copy())
+
+    def _algorithm_stop(self) -> str | None:
+        if self.config.n_rounds is not None and self.round >= self.config.n_rounds:
+            return f"completed n_rounds={self.config.n_rounds} rounds"
+        return None
+
+    # ------------------------------------------------------------------ state
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "preset": self.preset, "config": self.config.to_dict()}
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "iteration": self.iteration,
+            "basis": self.basis.matrix.copy(),
+            "basis_version": self.basis_version,
+            "noise": self.noise,
+            "trained": self._trained,
+            "queue": self._queue.copy(),
+            "batches_made": self._batches_made,
+            "told_in_generation": self._told_in_generation,
+            "generation_rows": np.asarray(self._generation_rows, dtype=np.int64),
+            "hist_c": self._hist_c.copy(),
+            "hist_u": self._hist_u.copy(),
+            "hist_y": self._hist_y.copy(),
+            "last_loss": self.last_loss,
+            "generators": None if self.generators is None else self.generators.state(),
+        }
+
+    def _load_algorithm_state(self, state: dict[str, Any]) -> None:
+        self.round = int(state["round"])
+        self.iteration = int(state["iteration"])
+        self.basis = Basis(np.asarray(state["basis"], dtype=float).reshape(self.dim, self.dim))
+        self.basis_version = int(state["basis_version"])
+        self.noise = float(state["noise"])
+        self._trained = bool(state["trained"])
+        self._queue = np.asarray(state["queue"], dtype=float).reshape(-1, self.dim)
+        self._batches_made = int(state["batches_made"])
+        self._told_in_generation = int(state["told_in_generation"])
+        self._generation_rows = [int(i) for i in np.asarray(state["generation_rows"]).ravel()]
+        self._hist_c = np.asarray(state["hist_c"], dtype=float).reshape(-1, self.dim)
+        self._hist_u = np.asarray(state["hist_u"], dtype=float).reshape(-1, self.dim)
+        self._hist_y = np.asarray(state["hist_y"], dtype=float).ravel()
+        if not (len(self._hist_c) == len(self._hist_u) == len(self._hist_y)):
+            raise ValueError("history arrays in the checkpoint have different lengths")
+        self.last_loss = float(state["last_loss"])
+        self.generators = None
+        if state["generators"] is not None:
+            self.generators = GeneratorPair(self.dim, self.config.generator, np.random.default_rng(0))
+            self.generators.load(state["generators"])
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current round's history (user coordinates, minimised values; failures are +inf)."""
+        return self.box.to_user(self._hist_u), self._hist_y.copy()
