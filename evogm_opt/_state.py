@@ -91,12 +91,15 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     raw = source.read_bytes()
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            if _META_KEY not in npz.files:
-                raise ValueError(f"{source} is not an evogm-opt checkpoint (no metadata entry)")
-            meta = json.loads(npz[_META_KEY].tobytes().decode("utf-8"))
-            arrays = {k: npz[k] for k in npz.files if k != _META_KEY}
-    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            files = list(npz.files)
+            meta_bytes = npz[_META_KEY].tobytes() if _META_KEY in files else None
+            arrays = {k: npz[k] for k in files if k != _META_KEY}
+        meta = None if meta_bytes is None else json.loads(meta_bytes.decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        # np.load raises ValueError for non-npz bytes ("pickled data"), BadZipFile/EOFError for truncated files.
         raise ValueError(f"{source} is corrupt or not an evogm-opt checkpoint: {exc}") from exc
+    if meta is None:
+        raise ValueError(f"{source} is not an evogm-opt checkpoint (no metadata entry)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ValueError(f"{source} is not an evogm-opt checkpoint (format tag {meta.get('format')!r})")
     version = meta.get("version")

@@ -283,7 +283,9 @@ class Optimizer(abc.ABC):
             opt._best = None if best is None else Best(np.asarray(best["x"], float), float(best["y"]), int(best["evaluation"]))
             opt._best_internal = float(core["best_internal"])
             opt._pending_x = np.asarray(core["pending_x"], float).reshape(-1, opt.dim)
-            opt._pending_payload = np.asarray(core["pending_payload"], float).reshape(-1, opt.payload_width)
+            opt._pending_payload = np.asarray(core["pending_payload"], float).reshape(
+                len(opt._pending_x), opt.payload_width
+            )
             opt._load_algorithm_state(state["algorithm"])
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state for {name!r} is incomplete or malformed: {exc!r}") from exc

@@ -219,7 +219,7 @@ class GenerativeOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ state
     def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "preset": self.preset, "config": self.config.to_dict()}
+        return {**super()._config(), "config": self.config.to_dict()}
 
     def _algorithm_state(self) -> dict[str, Any]:
         return {
