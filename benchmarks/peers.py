@@ -8,7 +8,7 @@ restarts with flat-fitness tolerances relaxed, since quantised accuracies make w
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from evogm_opt import CMAES, PRESETS, GenerativeOptimizer, ModelSwarms, Optimizer, PSOMerging, RandomSearch
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
-
 from evogm_bench.landscapes import make_landscape
 from evogm_bench.peers import PEERS
 
@@ -33,7 +33,15 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     """One optimisation run; records best-seen and the true/test value of the recommendation per generation."""
     import torch
 
-    torch.set_num_threads(1)  # one run per process; processes already use the cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one run per process; the processes already use the cores
+    try:
+        return _run(spec)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(spec: RunSpec) -> dict[str, Any]:
     landscape = make_landscape(spec.landscape, spec.dim, instance=spec.seed)
     opt = PEERS[spec.optimizer](spec.dim, spec.seed, spec.budget)
     noise_rng = np.random.default_rng([spec.seed, 99])
@@ -84,7 +92,9 @@ def finished_keys(path: Path) -> set[str]:
     return keys
 
 
-def run_grid(specs: Iterable[RunSpec], out: Path, workers: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+def run_grid(
+    specs: Iterable[RunSpec], out: Path, workers: int | None = None, progress: bool = True
+) -> list[dict[str, Any]]:
     """Run every spec not already in ``out``; append each record as soon as it finishes."""
     from tqdm import tqdm
 

@@ -18,13 +18,13 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from evogm_opt import _state
-from evogm_opt.bounds import Box, BoundsLike
+from evogm_opt.bounds import BoundsLike, Box
 
 logger = logging.getLogger("evogm_opt")
 
 OptimizerT = TypeVar("OptimizerT", bound="Optimizer")
 
-_REGISTRY: dict[str, type["Optimizer"]] = {}
+_REGISTRY: dict[str, type[Optimizer]] = {}
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,9 @@ class Optimizer(abc.ABC):
         failed = ~np.isfinite(values)
         internal = np.where(failed, np.inf, -values if self.maximize else values)
         if failed.any():
-            logger.warning("%d of %d told evaluations failed (non-finite value); ranked worst", failed.sum(), len(values))
+            logger.warning(
+                "%d of %d told evaluations failed (non-finite value); ranked worst", failed.sum(), len(values)
+            )
         for i in range(len(points)):
             self.n_evals += 1
             if failed[i]:
@@ -280,7 +282,9 @@ class Optimizer(abc.ABC):
             opt.n_failed = int(core["n_failed"])
             opt.n_asked = int(core["n_asked"])
             best = core["best"]
-            opt._best = None if best is None else Best(np.asarray(best["x"], float), float(best["y"]), int(best["evaluation"]))
+            opt._best = (
+                None if best is None else Best(np.asarray(best["x"], float), float(best["y"]), int(best["evaluation"]))
+            )
             opt._best_internal = float(core["best_internal"])
             opt._pending_x = np.asarray(core["pending_x"], float).reshape(-1, opt.dim)
             opt._pending_payload = np.asarray(core["pending_payload"], float).reshape(

@@ -19,7 +19,7 @@ class Basis:
         self._pinv: np.ndarray | None = None
 
     @classmethod
-    def identity(cls, dim: int) -> "Basis":
+    def identity(cls, dim: int) -> Basis:
         return cls(np.eye(dim))
 
     @property
@@ -36,7 +36,7 @@ class Basis:
             self._pinv = np.linalg.pinv(self.matrix)
         return np.asarray(u, dtype=float) @ self._pinv
 
-    def shifted(self, top_rows_current: np.ndarray) -> "Basis":
+    def shifted(self, top_rows_current: np.ndarray) -> Basis:
         """The basis whose experts are the given points (current coordinates): B' = C_top @ B."""
         return Basis(np.asarray(top_rows_current, dtype=float) @ self.matrix)
 

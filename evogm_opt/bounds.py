@@ -6,8 +6,9 @@ coordinates, i.e. the merge coefficients λ); the user only ever sees x = centre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class Box:
     upper: np.ndarray
 
     @classmethod
-    def create(cls, bounds: BoundsLike, dim: int) -> "Box":
+    def create(cls, bounds: BoundsLike, dim: int) -> Box:
         """Accept ``(lo, hi)`` for every dimension, or a ``(dim, 2)`` array of per-dimension pairs."""
         arr = np.asarray(bounds, dtype=float)
         if arr.shape == (2,):

@@ -41,7 +41,7 @@ class EvoGMConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvoGMConfig":
+    def from_dict(cls, data: dict[str, Any]) -> EvoGMConfig:
         data = dict(data)
         gen = dict(data.pop("generator"))
         gen["hidden"] = tuple(int(h) for h in gen["hidden"])

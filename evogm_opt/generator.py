@@ -50,7 +50,9 @@ def _forward(params: list[torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
     return outs
 
 
-def _backward(params: list[torch.Tensor], outs: list[torch.Tensor], grad_out: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _backward(
+    params: list[torch.Tensor], outs: list[torch.Tensor], grad_out: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Gradient w.r.t. each layer's pre-activation, and w.r.t. the input, for ReLU hidden / Tanh output layers."""
     n_layers = len(params) // 2
     pre_grads: list[torch.Tensor] = [grad_out] * n_layers
@@ -137,7 +139,9 @@ class GeneratorPair:
             (diff_pull**2).mean()
         )
         scale_cycle = 2.0 * cfg.cycle_weight / diff_w.numel()
-        pre_second, d_in_second = _backward(self.params, second, torch.stack([scale_cycle * diff_w, scale_cycle * diff_l]))
+        pre_second, d_in_second = _backward(
+            self.params, second, torch.stack([scale_cycle * diff_w, scale_cycle * diff_l])
+        )
         grad_first = torch.stack(
             [d_in_second[1] + (2.0 * cfg.pull_weight / diff_pull.numel()) * diff_pull, d_in_second[0]]
         )

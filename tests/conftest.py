@@ -8,7 +8,14 @@ from evogm_opt import CMAES, GenerativeOptimizer, ModelSwarms, PSOMerging, Rando
 # Small but real settings: the paper preset's generator is full size, only its epochs are cut for speed where the
 # test is about the protocol rather than the preset (those use FAST_PAPER).
 FAST_CONFIG = {
-    "generator": {"hidden": [16, 16], "learning_rate": 1e-3, "epochs": 5, "cycle_weight": 100.0, "pull_weight": 1.0, "dual": True},
+    "generator": {
+        "hidden": [16, 16],
+        "learning_rate": 1e-3,
+        "epochs": 5,
+        "cycle_weight": 100.0,
+        "pull_weight": 1.0,
+        "dual": True,
+    },
     "winner_fraction": 0.3,
     "iterations_per_round": 2,
     "n_rounds": None,

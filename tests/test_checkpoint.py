@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from evogm_opt import CMAES, GenerativeOptimizer, Optimizer, RandomSearch
 from evogm_opt._state import load_state, save_state
@@ -63,6 +64,8 @@ def test_resume_in_fresh_process_is_bit_identical(tmp_path: Path, name: str):
 
     script = DRIVER + textwrap.dedent(
         f"""
+        import torch
+        torch.set_num_threads({torch.get_num_threads()})  # MKL's float sums depend on the thread count
         from evogm_opt import Optimizer
         opt = Optimizer.load({str(ckpt)!r})
         asks = drive(opt, {K_AFTER}, start={K_BEFORE})

@@ -74,7 +74,7 @@ class CMAES(Optimizer):
     def default_popsize(dim: int) -> int:
         return 4 + int(3 * np.log(dim))  # cma's default λ
 
-    def _new_strategy(self, popsize: int) -> "cma.CMAEvolutionStrategy":
+    def _new_strategy(self, popsize: int) -> cma.CMAEvolutionStrategy:
         options = {
             "bounds": [-1.0, 1.0],
             "popsize": popsize,

@@ -46,7 +46,11 @@ class PSOMerging(SwarmOptimizer):
     def _move(self) -> None:
         r1 = self.rng.uniform(size=self.x.shape)
         r2 = self.rng.uniform(size=self.x.shape)
-        self.v = self.inertia * self.v + self.cognitive * r1 * (self.pbest - self.x) + self.social * r2 * (self.gbest - self.x)
+        self.v = (
+            self.inertia * self.v
+            + self.cognitive * r1 * (self.pbest - self.x)
+            + self.social * r2 * (self.gbest - self.x)
+        )
         self.x = self.x + self.v
 
     def _config(self) -> dict[str, Any]:
