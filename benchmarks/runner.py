@@ -134,24 +134,27 @@ def load_records(path: Path) -> list[dict[str, Any]]:
 
 
 def summary_table(records: list[dict[str, Any]], optimizers: list[str]) -> str:
-    """Markdown: median [IQR] of the true accuracy of each optimizer's recommendation, per landscape × dim × budget."""
+    """Markdown, one row per landscape × dim × budget: median [IQR] of the true accuracy of each recommendation."""
     cells: dict[tuple[str, int, int], dict[str, list[float]]] = {}
     for r in records:
         if r["optimizer"] in optimizers and r.get("final"):
             cells.setdefault((r["landscape"], r["dim"], r["budget"]), {}).setdefault(r["optimizer"], []).append(
                 r["final"]["true_of_best"]
             )
-    columns = sorted(cells)
-    header = "| optimizer | " + " | ".join(f"{ls} N={d} B={b}" for ls, d, b in columns) + " |"
-    lines = [header, "|" + "---|" * (len(columns) + 1)]
-    for name in optimizers:
-        row = [name]
-        for col in columns:
-            vals = cells[col].get(name)
+    lines = [
+        "| landscape | N | budget | " + " | ".join(optimizers) + " |",
+        "|---|---|---|" + "---|" * len(optimizers),
+    ]
+    for landscape, dim, budget in sorted(cells):
+        row = [landscape, str(dim), str(budget)]
+        for name in optimizers:
+            vals = cells[(landscape, dim, budget)].get(name)
             if not vals:
                 row.append("—")
                 continue
             q1, med, q3 = np.percentile(vals, [25, 50, 75])
-            row.append(f"{med:.3f} [{q1:.3f}, {q3:.3f}] (n={len(vals)})")
+            row.append(f"{med:.3f} [{q1:.3f}, {q3:.3f}]")
         lines.append("| " + " | ".join(row) + " |")
+    seeds = sorted({len(v) for c in cells.values() for v in c.values()})
+    lines.append(f"\nseeds per cell: {', '.join(map(str, seeds))}")
     return "\n".join(lines)

@@ -83,7 +83,8 @@ def test_cli_bench_runs_resumes_and_prints_the_table(tmp_path: Path):
         "--quiet",
     ]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "| cmaes |" in first.stdout and "| evogm-paper |" in first.stdout
+    assert "| landscape | N | budget | cmaes | random | evogm-paper |" in first.stdout
+    assert "| ellipsoid-F200 | 3 | 15 |" in first.stdout
     assert len(finished_keys(out)) == 6
     lines_before = out.read_text().splitlines()
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
