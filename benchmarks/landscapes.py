@@ -1,43 +1,90 @@
-"""Cheap landscapes that look like LLM merging: a true accuracy p(λ) observed through a finite validation set.
+"""Synthetic landscapes on the box [-1, 1]^N: BBOB functions from ``ioh`` and merge-like accuracies built on them.
 
-A base function f on the box [-1, 1]^dim (a rotated ill-conditioned ellipsoid, or a rotated Rastrigin-type
-multimodal function; both ours, simple stand-ins until the BBOB suite is wired in) becomes an accuracy
+Every landscape maps the optimizer's box to the BBOB domain by x = 5u and offers three views of a point u:
 
-    p(x) = a_lo + (a_hi − a_lo) / (1 + ((f(x) − f_opt) / s)^κ)
+- ``observe(u, rng)`` — what the optimizer is told (noisy or quantised for merge-like landscapes);
+- ``true_value(u)`` — what the recommendation is scored on (the noiseless function / accuracy);
+- ``test_value(u)`` — a held-out view (an independent validation field for merge-like landscapes).
 
-observed either as (R) Binomial(n_val, p)/n_val — fresh noise per evaluation — or (F) a *fixed* validation set,
-round(n_val · clip(p + σ·z(x), 0, 1)) / n_val with a frozen smooth random field z: plateaus, 1/n_val steps and
-overfitting to the validation set, like real merging. The optimum is drawn away from the centre and from every
-one-hot, and those score at least 5 points below it, so centre- or expert-biased starts cannot win by
-construction. Optimizers are scored on p at their recommendation (``true_value``) and on an independent field z′
-(``test_value``), not on the luckiest observation.
+``sense`` says whether larger values are better ("max": accuracies) or smaller ("min": raw BBOB values), and
+``optimum_value`` is the best true value, so precisions and normalised scores need no knowledge of the function.
+
+Names (``make_landscape``):
+
+- ``bbob-f10`` / ``sbox-f10``: BBOB function 10 from ``ioh``'s ``BBOB`` or strict-box ``SBOX`` class, minimised.
+- ``merge-f10-F200`` / ``merge-f10-R500``: merge-like accuracy on BBOB f10, see :class:`MergeLikeLandscape`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
+BBOB_SCALE = 5.0  # our box [-1, 1]^N is the BBOB domain [-5, 5]^N
+MERGE_SUITE_FUNCTIONS = (1, 7, 10, 15, 21)
+"""The BBOB functions under the merge-like suite: sphere (easy), step ellipsoid (plateaus), rotated ellipsoid
+(ill-conditioned), rotated Rastrigin (regular multimodal) and Gallagher 101 peaks (irregular multimodal)."""
 
-def _rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
-    return q * np.sign(np.diag(r))
+
+class Landscape(Protocol):
+    name: str
+    dim: int
+    sense: str  # "max" or "min"
+    optimum_value: float
+
+    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+    def true_value(self, u: np.ndarray) -> np.ndarray: ...
+
+    def test_value(self, u: np.ndarray) -> np.ndarray: ...
 
 
-def _optimum(rng: np.random.Generator, dim: int) -> np.ndarray:
-    """A point at least 0.25 from the centre and from every one-hot (∞-norm), inside [-0.8, 0.8]^dim."""
-    for _ in range(1000):
-        x = rng.uniform(-0.8, 0.8, dim)
-        corners = np.concatenate([np.zeros((1, dim)), np.eye(dim)])
-        if np.min(np.max(np.abs(corners - x), axis=1)) >= 0.25:
-            return x
-    raise RuntimeError("could not place an optimum away from the centre and the one-hots")
+def _ioh_problem(function: int, dim: int, instance: int, problem_class: str = "BBOB"):
+    import ioh
+
+    if not 1 <= function <= 24:
+        raise ValueError(f"BBOB functions are f1..f24, got f{function}")
+    cls = {"BBOB": ioh.ProblemClass.BBOB, "SBOX": ioh.ProblemClass.SBOX}[problem_class]
+    return ioh.get_problem(function, instance=instance, dimension=dim, problem_class=cls)
+
+
+@dataclass
+class BBOBLandscape:
+    """A noiseless BBOB function (``ioh``), minimised; observed, true and test values coincide."""
+
+    function: int
+    dim: int
+    instance: int = 1
+    problem_class: str = "BBOB"  # or "SBOX": the strict-box variant with the optimum anywhere in the domain
+    sense: str = "min"
+
+    def __post_init__(self) -> None:
+        self._problem = _ioh_problem(self.function, self.dim, self.instance, self.problem_class)
+        self.optimum_value = float(self._problem.optimum.y)
+        self.x_opt = np.asarray(self._problem.optimum.x) / BBOB_SCALE
+
+    @property
+    def name(self) -> str:
+        return f"{self.problem_class.lower()}-f{self.function}"
+
+    def raw(self, u: np.ndarray) -> np.ndarray:
+        return np.asarray(self._problem((BBOB_SCALE * np.atleast_2d(u)).tolist()), dtype=float)
+
+    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.raw(u)
+
+    def true_value(self, u: np.ndarray) -> np.ndarray:
+        return self.raw(u)
+
+    def test_value(self, u: np.ndarray) -> np.ndarray:
+        return self.raw(u)
 
 
 @dataclass
 class SmoothField:
-    """A frozen smooth random function z(x) ~ N(0, 1) per point: random Fourier features (RBF kernel)."""
+    """A frozen smooth random function z(u) ~ N(0, 1) per point: random Fourier features of an RBF kernel."""
 
     dim: int
     seed: int
@@ -51,80 +98,107 @@ class SmoothField:
         self._w = rng.standard_normal((self.dim, self.n_features)) / self.length_scale
         self._b = rng.uniform(0, 2 * np.pi, self.n_features)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.sqrt(2.0 / self.n_features) * np.cos(np.atleast_2d(x) @ self._w + self._b).sum(axis=1)
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        return np.sqrt(2.0 / self.n_features) * np.cos(np.atleast_2d(u) @ self._w + self._b).sum(axis=1)
+
+
+def _corners(dim: int) -> np.ndarray:
+    """The centre and the one-hots: where centre- or expert-biased starts begin."""
+    return np.concatenate([np.zeros((1, dim)), np.eye(dim)])
 
 
 @dataclass
 class MergeLikeLandscape:
-    """Observed validation accuracy (to maximise) over λ ∈ [-1, 1]^dim."""
+    """Validation accuracy (to maximise) of a 'merge' whose quality is a BBOB function of λ ∈ [-1, 1]^N.
 
-    base: str  # "ellipsoid" | "rastrigin"
+    True accuracy p(u) = a_lo + (a_hi − a_lo) / (1 + ((f(5u) − f_opt)/s)^κ), with s a tenth of the median gap
+    f − f_opt at uniform random points: like a random task-vector merge with λ ∈ [-1, 1]^N, a random point is
+    usually near chance level (p ≈ 0.27 at the median), and the good region is small. Observed as
+    (R) Binomial(n_val, p)/n_val, fresh noise per evaluation, or (F) a fixed validation set,
+    round(n_val·clip(p + σ·z(u), 0, 1))/n_val with a frozen smooth random field z: plateaus, 1/n_val steps and
+    overfitting to the validation set. The BBOB instance is the first, from a seed-derived start, whose optimum
+    is ≥ 0.25 (∞-norm) from the centre and every one-hot and where those score ≥ 5 points below a_hi, so
+    centre- or expert-biased starts cannot win by construction.
+    """
+
+    function: int
     dim: int
     noise: str = "F"  # "R": binomial resampling; "F": fixed validation set
     n_val: int = 200
-    instance: int = 0
+    seed: int = 0
     a_lo: float = 0.25
     a_hi: float = 0.85
     kappa: float = 1.5
     field_sigma: float = 0.02
+    scale_divisor: float = 10.0
+    sense: str = "max"
 
     def __post_init__(self) -> None:
-        if self.base not in ("ellipsoid", "rastrigin"):
-            raise ValueError(f"unknown base function {self.base!r}")
         if self.noise not in ("R", "F"):
             raise ValueError("noise must be 'R' (binomial) or 'F' (fixed validation set)")
-        rng = np.random.default_rng([self.instance, self.dim, 7])
-        self.rotation = _rotation(rng, self.dim)
-        self.conditioning = 10.0 ** (3.0 * np.arange(self.dim) / max(1, self.dim - 1))
-        probe = rng.uniform(-1, 1, (256, self.dim))
-        corners = np.concatenate([np.zeros((1, self.dim)), np.eye(self.dim)])
-        for _ in range(200):
-            self.x_opt = _optimum(rng, self.dim)
-            # scale s: f at a uniformly random point is typically a few s, so random search is clearly beatable
-            self.scale = float(np.median(self.base_value(probe))) / 3.0
-            # the centre and the one-hots must also be clearly worse in *value*, not only in position
-            if np.max(self.true_value(corners)) <= self.a_hi - 0.05:
+        if self.n_val < 1:
+            raise ValueError("n_val must be >= 1")
+        probe = np.random.default_rng([self.seed, self.dim, 7]).uniform(-1, 1, (512, self.dim))
+        corners = _corners(self.dim)
+        for instance in range(1 + 50 * self.seed, 1 + 50 * (self.seed + 1)):
+            self.bbob = BBOBLandscape(self.function, self.dim, instance)
+            self.x_opt = self.bbob.x_opt
+            self.scale = float(np.median(self.bbob.raw(probe) - self.bbob.optimum_value)) / self.scale_divisor
+            far = np.min(np.max(np.abs(corners - self.x_opt), axis=1)) >= 0.25
+            if far and np.max(self.true_value(corners)) <= self.a_hi - 0.05:
                 break
         else:
-            raise RuntimeError("could not place an optimum clearly better than the centre and the one-hots")
-        self.val_field = SmoothField(self.dim, seed=self.instance * 1000 + 1)
-        self.test_field = SmoothField(self.dim, seed=self.instance * 1000 + 2)
+            raise RuntimeError(f"no BBOB f{self.function} instance with an optimum away from the centre/one-hots")
+        self.instance = instance
+        self.optimum_value = self.a_hi
+        self.val_field = SmoothField(self.dim, seed=self.seed * 1000 + 1)
+        self.test_field = SmoothField(self.dim, seed=self.seed * 1000 + 2)
 
     @property
     def name(self) -> str:
-        return f"{self.base}-{self.noise}{self.n_val}"
+        return f"merge-f{self.function}-{self.noise}{self.n_val}"
 
-    def base_value(self, x: np.ndarray) -> np.ndarray:
-        z = (np.atleast_2d(x) - self.x_opt) @ self.rotation.T
-        if self.base == "ellipsoid":
-            return (self.conditioning * z**2).sum(axis=1) / self.conditioning.sum() * self.dim
-        return (z**2 - 0.1 * np.cos(2 * np.pi * 3.0 * z) + 0.1).sum(axis=1)
-
-    def true_value(self, x: np.ndarray) -> np.ndarray:
-        """p(x): the accuracy an infinite validation set would report."""
-        gap = np.maximum(self.base_value(x), 0.0) / self.scale
+    def true_value(self, u: np.ndarray) -> np.ndarray:
+        """p(u): the accuracy an infinite validation set would report."""
+        gap = np.maximum(self.bbob.raw(u) - self.bbob.optimum_value, 0.0) / self.scale
         return self.a_lo + (self.a_hi - self.a_lo) / (1.0 + gap**self.kappa)
 
-    def _fixed_set(self, x: np.ndarray, z: SmoothField) -> np.ndarray:
-        p = np.clip(self.true_value(x) + self.field_sigma * z(x), 0.0, 1.0)
+    def _fixed_set(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
+        p = np.clip(self.true_value(u) + self.field_sigma * z(u), 0.0, 1.0)
         return np.round(self.n_val * p) / self.n_val
 
-    def test_value(self, x: np.ndarray) -> np.ndarray:
+    def test_value(self, u: np.ndarray) -> np.ndarray:
         """Accuracy on an independent held-out set (a second frozen field z′)."""
-        return self._fixed_set(x, self.test_field)
+        return self._fixed_set(u, self.test_field)
 
-    def observe(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """What an optimizer sees: the validation accuracy of each row."""
+    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.noise == "F":
-            return self._fixed_set(x, self.val_field)
-        return rng.binomial(self.n_val, self.true_value(x)) / self.n_val
+            return self._fixed_set(u, self.val_field)
+        return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
 
 
-def make_landscape(name: str, dim: int, instance: int = 0) -> MergeLikeLandscape:
-    """Parse ``"<base>-<R|F><n_val>"``, e.g. ``"ellipsoid-F200"``."""
+def merge_suite(noise: tuple[str, ...] = ("F", "R"), n_val: tuple[int, ...] = (200,)) -> list[str]:
+    """Names of the merge-like suite: every function of ``MERGE_SUITE_FUNCTIONS`` × noise mode × n_val."""
+    return [f"merge-f{f}-{m}{n}" for f in MERGE_SUITE_FUNCTIONS for m in noise for n in n_val]
+
+
+def bbob_suite(problem_class: str = "bbob") -> list[str]:
+    return [f"{problem_class}-f{f}" for f in range(1, 25)]
+
+
+def make_landscape(name: str, dim: int, seed: int = 0) -> Landscape:
+    """Build a landscape from its name; ``seed`` picks the instance (BBOB instance ``seed + 1``)."""
+    parts = name.split("-")
     try:
-        base, spec = name.rsplit("-", 1)
-        return MergeLikeLandscape(base=base, dim=dim, noise=spec[0], n_val=int(spec[1:]), instance=instance)
-    except (ValueError, IndexError) as exc:
-        raise ValueError(f"bad landscape name {name!r}; expected e.g. 'ellipsoid-F200' or 'rastrigin-R500'") from exc
+        if not parts[1].startswith("f"):
+            raise ValueError(name)
+        kind, function = parts[0], int(parts[1][1:])
+        if kind in ("bbob", "sbox") and len(parts) == 2:
+            return BBOBLandscape(function, dim, instance=seed + 1, problem_class=kind.upper())
+        if kind == "merge" and len(parts) == 3 and parts[2][:1] in ("R", "F"):
+            return MergeLikeLandscape(function, dim, noise=parts[2][0], n_val=int(parts[2][1:]), seed=seed)
+    except (ValueError, IndexError):
+        pass
+    raise ValueError(
+        f"bad landscape name {name!r}; expected 'bbob-f<1..24>', 'sbox-f<1..24>' or 'merge-f<1..24>-<R|F><n_val>'"
+    )

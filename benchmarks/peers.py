@@ -1,44 +1,282 @@
-"""The optimizers the bench compares, each built the same way: ``factory(dim, seed, budget) -> Optimizer``.
+"""The optimizers the bench compares, each behind one small adapter.
 
-Settings that differ from a class's defaults are the bench's, and are stated here: the paper preset keeps
-starting rounds (instead of stopping after R = 2) so that it can use budgets above 160, and CMA-ES gets IPOP
-restarts with flat-fitness tolerances relaxed, since quantised accuracies make whole generations tie.
+Every peer *maximises a score* on the box [-1, 1]^dim (the runner negates minimised landscapes) and is one of:
+
+- an **ask/tell peer**: ``ask(n_left) -> rows``, ``tell(rows, scores)``, ``recommend() -> point``;
+- a **driver peer**: ``run(evaluate)``, calling ``evaluate(rows) -> scores`` until it raises ``BudgetExhausted``
+  (lq-CMA-ES, whose surrogate decides inside one generation which points get a true evaluation).
+
+Settings that differ from a library's defaults are stated beside the adapter. Peers from optional extras
+(nevergrad, optuna) are listed always and reported as skipped, with the extra to install, when missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from evogm_opt import CMAES, PRESETS, GenerativeOptimizer, ModelSwarms, Optimizer, PSOMerging, RandomSearch
 
-Factory = Callable[[int, int, int], Optimizer]
+
+class BudgetExhausted(Exception):
+    """Raised by the runner's evaluate() when a driver peer asks for more evaluations than the budget allows."""
 
 
-def _evogm(preset: str, keep_going: bool = False) -> Factory:
-    def build(dim: int, seed: int, budget: int) -> Optimizer:
+class OwnOptimizer:
+    """Any :class:`evogm_opt.Optimizer`; it recommends its ``best`` (the best observed point)."""
+
+    def __init__(self, opt: Optimizer) -> None:
+        self.opt = opt
+
+    def ask(self, n_left: int) -> np.ndarray:
+        return self.opt.ask(min(self.opt.popsize, n_left))
+
+    def tell(self, x: np.ndarray, scores: np.ndarray) -> None:
+        self.opt.tell(x, scores)
+
+    def recommend(self) -> np.ndarray:
+        return self.opt.best.x
+
+
+class NevergradPeer:
+    """A nevergrad optimizer on ``Array(shape=(dim,), lower=-1, upper=1)`` (nevergrad then sets σ to a sixth of
+    the range), sequential (``num_workers=1``). Recommends nevergrad's ``recommend()`` (noise-aware for NGOpt),
+    not the best observed point. nevergrad's advisory warnings are silenced; they say nothing about a run.
+    """
+
+    def __init__(self, optimizer_cls: Any, dim: int, seed: int, budget: int) -> None:
+        import nevergrad as ng
+
+        # NGOpt may hand the run to scipy's COBYLA in a worker thread, out of reach of catch_warnings below
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"scipy\._lib\.pyprima")
+        param = ng.p.Array(shape=(dim,), lower=-1.0, upper=1.0)
+        param.random_state = np.random.RandomState(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.opt = optimizer_cls(parametrization=param, budget=budget, num_workers=1)
+
+    def ask(self, n_left: int) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._candidate = self.opt.ask()
+        return np.asarray(self._candidate.value, dtype=float).reshape(1, -1)
+
+    def tell(self, x: np.ndarray, scores: np.ndarray) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.opt.tell(self._candidate, -float(scores[0]))  # nevergrad minimises
+
+    def recommend(self) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(self.opt.recommend().value, dtype=float)
+
+
+class OptunaTPE:
+    """Optuna's TPE (``multivariate=True``, other settings default: 10 random start-up trials), via study.ask/tell.
+
+    Recommends ``study.best_trial`` (the best observed point).
+    """
+
+    def __init__(self, dim: int, seed: int, budget: int) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(multivariate=True, seed=seed)
+        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+        self.space = {f"x{i}": optuna.distributions.FloatDistribution(-1.0, 1.0) for i in range(dim)}
+
+    def ask(self, n_left: int) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._trial = self.study.ask(self.space)
+        return np.array([[self._trial.params[k] for k in self.space]])
+
+    def tell(self, x: np.ndarray, scores: np.ndarray) -> None:
+        self.study.tell(self._trial, float(scores[0]))
+
+    def recommend(self) -> np.ndarray:
+        params = self.study.best_trial.params
+        return np.array([params[k] for k in self.space])
+
+
+class LQCMAES:
+    """lq-CMA-ES (Hansen 2019): pycma's CMA-ES with its linear-quadratic surrogate (``SurrogatePopulation``).
+
+    The surrogate decides which of a generation's points are truly evaluated, so this peer drives the loop.
+    Same start as ``cmaes`` (centre, σ0 = 0.5, bounds handled by pycma) and the same relaxed stopping; pycma's
+    documented injection of the model optimum each generation. Recommends the best truly evaluated point.
+    """
+
+    def __init__(self, dim: int, seed: int, budget: int) -> None:
+        self.dim, self.seed, self.budget = dim, seed, budget
+
+    def run(self, evaluate: Callable[[np.ndarray], np.ndarray]) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import cma
+            import cma.fitness_models as fm
+
+            def loss(x: np.ndarray) -> float:
+                return -float(evaluate(np.clip(np.asarray(x, dtype=float), -1, 1).reshape(1, -1))[0])
+
+            restart = 0
+            while True:  # IPOP restarts until the budget runs out (evaluate raises)
+                options = {
+                    "bounds": [-1.0, 1.0],
+                    "seed": int(self.seed * 100 + restart + 1),
+                    "verbose": -9,
+                    "CMA_injections_threshold_keep_len": 1,
+                    "popsize": (4 + int(3 * np.log(self.dim))) * 2**restart,
+                    "tolflatfitness": 1000,
+                    "tolfun": 0.0,
+                    "tolfunhist": 0.0,
+                    "tolx": 1e-9,
+                }
+                es = cma.CMAEvolutionStrategy(np.zeros(self.dim), 0.5, options)
+                surrogate = fm.SurrogatePopulation(loss)
+                while not es.stop():
+                    x = es.ask()
+                    es.tell(x, surrogate(x))
+                    es.inject([surrogate.model.xopt])
+                restart += 1
+
+
+def _evogm(preset: str, keep_going: bool = False) -> Callable[[int, int, int], OwnOptimizer]:
+    def build(dim: int, seed: int, budget: int) -> OwnOptimizer:
         config = PRESETS[preset]
         if keep_going:
             config = dataclasses.replace(config, n_rounds=None)
-        return GenerativeOptimizer(dim, seed=seed, maximize=True, max_evals=budget, config=config)
+        return OwnOptimizer(GenerativeOptimizer(dim, seed=seed, maximize=True, max_evals=budget, config=config))
 
     return build
 
 
-def _cmaes(dim: int, seed: int, budget: int) -> Optimizer:
+def _cmaes(dim: int, seed: int, budget: int) -> OwnOptimizer:
     relaxed = {"tolflatfitness": 1000, "tolfun": 0.0, "tolfunhist": 0.0, "tolx": 1e-9}
-    return CMAES(dim, seed=seed, maximize=True, max_evals=budget, restarts=9, cma_options=relaxed)
+    return OwnOptimizer(CMAES(dim, seed=seed, maximize=True, max_evals=budget, restarts=9, cma_options=relaxed))
 
 
-PEERS: dict[str, Factory] = {
-    "evogm": _evogm("default"),
-    "evogm-paper": _evogm("paper", keep_going=True),
-    "evogm-paper-single-generator": _evogm("paper-single-generator", keep_going=True),
-    "evogm-paper-no-rounds": _evogm("paper-no-rounds", keep_going=True),
-    "cmaes": _cmaes,
-    "pso-merging": lambda dim, seed, budget: PSOMerging(dim, seed=seed, maximize=True, max_evals=budget),
-    "model-swarms": lambda dim, seed, budget: ModelSwarms(dim, seed=seed, maximize=True, max_evals=budget),
-    "random": lambda dim, seed, budget: RandomSearch(dim, seed=seed, maximize=True, max_evals=budget),
+def _own(cls: type[Optimizer]) -> Callable[[int, int, int], OwnOptimizer]:
+    return lambda dim, seed, budget: OwnOptimizer(cls(dim, seed=seed, maximize=True, max_evals=budget))
+
+
+def _nevergrad(name: str, **config: Any) -> Callable[[int, int, int], NevergradPeer]:
+    def build(dim: int, seed: int, budget: int) -> NevergradPeer:
+        import nevergrad as ng
+
+        cls = getattr(ng.optimizers, name)
+        return NevergradPeer(cls(**config) if config else cls, dim, seed, budget)
+
+    return build
+
+
+@dataclass(frozen=True)
+class Peer:
+    build: Callable[[int, int, int], Any]  # (dim, seed, budget) -> adapter
+    requires: str | None = None  # importable module of an optional extra
+    extra: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+    @property
+    def missing_note(self) -> str:
+        return f"needs `{self.requires}`: pip install 'evogm-opt[{self.extra}]'"
+
+
+PEERS: dict[str, Peer] = {
+    "evogm": Peer(_evogm("default")),
+    # the paper preset keeps starting rounds past R = 2 so that it can use budgets above 160
+    "evogm-paper": Peer(_evogm("paper", keep_going=True)),
+    "evogm-paper-single-generator": Peer(_evogm("paper-single-generator", keep_going=True)),
+    "evogm-paper-no-rounds": Peer(_evogm("paper-no-rounds", keep_going=True)),
+    # IPOP restarts; flat-fitness and f-tolerances relaxed since quantised accuracies make whole generations tie
+    "cmaes": Peer(_cmaes),
+    "lq-cmaes": Peer(LQCMAES),
+    "pso-merging": Peer(_own(PSOMerging)),
+    "model-swarms": Peer(_own(ModelSwarms)),
+    "random": Peer(_own(RandomSearch)),
+    "ng-confpso": Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"),
+    "ngopt": Peer(_nevergrad("NGOpt"), "nevergrad", "nevergrad"),
+    "optuna-tpe": Peer(OptunaTPE, "optuna", "optuna"),
 }
 
+
+def _parse_value(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def evogm_variant(name: str) -> Peer:
+    """``evogm[@preset]+key=value+...``: a GenerativeOptimizer with config fields overridden, for ablations.
+
+    Keys are EvoGMConfig fields, ``generator.<field>`` for the generator's, or ``popsize``; values are JSON
+    (``+generator.hidden=[32,32]+proposal_noise=0.1``). The preset defaults to ``default``.
+    """
+    head, *pairs = name.split("+")
+    preset = head.split("@", 1)[1] if "@" in head else "default"
+    if head.split("@", 1)[0] != "evogm" or preset not in PRESETS or not pairs:
+        raise ValueError(f"unknown optimizer {name!r}")
+    data = PRESETS[preset].to_dict()
+    popsize = None
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"{name!r}: expected key=value, got {pair!r}")
+        value = _parse_value(text)
+        if key == "popsize":
+            popsize = int(value)
+        elif key.startswith("generator."):
+            data["generator"][key.removeprefix("generator.")] = value
+        else:
+            data[key] = value
+    try:
+        from evogm_opt.config import EvoGMConfig
+
+        config = EvoGMConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name!r}: {exc}") from exc
+
+    def build(dim: int, seed: int, budget: int) -> OwnOptimizer:
+        opt = GenerativeOptimizer(dim, seed=seed, maximize=True, max_evals=budget, config=config, popsize=popsize)
+        return OwnOptimizer(opt)
+
+    return Peer(build)
+
+
+def get_peer(name: str) -> Peer:
+    """A named peer, or an ``evogm+key=value`` variant (see :func:`evogm_variant`); ValueError otherwise."""
+    if name in PEERS:
+        return PEERS[name]
+    if name.startswith("evogm"):
+        return evogm_variant(name)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
 DEFAULT_PEERS = ("evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random")
+ALL_PEERS = (
+    "evogm",
+    "evogm-paper",
+    "cmaes",
+    "lq-cmaes",
+    "pso-merging",
+    "model-swarms",
+    "ng-confpso",
+    "ngopt",
+    "optuna-tpe",
+    "random",
+)

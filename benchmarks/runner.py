@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from evogm_bench.landscapes import make_landscape
-from evogm_bench.peers import PEERS
+from evogm_bench.landscapes import Landscape, make_landscape
+from evogm_bench.peers import BudgetExhausted, get_peer
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,103 @@ class RunSpec:
         return f"{self.optimizer}|{self.landscape}|{self.dim}|{self.budget}|{self.seed}"
 
 
+CHECKPOINTS_PER_DIM = (1, 2, 5, 10, 20, 50, 100, 200)
+
+
+def trace_grid(dim: int, budget: int) -> np.ndarray:
+    """Evaluation counts at which the state is recorded: ~30 log-spaced points plus every k·dim checkpoint."""
+    points = set(np.unique(np.round(np.geomspace(1, budget, 30)).astype(int)).tolist())
+    points |= {k * dim for k in CHECKPOINTS_PER_DIM if k * dim <= budget} | {budget}
+    return np.array(sorted(points))
+
+
+class Evaluator:
+    """Counts evaluations against the budget and records, for each grid point g, the state at the last count ≤ g.
+
+    The state is best-seen (observed) and the true/test value of the peer's recommendation. Scores handed to
+    peers are always "larger is better" (the observation negated for minimised landscapes).
+    """
+
+    def __init__(self, landscape: Landscape, budget: int, rng: np.random.Generator) -> None:
+        self.landscape, self.budget, self.rng = landscape, budget, rng
+        self.sign = 1.0 if landscape.sense == "max" else -1.0
+        self.grid = trace_grid(landscape.dim, budget)
+        self.n_evals = 0
+        self.best_x: np.ndarray | None = None
+        self.best_score = -np.inf
+        self.trace: list[dict[str, float]] = []
+        self.own_time = 0.0  # time spent here (evaluating, re-scoring), subtracted from wall time for overhead
+        self._recommendation: np.ndarray | None = None
+        self._pending = False
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        if self.n_evals + len(x) > self.budget:
+            raise BudgetExhausted(f"{self.n_evals} + {len(x)} > budget {self.budget}")
+        if x.shape[1] != self.landscape.dim or np.any(np.abs(x) > 1 + 1e-9):
+            raise ValueError(f"a peer proposed points of shape {x.shape} or outside [-1, 1]^{self.landscape.dim}")
+        after = self.n_evals + len(x)
+        crosses = bool(np.any((self.grid > self.n_evals) & (self.grid <= after)))
+        if crosses and self.n_evals > 0:
+            self._snapshot()  # the state at the last count before this batch
+        scores = self.sign * np.asarray(self.landscape.observe(x, self.rng), dtype=float)
+        self.n_evals = after
+        i = int(np.argmax(scores))
+        if scores[i] > self.best_score:
+            self.best_score, self.best_x = float(scores[i]), x[i].copy()
+        self._pending = crosses
+        self.own_time += time.perf_counter() - t0
+        return scores
+
+    def record(self, recommendation: np.ndarray | None) -> None:
+        """The peer's recommendation after a tell (None: its best observed point); kept at grid points."""
+        t0 = time.perf_counter()
+        self._recommendation = None if recommendation is None else np.asarray(recommendation, dtype=float)
+        if self._pending:
+            self._snapshot()
+            self._pending = False
+        self.own_time += time.perf_counter() - t0
+
+    def _snapshot(self) -> None:
+        if self.best_x is None or (self.trace and self.trace[-1]["evals"] == self.n_evals):
+            return
+        reco = (self.best_x if self._recommendation is None else self._recommendation).reshape(1, -1)
+        self.trace.append(
+            {
+                "evals": self.n_evals,
+                "best_seen": self.sign * self.best_score,
+                "true_of_best": float(self.landscape.true_value(reco)[0]),
+                "test_of_best": float(self.landscape.test_value(reco)[0]),
+            }
+        )
+
+
+def drive(peer: Any, ev: Any) -> None:
+    """Run a peer until ``ev`` (anything with ``evaluate``, ``record``, ``n_evals``, ``budget``) is spent."""
+    if hasattr(peer, "run"):  # a driver peer: it calls evaluate itself
+
+        def evaluate(x: np.ndarray) -> np.ndarray:
+            scores = ev.evaluate(x)
+            ev.record(None)
+            return scores
+
+        try:
+            peer.run(evaluate)
+        except BudgetExhausted:
+            pass
+        return
+    while ev.n_evals < ev.budget:
+        x = peer.ask(ev.budget - ev.n_evals)
+        if len(x) == 0:
+            raise RuntimeError(f"{type(peer).__name__} proposed no points with {ev.budget - ev.n_evals} left")
+        scores = ev.evaluate(x)
+        peer.tell(x, scores)
+        ev.record(peer.recommend())
+
+
 def run_one(spec: RunSpec) -> dict[str, Any]:
-    """One optimisation run; records best-seen and the true/test value of the recommendation per generation."""
+    """One optimisation run; records best-seen and the true/test value of the recommendation on a grid."""
     import torch
 
     threads = torch.get_num_threads()
@@ -42,41 +137,22 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
 
 
 def _run(spec: RunSpec) -> dict[str, Any]:
-    landscape = make_landscape(spec.landscape, spec.dim, instance=spec.seed)
-    opt = PEERS[spec.optimizer](spec.dim, spec.seed, spec.budget)
-    noise_rng = np.random.default_rng([spec.seed, 99])
-    trace: list[dict[str, float]] = []
-    overhead = 0.0
+    landscape = make_landscape(spec.landscape, spec.dim, seed=spec.seed)
+    peer = get_peer(spec.optimizer).build(spec.dim, spec.seed, spec.budget)
+    ev = Evaluator(landscape, spec.budget, np.random.default_rng([spec.seed, 99]))
     start = time.perf_counter()
-    while opt.n_evals < spec.budget:
-        t0 = time.perf_counter()
-        x = opt.ask(min(opt.popsize, spec.budget - opt.n_evals))
-        overhead += time.perf_counter() - t0
-        y = landscape.observe(x, noise_rng)
-        t0 = time.perf_counter()
-        opt.tell(x, y)
-        overhead += time.perf_counter() - t0
-        best = opt.best
-        if best is not None:
-            trace.append(
-                {
-                    "evals": opt.n_evals,
-                    "best_seen": best.y,
-                    "true_of_best": float(landscape.true_value(best.x)[0]),
-                    "test_of_best": float(landscape.test_value(best.x)[0]),
-                }
-            )
+    drive(peer, ev)
     wall = time.perf_counter() - start
-    final = trace[-1] if trace else {}
     return {
         "key": spec.key,
         **asdict(spec),
-        "final": final,
-        "trace": trace,
+        "sense": landscape.sense,
+        "optimum_value": landscape.optimum_value,
+        "final": ev.trace[-1] if ev.trace else {},
+        "trace": ev.trace,
+        "evals": ev.n_evals,
         "wall_s": wall,
-        "overhead_s": overhead,
-        "stop_reason": opt.stop_reason,
-        "optimum_true_value": float(landscape.true_value(landscape.x_opt)[0]),
+        "overhead_s": wall - ev.own_time,
     }
 
 
@@ -92,34 +168,59 @@ def finished_keys(path: Path) -> set[str]:
     return keys
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """An interrupted run can leave a half-written last line; cut it so the next append starts on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
 def run_grid(
     specs: Iterable[RunSpec], out: Path, workers: int | None = None, progress: bool = True
 ) -> list[dict[str, Any]]:
-    """Run every spec not already in ``out``; append each record as soon as it finishes."""
+    """Run every spec not already in ``out``; append each record as soon as it finishes.
+
+    A run that raises is reported and left out of ``out`` (so the next invocation retries it); the grid goes on
+    and a RuntimeError listing the failures is raised at the end.
+    """
     from tqdm import tqdm
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    _drop_torn_tail(out)
     done = finished_keys(out)
     todo = [s for s in specs if s.key not in done]
     workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
-    records = []
+    records: list[dict[str, Any]] = []
+    failures: list[str] = []
+
+    def keep(spec: RunSpec, result: Any) -> None:
+        if isinstance(result, BaseException):
+            failures.append(f"{spec.key}: {type(result).__name__}: {result}")
+            bar.write(f"run failed: {failures[-1]}")
+        else:
+            fh.write(json.dumps(result) + "\n")
+            fh.flush()
+            records.append(result)
+        bar.update()
+
     with out.open("a") as fh, tqdm(total=len(todo), disable=not progress, desc="bench runs") as bar:
         if workers == 1:
-            iterator: Iterable[Any] = (run_one(s) for s in todo)
-            for record in iterator:
-                fh.write(json.dumps(record) + "\n")
-                fh.flush()
-                records.append(record)
-                bar.update()
+            for spec in todo:
+                try:
+                    result: Any = run_one(spec)
+                except Exception as exc:
+                    result = exc
+                keep(spec, result)
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(run_one, s) for s in todo]
+                futures = {pool.submit(run_one, s): s for s in todo}
                 for future in as_completed(futures):
-                    record = future.result()
-                    fh.write(json.dumps(record) + "\n")
-                    fh.flush()
-                    records.append(record)
-                    bar.update()
+                    keep(futures[future], future.exception() or future.result())
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(todo)} runs failed:\n" + "\n".join(failures))
     return records
 
 
@@ -131,30 +232,3 @@ def load_records(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
-
-
-def summary_table(records: list[dict[str, Any]], optimizers: list[str]) -> str:
-    """Markdown, one row per landscape × dim × budget: median [IQR] of the true accuracy of each recommendation."""
-    cells: dict[tuple[str, int, int], dict[str, list[float]]] = {}
-    for r in records:
-        if r["optimizer"] in optimizers and r.get("final"):
-            cells.setdefault((r["landscape"], r["dim"], r["budget"]), {}).setdefault(r["optimizer"], []).append(
-                r["final"]["true_of_best"]
-            )
-    lines = [
-        "| landscape | N | budget | " + " | ".join(optimizers) + " |",
-        "|---|---|---|" + "---|" * len(optimizers),
-    ]
-    for landscape, dim, budget in sorted(cells):
-        row = [landscape, str(dim), str(budget)]
-        for name in optimizers:
-            vals = cells[(landscape, dim, budget)].get(name)
-            if not vals:
-                row.append("—")
-                continue
-            q1, med, q3 = np.percentile(vals, [25, 50, 75])
-            row.append(f"{med:.3f} [{q1:.3f}, {q3:.3f}]")
-        lines.append("| " + " | ".join(row) + " |")
-    seeds = sorted({len(v) for c in cells.values() for v in c.values()})
-    lines.append(f"\nseeds per cell: {', '.join(map(str, seeds))}")
-    return "\n".join(lines)

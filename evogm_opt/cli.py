@@ -1,4 +1,9 @@
-"""``evogm-opt`` command line: ``bench`` runs the side-by-side synthetic benchmark."""
+"""``evogm-opt`` command line.
+
+- ``evogm-opt bench [options]`` runs optimizers × landscapes × dims × budgets × seeds side by side;
+- ``evogm-opt bench report RESULTS.jsonl`` turns its records into tables, statistics and plots;
+- ``evogm-opt bench coco --optimizer NAME`` runs one optimizer on COCO's bbob suite for ``cocopp``.
+"""
 
 from __future__ import annotations
 
@@ -7,62 +12,178 @@ import sys
 import time
 from pathlib import Path
 
+DEFAULT_OPTIMIZERS = ["evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random"]
+
+
+def _import_bench():
+    try:
+        import evogm_bench.peers
+        import evogm_bench.report
+        import evogm_bench.runner
+
+        return evogm_bench
+    except ImportError as exc:  # the bench ships with the distribution but needs the `bench` extra's libraries
+        print(f"evogm-opt bench: {exc}; install the extra: pip install 'evogm-opt[bench]'", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _resolve_landscapes(names: list[str]) -> list[str]:
+    from evogm_bench.landscapes import bbob_suite, merge_suite
+
+    out: list[str] = []
+    for name in names:
+        if name == "merge-suite":
+            out += merge_suite()
+        elif name in ("bbob-suite", "sbox-suite"):
+            out += bbob_suite(name.split("-")[0])
+        else:
+            out.append(name)
+    return out
+
 
 def _bench(args: argparse.Namespace) -> int:
+    bench = _import_bench()
+    peers = {}
+    for name in args.optimizers:
+        try:
+            peers[name] = bench.peers.get_peer(name)
+        except ValueError as exc:
+            print(f"{exc}; available: {sorted(bench.peers.PEERS)} or evogm[@preset]+key=value+...", file=sys.stderr)
+            return 2
+    optimizers = []
+    for name in args.optimizers:
+        if peers[name].available:
+            optimizers.append(name)
+        else:
+            print(f"note: skipping {name}: {peers[name].missing_note}", file=sys.stderr)
+    landscapes = _resolve_landscapes(args.landscapes)
     try:
-        from evogm_bench.peers import PEERS
-        from evogm_bench.runner import RunSpec, load_records, run_grid, summary_table
-    except ImportError as exc:  # the benchmarks ship with the distribution; this only fails on a broken install
-        print(f"evogm-opt bench: cannot import the benchmark package: {exc}", file=sys.stderr)
-        return 2
-    unknown = [o for o in args.optimizers if o not in PEERS]
-    if unknown:
-        print(f"unknown optimizers {unknown}; available: {sorted(PEERS)}", file=sys.stderr)
+        for name in landscapes:
+            bench.landscapes.make_landscape(name, max(2, min(args.dims)))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     specs = [
-        RunSpec(o, ls, d, b * d if args.budget_per_dim else b, s)
-        for o in args.optimizers
-        for ls in args.landscapes
+        bench.runner.RunSpec(o, ls, d, b * d if args.budget_per_dim else b, s)
+        for o in optimizers
+        for ls in landscapes
         for d in args.dims
         for b in args.budgets
         for s in range(args.seeds)
     ]
     out = Path(args.out)
     start = time.perf_counter()
-    run_grid(specs, out, workers=args.workers, progress=not args.quiet)
+    bench.runner.run_grid(specs, out, workers=args.workers, progress=not args.quiet)
     wanted = {spec.key for spec in specs}
-    records = [r for r in load_records(out) if r["key"] in wanted]
+    records = [r for r in bench.runner.load_records(out) if r["key"] in wanted]
     print()
-    print("True accuracy of each optimizer's recommendation (higher is better): median [IQR] over seeds")
-    print(summary_table(records, list(args.optimizers)))
-    print(f"\n{len(records)} runs in {out} ({time.perf_counter() - start:.1f} s this invocation)")
+    if args.budget_per_dim:
+        checkpoints = sorted({k for k in (10, 20, 50) if k <= max(args.budgets)} | set(args.budgets))
+    else:
+        checkpoints = [10, 20, 50]
+    print(bench.report.markdown_report(records, optimizers, reference=args.reference, checkpoints=checkpoints))
+    print(f"{len(records)} runs in {out} ({time.perf_counter() - start:.1f} s this invocation)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    bench = _import_bench()
+    records = []
+    for path in args.results:
+        if not Path(path).exists():
+            print(f"no such results file: {path}", file=sys.stderr)
+            return 2
+        records += bench.runner.load_records(Path(path))
+    if args.optimizers:
+        records = [r for r in records if r["optimizer"] in args.optimizers]
+    if not records:
+        print("no records to report", file=sys.stderr)
+        return 2
+    text = bench.report.markdown_report(records, args.optimizers, args.reference, tuple(args.checkpoints))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text)
+    pngs = [] if args.no_plots else bench.report.plots(records, out, args.optimizers)
+    print(text)
+    print(f"wrote {out / 'report.md'} and {len(pngs)} PNG files")
+    return 0
+
+
+def _coco(args: argparse.Namespace) -> int:
+    _import_bench()
+    from evogm_bench.coco import run_coco
+
+    folder = run_coco(
+        args.optimizer, tuple(args.dims), args.budget, args.functions, args.instances, Path(args.out), not args.quiet
+    )
+    print(f"post-process with: python -m cocopp --expensive {folder}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from evogm_opt import __version__
 
-    parser = argparse.ArgumentParser(prog="evogm-opt", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="evogm-opt", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"evogm-opt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="side-by-side runs on synthetic merge-like landscapes")
-    bench.add_argument(
-        "--optimizers", nargs="+", default=["evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random"]
+    bench = sub.add_parser(
+        "bench",
+        help="side-by-side runs on synthetic landscapes (also: 'bench report', 'bench coco')",
+        description="Run optimizers side by side. Landscapes: bbob-f<k>, sbox-f<k>, merge-f<k>-<R|F><n_val>, or "
+        "the groups merge-suite, bbob-suite, sbox-suite. See also 'evogm-opt bench report -h' and "
+        "'evogm-opt bench coco -h'.",
     )
-    bench.add_argument("--landscapes", nargs="+", default=["ellipsoid-F200", "rastrigin-R200"])
+    bench.add_argument("--optimizers", nargs="+", default=DEFAULT_OPTIMIZERS)
+    bench.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"])
     bench.add_argument("--dims", nargs="+", type=int, default=[8])
-    bench.add_argument("--budgets", nargs="+", type=int, default=[20], help="evaluations (per dim, see next flag)")
+    bench.add_argument("--budgets", nargs="+", type=int, default=[20], help="evaluations per dim (see next flag)")
     bench.add_argument("--absolute-budget", dest="budget_per_dim", action="store_false", help="budgets are totals")
     bench.add_argument("--seeds", type=int, default=5)
     bench.add_argument("--workers", type=int, default=None)
+    bench.add_argument("--reference", default="cmaes", help="optimizer the statistics compare against")
     bench.add_argument("--out", default="bench-results/bench.jsonl")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=_bench)
     return parser
 
 
+def build_report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evogm-opt bench report", description="Tables, statistics and PNG plots.")
+    parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench'")
+    parser.add_argument("--out", default="bench-report", help="folder for report.md and the PNG files")
+    parser.add_argument("--optimizers", nargs="+", default=None, help="subset and column order")
+    parser.add_argument("--reference", default="cmaes")
+    parser.add_argument("--checkpoints", nargs="+", type=int, default=[10, 20, 50], help="budgets k·N to report")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.set_defaults(func=_report)
+    return parser
+
+
+def build_coco_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evogm-opt bench coco", description="COCO bbob suite (year: 2023) via cocoex."
+    )
+    parser.add_argument("--optimizer", required=True)
+    parser.add_argument("--dims", nargs="+", type=int, default=[5, 10, 20])
+    parser.add_argument("--budget", type=int, default=20, help="evaluations per dimension")
+    parser.add_argument("--functions", default="1-24")
+    parser.add_argument("--instances", default=None, help="e.g. '1-5'; default: all of the 2023 instances")
+    parser.add_argument("--out", default="coco-results")
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(func=_coco)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "report"]:
+        args = build_report_parser().parse_args(argv[2:])
+    elif argv[:2] == ["bench", "coco"]:
+        args = build_coco_parser().parse_args(argv[2:])
+    else:
+        args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

@@ -1,4 +1,4 @@
-"""The synthetic bench: landscapes behave as documented and ``evogm-opt bench`` runs, resumes and reports."""
+"""The synthetic bench: landscapes behave as documented; the runner, the report and the CLI do what they say."""
 
 from __future__ import annotations
 
@@ -7,16 +7,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ioh
 import numpy as np
 import pytest
-from evogm_bench.landscapes import MergeLikeLandscape, make_landscape
-from evogm_bench.runner import RunSpec, finished_keys, run_one
+from evogm_bench import stats
+from evogm_bench.landscapes import BBOBLandscape, MergeLikeLandscape, make_landscape, merge_suite
+from evogm_bench.peers import PEERS
+from evogm_bench.report import collect, markdown_report, plots
+from evogm_bench.runner import Evaluator, RunSpec, finished_keys, run_grid, run_one, trace_grid
 
 
-@pytest.mark.parametrize("base", ["ellipsoid", "rastrigin"])
-def test_landscape_optimum_is_away_from_centre_and_one_hots_and_is_the_true_maximum(base):
-    for dim, instance in [(2, 3), (8, 3), (4, 0), (16, 5)]:
-        ls = MergeLikeLandscape(base=base, dim=dim, instance=instance)
+def test_bbob_landscape_is_ioh_on_the_scaled_box():
+    ls = make_landscape("bbob-f10", 5, seed=2)
+    problem = ioh.get_problem(10, instance=3, dimension=5, problem_class=ioh.ProblemClass.BBOB)
+    u = np.random.default_rng(0).uniform(-1, 1, (7, 5))
+    np.testing.assert_allclose(ls.true_value(u), [problem((5 * row).tolist()) for row in u])
+    assert ls.sense == "min"
+    assert ls.true_value(ls.x_opt)[0] == pytest.approx(ls.optimum_value)
+    assert np.all(ls.true_value(u) > ls.optimum_value)
+
+
+def test_sbox_is_a_different_problem_class():
+    a, b = make_landscape("bbob-f10", 4, 0), make_landscape("sbox-f10", 4, 0)
+    assert isinstance(b, BBOBLandscape) and b.problem_class == "SBOX"
+    assert not np.allclose(a.x_opt, b.x_opt)
+
+
+@pytest.mark.parametrize("name", merge_suite(noise=("F",)))
+def test_merge_optimum_is_away_from_centre_and_one_hots_and_is_the_true_maximum(name):
+    for dim, seed in [(2, 3), (4, 0), (8, 3), (16, 5)]:
+        ls = make_landscape(name, dim, seed)
         corners = np.concatenate([np.zeros((1, dim)), np.eye(dim)])
         assert np.min(np.max(np.abs(corners - ls.x_opt), axis=1)) >= 0.25
         p_opt = ls.true_value(ls.x_opt)[0]
@@ -26,50 +46,139 @@ def test_landscape_optimum_is_away_from_centre_and_one_hots_and_is_the_true_maxi
         assert np.all(ls.true_value(corners) <= p_opt - 0.05)
 
 
-def test_fixed_validation_set_is_deterministic_and_quantised():
-    ls = make_landscape("ellipsoid-F200", 4)
+def test_fixed_validation_set_is_deterministic_quantised_and_differs_from_the_test_set():
+    ls = make_landscape("merge-f10-F200", 4)
     x = np.random.default_rng(1).uniform(-1, 1, (50, 4))
     a = ls.observe(x, np.random.default_rng(0))
-    b = ls.observe(x, np.random.default_rng(1))
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, ls.observe(x, np.random.default_rng(1)))
     np.testing.assert_allclose(a * 200, np.round(a * 200), atol=1e-9)
-    assert not np.array_equal(ls.test_value(x), a)  # an independent held-out set
+    assert not np.array_equal(ls.test_value(x), a)
 
 
 def test_binomial_observation_is_noisy_and_unbiased():
-    ls = make_landscape("rastrigin-R500", 3)
-    x = np.tile(ls.x_opt * 0.5, (4000, 1))
+    ls = make_landscape("merge-f15-R500", 3)
+    x = np.tile(ls.x_opt * 0.9, (4000, 1))
     obs = ls.observe(x, np.random.default_rng(2))
     p = ls.true_value(x[:1])[0]
     assert obs.std() > 0 and abs(obs.mean() - p) < 0.003
+    np.testing.assert_allclose(obs * 500, np.round(obs * 500), atol=1e-9)
 
 
-def test_bad_landscape_names_are_refused():
-    with pytest.raises(ValueError, match="bad landscape name"):
-        make_landscape("sphere", 3)
+@pytest.mark.parametrize("name", ["sphere", "merge-f10", "merge-f10-X200", "bbob-f25", "bbob-10"])
+def test_bad_landscape_names_are_refused(name):
+    with pytest.raises(ValueError, match=r"bad landscape name|f1\.\.f24"):
+        make_landscape(name, 3)
 
 
-def test_run_one_scores_the_recommendation_on_the_true_accuracy():
-    record = run_one(RunSpec("cmaes", "ellipsoid-F200", 3, 30, 0))
+def test_merge_landscape_refuses_bad_noise():
+    with pytest.raises(ValueError, match="noise"):
+        MergeLikeLandscape(10, 3, noise="Z")
+
+
+def test_evaluator_records_the_state_at_the_last_count_before_each_grid_point():
+    ls = make_landscape("bbob-f1", 2)
+    ev = Evaluator(ls, budget=40, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    for _ in range(5):  # batches of 8 cross grid points 4 (=2·2), 10, 20, 40 between counts
+        ev.evaluate(rng.uniform(-1, 1, (8, 2)))
+        ev.record(None)
+    evals = [e["evals"] for e in ev.trace]
+    assert evals == sorted(set(evals)) and evals[-1] == 40
+    assert 8 in evals and 16 in evals and 24 in evals  # last counts before 10 (and 20 (=10·2)) and 24 (budget grid)
+    best = [e["best_seen"] for e in ev.trace]
+    assert all(b2 <= b1 for b1, b2 in zip(best, best[1:]))  # BBOB is minimised: best-seen never rises
+    with pytest.raises(Exception, match="budget"):
+        ev.evaluate(np.zeros((1, 2)))
+
+
+def test_evaluator_refuses_points_outside_the_box():
+    ev = Evaluator(make_landscape("bbob-f1", 2), 10, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="outside"):
+        ev.evaluate(np.array([[1.5, 0.0]]))
+
+
+def test_trace_grid_contains_the_fixed_budget_checkpoints():
+    grid = trace_grid(8, 400)
+    for k in (1, 2, 5, 10, 20, 50):
+        assert k * 8 in grid
+    assert grid[0] == 1 and grid[-1] == 400
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_every_peer_runs_to_its_budget_and_is_scored_on_the_true_value(name):
+    if not PEERS[name].available:
+        pytest.skip(f"optional peer not installed: {PEERS[name].missing_note}")
+    record = run_one(RunSpec(name, "merge-f10-F200", 3, 30, 0))
+    assert record["evals"] == 30
     final = record["final"]
-    assert record["trace"][-1]["evals"] == 30
-    assert 0 < final["true_of_best"] <= record["optimum_true_value"]
-    assert final["best_seen"] >= 0
+    assert final["evals"] == 30
+    assert 0.25 <= final["true_of_best"] <= record["optimum_value"] + 1e-12
+    assert record["overhead_s"] >= 0
 
 
-def test_cli_bench_runs_resumes_and_prints_the_table(tmp_path: Path):
+def test_random_search_is_beaten_on_average_by_cmaes_on_the_sphere():
+    """A sanity check that scoring is oriented correctly: cma must beat random on BBOB f1 at 50·N."""
+    records = [run_one(RunSpec(o, "bbob-f1", 4, 200, s)) for o in ("cmaes", "random") for s in range(4)]
+    cells = collect(records, checkpoints=(50,))
+    res = cells[("bbob-f1", 4, 200)]
+    assert np.median(res.losses("cmaes")) < np.median(res.losses("random"))
+
+
+def test_stats_helpers():
+    assert stats.a12([0, 0, 0], [1, 1, 1]) == 1.0
+    assert stats.a12([1, 2], [1, 2]) == 0.5
+    np.testing.assert_allclose(stats.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    assert stats.mann_whitney([1, 1, 1], [1, 1, 1]) == 1.0
+    assert stats.mann_whitney(list(range(15)), list(range(100, 115))) < 1e-4
+    assert stats.normalised_score([0.0], [2.0, 2.0]) == 100.0
+    assert stats.normalised_score([2.0], [2.0, 2.0]) == 0.0
+    assert stats.loss(0.8, 0.85, "max") == pytest.approx(0.05)
+    assert stats.loss(3.0, 1.0, "min") == 2.0
+
+
+def test_ecdf_area_is_one_when_every_target_is_hit_at_once_and_zero_when_none_is():
+    hit = {"trace": [{"evals": 1, "best_seen": 0.0}], "optimum_value": 0.0, "sense": "min"}
+    miss = {"trace": [{"evals": 1, "best_seen": 1e3}], "optimum_value": 0.0, "sense": "min"}
+    assert stats.ecdf_area([hit], 100) == 1.0
+    assert stats.ecdf_area([miss], 100) == 0.0
+
+
+def test_report_marks_a_significant_loss_and_writes_plots(tmp_path: Path):
+    records = [run_one(RunSpec(o, "bbob-f1", 3, 150, s)) for o in ("cmaes", "random") for s in range(8)]
+    text = markdown_report(records, ["cmaes", "random"], reference="cmaes", checkpoints=(50,))
+    row = next(line for line in text.splitlines() if line.startswith("| bbob-f1 | 3 | 150 |"))
+    assert row.endswith("▼ |")  # random search is significantly worse than CMA-ES here
+    assert "area under the runtime ECDF" in text
+    pngs = plots(records, tmp_path)
+    assert {p.name for p in pngs} == {"convergence-bbob-f1.png", "violins-bbob-f1.png"}
+    assert all(p.stat().st_size > 5000 for p in pngs)
+
+
+def test_run_grid_retries_a_torn_last_line(tmp_path: Path):
+    out = tmp_path / "r.jsonl"
+    specs = [RunSpec("random", "merge-f1-R200", 2, 10, s) for s in range(2)]
+    run_grid(specs[:1], out, workers=1, progress=False)
+    out.write_text(out.read_text() + '{"key": "random|merge-f1-R200|2|10|1", "tor')  # a crash mid-write
+    run_grid(specs, out, workers=1, progress=False)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(line) for line in lines)
+    assert finished_keys(out) == {s.key for s in specs}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evogm_opt.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_bench_runs_resumes_and_reports(tmp_path: Path):
     out = tmp_path / "b.jsonl"
-    cmd = [
-        sys.executable,
-        "-m",
-        "evogm_opt.cli",
+    args = [
         "bench",
         "--optimizers",
         "cmaes",
         "random",
         "evogm-paper",
         "--landscapes",
-        "ellipsoid-F200",
+        "merge-f10-F200",
         "--dims",
         "3",
         "--budgets",
@@ -82,21 +191,68 @@ def test_cli_bench_runs_resumes_and_prints_the_table(tmp_path: Path):
         str(out),
         "--quiet",
     ]
-    first = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert "| landscape | N | budget | cmaes | random | evogm-paper |" in first.stdout
-    assert "| ellipsoid-F200 | 3 | 15 |" in first.stdout
+    first = _cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "| landscape | N | evals | cmaes | random | evogm-paper |" in first.stdout
+    assert "| merge-f10-F200 | 3 | 15 |" in first.stdout
     assert len(finished_keys(out)) == 6
     lines_before = out.read_text().splitlines()
-    second = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    second = _cli(*args)
     assert out.read_text().splitlines() == lines_before  # nothing re-run
     assert "6 runs" in second.stdout
-    assert all(json.loads(line)["budget"] == 15 for line in lines_before)
+    report = _cli("bench", "report", str(out), "--out", str(tmp_path / "rep"), "--checkpoints", "5")
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "rep" / "report.md").read_text().count("| merge-f10-F200 | 3 | 15 |") == 2
+    assert (tmp_path / "rep" / "convergence-merge-f10-F200.png").exists()
 
 
-def test_cli_refuses_unknown_optimizer(tmp_path: Path):
-    result = subprocess.run(
-        [sys.executable, "-m", "evogm_opt.cli", "bench", "--optimizers", "nope", "--out", str(tmp_path / "x.jsonl")],
-        capture_output=True,
-        text=True,
+def test_cli_refuses_unknown_optimizer_and_landscape(tmp_path: Path):
+    result = _cli("bench", "--optimizers", "nope", "--out", str(tmp_path / "x.jsonl"))
+    assert result.returncode == 2 and "unknown optimizer" in result.stderr
+    result = _cli("bench", "--landscapes", "nope", "--out", str(tmp_path / "x.jsonl"))
+    assert result.returncode == 2 and "bad landscape name" in result.stderr
+    result = _cli("bench", "report", str(tmp_path / "missing.jsonl"))
+    assert result.returncode == 2 and "no such results file" in result.stderr
+
+
+def test_cli_coco_writes_cocopp_data(tmp_path: Path):
+    result = _cli(
+        "bench",
+        "coco",
+        "--optimizer",
+        "cmaes",
+        "--dims",
+        "5",
+        "--budget",
+        "4",
+        "--functions",
+        "1-2",
+        "--instances",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--quiet",
     )
-    assert result.returncode == 2 and "unknown optimizers" in result.stderr
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "cmaes"
+    assert sorted(p.name for p in folder.glob("*.info")) == ["bbobexp_f1.info", "bbobexp_f2.info"]
+    rows = [line.split() for line in (folder / "data_f1" / "bbobexp_f1_DIM5.dat").read_text().splitlines()]
+    assert rows[-1][0] == "20"  # the last logged evaluation is the 4·5-th: the budget, not more
+    again = _cli(
+        "bench",
+        "coco",
+        "--optimizer",
+        "cmaes",
+        "--dims",
+        "5",
+        "--budget",
+        "4",
+        "--functions",
+        "1",
+        "--instances",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    )
+    assert again.returncode == 0 and f"--expensive {tmp_path / 'cmaes-0001'}" in again.stdout

@@ -39,3 +39,52 @@ def test_baseline_generation_overhead(benchmark, cls):
     opt = cls(DIM, seed=0)
     generations(opt, 2)
     benchmark.pedantic(generations, args=(opt, 4), rounds=5, iterations=1)
+
+
+class _Sphere:
+    """The cheapest landscape the runner accepts, so a run's time is the optimizer's own."""
+
+    sense = "max"
+    optimum_value = 0.0
+
+    def __init__(self, dim: int) -> None:
+        self.dim, self.name = dim, "sphere"
+
+    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return -np.sum((np.atleast_2d(u) - 0.3) ** 2, axis=1)
+
+    true_value = test_value = lambda self, u: self.observe(u, None)
+
+
+def _whole_run(name: str, dim: int, budget: int, seed: list[int]) -> None:
+    from evogm_bench.peers import PEERS
+    from evogm_bench.runner import Evaluator, drive
+
+    seed[0] += 1
+    peer = PEERS[name].build(dim, seed[0], budget)
+    drive(peer, Evaluator(_Sphere(dim), budget, np.random.default_rng(0)))
+
+
+def _peer_names() -> list[str]:
+    from evogm_bench.peers import PEERS
+
+    return sorted(PEERS)
+
+
+@pytest.mark.parametrize("dim", [10, 32])
+@pytest.mark.parametrize("name", _peer_names())
+def test_per_evaluation_overhead(benchmark, name, dim):
+    """ask + tell per evaluation, from whole runs of 10·N evaluations (construction included) of every peer.
+
+    Divide the reported time by ``extra_info['evaluations']`` for the per-evaluation figure.
+    """
+    from evogm_bench.peers import PEERS
+
+    if not PEERS[name].available:
+        pytest.skip(PEERS[name].missing_note)
+    budget = 10 * dim
+    seed = [0]
+    if not benchmark.disabled:
+        _whole_run(name, dim, budget, seed)  # warm-up: imports, torch's first use
+    benchmark.extra_info["evaluations"] = budget
+    benchmark.pedantic(_whole_run, args=(name, dim, budget, seed), rounds=3, iterations=1)

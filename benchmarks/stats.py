@@ -1,0 +1,90 @@
+"""The statistics the report uses: fixed-budget losses, effect sizes, multiple-test correction, ECDF areas.
+
+Conventions: a *loss* is ≥ 0 and 0 at the optimum (a_hi − accuracy for merge-like landscapes, f − f_opt for
+BBOB), so every comparison below is "smaller is better" whatever the landscape's sense.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+def loss(value: float, optimum: float, sense: str) -> float:
+    return max(0.0, optimum - value) if sense == "max" else max(0.0, value - optimum)
+
+
+def value_at(record: dict[str, Any], evals: int, key: str = "true_of_best") -> float | None:
+    """The recorded ``key`` at the last trace entry with at most ``evals`` evaluations (None if there is none)."""
+    best = None
+    for entry in record["trace"]:
+        if entry["evals"] > evals:
+            break
+        best = entry[key]
+    return best
+
+
+def a12(x: Sequence[float], y: Sequence[float]) -> float:
+    """Vargha–Delaney A12 for losses: P(a run of x has a smaller loss than a run of y), ties counting half."""
+    x, y = np.asarray(x, dtype=float)[:, None], np.asarray(y, dtype=float)[None, :]
+    return float(np.mean((x < y) + 0.5 * (x == y)))
+
+
+def mann_whitney(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided Mann–Whitney U p-value (1.0 when both samples are constant and equal)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.ptp(np.concatenate([x, y])) == 0:
+        return 1.0
+    return float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+
+
+def wilcoxon_paired(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value for runs paired by seed (same instance); 1.0 if all pairs tie."""
+    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+    if np.all(d == 0):
+        return 1.0
+    return float(stats.wilcoxon(d, zero_method="zsplit").pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    m = len(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (m - rank) * p[i])
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
+def normalised_score(losses: Sequence[float], random_losses: Sequence[float]) -> float:
+    """Bayesmark-style: 100 at the optimum, 0 at random search's mean loss for the same cell and budget."""
+    reference = float(np.mean(random_losses))
+    if reference <= 0:
+        return float("nan")
+    return float(100.0 * (1.0 - np.mean(losses) / reference))
+
+
+BBOB_TARGETS = 10.0 ** np.linspace(2, -8, 51)
+"""COCO's usual target precisions f − f_opt ∈ {10^2, …, 10^-8}, 51 log-uniform steps."""
+
+
+def ecdf_area(records: Sequence[dict[str, Any]], budget: int, targets: np.ndarray = BBOB_TARGETS) -> float:
+    """Normalised area under the runtime ECDF: the fraction of (run, target) pairs reached by the best evaluated
+    value (COCO's anytime measure; meant for noiseless landscapes), averaged over log-uniform evaluation counts
+    from 1 to ``budget`` (1 = every target hit at the first evaluation)."""
+    grid = np.unique(np.round(np.geomspace(1, budget, 200)).astype(int))
+    hit = np.zeros(len(grid))
+    for r in records:
+        evals = np.array([e["evals"] for e in r["trace"]])
+        prec = np.array([loss(e["best_seen"], r["optimum_value"], r["sense"]) for e in r["trace"]])
+        for j, g in enumerate(grid):
+            k = np.searchsorted(evals, g, side="right") - 1
+            if k >= 0:
+                hit[j] += np.mean(prec[k] <= targets)
+    return float(np.mean(hit / max(1, len(records))))
