@@ -29,7 +29,7 @@ class BudgetExhausted(Exception):
 
 
 class OwnOptimizer:
-    """Any :class:`evogm_opt.Optimizer`; it recommends its ``best`` (the best observed point)."""
+    """Any :class:`evogm_opt.Optimizer`; it recommends what its ``recommend()`` says (``best`` by default)."""
 
     def __init__(self, opt: Optimizer) -> None:
         self.opt = opt
@@ -41,7 +41,7 @@ class OwnOptimizer:
         self.opt.tell(x, scores)
 
     def recommend(self) -> np.ndarray:
-        return self.opt.best.x
+        return self.opt.recommend().x
 
 
 class NevergradPeer:

@@ -127,11 +127,13 @@ def drive(peer: Any, ev: Any) -> None:
 def run_one(spec: RunSpec) -> dict[str, Any]:
     """One optimisation run; records best-seen and the true/test value of the recommendation on a grid."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one run per process; the processes already use the cores
     try:
-        return _run(spec)
+        with threadpool_limits(1):  # likewise numpy's BLAS: oversubscribed threads distort the overhead figures
+            return _run(spec)
     finally:
         torch.set_num_threads(threads)
 

@@ -180,6 +180,11 @@ class Optimizer(abc.ABC):
         """Best point ever told (``None`` until a finite value has been told)."""
         return self._best
 
+    def recommend(self) -> Best | None:
+        """The point to deploy. ``best`` here; optimizers with a model of noisy values may choose otherwise
+        (with a finite validation set, the luckiest observation is usually not the best point)."""
+        return self._best
+
     def stop(self) -> bool:
         return self.stop_reason is not None
 

@@ -24,6 +24,9 @@ class EvoGMConfig:
     proposal_noise: float = 0.0  # σ of Gaussian noise added to G_lw's proposals (current coordinates)
     adapt_noise: bool = False  # 1/5th-success rule on σ (Rechenberg), measured per generation
     deduplicate: bool = False  # re-draw proposals that repeat an evaluated point
+    screening: int = 0  # K > 0: K noisy variants of each proposal, the GP's best (expected improvement) is asked
+    surrogate_points: int = 300  # the GP is fitted on at most this many points (most recent + best eighth)
+    recommendation: str = "best"  # "best": best observed; "posterior": best GP posterior mean among evaluated
 
     def __post_init__(self) -> None:
         if not 0.0 < self.winner_fraction < 1.0:
@@ -34,6 +37,10 @@ class EvoGMConfig:
             raise ValueError("n_rounds must be >= 1 or None")
         if self.proposal_noise < 0:
             raise ValueError("proposal_noise must be >= 0")
+        if self.screening < 0 or self.surrogate_points < 8:
+            raise ValueError("screening must be >= 0 and surrogate_points >= 8")
+        if self.recommendation not in ("best", "posterior"):
+            raise ValueError(f"recommendation must be 'best' or 'posterior', got {self.recommendation!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -60,7 +67,8 @@ PRESETS: dict[str, EvoGMConfig] = {
     "paper-single-generator": dataclasses.replace(PAPER, generator=dataclasses.replace(PAPER.generator, dual=False)),
     # Paper ablation "w/o rounds": the same T·R iterations in one round, so no basis shift.
     "paper-no-rounds": dataclasses.replace(PAPER, iterations_per_round=PAPER.iterations_per_round * 2, n_rounds=1),
-    # Ours: small generator, history kept across rounds, noisy proposals with step-size control, no repeats.
+    # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size
+    # control, no repeats, and each proposal screened among 32 noisy variants by a GP surrogate.
     "default": EvoGMConfig(
         generator=GeneratorConfig(hidden=(64, 64), learning_rate=1e-3, epochs=60),
         n_rounds=None,
@@ -69,6 +77,7 @@ PRESETS: dict[str, EvoGMConfig] = {
         proposal_noise=0.2,
         adapt_noise=True,
         deduplicate=True,
+        screening=32,
     ),
 }
 

@@ -84,26 +84,37 @@ class GeneratorPair:
             initial.append(rng.uniform(-bound, bound, size=(n_stack, fan_in, fan_out)).astype(np.float32))
             initial.append(rng.uniform(-bound, bound, size=(n_stack, 1, fan_out)).astype(np.float32))
         # All weights live in one flat buffer (and all gradients in another), so Adam is a single fused update
-        # over one tensor instead of a Python loop over a dozen.
-        self.flat = torch.from_numpy(np.concatenate([a.ravel() for a in initial]))
-        self.flat_grad = torch.zeros_like(self.flat)
+        # over one tensor instead of a Python loop over a dozen. Buffers come from torch's allocator (64-byte
+        # aligned) and every view starts on a 64-byte boundary: MKL's float results depend on operand alignment,
+        # and numpy-owned memory would make a resumed run differ from an uninterrupted one in the last bits.
+        self._offsets = self._aligned_offsets(initial)
+        total = self._offsets[-1]
+        self.flat = torch.zeros(total, dtype=torch.float32)
+        self.flat_grad = torch.zeros(total, dtype=torch.float32)
         self.params = self._views(self.flat, initial)
         self.grads = self._views(self.flat_grad, initial)
+        with torch.no_grad():
+            for view, values in zip(self.params, initial):
+                view.copy_(torch.from_numpy(values))
         self.adam = torch.optim.Adam([self.flat], lr=config.learning_rate, fused=True)
 
     @staticmethod
-    def _views(buffer: torch.Tensor, shapes_from: list[np.ndarray]) -> list[torch.Tensor]:
-        views, offset = [], 0
-        for a in shapes_from:
-            views.append(buffer[offset : offset + a.size].view(a.shape))
-            offset += a.size
-        return views
+    def _aligned_offsets(arrays: list[np.ndarray], align: int = 16) -> list[int]:
+        """Start of each array in the flat buffer, rounded up to ``align`` floats (64 bytes); last = total."""
+        offsets, offset = [], 0
+        for a in arrays:
+            offsets.append(offset)
+            offset += -(-a.size // align) * align
+        return [*offsets, offset]
+
+    def _views(self, buffer: torch.Tensor, shapes_from: list[np.ndarray]) -> list[torch.Tensor]:
+        return [buffer[o : o + a.size].view(a.shape) for o, a in zip(self._offsets, shapes_from)]
 
     # ------------------------------------------------------------------ networks
     @torch.no_grad()
     def propose(self, x: np.ndarray) -> np.ndarray:
         """G_lw(x): map points toward where winners are (paper Alg. 1: candidates C = G_lw(population))."""
-        inp = torch.as_tensor(np.asarray(x, dtype=np.float32))[None]
+        inp = torch.tensor(np.asarray(x, dtype=np.float32))[None]
         return _forward([p[:1] for p in self.params], inp)[-1][0].double().numpy()
 
     def loss_and_grads(self, winners: torch.Tensor, losers: torch.Tensor) -> tuple[float, list[torch.Tensor]]:
@@ -174,8 +185,8 @@ class GeneratorPair:
         """
         if len(winners) == 0 or len(losers) == 0 or self.config.epochs == 0:
             return float("nan")
-        w = torch.as_tensor(np.asarray(winners, dtype=np.float32))
-        l_all = torch.as_tensor(np.asarray(losers, dtype=np.float32))
+        w = torch.tensor(np.asarray(winners, dtype=np.float32))  # copies into aligned torch memory
+        l_all = torch.tensor(np.asarray(losers, dtype=np.float32))
         n_w, n_l = len(w), len(l_all)
         last = float("nan")
         self.flat.grad = self.flat_grad
@@ -205,7 +216,7 @@ class GeneratorPair:
                 f"{self.flat.numel()}"
             )
         with torch.no_grad():
-            self.flat.copy_(torch.from_numpy(weights.copy()))
+            self.flat.copy_(torch.from_numpy(weights.copy()))  # copy_ keeps our aligned buffer
         full = self.adam.state_dict()
         full["state"] = {}
         if float(state["adam_step"]) > 0:

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from evogm_opt.base import Optimizer
+from evogm_opt.base import Best, Optimizer
 from evogm_opt.basis import Basis
 from evogm_opt.bounds import BoundsLike
 from evogm_opt.config import EvoGMConfig, resolve
 from evogm_opt.generator import GeneratorPair
+from evogm_opt.surrogate import GaussianProcess
 
 BasisHook = Callable[[np.ndarray], None]
 
@@ -88,7 +89,10 @@ class GenerativeOptimizer(Optimizer):
         self._hist_c = np.empty((0, dim))
         self._hist_u = np.empty((0, dim))
         self._hist_y = np.empty(0)
+        self._hist_n = np.empty(0, dtype=np.int64)  # 1-based evaluation number of each history row
         self.last_loss = float("nan")
+        self._surrogate_cache: tuple[tuple[int, int], GaussianProcess | None] | None = None
+        self._surrogate_rows = np.empty(0, dtype=np.int64)
 
     @property
     def payload_width(self) -> int:  # type: ignore[override]
@@ -113,11 +117,59 @@ class GenerativeOptimizer(Optimizer):
             self._train()
         population = self._hist_c[self._ranked()[: self.popsize]]
         proposals = self.generators.propose(population) if self.generators is not None else population.copy()
-        if self.noise > 0:
+        surrogate = self._surrogate() if self.config.screening > 0 else None
+        if surrogate is not None:
+            proposals = self._screen(proposals, surrogate)
+        elif self.noise > 0:
             proposals = np.clip(proposals + self.noise * self.rng.standard_normal(proposals.shape), -1.0, 1.0)
         if self.config.deduplicate:
             proposals = self._without_repeats(proposals)
         return proposals
+
+    def _surrogate(self) -> GaussianProcess | None:
+        """A GP on the kept history in the original box (stable across basis shifts); None if too little data.
+
+        Cached until the history changes, so screening and ``recommend`` share one fit per generation."""
+        key = (len(self._hist_y), self.basis_version)
+        if self._surrogate_cache is not None and self._surrogate_cache[0] == key:
+            return self._surrogate_cache[1]
+        finite = np.flatnonzero(np.isfinite(self._hist_y))
+        model = None
+        if len(finite) >= max(5, self.dim // 2 + 2):
+            limit = self.config.surrogate_points
+            if len(finite) > limit:
+                best = finite[np.argsort(self._hist_y[finite], kind="stable")[: limit // 8]]
+                finite = np.union1d(finite[-(limit - len(best)) :], best)
+            try:
+                model = GaussianProcess(self._hist_u[finite], self._hist_y[finite])
+            except np.linalg.LinAlgError:
+                model = None
+        self._surrogate_rows = finite
+        self._surrogate_cache = (key, model)
+        return model
+
+    def _screen(self, proposals: np.ndarray, surrogate: GaussianProcess) -> np.ndarray:
+        """Per proposal, K noisy variants (the first noise-free); ask the one with the highest expected improvement."""
+        k = self.config.screening
+        noise = self.noise * self.rng.standard_normal((len(proposals), k, self.dim))
+        noise[:, 0] = 0.0
+        candidates = np.clip(proposals[:, None, :] + noise, -1.0, 1.0)
+        flat = candidates.reshape(-1, self.dim)
+        u = np.clip(self.basis.to_original(flat), -1.0, 1.0)
+        ei = surrogate.expected_improvement(u).reshape(len(proposals), k)
+        return candidates[np.arange(len(proposals)), np.argmax(ei, axis=1)]
+
+    def recommend(self) -> Best | None:
+        """With ``recommendation="posterior"``: the evaluated point with the best GP posterior mean (smoothing the
+        noise of a finite validation set); otherwise, and while the GP cannot be fitted, ``best``."""
+        if self.config.recommendation != "posterior" or self._best is None:
+            return self._best
+        surrogate = self._surrogate()
+        if surrogate is None:
+            return self._best
+        i = self._surrogate_rows[int(np.argmin(surrogate.fitted_mean()))]
+        y = float(-self._hist_y[i] if self.maximize else self._hist_y[i])
+        return Best(x=self.box.to_user(self._hist_u[i : i + 1])[0], y=y, evaluation=int(self._hist_n[i]))
 
     def _initial_population(self) -> np.ndarray:
         """Reference hybrid init: the dim one-hots, the uniform 1/dim mix, then uniform random; cut to P."""
@@ -165,6 +217,7 @@ class GenerativeOptimizer(Optimizer):
         self._hist_c = np.concatenate([self._hist_c, c])
         self._hist_u = np.concatenate([self._hist_u, u])
         self._hist_y = np.concatenate([self._hist_y, y])
+        self._hist_n = np.concatenate([self._hist_n, np.arange(self.n_evals - len(y) + 1, self.n_evals + 1)])
         self._generation_rows.extend(range(start, start + len(y)))
         self._told_in_generation += len(y)
         if self._told_in_generation >= self.popsize:
@@ -196,6 +249,7 @@ class GenerativeOptimizer(Optimizer):
             self._hist_c = np.empty((0, self.dim))
             self._hist_u = np.empty((0, self.dim))
             self._hist_y = np.empty(0)
+            self._hist_n = np.empty(0, dtype=np.int64)
         else:
             self._hist_c = self.basis.to_current(self._hist_u)
         if not self.config.reinit_each_round:
@@ -237,6 +291,7 @@ class GenerativeOptimizer(Optimizer):
             "hist_c": self._hist_c.copy(),
             "hist_u": self._hist_u.copy(),
             "hist_y": self._hist_y.copy(),
+            "hist_n": self._hist_n.copy(),
             "last_loss": self.last_loss,
             "generators": None if self.generators is None else self.generators.state(),
         }
@@ -255,7 +310,8 @@ class GenerativeOptimizer(Optimizer):
         self._hist_c = np.asarray(state["hist_c"], dtype=float).reshape(-1, self.dim)
         self._hist_u = np.asarray(state["hist_u"], dtype=float).reshape(-1, self.dim)
         self._hist_y = np.asarray(state["hist_y"], dtype=float).ravel()
-        if not (len(self._hist_c) == len(self._hist_u) == len(self._hist_y)):
+        self._hist_n = np.asarray(state["hist_n"], dtype=np.int64).ravel()
+        if not (len(self._hist_c) == len(self._hist_u) == len(self._hist_y) == len(self._hist_n)):
             raise ValueError("history arrays in the checkpoint have different lengths")
         self.last_loss = float(state["last_loss"])
         self.generators = None
