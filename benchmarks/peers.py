@@ -224,8 +224,9 @@ def _parse_value(text: str) -> Any:
 def evogm_variant(name: str) -> Peer:
     """``evogm[@preset]+key=value+...``: a GenerativeOptimizer with config fields overridden, for ablations.
 
-    Keys are EvoGMConfig fields, ``generator.<field>`` for the generator's, or ``popsize``; values are JSON
-    (``+generator.hidden=[32,32]+proposal_noise=0.1``). The preset defaults to ``default``.
+    Keys are EvoGMConfig fields, ``generator.<field>`` for the generator's, ``popsize`` (absolute) or
+    ``popsize_per_dim`` (P = max(6, round(f·N))); values are JSON (``+generator.hidden=[32,32]+proposal_noise=0.1``).
+    The preset defaults to ``default``.
     """
     head, *pairs = name.split("+")
     preset = head.split("@", 1)[1] if "@" in head else "default"
@@ -233,6 +234,7 @@ def evogm_variant(name: str) -> Peer:
         raise ValueError(f"unknown optimizer {name!r}")
     data = PRESETS[preset].to_dict()
     popsize = None
+    per_dim = None
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
@@ -240,6 +242,8 @@ def evogm_variant(name: str) -> Peer:
         value = _parse_value(text)
         if key == "popsize":
             popsize = int(value)
+        elif key == "popsize_per_dim":
+            per_dim = float(value)
         elif key.startswith("generator."):
             data["generator"][key.removeprefix("generator.")] = value
         else:
@@ -252,7 +256,8 @@ def evogm_variant(name: str) -> Peer:
         raise ValueError(f"{name!r}: {exc}") from exc
 
     def build(dim: int, seed: int, budget: int) -> OwnOptimizer:
-        opt = GenerativeOptimizer(dim, seed=seed, maximize=True, max_evals=budget, config=config, popsize=popsize)
+        size = popsize if per_dim is None else max(6, round(per_dim * dim))
+        opt = GenerativeOptimizer(dim, seed=seed, maximize=True, max_evals=budget, config=config, popsize=size)
         return OwnOptimizer(opt)
 
     return Peer(build)

@@ -68,7 +68,7 @@ PRESETS: dict[str, EvoGMConfig] = {
     # Paper ablation "w/o rounds": the same T·R iterations in one round, so no basis shift.
     "paper-no-rounds": dataclasses.replace(PAPER, iterations_per_round=PAPER.iterations_per_round * 2, n_rounds=1),
     # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size
-    # control, no repeats, and each proposal screened among 32 noisy variants by a GP surrogate.
+    # control, no repeats, and each proposal screened among 64 noisy variants by a GP surrogate.
     "default": EvoGMConfig(
         generator=GeneratorConfig(hidden=(64, 64), learning_rate=1e-3, epochs=60),
         n_rounds=None,
@@ -77,7 +77,7 @@ PRESETS: dict[str, EvoGMConfig] = {
         proposal_noise=0.2,
         adapt_noise=True,
         deduplicate=True,
-        screening=32,
+        screening=64,
     ),
 }
 

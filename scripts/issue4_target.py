@@ -1,0 +1,60 @@
+"""Check the research issue's bar on bench records: the default's median true value vs CMA-ES and the best PSO.
+
+Usage: python scripts/issue4_target.py bench-results/merge.jsonl [optimizer]
+Cells: every merge-like landscape × N × checkpoint (10·N, 20·N) in the file. "Best PSO" is, per cell, the PSO
+(pso-merging, model-swarms, ng-confpso) with the highest median. Significance: two-sided Mann–Whitney of the
+optimizer against CMA-ES, Holm-corrected over these cells only (the family the bar is about).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from evogm_bench import stats
+from evogm_bench.report import collect
+from evogm_bench.runner import load_records
+
+PSOS = ("pso-merging", "model-swarms", "ng-confpso")
+
+
+def main(path: str, name: str = "evogm") -> None:
+    records = [r for r in load_records(Path(path)) if r["landscape"].startswith("merge-")]
+    cells = collect(records, checkpoints=(10, 20))
+    rows, pvals = [], []
+    for cell in sorted(cells):
+        res = cells[cell]
+        if name not in res.values or "cmaes" not in res.values:
+            continue
+        med = {o: float(np.median(list(res.values[o].values()))) for o in res.values}
+        best_pso = max((o for o in PSOS if o in med), key=lambda o: med[o])
+        p = stats.mann_whitney(res.losses(name), res.losses("cmaes"))
+        rows.append(
+            (cell, med[name], med["cmaes"], best_pso, med[best_pso], stats.a12(res.losses(name), res.losses("cmaes")))
+        )
+        pvals.append(p)
+    adjusted = stats.holm(pvals)
+    wins_both = wins_cma = worse = 0
+    for (cell, m, mc, bp, mp, a), p in zip(rows, adjusted):
+        beat_cma, beat_pso = m > mc, m > mp
+        wins_cma += beat_cma
+        wins_both += beat_cma and beat_pso
+        sig_worse = p < 0.05 and a < 0.5
+        worse += sig_worse
+        flag = (
+            "both" if beat_cma and beat_pso else ("cma only" if beat_cma else ("pso only" if beat_pso else "neither"))
+        )
+        print(
+            f"{cell[0]:16s} N={cell[1]:<3d} evals={cell[2]:<4d} {name}={m:.3f} cmaes={mc:.3f} {bp}={mp:.3f} "
+            f"A12={a:.2f} p_holm={p:.2g} {flag}{' SIGNIFICANTLY WORSE' if sig_worse else ''}"
+        )
+    n = len(rows)
+    print(
+        f"\n{name}: median above CMA-ES in {wins_cma}/{n} cells; above CMA-ES and the best PSO in {wins_both}/{n} "
+        f"({100 * wins_both / max(1, n):.0f} %; bar: 75 %); significantly worse than CMA-ES in {worse} cells."
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
