@@ -8,6 +8,7 @@ from evogm_opt.base import Best, Optimizer, registered_optimizers
 from evogm_opt.baselines import CMAES, ModelSwarms, PSOMerging, RandomSearch
 from evogm_opt.config import PRESETS, EvoGMConfig
 from evogm_opt.generator import GeneratorConfig
+from evogm_opt.minimize import MinimizeResult, minimize
 from evogm_opt.optimizer import GenerativeOptimizer
 
 __all__ = [
@@ -17,10 +18,12 @@ __all__ = [
     "EvoGMConfig",
     "GenerativeOptimizer",
     "GeneratorConfig",
+    "MinimizeResult",
     "ModelSwarms",
     "Optimizer",
     "PSOMerging",
     "RandomSearch",
     "__version__",
+    "minimize",
     "registered_optimizers",
 ]

@@ -1,0 +1,93 @@
+"""``minimize(f, dim, budget)``: the whole ask/tell loop in one call, for when you just have a function.
+
+Checkpointing is built in: with ``checkpoint=PATH`` the optimizer is saved atomically after every ``tell`` and a
+later call with the same path resumes exactly where the last one stopped (after a crash, or with a larger
+budget), so an expensive objective is never evaluated twice for the same step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evogm_opt.base import Best, Optimizer
+from evogm_opt.baselines import CMAES, ModelSwarms, PSOMerging, RandomSearch
+from evogm_opt.bounds import BoundsLike
+from evogm_opt.optimizer import GenerativeOptimizer
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "evogm": lambda dim, **kw: GenerativeOptimizer(dim, preset="default", **kw),
+    "evogm-paper": lambda dim, **kw: GenerativeOptimizer(dim, preset="paper", **kw),
+    "cmaes": CMAES,
+    "pso-merging": PSOMerging,
+    "model-swarms": ModelSwarms,
+    "random": RandomSearch,
+}
+
+
+@dataclass(frozen=True)
+class MinimizeResult:
+    x: np.ndarray  # the recommended point (``optimizer.recommend()``)
+    y: float  # its observed value
+    n_evals: int
+    stop_reason: str | None
+    optimizer: Optimizer  # for history, checkpoints, or more ask/tell
+
+
+def minimize(
+    f: Callable[[np.ndarray], float] | Callable[[np.ndarray], Sequence[float]],
+    dim: int,
+    budget: int,
+    bounds: BoundsLike = (-1.0, 1.0),
+    *,
+    optimizer: str | Optimizer = "evogm",
+    maximize: bool = False,
+    batch: bool = False,
+    seed: int | None = None,
+    checkpoint: str | Path | None = None,
+    callback: Callable[[Optimizer], Any] | None = None,
+    **options: Any,
+) -> MinimizeResult:
+    """Minimise (or maximise) ``f`` over the box with at most ``budget`` evaluations.
+
+    Args:
+        f: ``f(x) -> float`` for one point, or with ``batch=True`` ``f(X) -> values`` for a whole generation
+            (evaluate it in parallel however you like). A non-finite value or an exception-free ``None`` counts
+            as a failed evaluation.
+        optimizer: a name from ``OPTIMIZERS`` or a ready :class:`Optimizer` (then dim/bounds/seed must match it).
+        checkpoint: save after every tell; resume from it if the file exists.
+        callback: called with the optimizer after every tell; return ``True`` to stop early.
+        options: further keyword arguments for the named optimizer (e.g. ``popsize``, ``preset``, ``config``).
+    """
+    if not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be a positive integer, got {budget!r}")
+    path = None if checkpoint is None else Path(checkpoint)
+    if path is not None and path.exists():
+        opt = Optimizer.load(path)
+        if opt.dim != dim:
+            raise ValueError(f"checkpoint {path} is for dim {opt.dim}, not {dim}")
+    elif isinstance(optimizer, Optimizer):
+        opt = optimizer
+        if opt.dim != dim:
+            raise ValueError(f"optimizer has dim {opt.dim}, not {dim}")
+    else:
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        opt = OPTIMIZERS[optimizer](dim, bounds=bounds, seed=seed, maximize=maximize, **options)
+    while opt.n_evals < budget and not opt.stop():
+        x = opt.ask(min(opt.popsize, budget - opt.n_evals))
+        values = f(x) if batch else [f(row) for row in x]
+        opt.tell(x, [np.nan if v is None else v for v in values])
+        if path is not None:
+            opt.save(path)
+        if callback is not None and callback(opt) is True:
+            break
+    reco: Best | None = opt.recommend()
+    if reco is None:
+        raise RuntimeError("every evaluation failed; nothing to recommend")
+    reason = opt.stop_reason or ("budget" if opt.n_evals >= budget else "callback")
+    return MinimizeResult(x=reco.x, y=reco.y, n_evals=opt.n_evals, stop_reason=reason, optimizer=opt)

@@ -1,0 +1,73 @@
+"""``evogm_opt.minimize``: one call, every optimizer, checkpoint/resume, early stop, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evogm_opt import CMAES, minimize
+from evogm_opt.minimize import OPTIMIZERS
+
+
+def sphere(x: np.ndarray) -> float:
+    return float(np.sum((np.asarray(x) - 0.3) ** 2))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_named_optimizer_spends_exactly_the_budget_and_improves_on_the_start(name):
+    result = minimize(sphere, dim=3, budget=45, optimizer=name, seed=0)
+    assert result.n_evals == 45 and result.stop_reason == "budget"
+    assert result.y == pytest.approx(sphere(result.x))
+    assert result.y < sphere(np.zeros(3))
+
+
+def test_batch_and_maximize_and_bounds():
+    calls = []
+
+    def batch_f(x):
+        calls.append(len(x))
+        return -np.sum((x - 3.0) ** 2, axis=1)
+
+    result = minimize(batch_f, 2, 40, bounds=(0.0, 5.0), batch=True, maximize=True, seed=1, optimizer="cmaes")
+    assert sum(calls) == 40 and max(calls) > 1
+    assert np.all((result.x >= 0) & (result.x <= 5)) and result.y > -1.0
+
+
+def test_checkpoint_resumes_exactly_and_never_repeats_an_evaluation(tmp_path):
+    path = tmp_path / "run.npz"
+    seen: list[np.ndarray] = []
+
+    def logged(x):
+        seen.append(np.array(x))
+        return sphere(x)
+
+    full = minimize(sphere, 3, 60, seed=4, optimizer="evogm")
+    with pytest.raises(KeyboardInterrupt):
+
+        def crash_mid_generation(x):
+            if len(seen) >= 27:  # popsize 6: generations 1-4 are saved, the 5th is cut
+                raise KeyboardInterrupt
+            return logged(x)
+
+        minimize(crash_mid_generation, 3, 60, seed=4, optimizer="evogm", checkpoint=path)
+    resumed = minimize(logged, 3, 60, seed=4, optimizer="evogm", checkpoint=path)
+    assert resumed.n_evals == 60
+    np.testing.assert_array_equal(resumed.x, full.x)
+    assert len(seen) == 27 + (60 - 24)  # only the cut generation (evals 25-30) is redone
+
+
+def test_callback_can_stop_and_ready_optimizer_is_used():
+    opt = CMAES(2, seed=0)
+    result = minimize(sphere, 2, 100, optimizer=opt, callback=lambda o: o.n_evals >= 12)
+    assert result.optimizer is opt and result.stop_reason == "callback" and result.n_evals < 100
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        minimize(sphere, 2, 10, optimizer="nope")
+    with pytest.raises(ValueError, match="budget"):
+        minimize(sphere, 2, 0)
+    with pytest.raises(ValueError, match="dim"):
+        minimize(sphere, 3, 10, optimizer=CMAES(2))
+    with pytest.raises(RuntimeError, match="every evaluation failed"):
+        minimize(lambda x: float("nan"), 2, 8, optimizer="random")
