@@ -26,6 +26,7 @@ class EvoGMConfig:
     deduplicate: bool = False  # re-draw proposals that repeat an evaluated point
     screening: int = 0  # K > 0: K noisy variants of each proposal, the GP's best (expected improvement) is asked
     surrogate_points: int = 300  # the GP is fitted on at most this many points (most recent + best eighth)
+    train_window: int | None = None  # the generator trains on at most this many points (same rule); None: all
     recommendation: str = "best"  # "best": best observed; "posterior": best GP posterior mean among evaluated
 
     def __post_init__(self) -> None:
@@ -39,6 +40,8 @@ class EvoGMConfig:
             raise ValueError("proposal_noise must be >= 0")
         if self.screening < 0 or self.surrogate_points < 8:
             raise ValueError("screening must be >= 0 and surrogate_points >= 8")
+        if self.train_window is not None and self.train_window < 8:
+            raise ValueError("train_window must be >= 8 or None")
         if self.recommendation not in ("best", "posterior"):
             raise ValueError(f"recommendation must be 'best' or 'posterior', got {self.recommendation!r}")
 
@@ -68,7 +71,8 @@ PRESETS: dict[str, EvoGMConfig] = {
     # Paper ablation "w/o rounds": the same T·R iterations in one round, so no basis shift.
     "paper-no-rounds": dataclasses.replace(PAPER, iterations_per_round=PAPER.iterations_per_round * 2, n_rounds=1),
     # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size
-    # control, no repeats, and each proposal screened among 64 noisy variants by a GP surrogate.
+    # control, no repeats, each proposal screened among 64 noisy variants by a GP surrogate, and generator and
+    # GP fitted on bounded windows of the history (most recent + best eighth) so a generation's cost stays flat.
     "default": EvoGMConfig(
         generator=GeneratorConfig(hidden=(64, 64), learning_rate=1e-3, epochs=60),
         n_rounds=None,
@@ -78,6 +82,8 @@ PRESETS: dict[str, EvoGMConfig] = {
         adapt_noise=True,
         deduplicate=True,
         screening=64,
+        surrogate_points=160,
+        train_window=160,
     ),
 }
 

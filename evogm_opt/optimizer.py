@@ -136,10 +136,7 @@ class GenerativeOptimizer(Optimizer):
         finite = np.flatnonzero(np.isfinite(self._hist_y))
         model = None
         if len(finite) >= max(5, self.dim // 2 + 2):
-            limit = self.config.surrogate_points
-            if len(finite) > limit:
-                best = finite[np.argsort(self._hist_y[finite], kind="stable")[: limit // 8]]
-                finite = np.union1d(finite[-(limit - len(best)) :], best)
+            finite = self._window(finite, self.config.surrogate_points)
             try:
                 model = GaussianProcess(self._hist_u[finite], self._hist_y[finite])
             except np.linalg.LinAlgError:
@@ -147,6 +144,13 @@ class GenerativeOptimizer(Optimizer):
         self._surrogate_rows = finite
         self._surrogate_cache = (key, model)
         return model
+
+    def _window(self, rows: np.ndarray, limit: int | None) -> np.ndarray:
+        """At most ``limit`` of ``rows``: the most recent ones plus the best eighth (bounded cost per generation)."""
+        if limit is None or len(rows) <= limit:
+            return rows
+        best = rows[np.argsort(self._hist_y[rows], kind="stable")[: limit // 8]]
+        return np.union1d(rows[-(limit - len(best)) :], best)
 
     def _screen(self, proposals: np.ndarray, surrogate: GaussianProcess) -> np.ndarray:
         """Per proposal, K noisy variants (the first noise-free); ask the one with the highest expected improvement."""
@@ -200,7 +204,8 @@ class GenerativeOptimizer(Optimizer):
         """Split H into winners (top max(1, int(ρ|H|))) and losers, and train the round's generators."""
         if self.generators is None:
             self.generators = GeneratorPair(self.dim, self.config.generator, self.rng)
-        order = self._ranked()
+        rows = self._window(np.arange(len(self._hist_y)), self.config.train_window)
+        order = rows[np.argsort(self._hist_y[rows], kind="stable")]
         n_winners = max(1, int(self.config.winner_fraction * len(order)))
         winners = self._hist_c[order[:n_winners]]
         losers = self._hist_c[order[n_winners:]]

@@ -95,3 +95,21 @@ def test_recommend_is_best_by_default_and_survives_a_checkpoint(tmp_path):
     x = plain.ask()
     plain.tell(x, np.sum(x**2, axis=1))
     assert plain.recommend() is plain.best
+
+
+def test_training_window_keeps_the_most_recent_and_the_best_points():
+    config = PRESETS["default"].to_dict() | {"train_window": 16}
+    opt = GenerativeOptimizer(2, seed=0, config=config, popsize=8)
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        x = opt.ask()
+        opt.tell(x, rng.uniform(0, 1, len(x)))
+    rows = np.arange(len(opt._hist_y))
+    window = opt._window(rows, 16)
+    assert len(window) <= 16
+    best_two = np.argsort(opt._hist_y, kind="stable")[:2]
+    assert set(best_two) <= set(window.tolist())  # the best eighth (16 // 8 = 2) is always in
+    assert set(rows[-14:]) <= set(window.tolist())  # and the most recent rows fill the rest
+    np.testing.assert_array_equal(opt._window(rows[:10], 16), rows[:10])
+    with pytest.raises(ValueError, match="train_window"):
+        EvoGMConfig(train_window=3)
