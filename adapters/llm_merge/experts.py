@@ -1,0 +1,166 @@
+"""Experts as exact task vectors: LoRA adapter folders (peft format) and full fine-tuned checkpoints.
+
+A LoRA task vector is ΔW = s·B·A in fp32 from the factors (s = α/r, or α/√r with rsLoRA, per-module overrides
+from ``rank_pattern``/``alpha_pattern``). It is kept *factored*: merges and the in-place rebuild use the
+factors, and ``delta()`` materialises ΔW only when a nonlinear merge (TIES, DARE) needs the dense tensor.
+Summing A's and B's separately is never done (it creates cross terms between experts).
+
+Everything that would silently produce a wrong merge is refused with a message: another base (shapes), DoRA,
+``modules_to_save`` (full copies of modules, not deltas), resized embeddings, missing or corrupt safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+class ExpertError(ValueError):
+    """An expert that cannot be merged correctly with this base."""
+
+
+@dataclass(frozen=True)
+class LoraFactors:
+    a: torch.Tensor  # (r, in_features), fp32
+    b: torch.Tensor  # (out_features, r), fp32
+    scaling: float
+    fan_in_fan_out: bool = False  # GPT-2 Conv1D layout: the base weight is (in, out)
+
+    def delta(self) -> torch.Tensor:
+        """ΔW = s·B·A in the base weight's layout (fp32)."""
+        d = self.scaling * (self.b @ self.a)
+        return d.T if self.fan_in_fan_out else d
+
+
+@dataclass
+class LoraExpert:
+    name: str
+    factors: dict[str, LoraFactors]  # base parameter name ("model.layers.0.self_attn.q_proj.weight") -> factors
+
+    def delta(self, param: str) -> torch.Tensor | None:
+        f = self.factors.get(param)
+        return None if f is None else f.delta()
+
+    @property
+    def params(self) -> set[str]:
+        return set(self.factors)
+
+
+@dataclass
+class DenseExpert:
+    name: str
+    deltas: dict[str, torch.Tensor]  # parameter name -> θ_i − θ_pre (fp32), only where they differ
+
+    def delta(self, param: str) -> torch.Tensor | None:
+        return self.deltas.get(param)
+
+    @property
+    def params(self) -> set[str]:
+        return set(self.deltas)
+
+
+Expert = LoraExpert | DenseExpert
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ExpertError(f"{path}: missing (expected a safetensors file)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise ExpertError(f"{path}: corrupt or unreadable safetensors ({exc})") from exc
+
+
+def _pattern_value(pattern: dict[str, float], module: str, default: float) -> float:
+    """peft's rank/alpha patterns: the first key that matches the end of the module name wins."""
+    for key, value in pattern.items():
+        if re.search(rf"(^|\.){re.escape(key)}$", module) or re.fullmatch(key, module):
+            return float(value)
+    return float(default)
+
+
+def load_lora_expert(
+    folder: str | Path, base_shapes: dict[str, tuple[int, ...]], name: str | None = None
+) -> LoraExpert:
+    """Read a peft LoRA folder (``adapter_config.json`` + ``adapter_model.safetensors``) against the base's
+    parameter shapes (``{name: tuple(shape)}`` of the base model's state dict)."""
+    folder = Path(folder)
+    cfg_path = folder / "adapter_config.json"
+    if not cfg_path.is_file():
+        raise ExpertError(f"{folder}: no adapter_config.json (not a peft adapter folder)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ExpertError(f"{cfg_path}: invalid JSON ({exc})") from exc
+    if str(cfg.get("peft_type", "LORA")).upper() != "LORA":
+        raise ExpertError(f"{folder}: peft_type {cfg.get('peft_type')!r} is not LoRA")
+    if cfg.get("use_dora"):
+        raise ExpertError(f"{folder}: DoRA adapters are not task vectors s·B·A (magnitude vectors); not supported")
+    if cfg.get("modules_to_save"):
+        raise ExpertError(
+            f"{folder}: modules_to_save={cfg['modules_to_save']} stores full module copies, not deltas; "
+            "merging them as task vectors would be wrong — retrain without modules_to_save or merge densely"
+        )
+    tensors = _read_safetensors(folder / "adapter_model.safetensors")
+    r_default, alpha_default = cfg.get("r", 8), cfg.get("lora_alpha", 8)
+    rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
+    rslora, fan_in_fan_out = bool(cfg.get("use_rslora")), bool(cfg.get("fan_in_fan_out"))
+    factors: dict[str, LoraFactors] = {}
+    for key in sorted(tensors):
+        if ".lora_A." not in key:
+            if ".lora_B." not in key:
+                raise ExpertError(f"{folder}: unexpected tensor {key!r} (only LoRA factors are supported)")
+            continue
+        module = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        b_key = key.replace(".lora_A.", ".lora_B.")
+        if b_key not in tensors:
+            raise ExpertError(f"{folder}: {key} has no matching lora_B")
+        a, b = tensors[key].float(), tensors[b_key].float()
+        param = f"{module}.weight"
+        if param not in base_shapes:
+            raise ExpertError(f"{folder}: targets {param}, which the base model does not have (another base?)")
+        rank = a.shape[0]
+        r_cfg = _pattern_value(rank_pattern, module, r_default)
+        if rank != int(r_cfg) or b.shape[1] != rank:
+            raise ExpertError(f"{folder}: {module} factors have rank {rank}/{b.shape[1]}, config says {int(r_cfg)}")
+        out_in = (b.shape[0], a.shape[1]) if not fan_in_fan_out else (a.shape[1], b.shape[0])
+        if tuple(base_shapes[param]) != out_in:
+            what = "resized embeddings" if "embed" in module or "lm_head" in module else "another base model"
+            raise ExpertError(
+                f"{folder}: {param} is {tuple(base_shapes[param])} in the base but the adapter implies {out_in} "
+                f"({what}?)"
+            )
+        alpha = _pattern_value(alpha_pattern, module, alpha_default)
+        scaling = alpha / math.sqrt(rank) if rslora else alpha / rank
+        factors[param] = LoraFactors(a.contiguous(), b.contiguous(), float(scaling), fan_in_fan_out)
+    if not factors:
+        raise ExpertError(f"{folder}: no LoRA factors found")
+    return LoraExpert(name or folder.name, factors)
+
+
+def dense_expert(name: str, base_state: dict[str, torch.Tensor], expert_state: dict[str, torch.Tensor]) -> DenseExpert:
+    """θ_i − θ_pre for every floating parameter; refuses mismatched keys or shapes (another base, resized
+    embeddings)."""
+    missing = sorted(set(base_state) ^ set(expert_state))
+    if missing:
+        raise ExpertError(f"{name}: parameters differ from the base ({missing[:3]}…): another architecture?")
+    deltas = {}
+    for key, base in base_state.items():
+        other = expert_state[key]
+        if tuple(other.shape) != tuple(base.shape):
+            what = "resized embeddings" if "embed" in key or "lm_head" in key else "another base model"
+            raise ExpertError(f"{name}: {key} is {tuple(other.shape)}, base has {tuple(base.shape)} ({what}?)")
+        if not base.is_floating_point():
+            continue
+        d = other.float() - base.float()
+        if torch.count_nonzero(d):
+            deltas[key] = d
+    return DenseExpert(name, deltas)

@@ -1,0 +1,154 @@
+"""llm_merge experts and merges on a tiny random-init Qwen2 model with real peft LoRA adapters (no downloads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
+peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm` extra")
+
+from llm_merge import ExpertError, dense_expert, get_method, load_lora_expert  # noqa: E402
+
+
+def tiny_qwen(seed: int = 0, hidden: int = 32, vocab: int = 64):
+    torch.manual_seed(seed)
+    config = transformers.Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
+    return transformers.AutoModelForCausalLM.from_config(config).float().eval()
+
+
+def make_adapter(folder: Path, seed: int, **lora_kwargs) -> Path:
+    base = tiny_qwen()
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], **lora_kwargs)
+    model = peft.get_peft_model(base, config)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name or "lora_A" in name:
+                p.normal_(0, 0.2)
+    model.save_pretrained(folder)
+    return folder
+
+
+def base_shapes(model) -> dict:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "extra", [{}, {"use_rslora": True}, {"rank_pattern": {"v_proj": 2}, "alpha_pattern": {"down_proj": 3}}]
+)
+def test_lora_task_vector_is_exact_against_peft_merge_and_unload(tmp_path, extra):
+    folder = make_adapter(tmp_path / "a", seed=1, **extra)
+    base = tiny_qwen()
+    expert = load_lora_expert(folder, base_shapes(base))
+    merged_ref = peft.PeftModel.from_pretrained(tiny_qwen(), folder).merge_and_unload().eval()
+    ta = get_method("task_arithmetic")
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    for param in expert.params:
+        state[param] = ta.merge(state[param], [expert.delta(param)], torch.tensor([1.0]))
+    base.load_state_dict(state)
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(base(ids).logits, merged_ref(ids).logits, atol=1e-5, rtol=1e-5)
+    ref_state = merged_ref.state_dict()
+    for param in expert.params:
+        torch.testing.assert_close(state[param], ref_state[param], atol=1e-6, rtol=1e-5)
+
+
+def test_refusals(tmp_path):
+    shapes = base_shapes(tiny_qwen())
+    dora = make_adapter(tmp_path / "dora", seed=1, use_dora=True)
+    with pytest.raises(ExpertError, match="DoRA"):
+        load_lora_expert(dora, shapes)
+    saved = make_adapter(tmp_path / "mts", seed=1, modules_to_save=["lm_head"])
+    with pytest.raises(ExpertError, match="modules_to_save"):
+        load_lora_expert(saved, shapes)
+    good = make_adapter(tmp_path / "good", seed=1)
+    with pytest.raises(ExpertError, match="another base"):
+        load_lora_expert(good, base_shapes(tiny_qwen(hidden=48)))
+    (good / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ExpertError, match="corrupt"):
+        load_lora_expert(good, shapes)
+    (good / "adapter_model.safetensors").unlink()
+    with pytest.raises(ExpertError, match="missing"):
+        load_lora_expert(good, shapes)
+    with pytest.raises(ExpertError, match="adapter_config"):
+        load_lora_expert(tmp_path, shapes)
+    base, resized = tiny_qwen(), tiny_qwen(vocab=80)
+    with pytest.raises(ExpertError, match="resized embeddings"):
+        dense_expert("resized", base.state_dict(), resized.state_dict())
+
+
+def test_dense_expert_is_the_parameter_difference():
+    base, tuned = tiny_qwen(0), tiny_qwen(0)
+    with torch.no_grad():
+        tuned.model.layers[0].mlp.up_proj.weight.add_(0.5)
+    expert = dense_expert("tuned", base.state_dict(), tuned.state_dict())
+    assert expert.params == {"model.layers.0.mlp.up_proj.weight"}
+    torch.testing.assert_close(expert.delta("model.layers.0.mlp.up_proj.weight"), torch.full((64, 32), 0.5))
+
+
+T1 = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
+T2 = torch.tensor([[-3.0, 1.0], [0.25, 4.0]])
+BASE = torch.tensor([[10.0, 10.0], [10.0, 10.0]])
+
+
+def test_task_arithmetic_by_hand():
+    out = get_method("task_arithmetic").merge(BASE, [T1, T2], torch.tensor([0.5, -1.0]))
+    torch.testing.assert_close(out, BASE + 0.5 * T1 - T2)
+
+
+def test_ties_by_hand():
+    ties = get_method("ties", density=0.5)  # keep the top 2 of 4 entries by magnitude
+    prepared = ties.prepare("w", [T1, T2])
+    torch.testing.assert_close(prepared[0], torch.tensor([[1.0, -2.0], [0.0, 0.0]]))
+    torch.testing.assert_close(prepared[1], torch.tensor([[-3.0, 0.0], [0.0, 4.0]]))
+    w = torch.tensor([1.0, 1.0])
+    # entry (0,0): 1 vs -3 -> elected -, keep -3; (0,1): -2 only; (1,1): 4 only
+    torch.testing.assert_close(ties.merge(BASE, prepared, w), BASE + torch.tensor([[-3.0, -2.0], [0.0, 4.0]]))
+    normalised = get_method("ties", density=0.5, normalize=True)
+    out = normalised.merge(BASE, prepared, torch.tensor([2.0, 1.0]))
+    # (0,0): 2*1=2 vs -3 -> elected sign(-1) = -, only expert 2 agrees: -3 / |1|
+    torch.testing.assert_close(out, BASE + torch.tensor([[-3.0, -2.0], [0.0, 4.0]]))
+    assert torch.equal(T1, torch.tensor([[1.0, -2.0], [0.5, 0.0]]))  # inputs untouched
+
+
+def test_dare_masks_are_seeded_rescaled_and_independent_of_lambda():
+    dare = get_method("dare_linear", drop=0.5, seed=3)
+    big = torch.ones(200, 200)
+    a, b = dare.prepare("w", [big])[0], get_method("dare_linear", drop=0.5, seed=3).prepare("w", [big])[0]
+    torch.testing.assert_close(a, b)
+    assert set(a.unique().tolist()) == {0.0, 2.0}
+    assert abs(a.mean().item() - 1.0) < 0.02  # unbiased
+    assert not torch.equal(a, get_method("dare_linear", drop=0.5, seed=4).prepare("w", [big])[0])
+    out = dare.merge(torch.zeros(200, 200), [a], torch.tensor([0.5]))
+    torch.testing.assert_close(out, 0.5 * a)
+
+
+def test_unknown_method_and_bad_options_are_refused():
+    with pytest.raises(ValueError, match="unknown merge method"):
+        get_method("slerp9")
+    with pytest.raises(ValueError, match="density"):
+        get_method("ties", density=0.0)
+    with pytest.raises(ValueError, match="drop"):
+        get_method("dare_ties", drop=1.0)
+
+
+def test_adapter_config_is_read_not_guessed(tmp_path):
+    folder = make_adapter(tmp_path / "a", seed=2, use_rslora=True)
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    expert = load_lora_expert(folder, base_shapes(tiny_qwen()))
+    f = next(iter(expert.factors.values()))
+    assert f.scaling == pytest.approx(cfg["lora_alpha"] / cfg["r"] ** 0.5)
