@@ -1,0 +1,123 @@
+"""``MergeFitness``: λ -> merged model -> task accuracy, usable in any ask/tell loop of the core.
+
+The model is rebuilt **in place** per candidate: the pristine weights W₀ of every touched parameter and the
+experts' factors stay on the model's device; a candidate writes W ← W₀ + merged delta into the live parameter
+(no disk, no host copies, no unmerge). For task arithmetic over LoRA experts the delta is one GEMM per module
+from the concatenated factors, B_cat · diag(λ ⊗ s) · A_cat (fp32 accumulate, one cast); for nonlinear methods
+(TIES, DARE) the λ-independent part (trim, drop masks) is prepared once and the merge runs per candidate.
+The cached W₀ and expert tensors are never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from llm_merge.experts import Expert, ExpertError, LoraExpert
+from llm_merge.merges import MergeMethod, get_method
+from llm_merge.tasks import Task, score
+
+
+class MergeFitness:
+    """Mean task accuracy of θ₀ ⊕ λ·experts (to maximise).
+
+    Args:
+        model: the base causal LM (its touched weights are rebuilt in place; call :meth:`restore` to get θ₀).
+        tokenizer: its tokenizer.
+        experts: task vectors from :func:`llm_merge.load_lora_expert` / :func:`llm_merge.dense_expert`.
+        tasks: the tasks that drive the search (use separate test tasks for the report).
+        method: a merge method name (``task_arithmetic``, ``ties``, ``dare_linear``, ``dare_ties``) or instance.
+        weights: optional per-task weights for the mean.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        experts: Sequence[Expert],
+        tasks: Sequence[Task],
+        method: str | MergeMethod = "task_arithmetic",
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        if not experts:
+            raise ExpertError("MergeFitness needs at least one expert")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.experts, self.tasks = list(experts), list(tasks)
+        self.method = get_method(method) if isinstance(method, str) else method
+        self.weights = np.ones(len(self.tasks)) if weights is None else np.asarray(weights, dtype=float)
+        if len(self.weights) != len(self.tasks):
+            raise ValueError("one weight per task")
+        params = dict(model.named_parameters())
+        touched = sorted(set().union(*(e.params for e in self.experts)))
+        missing = [p for p in touched if p not in params]
+        if missing:
+            raise ExpertError(f"experts touch parameters the model does not have: {missing[:3]}")
+        self._params = {name: params[name] for name in touched}
+        self._pristine = {name: p.detach().clone() for name, p in self._params.items()}
+        device = next(model.parameters()).device
+        self._factored = self.method.linear and all(isinstance(e, LoraExpert) for e in self.experts)
+        self._cache: dict[str, object] = {}
+        for name in touched:
+            if self._factored:
+                self._cache[name] = self._concat_factors(name, device)
+            else:
+                deltas = [self._delta_or_zero(e, name).to(device) for e in self.experts]
+                self._cache[name] = self.method.prepare(name, deltas)
+
+    @property
+    def dim(self) -> int:
+        return len(self.experts)
+
+    def _delta_or_zero(self, expert: Expert, name: str) -> torch.Tensor:
+        d = expert.delta(name)
+        return torch.zeros_like(self._pristine[name], dtype=torch.float32) if d is None else d
+
+    def _concat_factors(self, name: str, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        a_parts, b_parts, owner, scale = [], [], [], []
+        fan = False
+        for i, e in enumerate(self.experts):
+            f = e.factors.get(name)
+            if f is None:
+                continue
+            a_parts.append(f.a)
+            b_parts.append(f.b)
+            owner += [i] * f.a.shape[0]
+            scale += [f.scaling] * f.a.shape[0]
+            fan = f.fan_in_fan_out
+        a_cat = torch.cat(a_parts).to(device)
+        b_cat = torch.cat(b_parts, dim=1).to(device)
+        return a_cat, b_cat, torch.tensor(owner, device=device), torch.tensor(scale, device=device), fan
+
+    @torch.no_grad()
+    def apply(self, lam: Sequence[float]) -> None:
+        """Write θ₀ ⊕ λ into the model's parameters (in place)."""
+        lam_t = torch.as_tensor(np.asarray(lam, dtype=np.float32).reshape(-1))
+        if lam_t.numel() != self.dim or not torch.isfinite(lam_t).all():
+            raise ValueError(f"λ must be {self.dim} finite numbers, got {np.asarray(lam).tolist()}")
+        for name, param in self._params.items():
+            base = self._pristine[name]
+            if self._factored:
+                a_cat, b_cat, owner, scale, fan = self._cache[name]
+                coeff = lam_t.to(a_cat.device)[owner] * scale  # λ ⊗ s, one entry per rank row
+                delta = (b_cat * coeff) @ a_cat  # B_cat · diag(λ ⊗ s) · A_cat, fp32
+                param.copy_((base.float() + (delta.T if fan else delta)).to(param.dtype))
+            else:
+                param.copy_(self.method.merge(base, self._cache[name], lam_t.to(base.device)).to(param.dtype))
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for name, param in self._params.items():
+            param.copy_(self._pristine[name])
+
+    def task_scores(self, lam: Sequence[float]) -> list[float]:
+        self.apply(lam)
+        return [score(self.model, self.tokenizer, t) for t in self.tasks]
+
+    def evaluate(self, lam: Sequence[float]) -> float:
+        s = np.asarray(self.task_scores(lam))
+        return float(np.sum(self.weights * s) / np.sum(self.weights))
+
+    def evaluate_batch(self, lams: np.ndarray) -> list[float]:
+        return [self.evaluate(row) for row in np.atleast_2d(lams)]

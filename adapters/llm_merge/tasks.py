@@ -1,0 +1,128 @@
+"""Tasks as JSONL files, scored on a causal LM.
+
+Schema, one JSON object per line:
+
+- multiple choice: ``{"prompt": str, "options": [str, ...], "answer": int}`` — scored by the summed
+  log-likelihood of each option's tokens after the prompt, all options of a batch of examples in one forward;
+  correct when the argmax is ``answer``.
+- generation: ``{"prompt": str, "answer": str}`` — greedy decoding for ``max_new_tokens``; correct on exact
+  match after :func:`normalize` (strip, lower-case, collapse internal whitespace), comparing against the
+  generated text up to the first newline.
+
+A :class:`Task` holds one split (``val`` drives the search; ``test`` is for the report only).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class TaskError(ValueError):
+    """A task file that does not follow the schema."""
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    answer: int | str
+    options: tuple[str, ...] | None = None
+
+
+@dataclass
+class Task:
+    name: str
+    kind: str  # "mc" | "gen"
+    examples: list[Example]
+    max_new_tokens: int = 16
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path, name: str | None = None, max_new_tokens: int = 16) -> Task:
+        path = Path(path)
+        if not path.is_file():
+            raise TaskError(f"{path}: no such task file")
+        examples, kinds = [], set()
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row: dict[str, Any] = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskError(f"{path}:{n}: invalid JSON ({exc})") from exc
+            if not isinstance(row.get("prompt"), str) or "answer" not in row:
+                raise TaskError(f"{path}:{n}: needs a string 'prompt' and an 'answer'")
+            if "options" in row:
+                opts = row["options"]
+                if not (isinstance(opts, list) and len(opts) >= 2 and all(isinstance(o, str) and o for o in opts)):
+                    raise TaskError(f"{path}:{n}: 'options' must be a list of >= 2 non-empty strings")
+                ans = row["answer"]
+                if not isinstance(ans, int) or isinstance(ans, bool) or not 0 <= ans < len(opts):
+                    raise TaskError(f"{path}:{n}: 'answer' must be an option index in [0, {len(opts)})")
+                examples.append(Example(row["prompt"], ans, tuple(opts)))
+                kinds.add("mc")
+            else:
+                if not isinstance(row["answer"], str):
+                    raise TaskError(f"{path}:{n}: a generation example needs a string 'answer'")
+                examples.append(Example(row["prompt"], row["answer"]))
+                kinds.add("gen")
+        if not examples:
+            raise TaskError(f"{path}: no examples")
+        if len(kinds) != 1:
+            raise TaskError(f"{path}: mixes multiple-choice and generation examples; use one file per kind")
+        return cls(name or path.stem, kinds.pop(), examples, max_new_tokens)
+
+
+@torch.no_grad()
+def option_loglikelihoods(model, tokenizer, prompt: str, options: tuple[str, ...]) -> torch.Tensor:
+    """Σ log p(option tokens | prompt) for each option, in one right-padded forward."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    seqs = [prompt_ids + tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+    width = max(map(len, seqs))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, device=device)
+        mask[i, : len(s)] = 1
+    logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    scores = torch.zeros(len(seqs), device=device)
+    for i, s in enumerate(seqs):
+        for t in range(len(prompt_ids), len(s)):
+            scores[i] += logprobs[i, t - 1, s[t]]
+    return scores.cpu()
+
+
+@torch.no_grad()
+def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    device = next(model.parameters()).device
+    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def score(model, tokenizer, task: Task) -> float:
+    """Accuracy of ``model`` on ``task`` (fraction of examples correct)."""
+    correct = 0
+    for ex in task.examples:
+        if task.kind == "mc":
+            correct += int(torch.argmax(option_loglikelihoods(model, tokenizer, ex.prompt, ex.options))) == ex.answer
+        else:
+            text = greedy_completion(model, tokenizer, ex.prompt, task.max_new_tokens).split("\n")[0]
+            correct += normalize(text) == normalize(str(ex.answer))
+    return correct / len(task.examples)

@@ -1,0 +1,145 @@
+"""MergeFitness: in-place rebuilds equal the merges they stand for; tasks load, validate and score correctly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
+peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm` extra")
+
+from llm_merge import get_method, load_lora_expert  # noqa: E402
+from llm_merge.fitness import MergeFitness  # noqa: E402
+from llm_merge.tasks import Task, TaskError, normalize, option_loglikelihoods, score  # noqa: E402
+from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
+
+CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 =+?:")
+
+
+def char_tokenizer():
+    """A real (tokenizers-backed) character-level tokenizer built locally: nothing is downloaded."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<pad>": 0, "<eos>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.fixture(scope="module")
+def experts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("experts")
+    shapes = base_shapes(tiny_qwen())
+    return [load_lora_expert(make_adapter(root / f"e{i}", seed=i + 1), shapes) for i in range(3)]
+
+
+def write_tasks(folder: Path) -> list[Task]:
+    mc = [{"prompt": f"{i}+{i}=", "options": [str(2 * i), str(2 * i + 1)], "answer": 0} for i in range(4)]
+    gen = [{"prompt": f"{i}?", "answer": str(i)} for i in range(3)]
+    (folder / "mc.jsonl").write_text("\n".join(map(json.dumps, mc)))
+    (folder / "gen.jsonl").write_text("\n".join(map(json.dumps, gen)))
+    return [Task.from_jsonl(folder / "mc.jsonl"), Task.from_jsonl(folder / "gen.jsonl", max_new_tokens=3)]
+
+
+def test_factored_task_arithmetic_rebuild_equals_the_dense_merge(experts, tmp_path):
+    model = tiny_qwen()
+    pristine = {k: v.clone() for k, v in model.state_dict().items()}
+    fitness = MergeFitness(model, char_tokenizer(), experts, write_tasks(tmp_path))
+    assert fitness._factored
+    lam = np.array([0.7, -0.4, 0.2])
+    fitness.apply(lam)
+    ta = get_method("task_arithmetic")
+    for name, param in fitness._params.items():
+        deltas = [e.delta(name) if e.delta(name) is not None else torch.zeros_like(param) for e in experts]
+        expected = ta.merge(pristine[name], deltas, torch.tensor(lam, dtype=torch.float32))
+        torch.testing.assert_close(param.detach(), expected, atol=1e-6, rtol=1e-5)
+    fitness.apply(np.zeros(3))
+    for name, param in fitness._params.items():
+        torch.testing.assert_close(param.detach(), pristine[name], atol=1e-7, rtol=0)
+    fitness.apply(lam)
+    fitness.restore()
+    assert all(torch.equal(model.state_dict()[k], pristine[k]) for k in pristine)
+    assert all(torch.equal(fitness._pristine[k], pristine[k]) for k in fitness._pristine)  # cache untouched
+
+
+def test_nonlinear_method_rebuild_equals_the_method(experts, tmp_path):
+    model = tiny_qwen()
+    pristine = {k: v.clone() for k, v in model.state_dict().items()}
+    fitness = MergeFitness(model, char_tokenizer(), experts, write_tasks(tmp_path), method="ties")
+    assert not fitness._factored
+    lam = np.array([0.5, 1.0, -0.3])
+    fitness.apply(lam)
+    ties = get_method("ties")
+    name = "model.layers.1.self_attn.v_proj.weight"
+    deltas = [e.delta(name) for e in experts]
+    expected = ties.merge(pristine[name], ties.prepare(name, deltas), torch.tensor(lam, dtype=torch.float32))
+    torch.testing.assert_close(fitness._params[name].detach(), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_evaluate_is_the_weighted_mean_of_task_scores_and_refuses_bad_lambda(experts, tmp_path):
+    tasks = write_tasks(tmp_path)
+    fitness = MergeFitness(tiny_qwen(), char_tokenizer(), experts, tasks, weights=[3.0, 1.0])
+    lam = [0.1, 0.2, 0.3]
+    s = fitness.task_scores(lam)
+    assert all(0.0 <= v <= 1.0 for v in s)
+    assert fitness.evaluate(lam) == pytest.approx((3 * s[0] + s[1]) / 4)
+    assert fitness.evaluate_batch(np.array([lam, lam])) == [fitness.evaluate(lam)] * 2
+    with pytest.raises(ValueError, match="finite"):
+        fitness.evaluate([0.1, np.nan, 0.0])
+    with pytest.raises(ValueError, match="3 finite"):
+        fitness.evaluate([0.1, 0.2])
+
+
+class CraftedLM(torch.nn.Module):
+    """Logits that always prefer token ``favourite`` (tests the scoring arithmetic, not a model)."""
+
+    def __init__(self, vocab: int, favourite: int) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(vocab))
+        with torch.no_grad():
+            self.bias[favourite] = 5.0
+
+    def forward(self, input_ids, attention_mask=None):
+        return SimpleNamespace(logits=self.bias.expand(*input_ids.shape, -1))
+
+
+def test_multiple_choice_scoring_on_crafted_logits(tmp_path):
+    tok = char_tokenizer()
+    model = CraftedLM(len(CHARS) + 2, tok.convert_tokens_to_ids("7"))
+    ll = option_loglikelihoods(model, tok, "3+4=", ("7", "8", "77"))
+    logp7 = torch.log_softmax(model.bias, 0)[tok.convert_tokens_to_ids("7")]
+    torch.testing.assert_close(
+        ll, torch.stack([logp7, torch.log_softmax(model.bias, 0)[tok.convert_tokens_to_ids("8")], 2 * logp7])
+    )
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        json.dumps({"prompt": "3+4=", "options": ["8", "7"], "answer": 1})
+        + "\n"
+        + json.dumps({"prompt": "1+1=", "options": ["7", "2"], "answer": 1})
+    )
+    assert score(model, tok, Task.from_jsonl(path)) == 0.5
+
+
+def test_task_schema_errors_are_clear(tmp_path):
+    bad = {
+        "nojson.jsonl": "{not json",
+        "noprompt.jsonl": json.dumps({"answer": "x"}),
+        "badopts.jsonl": json.dumps({"prompt": "p", "options": ["only"], "answer": 0}),
+        "badanswer.jsonl": json.dumps({"prompt": "p", "options": ["a", "b"], "answer": 2}),
+        "mixed.jsonl": json.dumps({"prompt": "p", "answer": "x"})
+        + "\n"
+        + json.dumps({"prompt": "p", "options": ["a", "b"], "answer": 0}),
+        "empty.jsonl": "\n",
+    }
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(TaskError):
+            Task.from_jsonl(tmp_path / name)
+    with pytest.raises(TaskError, match="no such"):
+        Task.from_jsonl(tmp_path / "missing.jsonl")
+    assert normalize("  Hello\n  World ") == "hello world"
