@@ -16,6 +16,7 @@ peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm`
 from llm_merge import get_method, load_lora_expert  # noqa: E402
 from llm_merge.fitness import MergeFitness  # noqa: E402
 from llm_merge.tasks import Task, TaskError, normalize, option_loglikelihoods, score  # noqa: E402
+
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
 
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 =+?:")
