@@ -2,7 +2,8 @@
 
 - ``evogm-opt bench [options]`` runs optimizers × landscapes × dims × budgets × seeds side by side;
 - ``evogm-opt bench report RESULTS.jsonl`` turns its records into tables, statistics and plots;
-- ``evogm-opt bench coco --optimizer NAME`` runs one optimizer on COCO's bbob suite for ``cocopp``.
+- ``evogm-opt bench coco --optimizer NAME`` runs one optimizer on COCO's bbob suite for ``cocopp``;
+- ``evogm-opt merge --demo`` merges LoRA experts of a tiny model end to end on a CPU.
 """
 
 from __future__ import annotations
@@ -120,6 +121,26 @@ def _coco(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    try:
+        from llm_merge.demo import run_demo
+    except ImportError as exc:
+        print(f"evogm-opt merge: {exc}; install the extra: pip install 'evogm-opt[llm]'", file=sys.stderr)
+        return 2
+    if not args.demo:
+        print(
+            "evogm-opt merge CONFIG.yaml is not built yet (llm_merge issue); run 'evogm-opt merge --demo', or use "
+            "llm_merge.MergeFitness in your own ask/tell loop (docs/llm-merge.md)",
+            file=sys.stderr,
+        )
+        return 2
+    result = run_demo(Path(args.out), budget_per_dim=args.budget, seed=args.seed, quiet=args.quiet)
+    print()
+    print(result.table)
+    print(f"\nmerge demo: {result.seconds:.0f} s; experts, tasks and results.json in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from evogm_opt import __version__
 
@@ -146,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench-results/bench.jsonl")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=_bench)
+    merge = sub.add_parser("merge", help="LLM expert merging (--demo: end to end on a CPU, no downloads)")
+    merge.add_argument("config", nargs="?", help="CONFIG.yaml (not built yet)")
+    merge.add_argument("--demo", action="store_true", help="tiny model, 4 LoRA experts, EvoGM vs CMA-ES vs PSO")
+    merge.add_argument("--out", default="merge-demo")
+    merge.add_argument("--budget", type=int, default=20, help="evaluations per expert for each search")
+    merge.add_argument("--seed", type=int, default=0)
+    merge.add_argument("--quiet", action="store_true")
+    merge.set_defaults(func=_merge)
     return parser
 
 

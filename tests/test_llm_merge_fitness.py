@@ -24,11 +24,12 @@ CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 =+?:")
 
 def char_tokenizer():
     """A real (tokenizers-backed) character-level tokenizer built locally: nothing is downloaded."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     vocab = {"<pad>": 0, "<eos>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    tok.decoder = decoders.Fuse()  # characters join without spaces when decoded
     return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
 
@@ -144,3 +145,40 @@ def test_task_schema_errors_are_clear(tmp_path):
     with pytest.raises(TaskError, match="no such"):
         Task.from_jsonl(tmp_path / "missing.jsonl")
     assert normalize("  Hello\n  World ") == "hello world"
+
+
+def test_batched_scoring_agrees_with_one_example_at_a_time(tmp_path):
+    from llm_merge.tasks import greedy_completion
+
+    model, tok = tiny_qwen(3, vocab=len(CHARS) + 2), char_tokenizer()
+    mc, gen = write_tasks(tmp_path)
+    one_by_one = sum(
+        int(torch.argmax(option_loglikelihoods(model, tok, ex.prompt, ex.options))) == ex.answer for ex in mc.examples
+    )
+    assert score(model, tok, mc, batch_size=3) == one_by_one / len(mc.examples)
+    expected = sum(
+        normalize(greedy_completion(model, tok, ex.prompt, 3).split("\n")[0]) == normalize(ex.answer)
+        for ex in gen.examples
+    )
+    assert score(model, tok, gen, batch_size=2) == expected / len(gen.examples)
+
+
+def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
+    from llm_merge.demo import run_demo
+
+    result = run_demo(tmp_path / "demo", budget_per_dim=3, quiet=True, expert_steps=60)
+    rows = result.results["rows"]
+    assert {"base", "uniform TA (λ = 1/N)", "EvoGM λ*", "CMA-ES λ*", "PSO-Merging λ*"} <= set(rows)
+    assert all(0.0 <= v <= 1.0 for row in rows.values() for v in row.values())
+    assert "| model | seen val | seen test | unseen val | unseen test |" in result.table
+    assert ("better" in result.table) and json.loads((tmp_path / "demo" / "results.json").read_text())["budget"] == 12
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "demo" / "base")  # an HF folder
+    assert loaded.config.model_type == "qwen2"
+
+
+def test_cli_merge_without_demo_says_what_exists(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge", "x.yaml"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--demo" in r.stderr

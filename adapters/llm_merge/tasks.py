@@ -116,13 +116,72 @@ def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
 
-def score(model, tokenizer, task: Task) -> float:
-    """Accuracy of ``model`` on ``task`` (fraction of examples correct)."""
+@torch.no_grad()
+def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int) -> int:
+    """All options of all examples, right-padded, in forwards of ``batch_size`` sequences."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    seqs, starts, owners = [], [], []
+    for k, ex in enumerate(examples):
+        prompt_ids = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
+        for option in ex.options:
+            seqs.append(prompt_ids + tokenizer(option, add_special_tokens=False)["input_ids"])
+            starts.append(len(prompt_ids))
+            owners.append(k)
+    scores = torch.zeros(len(seqs))
+    for lo in range(0, len(seqs), batch_size):
+        chunk = seqs[lo : lo + batch_size]
+        width = max(map(len, chunk))
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, sq in enumerate(chunk):
+            ids[i, : len(sq)] = torch.tensor(sq)
+            mask[i, : len(sq)] = 1
+        logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
+        targets = ids[:, 1:].to(device)
+        token_lp = logprobs[:, :-1].gather(-1, targets[..., None])[..., 0].cpu()
+        for i, sq in enumerate(chunk):
+            scores[lo + i] = token_lp[i, starts[lo + i] - 1 : len(sq) - 1].sum()
+    correct, j = 0, 0
+    for ex in examples:
+        n = len(ex.options)
+        correct += int(torch.argmax(scores[j : j + n])) == ex.answer
+        j += n
+    return correct
+
+
+@torch.no_grad()
+def _gen_correct(model, tokenizer, examples: list[Example], max_new_tokens: int, batch_size: int) -> int:
+    """Greedy decoding, left-padded batches, no sampling."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     correct = 0
-    for ex in task.examples:
-        if task.kind == "mc":
-            correct += int(torch.argmax(option_loglikelihoods(model, tokenizer, ex.prompt, ex.options))) == ex.answer
-        else:
-            text = greedy_completion(model, tokenizer, ex.prompt, task.max_new_tokens).split("\n")[0]
+    for lo in range(0, len(examples), batch_size):
+        chunk = examples[lo : lo + batch_size]
+        prompts = [tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] for ex in chunk]
+        width = max(map(len, prompts))
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )
+        for i, ex in enumerate(chunk):
+            text = tokenizer.decode(out[i, width:], skip_special_tokens=True).split("\n")[0]
             correct += normalize(text) == normalize(str(ex.answer))
+    return correct
+
+
+def score(model, tokenizer, task: Task, batch_size: int = 64) -> float:
+    """Accuracy of ``model`` on ``task`` (fraction of examples correct), batched over examples."""
+    if task.kind == "mc":
+        correct = _mc_correct(model, tokenizer, task.examples, batch_size)
+    else:
+        correct = _gen_correct(model, tokenizer, task.examples, task.max_new_tokens, batch_size)
     return correct / len(task.examples)
