@@ -14,23 +14,13 @@ transformers = pytest.importorskip("transformers", reason="the llm_merge adapter
 peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge import get_method, load_lora_expert  # noqa: E402
+
+# the demo's character-level tokenizer: real (tokenizers-backed), built locally, nothing downloaded
+from llm_merge.demo import CHARS, char_tokenizer  # noqa: E402
 from llm_merge.fitness import MergeFitness  # noqa: E402
 from llm_merge.tasks import Task, TaskError, normalize, option_loglikelihoods, score  # noqa: E402
 
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
-
-CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 =+?:")
-
-
-def char_tokenizer():
-    """A real (tokenizers-backed) character-level tokenizer built locally: nothing is downloaded."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    vocab = {"<pad>": 0, "<eos>": 1, **{c: i + 2 for i, c in enumerate(CHARS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok.decoder = decoders.Fuse()  # characters join without spaces when decoded
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
 
 @pytest.fixture(scope="module")
