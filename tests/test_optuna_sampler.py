@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.samplers import BaseSampler
 
-from evogm_opt.integrations.optuna import GenerativeSampler, _Axis
+from evogm_opt.integrations.optuna import GenerativeSampler, _axis
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -99,12 +99,12 @@ def test_threads_share_one_optimizer():
 
 
 def test_axis_round_trips_and_rounds_ints_and_steps():
-    log_axis = _Axis(optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True))
+    log_axis = _axis(optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True))
     assert log_axis.from_unit(log_axis.to_unit(3e-3)) == pytest.approx(3e-3)
     assert log_axis.from_unit(0.0) == pytest.approx(10**-2.5)
-    step_axis = _Axis(optuna.distributions.FloatDistribution(0.0, 1.0, step=0.25))
+    step_axis = _axis(optuna.distributions.FloatDistribution(0.0, 1.0, step=0.25))
     assert step_axis.from_unit(0.05) == 0.5
-    int_axis = _Axis(optuna.distributions.IntDistribution(2, 10, step=2))
+    int_axis = _axis(optuna.distributions.IntDistribution(2, 10, step=2))
     assert int_axis.from_unit(-1.0) == 2 and int_axis.from_unit(0.1) in (6, 8)
 
 

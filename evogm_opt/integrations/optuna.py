@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,41 +28,14 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from evogm_opt.base import Optimizer
-from evogm_opt.optimizer import GenerativeOptimizer
-
-OptimizerFactory = Callable[[int, int | None, bool], Optimizer]  # (dim, seed, maximize) -> Optimizer
+from evogm_opt.integrations._common import OptimizerFactory, ParameterAxis, default_factory
 
 
-def _default_factory(dim: int, seed: int | None, maximize: bool) -> Optimizer:
-    return GenerativeOptimizer(dim, seed=seed, maximize=maximize)
-
-
-class _Axis:
-    """One parameter <-> one coordinate in [-1, 1]."""
-
-    def __init__(self, dist: FloatDistribution | IntDistribution) -> None:
-        self.dist = dist
-        self.log = bool(dist.log)
-        self.lo = math.log(dist.low) if self.log else float(dist.low)
-        self.hi = math.log(dist.high) if self.log else float(dist.high)
-
-    def to_unit(self, value: float) -> float:
-        v = math.log(value) if self.log else float(value)
-        return float(np.clip(2.0 * (v - self.lo) / (self.hi - self.lo) - 1.0, -1.0, 1.0))
-
-    def from_unit(self, u: float) -> float | int:
-        v = self.lo + (float(u) + 1.0) * 0.5 * (self.hi - self.lo)
-        v = math.exp(v) if self.log else v
-        v = min(max(v, self.dist.low), self.dist.high)
-        step = getattr(self.dist, "step", None)
-        if isinstance(self.dist, IntDistribution):
-            step = step or 1
-            v = self.dist.low + round((v - self.dist.low) / step) * step
-            return int(min(max(v, self.dist.low), self.dist.high))
-        if step is not None:
-            v = self.dist.low + round((v - self.dist.low) / step) * step
-            return float(min(max(v, self.dist.low), self.dist.high))
-        return float(v)
+def _axis(dist: FloatDistribution | IntDistribution) -> ParameterAxis:
+    """Optuna's grids start at ``low``; an int distribution steps by 1 unless it says otherwise."""
+    integer = isinstance(dist, IntDistribution)
+    step = (dist.step or 1) if integer else dist.step
+    return ParameterAxis(dist.low, dist.high, bool(dist.log), integer, step, float(dist.low))
 
 
 class GenerativeSampler(BaseSampler):
@@ -86,7 +58,7 @@ class GenerativeSampler(BaseSampler):
         warn_independent_sampling: bool = True,
     ) -> None:
         self._seed = seed
-        self._factory = optimizer_factory or _default_factory
+        self._factory = optimizer_factory or default_factory
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._warn = warn_independent_sampling
         self._warned: set[str] = set()
@@ -94,7 +66,7 @@ class GenerativeSampler(BaseSampler):
         self._lock = threading.Lock()
         self._optimizer: Optimizer | None = None
         self._names: tuple[str, ...] = ()
-        self._axes: list[_Axis] = []
+        self._axes: list[ParameterAxis] = []
         self._told: set[int] = set()
         self._queue: list[np.ndarray] = []
 
@@ -157,7 +129,7 @@ class GenerativeSampler(BaseSampler):
         if self._optimizer is not None:
             warnings.warn("the relative search space changed; GenerativeSampler starts a new optimizer", stacklevel=3)
         self._names = names
-        self._axes = [_Axis(search_space[n]) for n in names]
+        self._axes = [_axis(search_space[n]) for n in names]
         maximize = study.direction == StudyDirection.MAXIMIZE
         self._optimizer = self._factory(len(names), self._seed, maximize)
         self._told = set()

@@ -12,7 +12,6 @@ other domains are sampled at random (seeded) with a one-time warning. Constants 
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,36 +24,18 @@ from ray.tune.utils.util import unflatten_list_dict
 
 from evogm_opt import _state
 from evogm_opt.base import Optimizer
-from evogm_opt.integrations.optuna import OptimizerFactory, _default_factory
+from evogm_opt.integrations._common import OptimizerFactory, ParameterAxis, default_factory
 
 
-class _Dimension:
-    """One numeric Tune domain <-> one coordinate in [-1, 1]."""
-
-    def __init__(self, domain: Float | Integer) -> None:
-        sampler = domain.get_sampler()
-        self.q = sampler.q if isinstance(sampler, Quantized) else None
-        inner = sampler.sampler if isinstance(sampler, Quantized) else sampler
-        self.log = isinstance(inner, LogUniform) or type(inner).__name__ == "_LogUniform"
-        self.integer = isinstance(domain, Integer)
-        low, high = float(domain.lower), float(domain.upper)
-        if self.integer:
-            high -= 1  # Tune's randint upper bound is exclusive
-        self.low, self.high = low, high
-        self.lo = math.log(low) if self.log else low
-        self.hi = math.log(high) if self.log else high
-
-    def from_unit(self, u: float) -> float | int:
-        v = self.lo + (float(u) + 1.0) * 0.5 * (self.hi - self.lo)
-        v = math.exp(v) if self.log else v
-        if self.q is not None:
-            v = round(v / self.q) * self.q
-        v = min(max(v, self.low), self.high)
-        return int(round(v)) if self.integer else float(v)
-
-    def to_unit(self, value: float) -> float:
-        v = math.log(value) if self.log else float(value)
-        return float(np.clip(2.0 * (v - self.lo) / (self.hi - self.lo) - 1.0, -1.0, 1.0))
+def _axis(domain: Float | Integer) -> ParameterAxis:
+    """Tune's quantised domains snap to multiples of q; ``randint``'s upper bound is exclusive."""
+    sampler = domain.get_sampler()
+    inner = sampler.sampler if isinstance(sampler, Quantized) else sampler
+    log = isinstance(inner, LogUniform) or type(inner).__name__ == "_LogUniform"
+    integer = isinstance(domain, Integer)
+    high = float(domain.upper) - 1 if integer else float(domain.upper)
+    step = sampler.q if isinstance(sampler, Quantized) else None
+    return ParameterAxis(float(domain.lower), high, log, integer, step, 0.0)
 
 
 class GenerativeSearch(Searcher):
@@ -81,7 +62,7 @@ class GenerativeSearch(Searcher):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         super().__init__(metric=metric, mode=mode)
         self._seed = seed
-        self._factory = optimizer_factory or _default_factory
+        self._factory = optimizer_factory or default_factory
         self._rng = np.random.default_rng(seed)
         self._space: dict[str, Any] | None = None
         self._optimizer: Optimizer | None = None
@@ -176,7 +157,7 @@ class GenerativeSearch(Searcher):
         for path, domain in sorted(domains, key=lambda pd: tuple(map(str, pd[0]))):
             if isinstance(domain, (Float, Integer)) and domain.lower is not None and domain.upper is not None:
                 self._paths.append(path)
-                self._dims.append(_Dimension(domain))
+                self._dims.append(_axis(domain))
             else:
                 self._other.append((path, domain))
         if not self._paths:
