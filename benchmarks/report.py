@@ -28,10 +28,6 @@ class CellResults:
     values: dict[str, dict[int, float]] = field(default_factory=dict)  # optimizer -> seed -> true value
     losses_: dict[str, dict[int, float]] = field(default_factory=dict)  # optimizer -> seed -> loss (own optimum)
 
-    @property
-    def by_optimizer(self) -> dict[str, dict[int, float]]:
-        return self.values
-
     def add(self, optimizer: str, seed: int, value: float, optimum: float) -> None:
         self.values.setdefault(optimizer, {})[seed] = value
         self.losses_.setdefault(optimizer, {})[seed] = stats.loss(value, optimum, self.sense)
@@ -84,13 +80,13 @@ def compare(
     """Every optimizer against the reference in every cell where both ran; Holm over all of them."""
     out: dict[tuple[Cell, str], Comparison] = {}
     for cell, res in cells.items():
-        if reference not in res.by_optimizer:
+        if reference not in res.values:
             continue
         for name in optimizers:
-            if name == reference or name not in res.by_optimizer:
+            if name == reference or name not in res.values:
                 continue
             x, y = res.losses(name), res.losses(reference)
-            shared = sorted(set(res.by_optimizer[name]) & set(res.by_optimizer[reference]))
+            shared = sorted(set(res.values[name]) & set(res.values[reference]))
             p_w = stats.wilcoxon_paired(res.losses(name, shared), res.losses(reference, shared)) if shared else 1.0
             out[(cell, name)] = Comparison(stats.a12(x, y), stats.mann_whitney(x, y), p_w)
     keys = list(out)
@@ -111,7 +107,7 @@ def _fmt_values(res: CellResults, name: str) -> str:
 
 
 def _best_median(res: CellResults, optimizers: Sequence[str]) -> set[str]:
-    meds = {o: float(np.median(res.losses(o))) for o in optimizers if o in res.by_optimizer}
+    meds = {o: float(np.median(res.losses(o))) for o in optimizers if o in res.values}
     if not meds:
         return set()
     lo = min(meds.values())
@@ -148,7 +144,7 @@ def markdown_report(
             comp = comparisons.get((cell, name))
             row.append(text + (f" {comp.verdict}" if comp and comp.verdict else ""))
         lines.append("| " + " | ".join(row) + " |")
-    seeds = sorted({len(v) for res in cells.values() for v in res.by_optimizer.values()})
+    seeds = sorted({len(v) for res in cells.values() for v in res.values.values()})
     lines += ["", f"Seeds per cell: {', '.join(map(str, seeds)) or '—'}.", ""]
     lines += _summary(cells, comparisons, optimizers, reference, checkpoints, random_name)
     lines += _effect_sizes(cells, comparisons, optimizers, reference)
@@ -176,18 +172,18 @@ def _summary(cells, comparisons, optimizers, reference, checkpoints, random_name
         if not group:
             continue
         for name in optimizers:
-            ran = [c for c in group if name in group[c].by_optimizer]
+            ran = [c for c in group if name in group[c].values]
             if not ran:
                 continue
             wins = sum(name in _best_median(group[c], optimizers) for c in ran)
             up = sum(comparisons.get((c, name), Comparison(0.5, 1, 1)).verdict == "▲" for c in ran)
             down = sum(comparisons.get((c, name), Comparison(0.5, 1, 1)).verdict == "▼" for c in ran)
-            with_ref = [c for c in ran if reference in group[c].by_optimizer]
+            with_ref = [c for c in ran if reference in group[c].values]
             better = sum(np.median(group[c].losses(name)) < np.median(group[c].losses(reference)) for c in with_ref)
             scores = [
                 stats.normalised_score(group[c].losses(name), group[c].losses(random_name))
                 for c in ran
-                if random_name in group[c].by_optimizer
+                if random_name in group[c].values
             ]
             score = f"{np.nanmean(scores):.1f}" if scores else "—"
             vs = f"{up} / {down}" if name != reference else "—"

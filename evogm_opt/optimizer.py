@@ -91,8 +91,8 @@ class GenerativeOptimizer(Optimizer):
         self._hist_y = np.empty(0)
         self._hist_n = np.empty(0, dtype=np.int64)  # 1-based evaluation number of each history row
         self.last_loss = float("nan")
-        self._surrogate_cache: tuple[tuple[int, int], GaussianProcess | None] | None = None
-        self._surrogate_rows = np.empty(0, dtype=np.int64)
+        # (history length, basis version) -> the GP and the history rows it was fitted on
+        self._surrogate_cache: tuple[tuple[int, int], GaussianProcess | None, np.ndarray] | None = None
 
     @property
     def payload_width(self) -> int:  # type: ignore[override]
@@ -127,12 +127,15 @@ class GenerativeOptimizer(Optimizer):
         return proposals
 
     def _surrogate(self) -> GaussianProcess | None:
-        """A GP on the kept history in the original box (stable across basis shifts); None if too little data.
+        """A GP on the kept history in the original box (stable across basis shifts); None if too little data."""
+        return self._fitted_surrogate()[0]
 
-        Cached until the history changes, so screening and ``recommend`` share one fit per generation."""
+    def _fitted_surrogate(self) -> tuple[GaussianProcess | None, np.ndarray]:
+        """The GP and the history rows it was fitted on. Cached until the history changes, so screening and
+        ``recommend`` share one fit per generation."""
         key = (len(self._hist_y), self.basis_version)
         if self._surrogate_cache is not None and self._surrogate_cache[0] == key:
-            return self._surrogate_cache[1]
+            return self._surrogate_cache[1], self._surrogate_cache[2]
         finite = np.flatnonzero(np.isfinite(self._hist_y))
         model = None
         if len(finite) >= max(5, self.dim // 2 + 2):
@@ -141,9 +144,8 @@ class GenerativeOptimizer(Optimizer):
                 model = GaussianProcess(self._hist_u[finite], self._hist_y[finite])
             except np.linalg.LinAlgError:
                 model = None
-        self._surrogate_rows = finite
-        self._surrogate_cache = (key, model)
-        return model
+        self._surrogate_cache = (key, model, finite)
+        return model, finite
 
     def _window(self, rows: np.ndarray, limit: int | None) -> np.ndarray:
         """At most ``limit`` of ``rows``: the most recent ones plus the best eighth (bounded cost per generation)."""
@@ -168,10 +170,10 @@ class GenerativeOptimizer(Optimizer):
         noise of a finite validation set); otherwise, and while the GP cannot be fitted, ``best``."""
         if self.config.recommendation != "posterior" or self._best is None:
             return self._best
-        surrogate = self._surrogate()
+        surrogate, rows = self._fitted_surrogate()
         if surrogate is None:
             return self._best
-        i = self._surrogate_rows[int(np.argmin(surrogate.fitted_mean()))]
+        i = rows[int(np.argmin(surrogate.fitted_mean()))]
         y = float(-self._hist_y[i] if self.maximize else self._hist_y[i])
         return Best(x=self.box.to_user(self._hist_u[i : i + 1])[0], y=y, evaluation=int(self._hist_n[i]))
 

@@ -215,8 +215,8 @@ def test_cli_refuses_unknown_optimizer_and_landscape(tmp_path: Path):
     assert result.returncode == 2 and "no such results file" in result.stderr
 
 
-def test_cli_coco_writes_cocopp_data(tmp_path: Path):
-    result = _cli(
+def _coco(out: Path, functions: str) -> subprocess.CompletedProcess:
+    return _cli(
         "bench",
         "coco",
         "--optimizer",
@@ -226,33 +226,21 @@ def test_cli_coco_writes_cocopp_data(tmp_path: Path):
         "--budget",
         "4",
         "--functions",
-        "1-2",
+        functions,
         "--instances",
         "1",
         "--out",
-        str(tmp_path),
+        str(out),
         "--quiet",
     )
+
+
+def test_cli_coco_writes_cocopp_data(tmp_path: Path):
+    result = _coco(tmp_path, "1-2")
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "cmaes"
     assert sorted(p.name for p in folder.glob("*.info")) == ["bbobexp_f1.info", "bbobexp_f2.info"]
     rows = [line.split() for line in (folder / "data_f1" / "bbobexp_f1_DIM5.dat").read_text().splitlines()]
     assert rows[-1][0] == "20"  # the last logged evaluation is the 4·5-th: the budget, not more
-    again = _cli(
-        "bench",
-        "coco",
-        "--optimizer",
-        "cmaes",
-        "--dims",
-        "5",
-        "--budget",
-        "4",
-        "--functions",
-        "1",
-        "--instances",
-        "1",
-        "--out",
-        str(tmp_path),
-        "--quiet",
-    )
+    again = _coco(tmp_path, "1")
     assert again.returncode == 0 and f"--expensive {tmp_path / 'cmaes-0001'}" in again.stdout

@@ -150,7 +150,6 @@ def run_demo(
     start = time.perf_counter()
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     torch.manual_seed(seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out.mkdir(parents=True, exist_ok=True)
     tok = char_tokenizer()
     config = transformers.Qwen2Config(
@@ -203,8 +202,7 @@ def run_demo(
 
     model = transformers.AutoModelForCausalLM.from_pretrained(out / "base").float().eval()
     seen_val = [tasks[(n, "val")] for n in SEEN]
-    fitness = {m: MergeFitness(model, tok, experts, seen_val, method=m) for m in ("task_arithmetic",)}
-    ta = fitness["task_arithmetic"]
+    ta = MergeFitness(model, tok, experts, seen_val, method="task_arithmetic")
     budget = budget_per_dim * len(experts)
     searches = {
         "EvoGM": GenerativeOptimizer(len(experts), seed=seed, maximize=True),
