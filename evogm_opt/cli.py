@@ -3,12 +3,14 @@
 - ``evogm-opt bench [options]`` runs optimizers × landscapes × dims × budgets × seeds side by side;
 - ``evogm-opt bench report RESULTS.jsonl`` turns its records into tables, statistics and plots;
 - ``evogm-opt bench coco --optimizer NAME`` runs one optimizer on COCO's bbob suite for ``cocopp``;
-- ``evogm-opt merge --demo`` merges LoRA experts of a tiny model end to end on a CPU.
+- ``evogm-opt merge CONFIG.yaml`` searches merge coefficients for LLM experts (resumable), and
+  ``evogm-opt merge --demo`` does it end to end for a tiny model on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -124,20 +126,37 @@ def _coco(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     try:
         from llm_merge.demo import run_demo
+        from llm_merge.run import RunError, run_merge
+        from llm_merge.run_config import ConfigError, load_config
     except ImportError as exc:
         print(f"evogm-opt merge: {exc}; install the extra: pip install 'evogm-opt[llm]'", file=sys.stderr)
         return 2
-    if not args.demo:
-        print(
-            "evogm-opt merge CONFIG.yaml is not built yet (llm_merge issue); run 'evogm-opt merge --demo', or use "
-            "llm_merge.MergeFitness in your own ask/tell loop (docs/llm-merge.md)",
-            file=sys.stderr,
-        )
+    if args.demo == (args.config is not None):
+        print("evogm-opt merge: give either CONFIG.yaml or --demo (see docs/llm-merge.md)", file=sys.stderr)
         return 2
-    result = run_demo(Path(args.out), budget_per_dim=args.budget, seed=args.seed, quiet=args.quiet)
+    if args.demo:
+        result = run_demo(Path(args.out or "merge-demo"), budget_per_dim=args.budget, seed=args.seed, quiet=args.quiet)
+        print()
+        print(result.table)
+        print(
+            f"\nmerge demo: {result.seconds:.0f} s; experts, tasks, configs and results in {args.out or 'merge-demo'}"
+        )
+        return 0
+    from llm_merge.experts import ExpertError
+    from llm_merge.tasks import TaskError
+
+    try:
+        cfg = load_config(args.config)
+        if args.out:
+            cfg = dataclasses.replace(cfg, output=args.out)
+        say = (lambda *a: None) if args.quiet else print
+        result = run_merge(cfg, restart=args.restart, progress=not args.quiet, say=say)
+    except (ConfigError, RunError, ExpertError, TaskError) as exc:
+        print(f"evogm-opt merge: {exc}", file=sys.stderr)
+        return 2
     print()
     print(result.table)
-    print(f"\nmerge demo: {result.seconds:.0f} s; experts, tasks and results.json in {args.out}")
+    print(f"\n{result.results['n_evals']} evaluations; results.json, log.jsonl, convergence.png in {result.output}")
     return 0
 
 
@@ -168,11 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=_bench)
     merge = sub.add_parser("merge", help="LLM expert merging (--demo: end to end on a CPU, no downloads)")
-    merge.add_argument("config", nargs="?", help="CONFIG.yaml (not built yet)")
+    merge.add_argument("config", nargs="?", help="CONFIG.yaml (schema: docs/llm-merge.md); resumes if interrupted")
     merge.add_argument("--demo", action="store_true", help="tiny model, 4 LoRA experts, EvoGM vs CMA-ES vs PSO")
-    merge.add_argument("--out", default="merge-demo")
-    merge.add_argument("--budget", type=int, default=20, help="evaluations per expert for each search")
-    merge.add_argument("--seed", type=int, default=0)
+    merge.add_argument("--out", default=None, help="output folder (overrides the config's; demo: merge-demo)")
+    merge.add_argument("--restart", action="store_true", help="set an existing run in the output folder aside")
+    merge.add_argument("--budget", type=int, default=20, help="demo: evaluations per expert for each search")
+    merge.add_argument("--seed", type=int, default=0, help="demo: seed")
     merge.add_argument("--quiet", action="store_true")
     merge.set_defaults(func=_merge)
     return parser

@@ -79,6 +79,9 @@ class GenerativeOptimizer(Optimizer):
         self.iteration = 0  # 0: the round's initial population; 1..T: generator iterations
         self.basis = Basis.identity(dim)
         self.basis_version = 0
+        # top rows of each shift in the coordinates they were chosen in: what adapters of nonlinear merges
+        # replay to rebuild the round's experts (TIES of TIES merges is not a linear map of the originals)
+        self.shift_rows: list[np.ndarray] = []
         self.noise = self.config.proposal_noise
         self.generators: GeneratorPair | None = None
         self._trained = False
@@ -271,6 +274,7 @@ class GenerativeOptimizer(Optimizer):
             top = np.concatenate([top, np.eye(self.dim)[len(top) :]])
         self.basis = self.basis.shifted(top)
         self.basis_version += 1
+        self.shift_rows.append(top.copy())
         if self.on_basis_shift is not None:
             self.on_basis_shift(self.basis.matrix.copy())
 
@@ -289,6 +293,7 @@ class GenerativeOptimizer(Optimizer):
             "iteration": self.iteration,
             "basis": self.basis.matrix.copy(),
             "basis_version": self.basis_version,
+            "shift_rows": np.asarray(self.shift_rows, dtype=float).reshape(-1, self.dim, self.dim),
             "noise": self.noise,
             "trained": self._trained,
             "queue": self._queue.copy(),
@@ -308,6 +313,12 @@ class GenerativeOptimizer(Optimizer):
         self.iteration = int(state["iteration"])
         self.basis = Basis(np.asarray(state["basis"], dtype=float).reshape(self.dim, self.dim))
         self.basis_version = int(state["basis_version"])
+        rows = np.asarray(state.get("shift_rows", np.empty((0, self.dim, self.dim))), dtype=float)
+        self.shift_rows = list(rows.reshape(-1, self.dim, self.dim))
+        if len(self.shift_rows) != self.basis_version:
+            raise ValueError(
+                f"checkpoint has {len(self.shift_rows)} recorded basis shifts but basis version {self.basis_version}"
+            )
         self.noise = float(state["noise"])
         self._trained = bool(state["trained"])
         self._queue = np.asarray(state["queue"], dtype=float).reshape(-1, self.dim)
@@ -327,6 +338,19 @@ class GenerativeOptimizer(Optimizer):
             self.generators.load(state["generators"])
 
     # ------------------------------------------------------------------ introspection
+    def pending_coordinates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Basis version and *current* coordinates c of asked, not yet told rows (matched as ``tell`` will).
+
+        An adapter whose merge is nonlinear evaluates c over the experts it materialised at the shifts
+        (:attr:`shift_rows`) instead of the effective, clipped x = clip(c @ B).
+        """
+        points = self._validate_points(x)
+        index = self._match_pending(points)
+        if (index < 0).any():
+            raise ValueError(f"row {int(np.flatnonzero(index < 0)[0])} of X was not asked (or was already told)")
+        payload = self._pending_payload[index]
+        return payload[:, 0].astype(np.int64), payload[:, 1:].copy()
+
     @property
     def history(self) -> tuple[np.ndarray, np.ndarray]:
         """The current round's history (user coordinates, minimised values; failures are +inf)."""

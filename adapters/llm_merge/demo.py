@@ -5,7 +5,8 @@
 2. Four LoRA experts (peft) are trained on distinct skills: addition mod 10, copying, reversal, and a
    multiple-choice "next letter" lookup.
 3. λ ∈ [-1, 1]^4 is searched on the seen tasks' *validation* splits with EvoGM, CMA-ES and PSO-Merging at the
-   same budget; then the best λ of each, the base, each expert alone, uniform task arithmetic, TIES and DARE
+   same budget, each as an ``evogm-opt merge CONFIG.yaml`` run whose config is left in the output folder; then
+   the best λ of each, the base, each expert alone, uniform task arithmetic, TIES and DARE
    are scored on seen and unseen tasks (subtraction mod 10, "previous letter"), validation and test splits.
 
 The numbers printed are measured in this run; nothing is assumed. Seeds fix everything.
@@ -72,9 +73,14 @@ def prev_letter(rng):
     return f"p:{LETTERS[i]}>", LETTERS[i - 1]
 
 
+SEARCHES = ("evogm", "cmaes", "pso-merging")  # each one is an 'evogm-opt merge CONFIG.yaml' run
 SEEN = {"add": add, "copy": copy, "reverse": reverse, "next": next_letter}
 UNSEEN = {"sub": sub, "prev": prev_letter}
 MULTIPLE_CHOICE = {"next", "prev"}
+
+
+def _task_entry(name: str) -> dict:
+    return {"name": name, "val": f"tasks/{name}-val.jsonl", "test": f"tasks/{name}-test.jsonl", "max_new_tokens": 4}
 
 
 def task_rows(name: str, skill, n: int, seed: int) -> list[dict]:
@@ -141,12 +147,13 @@ def run_demo(
 ) -> DemoResult:
     import peft
     import transformers
+    import yaml
 
-    from evogm_opt import CMAES, GenerativeOptimizer, PSOMerging
-    from llm_merge.experts import load_lora_expert
-    from llm_merge.fitness import MergeFitness
-    from llm_merge.tasks import Task, score
+    from llm_merge.baselines import per_task_table, summary_table
+    from llm_merge.run import run_merge
+    from llm_merge.run_config import load_config
 
+    transformers.utils.logging.disable_progress_bar()  # the demo prints its own progress lines
     start = time.perf_counter()
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     torch.manual_seed(seed)
@@ -177,8 +184,6 @@ def run_demo(
     base.save_pretrained(out / "base")
     tok.save_pretrained(out / "base")
 
-    shapes = {k: tuple(v.shape) for k, v in base.state_dict().items()}
-    experts = []
     for i, (name, skill) in enumerate(SEEN.items()):
         model = transformers.AutoModelForCausalLM.from_pretrained(out / "base").float()
         lora = peft.LoraConfig(
@@ -189,80 +194,56 @@ def run_demo(
         model = peft.get_peft_model(model, lora)
         loss = train_steps(model, tok, skill, steps=expert_steps, lr=5e-3, batch=32, seed=seed + 10 + i)
         model.save_pretrained(out / f"expert-{name}")
-        experts.append(load_lora_expert(out / f"expert-{name}", shapes, name=name))
         say(f"[{time.perf_counter() - start:5.1f}s] trained LoRA expert '{name}' (final loss {loss:.2f})")
 
-    tasks: dict[tuple[str, str], Task] = {}
     for split, offset in (("val", 1000), ("test", 2000)):
         for name, skill in every.items():
             path = out / "tasks" / f"{name}-{split}.jsonl"
             path.parent.mkdir(exist_ok=True)
             path.write_text("\n".join(json.dumps(r) for r in task_rows(name, skill, 40, seed + offset + len(name))))
-            tasks[(name, split)] = Task.from_jsonl(path, name=name, max_new_tokens=4)
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(out / "base").float().eval()
-    seen_val = [tasks[(n, "val")] for n in SEEN]
-    ta = MergeFitness(model, tok, experts, seen_val, method="task_arithmetic")
-    budget = budget_per_dim * len(experts)
-    searches = {
-        "EvoGM": GenerativeOptimizer(len(experts), seed=seed, maximize=True),
-        "CMA-ES": CMAES(len(experts), seed=seed, maximize=True),
-        "PSO-Merging": PSOMerging(len(experts), seed=seed, maximize=True),
-    }
-    best: dict[str, np.ndarray] = {}
-    for label, opt in searches.items():
-        while opt.n_evals < budget:
-            x = opt.ask(min(opt.popsize, budget - opt.n_evals))
-            opt.tell(x, ta.evaluate_batch(x))
-        best[label] = opt.recommend().x
-        say(
-            f"[{time.perf_counter() - start:5.1f}s] {label}: {budget} evaluations, best val {opt.best.y:.3f} "
-            f"at λ = {np.round(best[label], 2).tolist()}"
-        )
-
-    def evaluate_all(apply) -> dict[str, float]:
-        apply()
-        return {f"{n}/{s}": score(model, tok, t) for (n, s), t in tasks.items()}
-
+    budget = budget_per_dim * len(SEEN)
     rows: dict[str, dict[str, float]] = {}
-    ta.restore()
-    rows["base"] = evaluate_all(lambda: None)
-    for i, e in enumerate(experts):
-        lam = np.eye(len(experts))[i]
-        rows[f"expert {e.name}"] = evaluate_all(lambda lam=lam: ta.apply(lam))
-    uniform = np.full(len(experts), 1.0 / len(experts))
-    rows["uniform TA (λ = 1/N)"] = evaluate_all(lambda: ta.apply(uniform))
-    for method, label in (("ties", "TIES (density 0.2, λ = 1)"), ("dare_linear", "DARE (p = 0.5, λ = 1/N)")):
-        f = MergeFitness(model, tok, experts, seen_val, method=method)
-        lam = np.ones(len(experts)) if method == "ties" else uniform
-        rows[label] = evaluate_all(lambda f=f, lam=lam: f.apply(lam))
-        f.restore()
-    for label, lam in best.items():
-        rows[f"{label} λ*"] = evaluate_all(lambda lam=lam: ta.apply(lam))
-    ta.restore()
+    best: dict[str, list[float]] = {}
+    for i, name in enumerate(SEARCHES):
+        config = {
+            "base": "base",
+            "dtype": "float32",
+            "device": "cpu",
+            "experts": [{"path": f"expert-{n}", "name": n} for n in SEEN],
+            "tasks": {
+                "seen": [_task_entry(n) for n in SEEN],
+                "unseen": [_task_entry(n) for n in UNSEEN],
+            },
+            "method": "task_arithmetic",
+            "optimizer": {"name": name, "budget": budget, "seed": seed},
+            "baselines": i == 0,  # the same for every search: scored once
+            "save_model": name == "evogm",
+            "output": f"runs/{name}",
+        }
+        path = out / f"config-{name}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        run = run_merge(load_config(path), restart=True, progress=False, say=lambda *a: None)
+        b = run.results["best"]
+        best[name] = b["lambda"]
+        rows.update(run.results["rows"])
+        say(
+            f"[{time.perf_counter() - start:5.1f}s] {name}: {budget} evaluations, best val {b['score']:.3f} "
+            f"at λ = {np.round(b['lambda'], 2).tolist()} ({path.name})"
+        )
+    order = [k for k in rows if not k.endswith("λ*")] + [f"{n} λ*" for n in SEARCHES]
+    rows = {k: rows[k] for k in order}
+    table = summary_table(rows, list(SEEN), list(UNSEEN)) + "\n\nPer task:\n\n" + per_task_table(rows)
 
-    def mean(row, names, split):
-        return float(np.mean([row[f"{n}/{split}"] for n in names]))
+    def seen_test(row):
+        return float(np.mean([row[f"{n}/test"] for n in SEEN]))
 
-    lines = [
-        "| model | seen val | seen test | unseen val | unseen test |",
-        "|---|---|---|---|---|",
-    ]
-    for label, row in rows.items():
-        vals = [mean(row, SEEN, "val"), mean(row, SEEN, "test"), mean(row, UNSEEN, "val"), mean(row, UNSEEN, "test")]
-        lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
-    table = "\n".join(lines)
-    names = [f"{n}/{sp}" for sp in ("val", "test") for n in (*SEEN, *UNSEEN)]
-    per_task = ["| model | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for label, row in rows.items():
-        per_task.append(f"| {label} | " + " | ".join(f"{row[n]:.2f}" for n in names) + " |")
-    table += "\n\nPer task:\n\n" + "\n".join(per_task)
-    verdict = mean(rows["EvoGM λ*"], SEEN, "test") - mean(rows["uniform TA (λ = 1/N)"], SEEN, "test")
+    verdict = seen_test(rows["evogm λ*"]) - seen_test(rows["uniform TA (λ = 1/N)"])
     table += (
         f"\n\nEvoGM's λ* vs uniform task arithmetic on seen-task test accuracy: {verdict:+.3f} "
         f"({'better' if verdict > 0 else 'not better'}). Budget {budget} evaluations per search; "
-        f"40 examples per task and split."
+        f"40 examples per task and split. Each search: 'evogm-opt merge {out}/config-<optimizer>.yaml'."
     )
-    results = {"rows": rows, "best_lambda": {k: v.tolist() for k, v in best.items()}, "budget": budget}
+    results = {"rows": rows, "best_lambda": best, "budget": budget}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return DemoResult(table, results, time.perf_counter() - start)

@@ -30,6 +30,7 @@ class MergeFitness:
         tasks: the tasks that drive the search (use separate test tasks for the report).
         method: a merge method name (``task_arithmetic``, ``ties``, ``dare_linear``, ``dare_ties``) or instance.
         weights: optional per-task weights for the mean.
+        batch_size: examples per forward when scoring.
     """
 
     def __init__(
@@ -40,12 +41,14 @@ class MergeFitness:
         tasks: Sequence[Task],
         method: str | MergeMethod = "task_arithmetic",
         weights: Sequence[float] | None = None,
+        batch_size: int = 64,
     ) -> None:
         if not experts:
             raise ExpertError("MergeFitness needs at least one expert")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.experts, self.tasks = list(experts), list(tasks)
         self.method = get_method(method) if isinstance(method, str) else method
+        self.batch_size = int(batch_size)
         self.weights = np.ones(len(self.tasks)) if weights is None else np.asarray(weights, dtype=float)
         if len(self.weights) != len(self.tasks):
             raise ValueError("one weight per task")
@@ -58,13 +61,9 @@ class MergeFitness:
         self._pristine = {name: p.detach().clone() for name, p in self._params.items()}
         device = next(model.parameters()).device
         self._factored = self.method.linear and all(isinstance(e, LoraExpert) for e in self.experts)
+        self._device = device
         self._cache: dict[str, object] = {}
-        for name in touched:
-            if self._factored:
-                self._cache[name] = self._concat_factors(name, device)
-            else:
-                deltas = [self._delta_or_zero(e, name).to(device) for e in self.experts]
-                self._cache[name] = self.method.prepare(name, deltas)
+        self.reset_basis()
 
     @property
     def dim(self) -> int:
@@ -106,6 +105,38 @@ class MergeFitness:
             else:
                 param.copy_(self.method.merge(base, self._cache[name], lam_t.to(base.device)).to(param.dtype))
 
+    def reset_basis(self) -> None:
+        """(Re)build the per-parameter cache from the original experts (basis version 0)."""
+        self.basis_version = 0  # how many basis shifts the experts of a nonlinear merge have been rebased through
+        for name in self._params:
+            if self._factored:
+                self._cache[name] = self._concat_factors(name, self._device)
+            else:
+                deltas = [self._delta_or_zero(e, name).to(self._device) for e in self.experts]
+                self._cache[name] = self.method.prepare(name, deltas)
+
+    @torch.no_grad()
+    def rebase(self, rows: np.ndarray) -> None:
+        """EvoGM's basis shift for a nonlinear merge: expert j becomes the merge at ``rows[j]``.
+
+        ``rows`` are the shift's top points in the coordinates of the experts in use (the optimizer's
+        ``shift_rows[k]``). For TIES/DARE, merging merges is not a linear map of the original experts, so the new
+        experts are materialised as dense task vectors and prepared again (trimmed / re-dropped with masks
+        seeded by the basis version); afterwards candidates are the optimizer's *current* coordinates.
+        Task arithmetic needs none of this: its effective coefficients c @ B are exact.
+        """
+        if self.method.linear:
+            raise ValueError(f"{self.method.name} is linear: evaluate the effective coefficients, no rebase needed")
+        rows = np.asarray(rows, dtype=np.float32)
+        if rows.shape != (self.dim, self.dim) or not np.isfinite(rows).all():
+            raise ValueError(f"rebase needs a finite {self.dim}×{self.dim} matrix, got shape {rows.shape}")
+        self.basis_version += 1
+        for name in self._params:
+            prepared = self._cache[name]
+            device = self._pristine[name].device
+            merged = [self.method.merged_delta(prepared, torch.from_numpy(row).to(device)) for row in rows]
+            self._cache[name] = self.method.prepare(f"{name}#basis{self.basis_version}", merged)
+
     @torch.no_grad()
     def restore(self) -> None:
         for name, param in self._params.items():
@@ -113,11 +144,14 @@ class MergeFitness:
 
     def task_scores(self, lam: Sequence[float]) -> list[float]:
         self.apply(lam)
-        return [score(self.model, self.tokenizer, t) for t in self.tasks]
+        return [score(self.model, self.tokenizer, t, self.batch_size) for t in self.tasks]
+
+    def combine(self, scores: Sequence[float]) -> float:
+        """The fitness of per-task scores: their weighted mean."""
+        return float(np.sum(self.weights * np.asarray(scores, dtype=float)) / np.sum(self.weights))
 
     def evaluate(self, lam: Sequence[float]) -> float:
-        s = np.asarray(self.task_scores(lam))
-        return float(np.sum(self.weights * s) / np.sum(self.weights))
+        return self.combine(self.task_scores(lam))
 
     def evaluate_batch(self, lams: np.ndarray) -> list[float]:
         return [self.evaluate(row) for row in np.atleast_2d(lams)]

@@ -116,7 +116,8 @@ class _Dare(MergeMethod):
             # one generator per (seed, parameter, expert): masks do not depend on the visiting order or the process
             digest = hashlib.blake2b(f"{self.seed}|{param}|{i}".encode(), digest_size=8).digest()
             g = torch.Generator().manual_seed(int.from_bytes(digest, "little") % (2**63))
-            keep = torch.rand(d.shape, generator=g) >= self.drop
+            # drawn on the CPU so that the mask is the same on every device, then moved to the tensor's
+            keep = (torch.rand(d.shape, generator=g) >= self.drop).to(d.device)
             out.append(torch.where(keep, d.float() / (1.0 - self.drop), torch.zeros_like(d, dtype=torch.float32)))
         return out
 

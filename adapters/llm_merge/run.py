@@ -1,0 +1,325 @@
+"""``evogm-opt merge CONFIG.yaml``: search merge coefficients, checkpointing every step, and report.
+
+The output folder holds:
+
+- ``run.json`` — the resolved config and its fingerprint (a resume with another config is refused);
+- ``checkpoint.evogm`` — the optimizer, saved atomically after every ``tell``;
+- ``log.jsonl`` — one line per evaluation (λ, per-task scores, best so far), written *before* the ``tell`` it
+  belongs to, so after a crash the log is cut back to the checkpoint and the step is re-run; since evaluation is
+  deterministic and the optimizer resumes exactly, the continuation is the same as an uninterrupted run (on the
+  same device and torch thread count);
+- at the end: ``results.json`` (best λ and baselines on val/test of seen and unseen tasks), ``convergence.png``
+  and ``merged/`` (the best merge as a Hugging Face folder: safetensors, config, tokenizer).
+
+For nonlinear merges (TIES, DARE) under EvoGM, a basis shift materialises the round's top merges as the new
+experts (:meth:`MergeFitness.rebase`) and candidates are the optimizer's current coordinates; the shifts are
+recorded in the checkpoint, so a resume replays them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evogm_opt import GenerativeOptimizer, Optimizer
+from evogm_opt.minimize import OPTIMIZERS
+from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
+from llm_merge.fitness import MergeFitness
+from llm_merge.loading import load_base, load_expert
+from llm_merge.merges import get_method
+from llm_merge.run_config import MergeRunConfig
+from llm_merge.tasks import Task
+
+CHECKPOINT, LOG, RUN, RESULTS = "checkpoint.evogm", "log.jsonl", "run.json", "results.json"
+
+
+class RunError(RuntimeError):
+    """A run that cannot continue without losing or mixing up results (the message says what to do)."""
+
+
+@dataclass
+class RunResult:
+    results: dict[str, Any]
+    table: str
+    output: Path
+    seconds: float
+
+
+# ---------------------------------------------------------------------- output folder
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _claim_output(cfg: MergeRunConfig, restart: bool) -> Path:
+    """Create the output folder, or check that it holds a run of this very config."""
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    run_file = out / RUN
+    if run_file.exists() and restart:
+        keep = out / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        keep.mkdir()
+        for name in (RUN, CHECKPOINT, LOG, RESULTS):
+            if (out / name).exists():
+                shutil.move(str(out / name), str(keep / name))
+    elif run_file.exists():
+        try:
+            previous = json.loads(run_file.read_text())["fingerprint"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise RunError(f"{run_file} is unreadable ({exc}); use another output folder or --restart") from exc
+        if previous != cfg.fingerprint():
+            raise RunError(
+                f"{out} holds a run of a different config (fingerprint {previous}, this one {cfg.fingerprint()}); "
+                "use another output folder, or --restart to set the old run aside (it is moved, not deleted)"
+            )
+    if not run_file.exists():
+        _atomic_write(run_file, json.dumps({"fingerprint": cfg.fingerprint(), "config": cfg.to_dict()}, indent=2))
+    return out
+
+
+def _read_log(path: Path, n_evals: int) -> list[dict[str, Any]]:
+    """The log's first ``n_evals`` entries (lines past the checkpoint are from a step that is re-run)."""
+    if not path.exists():
+        entries: list[dict[str, Any]] = []
+    else:
+        entries = []
+        for line in path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line torn by the crash: it and anything after it belong to the re-run step
+    if len(entries) < n_evals:
+        raise RunError(
+            f"{path} has {len(entries)} evaluations but the checkpoint {n_evals}: the log was edited or lost; "
+            "restore it or use --restart"
+        )
+    entries = entries[:n_evals]
+    _atomic_write(path, "".join(json.dumps(e) + "\n" for e in entries))
+    return entries
+
+
+# ---------------------------------------------------------------------- loading
+def _load_tasks(cfg: MergeRunConfig) -> dict[str, Task]:
+    tasks = {}
+    for spec in (*cfg.seen, *cfg.unseen):
+        for split in ("val", "test"):
+            path = getattr(spec, split)
+            if path is not None:
+                tasks[f"{spec.name}/{split}"] = Task.from_jsonl(
+                    path, name=spec.name, max_new_tokens=spec.max_new_tokens
+                )
+    return tasks
+
+
+def _new_optimizer(cfg: MergeRunConfig, dim: int) -> Optimizer:
+    spec = cfg.optimizer
+    kwargs: dict[str, Any] = {"seed": spec.seed, "maximize": True, **spec.options}
+    if spec.popsize is not None:
+        kwargs["popsize"] = spec.popsize
+    return OPTIMIZERS[spec.name](dim, **kwargs)
+
+
+# ---------------------------------------------------------------------- the search
+def _search(cfg, fitness: MergeFitness, opt: Optimizer, out: Path, progress: bool) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    log_path, ckpt = out / LOG, out / CHECKPOINT
+    entries = _read_log(log_path, opt.n_evals)
+    rebasing = isinstance(opt, GenerativeOptimizer) and not fitness.method.linear
+    if rebasing:
+        for rows in opt.shift_rows:  # replay the shifts a resumed run has been through
+            fitness.rebase(rows)
+        opt.on_basis_shift = lambda _matrix: fitness.rebase(opt.shift_rows[-1])
+    generation = entries[-1]["generation"] if entries else 0
+    best = max((e["score"] for e in entries if e["score"] is not None), default=float("-inf"))
+    start = time.perf_counter() - (entries[-1]["elapsed_s"] if entries else 0.0)
+    bar = tqdm(total=cfg.optimizer.budget, initial=opt.n_evals, unit="eval", desc="merge search", disable=not progress)
+    if np.isfinite(best):
+        bar.set_postfix(best=f"{best:.4f}", generation=generation)
+    while opt.n_evals < cfg.optimizer.budget and not opt.stop():
+        x = opt.ask(min(opt.popsize, cfg.optimizer.budget - opt.n_evals))
+        version, coords = None, None
+        if rebasing:
+            versions, coords = opt.pending_coordinates(x)
+            if not (versions == fitness.basis_version).all():
+                raise RunError(f"asked rows of basis {set(versions.tolist())}, experts are at {fitness.basis_version}")
+            version = fitness.basis_version
+        generation += 1
+        lines, values = [], []
+        for i, row in enumerate(x):
+            scores = fitness.task_scores(coords[i] if rebasing else row)
+            value = fitness.combine(scores)
+            values.append(value)
+            if np.isfinite(value):
+                best = max(best, value)
+            lines.append(
+                {
+                    "evaluation": opt.n_evals + i + 1,
+                    "generation": generation,
+                    "lambda": row.tolist(),
+                    "basis_version": version,
+                    "coordinates": None if coords is None else coords[i].tolist(),
+                    "score": value if np.isfinite(value) else None,
+                    "tasks": {t.name: s for t, s in zip(fitness.tasks, scores)},
+                    "best": best if np.isfinite(best) else None,
+                    "elapsed_s": round(time.perf_counter() - start, 3),
+                }
+            )
+        with open(log_path, "a") as fh:  # the log first: a crash before the checkpoint re-runs this step
+            fh.write("".join(json.dumps(e) + "\n" for e in lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+        opt.tell(x, values)
+        opt.save(ckpt)
+        entries += lines
+        bar.update(len(x))
+        bar.set_postfix(best=f"{best:.4f}", generation=generation)
+    bar.close()
+    fitness.restore()
+    return entries
+
+
+def _best_entry(opt: Optimizer, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    reco = opt.recommend()
+    if reco is None:
+        raise RunError("every evaluation failed (non-finite scores); nothing to report")
+    matches = [e for e in entries if np.array_equal(np.asarray(e["lambda"]), reco.x) and e["score"] is not None]
+    if not matches:
+        raise RunError("the recommended point is not in the log; the log does not belong to this checkpoint")
+    return max(matches, key=lambda e: e["score"])
+
+
+def _apply_entry(fitness: MergeFitness, opt: Optimizer, entry: dict[str, Any]) -> None:
+    """Put the entry's merge into the model (replaying basis shifts for a nonlinear merge)."""
+    if entry["basis_version"] is None:
+        fitness.apply(entry["lambda"])
+        return
+    fitness.reset_basis()
+    for rows in opt.shift_rows[: entry["basis_version"]]:
+        fitness.rebase(rows)
+    fitness.apply(entry["coordinates"])
+
+
+def _plot(entries: list[dict[str, Any]], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    n = [e["evaluation"] for e in entries]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.scatter(n, [np.nan if e["score"] is None else e["score"] for e in entries], s=10, alpha=0.45, label="evaluated")
+    ax.step(n, [np.nan if e["best"] is None else e["best"] for e in entries], where="post", color="C3", label="best")
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel("validation score (seen tasks)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _baselines(cfg, model, tok, experts, fitness: MergeFitness, tasks) -> dict[str, dict[str, float]]:
+    """Score every standard baseline; one fitness per merge method, freed before the next method's."""
+    rows: dict[str, dict[str, float]] = {}
+    current: tuple[str, MergeFitness] | None = None
+    for b in standard_baselines([e.name for e in experts]):
+        key = json.dumps([b.method, b.options], sort_keys=True)
+        if current is None or current[0] != key:
+            current = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            reuse = b.method == cfg.method and not b.options and fitness.method.linear
+            method = get_method(b.method, **b.options)
+            current = (key, fitness if reuse else MergeFitness(model, tok, experts, fitness.tasks, method))
+        current[1].apply(b.weights)
+        rows[b.label] = score_tasks(model, tok, tasks, cfg.batch_size)
+        current[1].restore()
+    return rows
+
+
+# ---------------------------------------------------------------------- entry point
+def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = True, say=print) -> RunResult:
+    start = time.perf_counter()
+    out = _claim_output(cfg, restart)
+    model, tok = load_base(cfg.base, cfg.dtype, cfg.device, cfg.tokenizer)
+    experts = [load_expert(e.path, model, tok, e.name, e.kind) for e in cfg.experts]
+    tasks = _load_tasks(cfg)
+    seen_val = [tasks[f"{t.name}/val"] for t in cfg.seen]
+    method = get_method(cfg.method, **cfg.method_options)
+    fitness = MergeFitness(model, tok, experts, seen_val, method, [t.weight for t in cfg.seen], cfg.batch_size)
+    say(f"{len(experts)} experts ({', '.join(e.name for e in experts)}), {len(tasks)} task splits, on {model.device}")
+
+    ckpt = out / CHECKPOINT
+    if ckpt.exists():
+        try:
+            opt = Optimizer.load(ckpt)
+        except (ValueError, KeyError, OSError) as exc:
+            raise RunError(f"{ckpt}: cannot resume ({exc}); use --restart to set it aside") from exc
+        if opt.dim != len(experts):
+            raise RunError(f"{ckpt} searches {opt.dim} coefficients but the config has {len(experts)} experts")
+        say(f"resuming from {ckpt} at evaluation {opt.n_evals}")
+    else:
+        opt = _new_optimizer(cfg, len(experts))
+    entries = _search(cfg, fitness, opt, out, progress)
+    search_seconds = entries[-1]["elapsed_s"] if entries else 0.0
+
+    best = _best_entry(opt, entries)
+    label = f"{cfg.optimizer.name} λ*"
+    _apply_entry(fitness, opt, best)
+    rows = {label: score_tasks(model, tok, tasks, cfg.batch_size)}
+    if cfg.save_model:
+        merged = out / "merged"
+        model.save_pretrained(merged, safe_serialization=True)
+        tok.save_pretrained(merged)
+        provenance = {"base": cfg.base, "experts": [e.path for e in cfg.experts], "method": cfg.method, **best}
+        _atomic_write(merged / "evogm_merge.json", json.dumps(provenance, indent=2))
+    fitness.restore()
+    if cfg.baselines:
+        rows.update(_baselines(cfg, model, tok, experts, fitness, tasks))
+
+    seen, unseen = [t.name for t in cfg.seen], [t.name for t in cfg.unseen]
+    table = summary_table(rows, seen, unseen) + "\n\nPer task:\n\n" + per_task_table(rows)
+    if cfg.baselines:
+        gap = np.mean(
+            [
+                rows[label][f"{n}/test"] - rows["uniform TA (λ = 1/N)"][f"{n}/test"]
+                for n in seen
+                if f"{n}/test" in rows[label]
+            ]
+            or [np.nan]
+        )
+        table += (
+            f"\n\n{label} vs uniform task arithmetic, seen tasks, test split: {gap:+.3f} "
+            f"({'better' if gap > 0 else 'not better'})."
+        )
+    results = {
+        "fingerprint": cfg.fingerprint(),
+        "optimizer": cfg.optimizer.name,
+        "method": cfg.method,
+        "budget": cfg.optimizer.budget,
+        "n_evals": opt.n_evals,
+        "stop_reason": opt.stop_reason or ("budget" if opt.n_evals >= cfg.optimizer.budget else None),
+        "best": best,
+        "rows": rows,
+        "search_seconds": search_seconds,
+        "table": table,
+    }
+    _atomic_write(out / RESULTS, json.dumps(results, indent=2))
+    _plot(entries, out / "convergence.png", f"{cfg.optimizer.name} · {cfg.method} · {len(experts)} experts")
+    return RunResult(results, table, out, time.perf_counter() - start)

@@ -1,0 +1,229 @@
+"""The ``evogm-opt merge CONFIG.yaml`` schema, validated before anything heavy is loaded.
+
+Relative paths are resolved against the YAML file's folder, so a config and its data can move together. A
+``base`` that is not an existing folder is taken as a Hugging Face hub id. Every key is checked: a typo is an
+error naming the allowed keys, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A merge config that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class ExpertSpec:
+    path: str
+    name: str
+    kind: str = "auto"  # auto | lora | dense
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    val: str
+    test: str | None = None
+    weight: float = 1.0
+    max_new_tokens: int = 16
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str = "evogm"
+    budget: int = 100  # evaluations
+    seed: int = 0
+    popsize: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # further constructor arguments (preset, config, ...)
+
+
+@dataclass(frozen=True)
+class MergeRunConfig:
+    base: str
+    experts: tuple[ExpertSpec, ...]
+    seen: tuple[TaskSpec, ...]
+    output: str
+    unseen: tuple[TaskSpec, ...] = ()
+    tokenizer: str | None = None
+    dtype: str = "bfloat16"
+    device: str = "auto"
+    method: str = "task_arithmetic"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    batch_size: int = 32
+    baselines: bool = True
+    save_model: bool = True
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes which points are evaluated and what they score.
+
+        The budget and the output folder are left out: a run may be resumed with a larger budget or moved.
+        """
+        data = asdict(self)
+        data.pop("output")
+        data["optimizer"].pop("budget")
+        data.pop("baselines")
+        data.pop("save_model")
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_keys(where: str, data: Any, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    missing = sorted(required - set(data))
+    if missing:
+        raise ConfigError(f"{where}: missing keys {missing}")
+    return data
+
+
+def _path(root: Path, value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (root / p))
+
+
+def _tasks(root: Path, items: Any, where: str) -> tuple[TaskSpec, ...]:
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: expected a list of tasks")
+    out = []
+    for i, item in enumerate(items):
+        w = f"{where}[{i}]"
+        item = _check_keys(w, item, {"name", "val", "test", "weight", "max_new_tokens"}, {"name", "val"})
+        weight, max_new = item.get("weight", 1.0), item.get("max_new_tokens", 16)
+        if not isinstance(weight, (int, float)) or not weight > 0:
+            raise ConfigError(f"{w}.weight must be a positive number, got {weight!r}")
+        if not isinstance(max_new, int) or max_new < 1:
+            raise ConfigError(f"{w}.max_new_tokens must be a positive integer, got {max_new!r}")
+        test = item.get("test")
+        out.append(
+            TaskSpec(
+                name=str(item["name"]),
+                val=_path(root, item["val"], f"{w}.val"),
+                test=None if test is None else _path(root, test, f"{w}.test"),
+                weight=float(weight),
+                max_new_tokens=max_new,
+            )
+        )
+    names = [t.name for t in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: task names must be unique, got {names}")
+    return tuple(out)
+
+
+def parse_config(data: Any, root: Path) -> MergeRunConfig:
+    """Validate a loaded YAML mapping (``root``: the folder relative paths are resolved against)."""
+    from evogm_opt.minimize import OPTIMIZERS
+    from llm_merge.loading import DTYPES
+    from llm_merge.merges import MERGE_METHODS
+
+    top = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size"}
+    data = _check_keys("config", data, top | {"baselines", "save_model", "output"}, {"base", "experts", "tasks"})
+    base = data["base"]
+    if not isinstance(base, str) or not base:
+        raise ConfigError("base: expected a hub id or a folder")
+    base_path = (root / base).expanduser()
+    if base_path.is_dir() or base.startswith((".", "/", "~")):
+        base = str(base_path)
+
+    raw_experts = data["experts"]
+    if not isinstance(raw_experts, list) or len(raw_experts) < 1:
+        raise ConfigError("experts: expected a non-empty list of folders")
+    experts = []
+    for i, item in enumerate(raw_experts):
+        item = {"path": item} if isinstance(item, str) else item
+        item = _check_keys(f"experts[{i}]", item, {"path", "name", "kind"}, {"path"})
+        path = _path(root, item["path"], f"experts[{i}].path")
+        kind = item.get("kind", "auto")
+        if kind not in ("auto", "lora", "dense"):
+            raise ConfigError(f"experts[{i}].kind must be auto, lora or dense, got {kind!r}")
+        experts.append(ExpertSpec(path=path, name=str(item.get("name") or Path(path).name), kind=kind))
+    names = [e.name for e in experts]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"experts: names must be unique, got {names}")
+
+    tasks = _check_keys("tasks", data["tasks"], {"seen", "unseen"}, {"seen"})
+    seen, unseen = _tasks(root, tasks["seen"], "tasks.seen"), _tasks(root, tasks.get("unseen"), "tasks.unseen")
+    if not seen:
+        raise ConfigError("tasks.seen: at least one task drives the search")
+    clash = {t.name for t in seen} & {t.name for t in unseen}
+    if clash:
+        raise ConfigError(f"tasks: {sorted(clash)} listed as both seen and unseen")
+
+    method = data.get("method", "task_arithmetic")
+    options: dict[str, Any] = {}
+    if isinstance(method, dict):
+        options = dict(method)
+        method = options.pop("name", None)
+    if method not in MERGE_METHODS:
+        raise ConfigError(f"method: {method!r} is not one of {sorted(MERGE_METHODS)}")
+    try:
+        MERGE_METHODS[method](**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"method {method}: {exc}") from exc
+
+    opt = _check_keys("optimizer", data.get("optimizer", {}), {"name", "budget", "seed", "popsize", "options"})
+    spec = OptimizerSpec(**opt)
+    if spec.name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name: {spec.name!r} is not one of {sorted(OPTIMIZERS)}")
+    if not isinstance(spec.budget, int) or spec.budget < 1:
+        raise ConfigError(f"optimizer.budget must be a positive integer, got {spec.budget!r}")
+    if not isinstance(spec.seed, int):
+        raise ConfigError(f"optimizer.seed must be an integer, got {spec.seed!r}")
+    if spec.popsize is not None and (not isinstance(spec.popsize, int) or spec.popsize < 2):
+        raise ConfigError(f"optimizer.popsize must be an integer >= 2, got {spec.popsize!r}")
+    if not isinstance(spec.options, dict):
+        raise ConfigError("optimizer.options must be a mapping of constructor arguments")
+
+    dtype = data.get("dtype", "bfloat16")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    batch_size = data.get("batch_size", 32)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    tokenizer = data.get("tokenizer")
+    if tokenizer is not None and (root / tokenizer).is_dir():
+        tokenizer = str(root / tokenizer)
+    return MergeRunConfig(
+        base=base,
+        tokenizer=tokenizer,
+        experts=tuple(experts),
+        seen=seen,
+        unseen=unseen,
+        output=_path(root, data.get("output", "merge-run"), "output"),
+        dtype=dtype,
+        device=str(data.get("device", "auto")),
+        method=method,
+        method_options=options,
+        optimizer=spec,
+        batch_size=batch_size,
+        baselines=bool(data.get("baselines", True)),
+        save_model=bool(data.get("save_model", True)),
+    )
+
+
+def load_config(path: str | Path) -> MergeRunConfig:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    return parse_config(data, path.resolve().parent)
