@@ -1,4 +1,4 @@
-"""Every Python block in the quickstart runs as written."""
+"""Every Python block in the quickstart and integrations pages runs as written; the merge config example parses."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ def test_integrations_code_blocks_run():
     assert namespace["result"].n_evals == 80 and namespace["result"].y < 0.2
     assert len(namespace["study"].trials) == 40
     assert set(namespace["best"].config) == {"x", "lr"}
+
+
+def test_llm_merge_config_example_follows_the_schema(tmp_path):
+    import pytest
+
+    yaml = pytest.importorskip("yaml", reason="the llm extra")
+    from llm_merge.run_config import parse_config
+
+    page = Path(__file__).parents[1] / "docs" / "llm-merge.md"
+    (block,) = re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S)
+    cfg = parse_config(yaml.safe_load(block), tmp_path)
+    assert cfg.base == "Qwen/Qwen2.5-1.5B" and [e.kind for e in cfg.experts] == ["auto", "auto", "dense"]
+    assert cfg.seen[1].weight == 2.0 and cfg.unseen[0].name == "medqa" and cfg.optimizer.budget == 200

@@ -158,17 +158,11 @@ def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
 
     result = run_demo(tmp_path / "demo", budget_per_dim=3, quiet=True, expert_steps=60)
     rows = result.results["rows"]
-    assert {"base", "uniform TA (λ = 1/N)", "EvoGM λ*", "CMA-ES λ*", "PSO-Merging λ*"} <= set(rows)
+    assert {"base", "uniform TA (λ = 1/N)", "evogm λ*", "cmaes λ*", "pso-merging λ*"} <= set(rows)
     assert all(0.0 <= v <= 1.0 for row in rows.values() for v in row.values())
     assert "| model | seen val | seen test | unseen val | unseen test |" in result.table
     assert ("better" in result.table) and json.loads((tmp_path / "demo" / "results.json").read_text())["budget"] == 12
     loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "demo" / "base")  # an HF folder
     assert loaded.config.model_type == "qwen2"
-
-
-def test_cli_merge_without_demo_says_what_exists(tmp_path):
-    import subprocess
-    import sys
-
-    r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge", "x.yaml"], capture_output=True, text=True)
-    assert r.returncode == 2 and "--demo" in r.stderr
+    assert (tmp_path / "demo" / "runs" / "evogm" / "merged" / "model.safetensors").is_file()
+    assert (tmp_path / "demo" / "config-cmaes.yaml").is_file()

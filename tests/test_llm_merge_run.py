@@ -1,0 +1,277 @@
+"""``evogm-opt merge CONFIG.yaml``: schema checks, outputs, exact resume after crashes, expert folders, rebase."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
+yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
+
+from llm_merge import ExpertError, get_method, load_lora_expert  # noqa: E402
+from llm_merge.demo import char_tokenizer  # noqa: E402
+from llm_merge.fitness import MergeFitness  # noqa: E402
+from llm_merge.loading import load_expert  # noqa: E402
+from llm_merge.run import RunError, run_merge  # noqa: E402
+from llm_merge.run_config import ConfigError, load_config, parse_config  # noqa: E402
+
+from evogm_opt import Optimizer  # noqa: E402
+from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
+from tests.test_llm_merge_fitness import write_tasks  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A base folder, three LoRA expert folders and val/test task files, as a user would have them."""
+    root = tmp_path_factory.mktemp("merge")
+    tiny_qwen().save_pretrained(root / "base")
+    char_tokenizer().save_pretrained(root / "base")
+    for i in range(3):
+        make_adapter(root / f"expert{i}", seed=i + 1)
+    for split in ("val", "test"):
+        (root / split).mkdir()
+        write_tasks(root / split)
+    return root
+
+
+def config_dict(**overrides) -> dict:
+    cfg = {
+        "base": "base",
+        "dtype": "float32",
+        "device": "cpu",
+        "experts": ["expert0", {"path": "expert1", "name": "second"}, "expert2"],
+        "tasks": {
+            "seen": [{"name": "mc", "val": "val/mc.jsonl", "test": "test/mc.jsonl"}],
+            "unseen": [{"name": "gen", "val": "val/gen.jsonl", "test": "test/gen.jsonl", "max_new_tokens": 3}],
+        },
+        "optimizer": {"name": "evogm", "budget": 12, "seed": 3},
+        "output": "run",
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def write_config(root: Path, name: str, **overrides) -> Path:
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config_dict(output=f"runs/{name}", **overrides)))
+    return path
+
+
+def quiet_run(path: Path, **kw):
+    return run_merge(load_config(path), progress=False, say=lambda *a: None, **kw)
+
+
+def log_without_timing(folder: Path) -> list[dict]:
+    entries = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in e.items() if k != "elapsed_s"} for e in entries]
+
+
+def test_schema_errors_name_the_problem(workspace):
+    with pytest.raises(ConfigError, match="unknown keys \\['optimiser'\\]"):
+        parse_config({**config_dict(), "optimiser": {}}, workspace)
+    with pytest.raises(ConfigError, match="missing keys \\['experts'\\]"):
+        parse_config({k: v for k, v in config_dict().items() if k != "experts"}, workspace)
+    with pytest.raises(ConfigError, match="not one of"):
+        parse_config(config_dict(method="slerp"), workspace)
+    with pytest.raises(ConfigError, match="density"):
+        parse_config(config_dict(method={"name": "ties", "density": 1.5}), workspace)
+    with pytest.raises(ConfigError, match=r"optimizer\.name"):
+        parse_config(config_dict(optimizer={"name": "adam"}), workspace)
+    with pytest.raises(ConfigError, match="budget"):
+        parse_config(config_dict(optimizer={"budget": 0}), workspace)
+    with pytest.raises(ConfigError, match="unique"):
+        parse_config(config_dict(experts=["expert0", "expert0"]), workspace)
+    with pytest.raises(ConfigError, match="both seen and unseen"):
+        tasks = {"seen": [{"name": "a", "val": "x"}], "unseen": [{"name": "a", "val": "y"}]}
+        parse_config(config_dict(tasks=tasks), workspace)
+    cfg = parse_config(config_dict(method={"name": "ties", "density": 0.5}), workspace)
+    assert cfg.base == str(workspace / "base") and cfg.experts[1].name == "second"
+    assert cfg.seen[0].val == str(workspace / "val/mc.jsonl") and cfg.method_options == {"density": 0.5}
+    hub = parse_config(config_dict(base="Qwen/Qwen2.5-1.5B"), workspace)
+    assert hub.base == "Qwen/Qwen2.5-1.5B"  # not a folder: a hub id, left alone
+
+
+def test_a_run_writes_log_checkpoint_results_plot_and_a_loadable_merged_model(workspace):
+    result = quiet_run(write_config(workspace, "full"))
+    out = workspace / "runs" / "full"
+    for name in ("run.json", "checkpoint.evogm", "log.jsonl", "results.json", "convergence.png"):
+        assert (out / name).is_file(), name
+    log = log_without_timing(out)
+    assert [e["evaluation"] for e in log] == list(range(1, 13))
+    assert all(b["best"] >= a["best"] for a, b in zip(log, log[1:]))
+    assert log[-1]["best"] == max(e["score"] for e in log)
+    res = json.loads((out / "results.json").read_text())
+    assert res["n_evals"] == 12 and res["best"]["score"] == log[-1]["best"]
+    labels = set(res["rows"])
+    assert {"evogm λ*", "base", "expert second", "uniform TA (λ = 1/N)"} <= labels
+    assert {"TIES (density 0.2, λ = 1)", "DARE (p = 0.5, λ = 1/N)"} <= labels
+    assert set(res["rows"]["base"]) == {"mc/val", "mc/test", "gen/val", "gen/test"}
+    assert res["rows"]["evogm λ*"]["mc/val"] == pytest.approx(res["best"]["score"])
+    assert "| model | seen val |" in result.table
+
+    # the saved folder is the merge at the best λ: equal to applying it to a fresh base
+    merged = transformers.AutoModelForCausalLM.from_pretrained(out / "merged")
+    shapes = base_shapes(tiny_qwen())
+    experts = [load_lora_expert(workspace / f"expert{i}", shapes) for i in range(3)]
+    reference = tiny_qwen()
+    MergeFitness(reference, char_tokenizer(), experts, []).apply(res["best"]["lambda"])
+    for k, v in reference.state_dict().items():
+        torch.testing.assert_close(merged.state_dict()[k], v, rtol=0, atol=0)
+    saved, base_tok = (transformers.AutoTokenizer.from_pretrained(d) for d in (out / "merged", workspace / "base"))
+    assert saved.get_vocab() == base_tok.get_vocab()
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("method", "optimizer", "budget", "crash_in"),
+    [
+        ("task_arithmetic", {"name": "evogm"}, 18, "evaluation"),
+        # the paper preset shifts the basis after 24 evaluations: TIES experts are rebased and must be replayed
+        ("ties", {"name": "evogm-paper"}, 36, "evaluation"),
+        ("ties", {"name": "evogm-paper"}, 36, "checkpoint"),
+        ("dare_ties", {"name": "cmaes"}, 18, "checkpoint"),
+    ],
+)
+def test_crash_then_resume_continues_bit_identically(workspace, monkeypatch, method, optimizer, budget, crash_in):
+    name = f"{method}-{optimizer['name']}-{crash_in}"
+    settings = {"method": method, "optimizer": {**optimizer, "budget": budget, "seed": 1}, "baselines": False}
+    quiet_run(write_config(workspace, f"{name}-straight", **settings))
+    straight = workspace / "runs" / f"{name}-straight"
+
+    path = write_config(workspace, f"{name}-crashed", **settings)
+    calls = {"n": 0}
+    if crash_in == "evaluation":  # a crash mid-generation: the half-evaluated generation is lost and re-run
+        original = MergeFitness.task_scores
+
+        def flaky(self, lam):
+            calls["n"] += 1
+            if calls["n"] == budget - 7:  # mid-generation (after the basis shift for the paper preset)
+                raise Crash("simulated crash while evaluating")
+            return original(self, lam)
+
+        monkeypatch.setattr(MergeFitness, "task_scores", flaky)
+    else:  # a crash after the log was written but before the checkpoint: the log is cut back and the step re-run
+        original = Optimizer.save
+
+        def flaky(self, p):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise Crash("simulated crash while checkpointing")
+            return original(self, p)
+
+        monkeypatch.setattr(Optimizer, "save", flaky)
+    with pytest.raises(Crash):
+        quiet_run(path)
+    monkeypatch.undo()
+    crashed = workspace / "runs" / f"{name}-crashed"
+    with open(crashed / "log.jsonl", "a") as fh:
+        fh.write('{"evaluation": 99, "gener')  # and a torn line
+    quiet_run(path)
+    assert log_without_timing(crashed) == log_without_timing(straight)
+    a, b = (json.loads((d / "results.json").read_text()) for d in (straight, crashed))
+    assert a["best"]["lambda"] == b["best"]["lambda"] and a["rows"] == b["rows"]
+    if optimizer["name"] == "evogm-paper":
+        versions = {e["basis_version"] for e in log_without_timing(straight)}
+        assert versions == {0, 1}  # the run went through a basis shift
+
+
+def test_resume_refuses_another_config_and_restart_keeps_the_old_run(workspace):
+    path = write_config(workspace, "guarded", baselines=False)
+    quiet_run(path)
+    out = workspace / "runs" / "guarded"
+    path.write_text(yaml.safe_dump(config_dict(output="runs/guarded", method="ties", baselines=False)))
+    with pytest.raises(RunError, match="different config"):
+        quiet_run(path)
+    quiet_run(path, restart=True)
+    assert list(out.glob("previous-*/log.jsonl")) and json.loads((out / "results.json").read_text())["method"] == "ties"
+    # a larger budget resumes the same run instead of starting over
+    path.write_text(
+        yaml.safe_dump(
+            config_dict(output="runs/guarded", method="ties", baselines=False, optimizer={"budget": 18, "seed": 3})
+        )
+    )
+    quiet_run(path)
+    assert len(log_without_timing(out)) == 18
+    (out / "checkpoint.evogm").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match="cannot resume"):
+        quiet_run(path)
+
+
+def test_rebase_makes_the_shift_merges_the_new_experts(workspace):
+    shapes = base_shapes(tiny_qwen())
+    experts = [load_lora_expert(workspace / f"expert{i}", shapes) for i in range(3)]
+    model = tiny_qwen()
+    pristine = {k: v.clone() for k, v in model.state_dict().items()}
+    fitness = MergeFitness(model, char_tokenizer(), experts, [], method="ties")
+    rows = np.array([[0.5, -0.2, 0.9], [0.1, 0.7, 0.0], [-0.4, 0.3, 0.3]])
+    fitness.rebase(rows)
+    c = np.array([0.6, -0.5, 0.25])
+    fitness.apply(c)
+    ties = get_method("ties")
+    name = "model.layers.0.mlp.down_proj.weight"
+    original = ties.prepare(name, [e.delta(name) for e in experts])
+    materialised = [ties.merged_delta(original, torch.tensor(r, dtype=torch.float32)) for r in rows]
+    expected = ties.merge(pristine[name], ties.prepare(name, materialised), torch.tensor(c, dtype=torch.float32))
+    torch.testing.assert_close(fitness._params[name].detach(), expected, atol=1e-6, rtol=1e-5)
+    fitness.reset_basis()
+    fitness.apply(c)
+    direct = ties.merge(pristine[name], original, torch.tensor(c, dtype=torch.float32))
+    torch.testing.assert_close(fitness._params[name].detach(), direct, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="linear"):
+        MergeFitness(tiny_qwen(), char_tokenizer(), experts, []).rebase(rows)
+
+
+def test_full_checkpoint_experts_load_as_differences_and_mismatches_are_refused(tmp_path):
+    base, tok = tiny_qwen(), char_tokenizer()
+    tuned = tiny_qwen()
+    with torch.no_grad():
+        tuned.model.layers[1].mlp.up_proj.weight.add_(0.25)
+    tuned.save_pretrained(tmp_path / "dense")
+    expert = load_expert(tmp_path / "dense", base, tok)
+    assert set(expert.deltas) == {"model.layers.1.mlp.up_proj.weight"}
+    torch.testing.assert_close(expert.deltas["model.layers.1.mlp.up_proj.weight"], torch.full((64, 32), 0.25))
+
+    tiny_qwen(hidden=48).save_pretrained(tmp_path / "other")
+    with pytest.raises(ExpertError, match="hidden_size"):
+        load_expert(tmp_path / "other", base, tok)
+    tiny_qwen(vocab=80).save_pretrained(tmp_path / "resized")
+    with pytest.raises(ExpertError, match="resized embeddings"):
+        load_expert(tmp_path / "resized", base, tok)
+    (tmp_path / "pickle").mkdir()
+    (tmp_path / "pickle" / "config.json").write_text((tmp_path / "dense" / "config.json").read_text())
+    (tmp_path / "pickle" / "pytorch_model.bin").write_bytes(b"\x80")
+    with pytest.raises(ExpertError, match="pickle"):
+        load_expert(tmp_path / "pickle", base, tok)
+
+
+def test_an_expert_with_another_tokenizer_is_refused(tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    make_adapter(tmp_path / "same", seed=1)
+    char_tokenizer().save_pretrained(tmp_path / "same")
+    assert load_expert(tmp_path / "same", tiny_qwen(), char_tokenizer()).name == "same"
+    make_adapter(tmp_path / "other", seed=1)
+    vocab = {"<pad>": 0, "<eos>": 1, "hello": 2}
+    other = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<pad>")))
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ExpertError, match="tokenizer differs"):
+        load_expert(tmp_path / "other", tiny_qwen(), char_tokenizer())
+
+
+def test_cli_reports_config_errors_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: x\nexperts: []\ntasks: {seen: []}\n")
+    r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "experts: expected a non-empty list" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge"], capture_output=True, text=True)
+    assert r.returncode == 2 and "either CONFIG.yaml or --demo" in r.stderr
