@@ -18,18 +18,42 @@ def test_quickstart_code_blocks_run():
     assert namespace["opt"].best.y > 0.5
 
 
-def test_integrations_code_blocks_run():
+def merge_demo_layout(root: Path) -> None:
+    """What the Ray Tune merge example reads, in the demo's layout, with a tiny untrained model (fast)."""
+    from llm_merge.demo import char_tokenizer
+
+    from tests.test_llm_merge_experts import make_adapter, tiny_qwen
+    from tests.test_llm_merge_fitness import write_tasks
+
+    demo = root / "merge-demo"
+    tiny_qwen().save_pretrained(demo / "base")
+    char_tokenizer().save_pretrained(demo / "base")
+    (demo / "tasks").mkdir(parents=True)
+    write_tasks(demo / "tasks")
+    for i, name in enumerate(("add", "copy", "reverse", "next")):
+        make_adapter(demo / f"expert-{name}", seed=i + 1)
+        kind = "mc" if i % 2 == 0 else "gen"
+        (demo / "tasks" / f"{name}-val.jsonl").write_text((demo / "tasks" / f"{kind}.jsonl").read_text())
+
+
+def test_integrations_code_blocks_run(tmp_path, monkeypatch):
     import numpy as np
 
+    merge_demo_layout(tmp_path)
+    monkeypatch.chdir(tmp_path)
     page = Path(__file__).parents[1] / "docs" / "integrations.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 5
     namespace: dict = {"np": np}
     for block in blocks:
         exec(compile(block, str(page), "exec"), namespace)
     assert namespace["result"].n_evals == 80 and namespace["result"].y < 0.2
+    assert namespace["ng_opt"].num_tell == 80 and namespace["loss"](namespace["ng_best"].value) < 0.1
     assert len(namespace["study"].trials) == 40
     assert set(namespace["best"].config) == {"x", "lr"}
+    merge = namespace["merge_result"]
+    assert set(merge.config) == {"w0", "w1", "w2", "w3"} and 0.0 <= merge.metrics["score"] <= 1.0
+    assert namespace["searcher"].optimizer.n_evals == 16  # every trial's score reached the optimizer
 
 
 def test_llm_merge_config_example_follows_the_schema(tmp_path):

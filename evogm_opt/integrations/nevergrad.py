@@ -1,0 +1,91 @@
+"""EvoGM as a nevergrad optimizer: ``register()`` adds ``"EvoGM"`` to ``ng.optimizers.registry``.
+
+Registration goes through the registry's public ``register_name`` and happens only when you call
+:func:`register` (importing this module changes nothing in nevergrad). The optimizer works on nevergrad's
+fully bounded parametrizations: ``ng.p.helpers.Normalizer`` maps nevergrad's standardized data to the unit box,
+where our ask/tell optimizer runs; unbounded coordinates go through nevergrad's default arctan squashing.
+
+    import nevergrad as ng
+    from evogm_opt.integrations.nevergrad import register
+
+    register()
+    opt = ng.optimizers.registry["EvoGM"](ng.p.Array(shape=(4,)).set_bounds(-1, 1), budget=80)
+    best = opt.minimize(lambda x: float(((x - 0.3) ** 2).sum()))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:
+    import nevergrad as ng
+    from nevergrad.optimization import base
+except ImportError as exc:  # pragma: no cover - the extra is installed in CI
+    raise ImportError("evogm_opt.integrations.nevergrad needs nevergrad: pip install 'evogm-opt[nevergrad]'") from exc
+
+from evogm_opt.optimizer import GenerativeOptimizer
+
+NAME = "EvoGM"
+
+
+class _EvoGM(base.Optimizer):
+    """nevergrad ``Optimizer`` driving a :class:`GenerativeOptimizer` on the unit box."""
+
+    def __init__(
+        self,
+        parametrization: Any,
+        budget: int | None = None,
+        num_workers: int = 1,
+        *,
+        preset: str = "default",
+        popsize: int | None = None,
+    ) -> None:
+        super().__init__(parametrization, budget=budget, num_workers=num_workers)
+        self._normalizer = ng.p.helpers.Normalizer(self.parametrization)
+        seed = int(self._rng.randint(2**31 - 1))  # nevergrad's seeded random state: parametrization.random_state
+        self._optimizer = GenerativeOptimizer(self.dimension, bounds=(0.0, 1.0), seed=seed, preset=preset, popsize=popsize)
+        self._asked_points: dict[str, np.ndarray] = {}  # candidate uid -> the unit-box point we asked
+
+    def _internal_ask_candidate(self) -> Any:
+        u = self._optimizer.ask(1)[0]
+        candidate = self.parametrization.spawn_child().set_standardized_data(self._normalizer.backward(u))
+        self._asked_points[candidate.uid] = u
+        return candidate
+
+    def _internal_tell_candidate(self, candidate: Any, loss: float) -> None:
+        u = self._asked_points.pop(candidate.uid, None)
+        if u is None:  # told without an ask: its position in the unit box, told as an external row
+            data = candidate.get_standardized_data(reference=self.parametrization)
+            u = np.clip(self._normalizer.forward(data), 0.0, 1.0)
+        self._optimizer.tell(u[None, :], [float(loss)])
+
+    def _internal_provide_recommendation(self) -> np.ndarray | None:
+        best = self._optimizer.best
+        return None if best is None else self._normalizer.backward(best.x)
+
+
+class EvoGM(base.ConfiguredOptimizer):
+    """EvoGM (ICML 2026) as a configured nevergrad optimizer.
+
+    Args:
+        preset: a :class:`GenerativeOptimizer` preset (``"default"`` or ``"paper"``).
+        popsize: population size, default 2·dimension.
+    """
+
+    def __init__(self, *, preset: str = "default", popsize: int | None = None) -> None:
+        super().__init__(_EvoGM, locals())
+
+
+def register(name: str = NAME, **config: Any) -> EvoGM:
+    """Add EvoGM to ``ng.optimizers.registry`` under ``name`` (idempotent for the same name)."""
+    registry = ng.optimizers.registry
+    if name in registry:
+        existing = registry[name]
+        if not isinstance(existing, EvoGM):
+            raise ValueError(f"nevergrad already has an optimizer named {name!r}; pick another name")
+        return existing
+    optimizer = EvoGM(**config)
+    registry.register_name(name, optimizer)
+    return optimizer
