@@ -30,7 +30,9 @@ def test_register_adds_a_working_optimizer_once():
 
 
 def test_asked_values_lie_in_the_bounds_and_unasked_tells_are_accepted():
-    param = ng.p.Array(init=np.array([0.5, 0.0, 15.0])).set_bounds(np.array([0.0, -2.0, 10.0]), np.array([1.0, 2.0, 20.0]))
+    param = ng.p.Array(init=np.array([0.5, 0.0, 15.0])).set_bounds(
+        np.array([0.0, -2.0, 10.0]), np.array([1.0, 2.0, 20.0])
+    )
     opt = EvoGM(preset="paper", popsize=6)(param, budget=30, num_workers=3)
     for _ in range(5):
         cands = [opt.ask() for _ in range(3)]

@@ -45,7 +45,9 @@ class _EvoGM(base.Optimizer):
         super().__init__(parametrization, budget=budget, num_workers=num_workers)
         self._normalizer = ng.p.helpers.Normalizer(self.parametrization)
         seed = int(self._rng.randint(2**31 - 1))  # nevergrad's seeded random state: parametrization.random_state
-        self._optimizer = GenerativeOptimizer(self.dimension, bounds=(0.0, 1.0), seed=seed, preset=preset, popsize=popsize)
+        self._optimizer = GenerativeOptimizer(
+            self.dimension, bounds=(0.0, 1.0), seed=seed, preset=preset, popsize=popsize
+        )
         self._asked_points: dict[str, np.ndarray] = {}  # candidate uid -> the unit-box point we asked
 
     def _internal_ask_candidate(self) -> Any:
