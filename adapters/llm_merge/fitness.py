@@ -15,9 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from llm_merge.batched import BatchedLora
 from llm_merge.experts import Expert, ExpertError, LoraExpert
 from llm_merge.merges import MergeMethod, get_method
-from llm_merge.tasks import Task, score
+from llm_merge.tasks import Task, correct_per_example, score
 
 
 class MergeFitness:
@@ -153,5 +154,48 @@ class MergeFitness:
     def evaluate(self, lam: Sequence[float]) -> float:
         return self.combine(self.task_scores(lam))
 
-    def evaluate_batch(self, lams: np.ndarray) -> list[float]:
-        return [self.evaluate(row) for row in np.atleast_2d(lams)]
+    def rows_per_candidate(self) -> int:
+        """Forward rows one candidate needs per task at most (options for multiple choice, prompts otherwise)."""
+        return max(sum(len(e.options) for e in t.examples) if t.kind == "mc" else len(t.examples) for t in self.tasks)
+
+    def choose_path(self, n_candidates: int) -> str:
+        """``"batched"`` when one candidate's rows do not fill a forward of ``batch_size`` rows, so that stacking
+        candidates fills the device; ``"rebuild"`` otherwise (no LoRA side-computation, full forwards anyway)."""
+        if not self._factored or n_candidates < 2 or not self.tasks:
+            return "rebuild"
+        return "batched" if self.rows_per_candidate() < self.batch_size else "rebuild"
+
+    def task_scores_batched(self, lams: np.ndarray) -> list[list[float]]:
+        """Per-candidate task scores with every candidate in the same forwards (batched-λ LoRA, W₀ untouched)."""
+        if not self._factored:
+            raise ValueError("the batched-λ forward needs task arithmetic over LoRA experts")
+        lams = np.atleast_2d(np.asarray(lams, dtype=np.float32))
+        if lams.shape[1] != self.dim or not np.isfinite(lams).all():
+            raise ValueError(f"Λ must be finite with {self.dim} columns, got shape {lams.shape}")
+        self.restore()
+        lam_t = torch.from_numpy(lams)
+        factors = {name: entry[:4] for name, entry in self._cache.items()}
+        scores = np.zeros((len(lams), len(self.tasks)))
+        with BatchedLora(self.model, factors) as lora:
+            for j, task in enumerate(self.tasks):
+                m = len(task.examples)
+                stacked = Task(task.name, task.kind, task.examples * len(lams), task.max_new_tokens)
+
+                def set_rows(examples: list[int], m: int = m) -> None:
+                    lora.set_rows(lam_t[[k // m for k in examples]])
+
+                correct = correct_per_example(self.model, self.tokenizer, stacked, self.batch_size, set_rows)
+                scores[:, j] = np.asarray(correct, dtype=float).reshape(len(lams), m).mean(axis=1)
+        return scores.tolist()
+
+    def evaluate_batch(self, lams: np.ndarray, path: str = "auto") -> list[float]:
+        """Fitness of each row of Λ. ``path``: ``"rebuild"`` (one in-place rebuild per candidate),
+        ``"batched"`` (all candidates in shared forwards, TA over LoRA only) or ``"auto"`` (:meth:`choose_path`)."""
+        lams = np.atleast_2d(lams)
+        if path == "auto":
+            path = self.choose_path(len(lams))
+        if path == "rebuild":
+            return [self.evaluate(row) for row in lams]
+        if path != "batched":
+            raise ValueError(f"path must be auto, rebuild or batched, got {path!r}")
+        return [self.combine(s) for s in self.task_scores_batched(lams)]

@@ -157,9 +157,16 @@ def _search(cfg, fitness: MergeFitness, opt: Optimizer, out: Path, progress: boo
                 raise RunError(f"asked rows of basis {set(versions.tolist())}, experts are at {fitness.basis_version}")
             version = fitness.basis_version
         generation += 1
+        path = "rebuild" if rebasing else cfg.eval_path
+        if path == "auto":
+            path = fitness.choose_path(len(x))
+        if path == "batched":
+            all_scores = fitness.task_scores_batched(x)
+        else:
+            all_scores = [fitness.task_scores(coords[i] if rebasing else row) for i, row in enumerate(x)]
         lines, values = [], []
         for i, row in enumerate(x):
-            scores = fitness.task_scores(coords[i] if rebasing else row)
+            scores = all_scores[i]
             value = fitness.combine(scores)
             values.append(value)
             if np.isfinite(value):

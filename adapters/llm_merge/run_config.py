@@ -57,6 +57,7 @@ class MergeRunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     batch_size: int = 32
+    eval_path: str = "auto"  # auto | rebuild | batched (MergeFitness.choose_path)
     baselines: bool = True
     save_model: bool = True
 
@@ -131,7 +132,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     from llm_merge.loading import DTYPES
     from llm_merge.merges import MERGE_METHODS
 
-    top = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size"}
+    top = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size", "eval_path"}
     data = _check_keys("config", data, top | {"baselines", "save_model", "output"}, {"base", "experts", "tasks"})
     base = data["base"]
     if not isinstance(base, str) or not base:
@@ -195,6 +196,11 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     batch_size = data.get("batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    eval_path = data.get("eval_path", "auto")
+    if eval_path not in ("auto", "rebuild", "batched"):
+        raise ConfigError(f"eval_path must be auto, rebuild or batched, got {eval_path!r}")
+    if eval_path == "batched" and (method != "task_arithmetic"):
+        raise ConfigError("eval_path: batched needs method task_arithmetic (and LoRA experts)")
     tokenizer = data.get("tokenizer")
     if tokenizer is not None and (root / tokenizer).is_dir():
         tokenizer = str(root / tokenizer)
@@ -211,6 +217,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         method_options=options,
         optimizer=spec,
         batch_size=batch_size,
+        eval_path=eval_path,
         baselines=bool(data.get("baselines", True)),
         save_model=bool(data.get("save_model", True)),
     )

@@ -117,8 +117,12 @@ def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str
 
 
 @torch.no_grad()
-def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int) -> int:
-    """All options of all examples, right-padded, in forwards of ``batch_size`` sequences."""
+def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int, before_forward=None) -> list[bool]:
+    """All options of all examples, right-padded, in forwards of ``batch_size`` sequences.
+
+    ``before_forward(rows)`` is called with the example index of each row of the next forward (the batched-λ
+    path sets each row's coefficients there).
+    """
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     seqs, starts, owners = [], [], []
@@ -137,25 +141,29 @@ def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int) -> i
         for i, sq in enumerate(chunk):
             ids[i, : len(sq)] = torch.tensor(sq)
             mask[i, : len(sq)] = 1
+        if before_forward is not None:
+            before_forward(owners[lo : lo + batch_size])
         logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
         targets = ids[:, 1:].to(device)
         token_lp = logprobs[:, :-1].gather(-1, targets[..., None])[..., 0].cpu()
         for i, sq in enumerate(chunk):
             scores[lo + i] = token_lp[i, starts[lo + i] - 1 : len(sq) - 1].sum()
-    correct, j = 0, 0
+    correct, j = [], 0
     for ex in examples:
         n = len(ex.options)
-        correct += int(torch.argmax(scores[j : j + n])) == ex.answer
+        correct.append(int(torch.argmax(scores[j : j + n])) == ex.answer)
         j += n
     return correct
 
 
 @torch.no_grad()
-def _gen_correct(model, tokenizer, examples: list[Example], max_new_tokens: int, batch_size: int) -> int:
-    """Greedy decoding, left-padded batches, no sampling."""
+def _gen_correct(
+    model, tokenizer, examples: list[Example], max_new_tokens: int, batch_size: int, before_forward=None
+) -> list[bool]:
+    """Greedy decoding, left-padded batches, no sampling (``before_forward`` as in :func:`_mc_correct`)."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    correct = 0
+    correct = []
     for lo in range(0, len(examples), batch_size):
         chunk = examples[lo : lo + batch_size]
         prompts = [tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] for ex in chunk]
@@ -165,6 +173,8 @@ def _gen_correct(model, tokenizer, examples: list[Example], max_new_tokens: int,
         for i, p in enumerate(prompts):
             ids[i, width - len(p) :] = torch.tensor(p)
             mask[i, width - len(p) :] = 1
+        if before_forward is not None:
+            before_forward(list(range(lo, lo + len(chunk))))
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -174,14 +184,17 @@ def _gen_correct(model, tokenizer, examples: list[Example], max_new_tokens: int,
         )
         for i, ex in enumerate(chunk):
             text = tokenizer.decode(out[i, width:], skip_special_tokens=True).split("\n")[0]
-            correct += normalize(text) == normalize(str(ex.answer))
+            correct.append(normalize(text) == normalize(str(ex.answer)))
     return correct
+
+
+def correct_per_example(model, tokenizer, task: Task, batch_size: int = 64, before_forward=None) -> list[bool]:
+    """Whether each example is answered correctly (``before_forward``: see :func:`_mc_correct`)."""
+    if task.kind == "mc":
+        return _mc_correct(model, tokenizer, task.examples, batch_size, before_forward)
+    return _gen_correct(model, tokenizer, task.examples, task.max_new_tokens, batch_size, before_forward)
 
 
 def score(model, tokenizer, task: Task, batch_size: int = 64) -> float:
     """Accuracy of ``model`` on ``task`` (fraction of examples correct), batched over examples."""
-    if task.kind == "mc":
-        correct = _mc_correct(model, tokenizer, task.examples, batch_size)
-    else:
-        correct = _gen_correct(model, tokenizer, task.examples, task.max_new_tokens, batch_size)
-    return correct / len(task.examples)
+    return sum(correct_per_example(model, tokenizer, task, batch_size)) / len(task.examples)
