@@ -63,14 +63,33 @@ def test_task_scores_equal_the_rebuild_path_for_mc_and_generation(experts, tmp_p
     assert fitness.evaluate_batch(lams, path="batched") == fitness.evaluate_batch(lams, path="rebuild")
 
 
-def test_the_path_is_chosen_by_how_full_one_candidates_forwards_are(experts, tmp_path):
+def test_the_path_is_chosen_by_device_and_how_full_one_candidates_forwards_are(experts, tmp_path):
     tasks = write_tasks(tmp_path)  # 4 mc examples × 2 options = 8 rows; 3 generation prompts
-    assert MergeFitness(tiny_qwen(), char_tokenizer(), experts, tasks, batch_size=64).choose_path(10) == "batched"
-    assert MergeFitness(tiny_qwen(), char_tokenizer(), experts, tasks, batch_size=8).choose_path(10) == "rebuild"
-    assert MergeFitness(tiny_qwen(), char_tokenizer(), experts, tasks, batch_size=64).choose_path(1) == "rebuild"
+
+    def choice(n: int, batch_size: int, device: str, method: str = "task_arithmetic") -> str:
+        fitness = MergeFitness(tiny_qwen(), char_tokenizer(), experts, tasks, method=method, batch_size=batch_size)
+        fitness._device = torch.device(device)  # the rule only, without a GPU
+        return fitness.choose_path(n)
+
+    assert choice(10, 64, "cuda") == "batched"
+    assert choice(10, 8, "cuda") == "rebuild"  # one candidate already fills a forward
+    assert choice(1, 64, "cuda") == "rebuild"
+    assert choice(10, 64, "cpu") == "rebuild"  # measured slower on CPUs
+    assert choice(10, 64, "cuda", method="ties") == "rebuild"
     ties = MergeFitness(tiny_qwen(), char_tokenizer(), experts, tasks, method="ties", batch_size=64)
-    assert ties.choose_path(10) == "rebuild"
     with pytest.raises(ValueError, match="task arithmetic over LoRA"):
         ties.task_scores_batched(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="path must be"):
         ties.evaluate_batch(np.zeros((2, 3)), path="fast")
+
+
+def test_the_eval_speed_benchmark_runs_and_reports_every_way(tmp_path):
+    import json
+
+    from evogm_bench.llm_eval_speed import main
+
+    out = tmp_path / "speed.json"
+    args = ["--experts", "3", "--rank", "2", "--population", "3", "--prompts", "2", "--length", "8", "--repeats", "1"]
+    assert main([*args, "--reference-candidates", "2", "--dtype", "fp32", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 4 and all(r["s_per_candidate"] > 0 and r["tokens_per_s"] > 0 for r in rows.values())

@@ -135,7 +135,7 @@ class Crash(RuntimeError):
     ("method", "optimizer", "budget", "crash_in"),
     [
         ("task_arithmetic", {"name": "evogm"}, 18, "evaluation"),  # one rebuild per candidate (forced below)
-        ("task_arithmetic", {"name": "evogm"}, 18, "checkpoint"),  # auto: the batched-λ forward
+        ("task_arithmetic", {"name": "evogm"}, 18, "checkpoint"),  # through the batched-λ forward (set below)
         # the paper preset shifts the basis after 24 evaluations: TIES experts are rebased and must be replayed
         ("ties", {"name": "evogm-paper"}, 36, "evaluation"),
         ("ties", {"name": "evogm-paper"}, 36, "checkpoint"),
@@ -145,8 +145,8 @@ class Crash(RuntimeError):
 def test_crash_then_resume_continues_bit_identically(workspace, monkeypatch, method, optimizer, budget, crash_in):
     name = f"{method}-{optimizer['name']}-{crash_in}"
     settings = {"method": method, "optimizer": {**optimizer, "budget": budget, "seed": 1}, "baselines": False}
-    if crash_in == "evaluation":
-        settings["eval_path"] = "rebuild"  # the crash is injected into the per-candidate path
+    if method == "task_arithmetic":  # the crash mid-evaluation is injected into the per-candidate path
+        settings["eval_path"] = "rebuild" if crash_in == "evaluation" else "batched"
     quiet_run(write_config(workspace, f"{name}-straight", **settings))
     straight = workspace / "runs" / f"{name}-straight"
 

@@ -62,7 +62,7 @@ class MergeFitness:
         self._pristine = {name: p.detach().clone() for name, p in self._params.items()}
         device = next(model.parameters()).device
         self._factored = self.method.linear and all(isinstance(e, LoraExpert) for e in self.experts)
-        self._device = device
+        self._device = torch.device(device)
         self._cache: dict[str, object] = {}
         self.reset_basis()
 
@@ -159,9 +159,10 @@ class MergeFitness:
         return max(sum(len(e.options) for e in t.examples) if t.kind == "mc" else len(t.examples) for t in self.tasks)
 
     def choose_path(self, n_candidates: int) -> str:
-        """``"batched"`` when one candidate's rows do not fill a forward of ``batch_size`` rows, so that stacking
-        candidates fills the device; ``"rebuild"`` otherwise (no LoRA side-computation, full forwards anyway)."""
-        if not self._factored or n_candidates < 2 or not self.tasks:
+        """``"batched"`` on a GPU when one candidate's rows do not fill a forward of ``batch_size`` rows, so that
+        stacking candidates fills the device; ``"rebuild"`` otherwise: full forwards need no LoRA side
+        computation, and a CPU's throughput does not grow with the batch (measured: docs/performance.md)."""
+        if not self._factored or n_candidates < 2 or not self.tasks or self._device.type != "cuda":
             return "rebuild"
         return "batched" if self.rows_per_candidate() < self.batch_size else "rebuild"
 
