@@ -1,0 +1,126 @@
+"""Population evaluation on several GPUs (or machines) with Ray: one persistent actor per device.
+
+Each actor builds its :class:`MergeFitness` once — base model and experts' factors on its own GPU — and then
+only λ vectors go in and scores come out. ``evaluate_batch(Λ)`` splits the population into one shard per live
+actor and gathers the scores by row index, so a score can only land on the candidate it was computed for.
+Ray does the scheduling and fault handling: an actor that dies is restarted and its call retried
+(``max_restarts`` / ``max_task_retries``); once an actor is out of restarts its shard is re-queued on a live
+actor. Locally ``ray.init()`` is enough (CPU actors in the tests); on a cluster run ``ray start --head`` on one
+machine, ``ray start --address=HEAD:6379`` on the others, and ``ray.init(address="auto")`` in the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FitnessSpec:
+    """How an actor builds its fitness: paths and settings only, so the spec is cheap to ship to any machine."""
+
+    base: str
+    experts: Sequence[str]
+    tasks: Sequence[str]  # JSONL files of the tasks that drive the search
+    method: str = "task_arithmetic"
+    method_options: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "bfloat16"
+    device: str = "auto"
+    batch_size: int = 32
+    max_new_tokens: int = 16
+    weights: Sequence[float] | None = None
+
+    def build(self):
+        from llm_merge.fitness import MergeFitness
+        from llm_merge.loading import load_base, load_expert
+        from llm_merge.merges import get_method
+        from llm_merge.tasks import Task
+
+        model, tok = load_base(self.base, self.dtype, self.device)
+        experts = [load_expert(path, model, tok) for path in self.experts]
+        tasks = [Task.from_jsonl(path, max_new_tokens=self.max_new_tokens) for path in self.tasks]
+        method = get_method(self.method, **self.method_options)
+        return MergeFitness(model, tok, experts, tasks, method, self.weights, self.batch_size)
+
+
+class _Worker:
+    """The actor: holds one fitness for its lifetime."""
+
+    def __init__(self, spec: FitnessSpec) -> None:
+        self.fitness = spec.build()
+
+    def evaluate(self, lams: np.ndarray) -> list[float]:
+        return self.fitness.evaluate_batch(lams)
+
+    def device(self) -> str:
+        return str(self.fitness._device)
+
+
+class RayMergeEvaluator:
+    """``evaluate_batch(Λ) -> scores`` over a pool of persistent Ray actors.
+
+    Args:
+        spec: what each actor loads.
+        num_workers: actors to start (one per GPU with ``num_gpus=1``).
+        num_gpus / num_cpus: resources each actor reserves.
+        max_restarts: restarts Ray grants a crashed actor (its in-flight call is retried on the restarted one).
+    """
+
+    def __init__(
+        self, spec: FitnessSpec, num_workers: int, num_gpus: float = 0, num_cpus: float = 1, max_restarts: int = 2
+    ) -> None:
+        import ray
+
+        if num_workers < 1:
+            raise ValueError("num_workers must be >= 1")
+        actor = ray.remote(_Worker).options(
+            num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=max_restarts
+        )
+        self.workers = [actor.remote(spec) for _ in range(num_workers)]
+        self.requeued = 0  # shards moved to another actor after theirs was lost for good
+
+    def devices(self) -> list[str]:
+        import ray
+
+        return ray.get([w.device.remote() for w in self.workers])
+
+    def evaluate_batch(self, lams: np.ndarray) -> list[float]:
+        import ray
+        from ray.exceptions import RayActorError
+
+        lams = np.atleast_2d(np.asarray(lams, dtype=float))
+        scores = np.full(len(lams), np.nan)
+        queue = [idx for idx in np.array_split(np.arange(len(lams)), len(self.workers)) if len(idx)]
+        live = list(self.workers)
+        pending: dict[Any, tuple[np.ndarray, Any]] = {}
+        while queue or pending:
+            while queue and len(pending) < len(live):
+                busy = {id(w) for _, w in pending.values()}
+                worker = next(w for w in live if id(w) not in busy)
+                idx = queue.pop()
+                pending[worker.evaluate.remote(lams[idx])] = (idx, worker)
+            if not pending:
+                raise RuntimeError("every Ray actor is lost; no worker left to evaluate on")
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            idx, worker = pending.pop(ref)
+            try:
+                values = ray.get(ref)
+            except RayActorError:
+                live = [w for w in live if w is not worker]
+                queue.append(idx)
+                self.requeued += 1
+                if not live:
+                    raise RuntimeError("every Ray actor is lost; no worker left to evaluate on") from None
+                continue
+            scores[idx] = values
+        return scores.tolist()
+
+    def shutdown(self) -> None:
+        import ray
+
+        for w in self.workers:
+            ray.kill(w)
+        self.workers = []
