@@ -7,6 +7,7 @@ budget), so an expensive objective is never evaluated twice for the same step.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from evogm_opt.base import Best, Optimizer
 from evogm_opt.baselines import CMAES, ModelSwarms, PSOMerging, RandomSearch
 from evogm_opt.bounds import BoundsLike
 from evogm_opt.optimizer import GenerativeOptimizer
+from evogm_opt.stopping import StoppingMonitor, StoppingRules
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "evogm": lambda dim, **kw: GenerativeOptimizer(dim, preset="default", **kw),
@@ -50,6 +52,9 @@ def minimize(
     seed: int | None = None,
     checkpoint: str | Path | None = None,
     callback: Callable[[Optimizer], Any] | None = None,
+    max_seconds: float | None = None,
+    patience: int | None = None,
+    min_improvement: float = 0.0,
     **options: Any,
 ) -> MinimizeResult:
     """Minimise (or maximise) ``f`` over the box with at most ``budget`` evaluations.
@@ -61,6 +66,9 @@ def minimize(
         optimizer: a name from ``OPTIMIZERS`` or a ready :class:`Optimizer` (then dim/bounds/seed must match it).
         checkpoint: save after every tell; resume from it if the file exists.
         callback: called with the optimizer after every tell; return ``True`` to stop early.
+        max_seconds: stop after this much wall-clock time in this call (checked after each generation).
+        patience / min_improvement: stop when the best value has not improved by more than ``min_improvement``
+            for ``patience`` generations (``evogm_opt.stopping``).
         options: further keyword arguments for the named optimizer (e.g. ``popsize``, ``preset``, ``config``).
     """
     if not isinstance(budget, int) or budget < 1:
@@ -78,16 +86,23 @@ def minimize(
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         opt = OPTIMIZERS[optimizer](dim, bounds=bounds, seed=seed, maximize=maximize, **options)
-    while opt.n_evals < budget and not opt.stop():
+    monitor = StoppingMonitor(StoppingRules(budget, max_seconds, patience, min_improvement), maximize=opt.maximize)
+    start = time.perf_counter()
+    reason: str | None = None
+    if opt.n_evals >= budget:
+        reason = f"evaluation budget: {opt.n_evals} of {budget} evaluations used"
+    while reason is None and not opt.stop():
         x = opt.ask(min(opt.popsize, budget - opt.n_evals))
         values = f(x) if batch else [f(row) for row in x]
         opt.tell(x, [np.nan if v is None else v for v in values])
         if path is not None:
             opt.save(path)
+        best = opt.best
+        reason = monitor.update(None if best is None else best.y, opt.n_evals, time.perf_counter() - start)
         if callback is not None and callback(opt) is True:
-            break
+            reason = "callback asked to stop"
     reco: Best | None = opt.recommend()
     if reco is None:
         raise RuntimeError("every evaluation failed; nothing to recommend")
-    reason = opt.stop_reason or ("budget" if opt.n_evals >= budget else "callback")
+    reason = reason or opt.stop_reason
     return MinimizeResult(x=reco.x, y=reco.y, n_evals=opt.n_evals, stop_reason=reason, optimizer=opt)

@@ -68,8 +68,13 @@ def quiet_run(path: Path, **kw):
 
 
 def log_without_timing(folder: Path) -> list[dict]:
+    """Evaluation lines without their timing, and the stop event(s)."""
     entries = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     return [{k: v for k, v in e.items() if k != "elapsed_s"} for e in entries]
+
+
+def evaluations(folder: Path) -> list[dict]:
+    return [e for e in log_without_timing(folder) if "evaluation" in e]
 
 
 def test_schema_errors_name_the_problem(workspace):
@@ -102,7 +107,12 @@ def test_a_run_writes_log_checkpoint_results_plot_and_a_loadable_merged_model(wo
     out = workspace / "runs" / "full"
     for name in ("run.json", "checkpoint.evogm", "log.jsonl", "results.json", "convergence.png"):
         assert (out / name).is_file(), name
-    log = log_without_timing(out)
+    log = evaluations(out)
+    assert log_without_timing(out)[-1] == {
+        "event": "stop",
+        "reason": "evaluation budget: 12 of 12 evaluations used",
+        "evaluations": 12,
+    }
     assert [e["evaluation"] for e in log] == list(range(1, 13))
     assert all(b["best"] >= a["best"] for a, b in zip(log, log[1:]))
     assert log[-1]["best"] == max(e["score"] for e in log)
@@ -183,7 +193,7 @@ def test_crash_then_resume_continues_bit_identically(workspace, monkeypatch, met
     a, b = (json.loads((d / "results.json").read_text()) for d in (straight, crashed))
     assert a["best"]["lambda"] == b["best"]["lambda"] and a["rows"] == b["rows"]
     if optimizer["name"] == "evogm-paper":
-        versions = {e["basis_version"] for e in log_without_timing(straight)}
+        versions = {e["basis_version"] for e in evaluations(straight)}
         assert versions == {0, 1}  # the run went through a basis shift
 
 
@@ -203,7 +213,7 @@ def test_resume_refuses_another_config_and_restart_keeps_the_old_run(workspace):
         )
     )
     quiet_run(path)
-    assert len(log_without_timing(out)) == 18
+    assert len(evaluations(out)) == 18
     (out / "checkpoint.evogm").write_bytes(b"not a checkpoint")
     with pytest.raises(RunError, match="cannot resume"):
         quiet_run(path)
@@ -278,3 +288,32 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path):
     assert r.returncode == 2 and "experts: expected a non-empty list" in r.stderr
     r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge"], capture_output=True, text=True)
     assert r.returncode == 2 and "either CONFIG.yaml or --demo" in r.stderr
+
+
+def test_stagnation_and_wall_clock_stop_the_search_and_the_reason_is_logged(workspace):
+    stuck = {"patience": 2, "min_improvement": 1.0}  # nothing improves accuracy by more than 1: stops after 3 gens
+    path = write_config(workspace, "stagnant", baselines=False, optimizer={"budget": 60}, stopping=stuck)
+    result = quiet_run(path)
+    out = workspace / "runs" / "stagnant"
+    reason = "no improvement larger than 1 for 2 generations (patience 2)"
+    assert result.results["stop_reason"] == reason and result.results["n_evals"] == 18
+    assert log_without_timing(out)[-1] == {"event": "stop", "reason": reason, "evaluations": 18}
+    quiet_run(path)  # resuming counts the logged generations again: it stops at once, nothing re-evaluated
+    assert len(evaluations(out)) == 18 and [e.get("event") for e in log_without_timing(out)].count("stop") == 1
+    path.write_text(
+        yaml.safe_dump(
+            config_dict(
+                output="runs/stagnant",
+                baselines=False,
+                optimizer={"budget": 60},
+                stopping={"patience": 4, "min_improvement": 1.0},
+            )
+        )
+    )
+    assert quiet_run(path).results["n_evals"] == 30  # more patience: the same run continues two generations
+
+    timed = write_config(workspace, "timed", baselines=False, optimizer={"budget": 600}, stopping={"max_seconds": 1})
+    result = quiet_run(timed)
+    assert result.results["stop_reason"].startswith("wall-clock budget") and result.results["n_evals"] < 600
+    with pytest.raises(ConfigError, match="patience"):
+        parse_config(config_dict(stopping={"patience": 0}), workspace)

@@ -31,6 +31,7 @@ import torch
 
 from evogm_opt import GenerativeOptimizer, Optimizer
 from evogm_opt.minimize import OPTIMIZERS
+from evogm_opt.stopping import StoppingMonitor, StoppingRules
 from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
 from llm_merge.fitness import MergeFitness
 from llm_merge.loading import load_base, load_expert
@@ -97,9 +98,11 @@ def _read_log(path: Path, n_evals: int) -> list[dict[str, Any]]:
         entries = []
         for line in path.read_text().splitlines():
             try:
-                entries.append(json.loads(line))
+                entry = json.loads(line)
             except json.JSONDecodeError:
                 break  # a line torn by the crash: it and anything after it belong to the re-run step
+            if "evaluation" in entry:  # event lines (why the last invocation stopped) are written again
+                entries.append(entry)
     if len(entries) < n_evals:
         raise RunError(
             f"{path} has {len(entries)} evaluations but the checkpoint {n_evals}: the log was edited or lost; "
@@ -132,7 +135,18 @@ def _new_optimizer(cfg: MergeRunConfig, dim: int) -> Optimizer:
 
 
 # ---------------------------------------------------------------------- the search
-def _search(cfg, fitness: MergeFitness, opt: Optimizer, out: Path, progress: bool) -> list[dict[str, Any]]:
+def _monitor(cfg: MergeRunConfig, entries: list[dict[str, Any]]) -> tuple[StoppingMonitor, str | None]:
+    """The stopping monitor, fed the logged generations again (so a resumed run counts stagnation exactly)."""
+    s = cfg.stopping
+    monitor = StoppingMonitor(StoppingRules(cfg.optimizer.budget, s.max_seconds, s.patience, s.min_improvement), True)
+    reason = None
+    for i, e in enumerate(entries):
+        if i + 1 == len(entries) or entries[i + 1]["generation"] != e["generation"]:
+            reason = monitor.update(e["best"], e["evaluation"], e["elapsed_s"])
+    return monitor, reason
+
+
+def _search(cfg, fitness: MergeFitness, opt: Optimizer, out: Path, progress: bool) -> tuple[list[dict], str | None]:
     from tqdm.auto import tqdm
 
     log_path, ckpt = out / LOG, out / CHECKPOINT
@@ -145,10 +159,11 @@ def _search(cfg, fitness: MergeFitness, opt: Optimizer, out: Path, progress: boo
     generation = entries[-1]["generation"] if entries else 0
     best = max((e["score"] for e in entries if e["score"] is not None), default=float("-inf"))
     start = time.perf_counter() - (entries[-1]["elapsed_s"] if entries else 0.0)
+    monitor, reason = _monitor(cfg, entries)
     bar = tqdm(total=cfg.optimizer.budget, initial=opt.n_evals, unit="eval", desc="merge search", disable=not progress)
     if np.isfinite(best):
         bar.set_postfix(best=f"{best:.4f}", generation=generation)
-    while opt.n_evals < cfg.optimizer.budget and not opt.stop():
+    while reason is None and opt.n_evals < cfg.optimizer.budget and not opt.stop():
         x = opt.ask(min(opt.popsize, cfg.optimizer.budget - opt.n_evals))
         version, coords = None, None
         if rebasing:
@@ -193,9 +208,13 @@ def _search(cfg, fitness: MergeFitness, opt: Optimizer, out: Path, progress: boo
         entries += lines
         bar.update(len(x))
         bar.set_postfix(best=f"{best:.4f}", generation=generation)
+        reason = monitor.update(lines[-1]["best"], opt.n_evals, lines[-1]["elapsed_s"])
     bar.close()
     fitness.restore()
-    return entries
+    reason = reason or opt.stop_reason or f"evaluation budget: {opt.n_evals} of {cfg.optimizer.budget} used"
+    with open(log_path, "a") as fh:
+        fh.write(json.dumps({"event": "stop", "reason": reason, "evaluations": opt.n_evals}) + "\n")
+    return entries, reason
 
 
 def _best_entry(opt: Optimizer, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -283,7 +302,8 @@ def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = Tr
         say(f"resuming from {ckpt} at evaluation {opt.n_evals}")
     else:
         opt = _new_optimizer(cfg, len(experts))
-    entries = _search(cfg, fitness, opt, out, progress)
+    entries, stop_reason = _search(cfg, fitness, opt, out, progress)
+    say(f"search ended: {stop_reason}")
     search_seconds = entries[-1]["elapsed_s"] if entries else 0.0
 
     best = _best_entry(opt, entries)
@@ -321,7 +341,7 @@ def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = Tr
         "method": cfg.method,
         "budget": cfg.optimizer.budget,
         "n_evals": opt.n_evals,
-        "stop_reason": opt.stop_reason or ("budget" if opt.n_evals >= cfg.optimizer.budget else None),
+        "stop_reason": stop_reason,
         "best": best,
         "rows": rows,
         "search_seconds": search_seconds,

@@ -44,6 +44,13 @@ class OptimizerSpec:
 
 
 @dataclass(frozen=True)
+class StoppingSpec:
+    patience: int | None = None  # generations without an improvement larger than min_improvement
+    min_improvement: float = 0.0  # in validation-score units
+    max_seconds: float | None = None  # search wall-clock, summed over resumed invocations
+
+
+@dataclass(frozen=True)
 class MergeRunConfig:
     base: str
     experts: tuple[ExpertSpec, ...]
@@ -56,6 +63,7 @@ class MergeRunConfig:
     method: str = "task_arithmetic"
     method_options: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    stopping: StoppingSpec = field(default_factory=StoppingSpec)
     batch_size: int = 32
     eval_path: str = "auto"  # auto | rebuild | batched (MergeFitness.choose_path)
     baselines: bool = True
@@ -71,6 +79,7 @@ class MergeRunConfig:
         data["optimizer"].pop("budget")
         data.pop("baselines")
         data.pop("save_model")
+        data.pop("stopping")  # like the budget: changing when to stop does not change what is evaluated
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +142,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     from llm_merge.merges import MERGE_METHODS
 
     top = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size", "eval_path"}
+    top |= {"stopping"}
     data = _check_keys("config", data, top | {"baselines", "save_model", "output"}, {"base", "experts", "tasks"})
     base = data["base"]
     if not isinstance(base, str) or not base:
@@ -196,6 +206,14 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     batch_size = data.get("batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    stop = _check_keys("stopping", data.get("stopping") or {}, {"patience", "min_improvement", "max_seconds"})
+    try:
+        from evogm_opt.stopping import StoppingRules
+
+        StoppingRules(None, stop.get("max_seconds"), stop.get("patience"), float(stop.get("min_improvement", 0.0)))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"stopping: {exc}") from exc
+    stopping = StoppingSpec(stop.get("patience"), float(stop.get("min_improvement", 0.0)), stop.get("max_seconds"))
     eval_path = data.get("eval_path", "auto")
     if eval_path not in ("auto", "rebuild", "batched"):
         raise ConfigError(f"eval_path must be auto, rebuild or batched, got {eval_path!r}")
@@ -216,6 +234,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         method=method,
         method_options=options,
         optimizer=spec,
+        stopping=stopping,
         batch_size=batch_size,
         eval_path=eval_path,
         baselines=bool(data.get("baselines", True)),
