@@ -68,3 +68,4 @@ def test_llm_merge_config_example_follows_the_schema(tmp_path):
     assert cfg.base == "Qwen/Qwen2.5-1.5B" and [e.kind for e in cfg.experts] == ["auto", "auto", "dense"]
     assert cfg.seen[1].weight == 2.0 and cfg.unseen[0].name == "medqa" and cfg.optimizer.budget == 200
     assert cfg.stopping.patience == 10 and cfg.eval_path == "auto"
+    assert cfg.layout == "per_expert" and not cfg.simplex

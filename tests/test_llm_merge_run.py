@@ -317,3 +317,32 @@ def test_stagnation_and_wall_clock_stop_the_search_and_the_reason_is_logged(work
     assert result.results["stop_reason"].startswith("wall-clock budget") and result.results["n_evals"] < 600
     with pytest.raises(ConfigError, match="patience"):
         parse_config(config_dict(stopping={"patience": 0}), workspace)
+
+
+def test_layer_group_layout_with_simplex_weights_end_to_end(workspace):
+    settings = {"layout": {"name": "per_layer_group", "groups": 2}, "simplex": {"sharpness": 3}, "baselines": False}
+    result = quiet_run(write_config(workspace, "grouped", **settings))
+    out = workspace / "runs" / "grouped"
+    assert all(len(e["lambda"]) == 6 for e in evaluations(out))  # 2 layer groups × 3 experts
+    coefficients = result.results["best"]["coefficients"]
+    assert list(coefficients) == ["layers 0", "layers 1"]
+    for group in coefficients.values():
+        assert list(group) == ["expert0", "second", "expert2"] and sum(group.values()) == pytest.approx(1.0)
+    merged = transformers.AutoModelForCausalLM.from_pretrained(out / "merged")
+    experts = [load_lora_expert(workspace / f"expert{i}", base_shapes(tiny_qwen())) for i in range(3)]
+    reference = tiny_qwen().state_dict()
+    for name in set().union(*(e.params for e in experts)):
+        w = coefficients["layers 0" if ".layers.0." in name else "layers 1"]
+        lam = [w["expert0"], w["second"], w["expert2"]]
+        expected = reference[name] + sum(c * e.delta(name) for c, e in zip(lam, experts) if e.delta(name) is not None)
+        torch.testing.assert_close(merged.state_dict()[name], expected, atol=1e-6, rtol=1e-5)
+
+    refused = write_config(workspace, "grouped-ties", method="ties", layout="per_module_type", baselines=False)
+    with pytest.raises(RunError, match="basis shifts"):
+        quiet_run(refused)
+    allowed = write_config(
+        workspace, "grouped-ties-cma", method="ties", layout="per_module_type", optimizer={"name": "cmaes", "budget": 8}
+    )
+    assert quiet_run(allowed).results["n_evals"] == 8
+    with pytest.raises(ConfigError, match="groups"):
+        parse_config(config_dict(layout={"name": "per_module_type", "groups": 2}), workspace)

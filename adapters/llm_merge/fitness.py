@@ -17,6 +17,7 @@ import torch
 
 from llm_merge.batched import BatchedLora
 from llm_merge.experts import Expert, ExpertError, LoraExpert
+from llm_merge.layouts import CoefficientLayout, make_layout
 from llm_merge.merges import MergeMethod, get_method
 from llm_merge.tasks import Task, correct_per_example, score
 
@@ -32,6 +33,8 @@ class MergeFitness:
         method: a merge method name (``task_arithmetic``, ``ties``, ``dare_linear``, ``dare_ties``) or instance.
         weights: optional per-task weights for the mean.
         batch_size: examples per forward when scoring.
+        layout: how the optimizer's flat vector maps to per-tensor coefficients (``llm_merge.layouts``);
+            default one λ per expert.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class MergeFitness:
         method: str | MergeMethod = "task_arithmetic",
         weights: Sequence[float] | None = None,
         batch_size: int = 64,
+        layout: CoefficientLayout | None = None,
     ) -> None:
         if not experts:
             raise ExpertError("MergeFitness needs at least one expert")
@@ -64,11 +68,21 @@ class MergeFitness:
         self._factored = self.method.linear and all(isinstance(e, LoraExpert) for e in self.experts)
         self._device = torch.device(device)
         self._cache: dict[str, object] = {}
+        self.layout = layout or make_layout("per_expert", touched, len(self.experts))
+        if self.layout.n_experts != len(self.experts) or set(self.layout.assignment) != set(touched):
+            raise ValueError("the layout was built for other experts or parameters than these")
         self.reset_basis()
 
     @property
     def dim(self) -> int:
-        return len(self.experts)
+        return self.layout.dim
+
+    def _group_weights(self, flat) -> torch.Tensor:
+        """Optimizer coordinates → (…, G, N) coefficients (fp32), with a clear error for a wrong shape."""
+        flat = np.asarray(flat, dtype=np.float64)
+        if flat.shape[-1:] != (self.dim,) or not np.isfinite(flat).all():
+            raise ValueError(f"λ must be {self.dim} finite numbers per candidate, got {flat.tolist()}")
+        return torch.from_numpy(self.layout.group_weights(flat).astype(np.float32))
 
     def _delta_or_zero(self, expert: Expert, name: str) -> torch.Tensor:
         d = expert.delta(name)
@@ -93,11 +107,10 @@ class MergeFitness:
     @torch.no_grad()
     def apply(self, lam: Sequence[float]) -> None:
         """Write θ₀ ⊕ λ into the model's parameters (in place)."""
-        lam_t = torch.as_tensor(np.asarray(lam, dtype=np.float32).reshape(-1))
-        if lam_t.numel() != self.dim or not torch.isfinite(lam_t).all():
-            raise ValueError(f"λ must be {self.dim} finite numbers, got {np.asarray(lam).tolist()}")
+        groups = self._group_weights(np.asarray(lam, dtype=np.float64).reshape(-1))
         for name, param in self._params.items():
             base = self._pristine[name]
+            lam_t = groups[self.layout.group_of(name)]  # this tensor's λ, one per expert
             if self._factored:
                 a_cat, b_cat, owner, scale, fan = self._cache[name]
                 coeff = lam_t.to(a_cat.device)[owner] * scale  # λ ⊗ s, one entry per rank row
@@ -128,14 +141,20 @@ class MergeFitness:
         """
         if self.method.linear:
             raise ValueError(f"{self.method.name} is linear: evaluate the effective coefficients, no rebase needed")
-        rows = np.asarray(rows, dtype=np.float32)
+        if len(self.layout.group_names) != 1:
+            raise ValueError(
+                f"a basis shift of a nonlinear merge needs one coefficient per expert; the {self.layout.name} layout "
+                "has several groups (use task_arithmetic, or an optimizer without basis shifts)"
+            )
+        rows = np.asarray(rows, dtype=np.float64)
         if rows.shape != (self.dim, self.dim) or not np.isfinite(rows).all():
             raise ValueError(f"rebase needs a finite {self.dim}×{self.dim} matrix, got shape {rows.shape}")
+        weights = self._group_weights(rows)[:, 0]  # (N, N): expert j's coefficients over the experts in use
         self.basis_version += 1
         for name in self._params:
             prepared = self._cache[name]
             device = self._pristine[name].device
-            merged = [self.method.merged_delta(prepared, torch.from_numpy(row).to(device)) for row in rows]
+            merged = [self.method.merged_delta(prepared, row.to(device)) for row in weights]
             self._cache[name] = self.method.prepare(f"{name}#basis{self.basis_version}", merged)
 
     @torch.no_grad()
@@ -170,12 +189,10 @@ class MergeFitness:
         """Per-candidate task scores with every candidate in the same forwards (batched-λ LoRA, W₀ untouched)."""
         if not self._factored:
             raise ValueError("the batched-λ forward needs task arithmetic over LoRA experts")
-        lams = np.atleast_2d(np.asarray(lams, dtype=np.float32))
-        if lams.shape[1] != self.dim or not np.isfinite(lams).all():
-            raise ValueError(f"Λ must be finite with {self.dim} columns, got shape {lams.shape}")
+        lams = np.atleast_2d(np.asarray(lams, dtype=np.float64))
+        lam_t = self._group_weights(lams)  # (P, G, N)
         self.restore()
-        lam_t = torch.from_numpy(lams)
-        factors = {name: entry[:4] for name, entry in self._cache.items()}
+        factors = {name: (*entry[:4], self.layout.group_of(name)) for name, entry in self._cache.items()}
         scores = np.zeros((len(lams), len(self.tasks)))
         with BatchedLora(self.model, factors) as lora:
             for j, task in enumerate(self.tasks):

@@ -34,6 +34,7 @@ from evogm_opt.minimize import OPTIMIZERS
 from evogm_opt.stopping import StoppingMonitor, StoppingRules
 from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
 from llm_merge.fitness import MergeFitness
+from llm_merge.layouts import make_layout
 from llm_merge.loading import load_base, load_expert
 from llm_merge.merges import get_method
 from llm_merge.run_config import MergeRunConfig
@@ -270,7 +271,8 @@ def _baselines(cfg, model, tok, experts, fitness: MergeFitness, tasks) -> dict[s
             current = None
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            reuse = b.method == cfg.method and not b.options and fitness.method.linear
+            reuse = b.method == cfg.method and not b.options and fitness.method.linear and fitness.dim == len(experts)
+            reuse = reuse and not fitness.layout.simplex
             method = get_method(b.method, **b.options)
             current = (key, fitness if reuse else MergeFitness(model, tok, experts, fitness.tasks, method))
         current[1].apply(b.weights)
@@ -288,7 +290,18 @@ def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = Tr
     tasks = _load_tasks(cfg)
     seen_val = [tasks[f"{t.name}/val"] for t in cfg.seen]
     method = get_method(cfg.method, **cfg.method_options)
-    fitness = MergeFitness(model, tok, experts, seen_val, method, [t.weight for t in cfg.seen], cfg.batch_size)
+    touched = sorted(set().union(*(e.params for e in experts)))
+    layout = make_layout(
+        cfg.layout,
+        touched,
+        len(experts),
+        groups=cfg.layout_groups,
+        n_layers=getattr(model.config, "num_hidden_layers", None),
+        simplex=cfg.simplex,
+        sharpness=cfg.simplex_sharpness,
+    )
+    weights = [t.weight for t in cfg.seen]
+    fitness = MergeFitness(model, tok, experts, seen_val, method, weights, cfg.batch_size, layout)
     say(f"{len(experts)} experts ({', '.join(e.name for e in experts)}), {len(tasks)} task splits, on {model.device}")
 
     ckpt = out / CHECKPOINT
@@ -297,16 +310,24 @@ def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = Tr
             opt = Optimizer.load(ckpt)
         except (ValueError, KeyError, OSError) as exc:
             raise RunError(f"{ckpt}: cannot resume ({exc}); use --restart to set it aside") from exc
-        if opt.dim != len(experts):
-            raise RunError(f"{ckpt} searches {opt.dim} coefficients but the config has {len(experts)} experts")
+        if opt.dim != fitness.dim:
+            raise RunError(f"{ckpt} searches {opt.dim} coefficients but this config has {fitness.dim}")
         say(f"resuming from {ckpt} at evaluation {opt.n_evals}")
     else:
-        opt = _new_optimizer(cfg, len(experts))
+        opt = _new_optimizer(cfg, fitness.dim)
+    shifts = isinstance(opt, GenerativeOptimizer) and opt.config.n_rounds != 1
+    if shifts and not method.linear and len(layout.group_names) > 1:
+        raise RunError(
+            f"{cfg.method} with the {cfg.layout} layout under EvoGM's basis shifts is not defined (a shift makes "
+            "whole merges the new experts); use task_arithmetic, layout per_expert, or an optimizer without shifts"
+        )
     entries, stop_reason = _search(cfg, fitness, opt, out, progress)
     say(f"search ended: {stop_reason}")
     search_seconds = entries[-1]["elapsed_s"] if entries else 0.0
 
     best = _best_entry(opt, entries)
+    if best["basis_version"] is None:  # the coefficients per group and expert, for the report
+        best = {**best, "coefficients": layout.describe(np.asarray(best["lambda"]), [e.name for e in experts])}
     label = f"{cfg.optimizer.name} λ*"
     _apply_entry(fitness, opt, best)
     rows = {label: score_tasks(model, tok, tasks, cfg.batch_size)}

@@ -64,6 +64,10 @@ class MergeRunConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     stopping: StoppingSpec = field(default_factory=StoppingSpec)
+    layout: str = "per_expert"  # per_expert | per_layer_group | per_module_type (llm_merge.layouts)
+    layout_groups: int = 4  # decoder-layer groups for per_layer_group
+    simplex: bool = False  # per group, weights = softmax(sharpness · z)
+    simplex_sharpness: float = 4.0
     batch_size: int = 32
     eval_path: str = "auto"  # auto | rebuild | batched (MergeFitness.choose_path)
     baselines: bool = True
@@ -142,7 +146,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     from llm_merge.merges import MERGE_METHODS
 
     top = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size", "eval_path"}
-    top |= {"stopping"}
+    top |= {"stopping", "layout", "simplex"}
     data = _check_keys("config", data, top | {"baselines", "save_model", "output"}, {"base", "experts", "tasks"})
     base = data["base"]
     if not isinstance(base, str) or not base:
@@ -214,6 +218,20 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stopping: {exc}") from exc
     stopping = StoppingSpec(stop.get("patience"), float(stop.get("min_improvement", 0.0)), stop.get("max_seconds"))
+    layout = data.get("layout", "per_expert")
+    layout = {"name": layout} if isinstance(layout, str) else layout
+    layout = _check_keys("layout", layout, {"name", "groups"}, {"name"})
+    if layout["name"] not in ("per_expert", "per_layer_group", "per_module_type"):
+        raise ConfigError(f"layout: {layout['name']!r} is not per_expert, per_layer_group or per_module_type")
+    groups = layout.get("groups", 4)
+    if not isinstance(groups, int) or groups < 1 or ("groups" in layout and layout["name"] != "per_layer_group"):
+        raise ConfigError(f"layout.groups: a positive integer, for per_layer_group only (got {groups!r})")
+    simplex = data.get("simplex", False)
+    simplex = {"sharpness": 4.0} if simplex is True else ({} if simplex is False else simplex)
+    simplex = _check_keys("simplex", simplex, {"sharpness"})
+    sharpness = simplex.get("sharpness", 4.0)
+    if not isinstance(sharpness, (int, float)) or not sharpness > 0:
+        raise ConfigError(f"simplex.sharpness must be a number > 0, got {sharpness!r}")
     eval_path = data.get("eval_path", "auto")
     if eval_path not in ("auto", "rebuild", "batched"):
         raise ConfigError(f"eval_path must be auto, rebuild or batched, got {eval_path!r}")
@@ -235,6 +253,10 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         method_options=options,
         optimizer=spec,
         stopping=stopping,
+        layout=layout["name"],
+        layout_groups=groups,
+        simplex=bool(simplex),
+        simplex_sharpness=float(sharpness),
         batch_size=batch_size,
         eval_path=eval_path,
         baselines=bool(data.get("baselines", True)),
