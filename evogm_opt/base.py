@@ -19,6 +19,7 @@ import numpy as np
 
 from evogm_opt import _state
 from evogm_opt.bounds import BoundsLike, Box
+from evogm_opt.pareto import ParetoArchive
 
 logger = logging.getLogger("evogm_opt")
 
@@ -93,6 +94,10 @@ class Optimizer(abc.ABC):
         self._best_internal = np.inf
         self._pending_x = np.empty((0, self.dim))
         self._pending_payload = np.empty((0, self.payload_width))
+        # vector-valued tells (one value per task): searched on the weighted mean, non-dominated points archived
+        self.n_objectives: int | None = None
+        self.objective_weights: np.ndarray | None = None  # set before the first vector tell; default equal
+        self.archive: ParetoArchive | None = None
 
     # ------------------------------------------------------------------ hooks for subclasses
     @staticmethod
@@ -145,12 +150,21 @@ class Optimizer(abc.ABC):
     def tell(self, x: Any, y: Any) -> None:
         """Report values for evaluated rows (any subset or order of asked rows, or rows never asked).
 
+        ``y`` is one value per row, or K ≥ 2 values per row (shape ``(n, K)``, e.g. one score per task): then the
+        search runs on their weighted mean (``objective_weights``, equal by default) and the non-dominated rows
+        are kept in :attr:`archive` (a row with any non-finite value is a failed evaluation).
+
         Everything is validated before anything changes, so a refused call loses nothing already told.
         """
         points = self._validate_points(x)
-        values = self._validate_values(y, len(points))
+        values, objectives = self._scalarized(y, len(points))
         if len(points) == 0:
             return
+        if objectives is not None:
+            if self.archive is None:
+                self.n_objectives = objectives.shape[1]
+                self.archive = ParetoArchive(self.dim, self.n_objectives, self.maximize)
+            self.archive.add(points, objectives, np.arange(self.n_evals + 1, self.n_evals + len(points) + 1))
         pending_index = self._match_pending(points)
         asked = pending_index >= 0
         payload = np.full((len(points), self.payload_width), np.nan)
@@ -211,6 +225,26 @@ class Optimizer(abc.ABC):
             raise ValueError(f"X contains non-finite coordinates (row {row}); points must be finite")
         return self.box.check_inside(points)
 
+    def _scalarized(self, y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(one value per row, the K-column values when K ≥ 2 were told — else None)."""
+        try:
+            array = np.array([np.nan if v is None else v for v in y] if isinstance(y, (list, tuple)) else y, float)
+        except (TypeError, ValueError):
+            array = None  # ragged or non-numeric: let _validate_values word the error
+        if array is None or array.ndim != 2 or array.shape[1] < 2:
+            return self._validate_values(y, n), None
+        if len(array) != n:
+            raise ValueError(f"y has {len(array)} rows but X has {n} rows")
+        k = array.shape[1]
+        if self.n_objectives is not None and k != self.n_objectives:
+            raise ValueError(f"y has {k} values per row; this optimizer was told {self.n_objectives} before")
+        w = np.ones(k) if self.objective_weights is None else np.asarray(self.objective_weights, dtype=float)
+        if w.shape != (k,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"objective_weights must be {k} non-negative numbers, not all zero; got {w.tolist()}")
+        finite = np.all(np.isfinite(array), axis=1)
+        values = np.where(finite, np.nan_to_num(array) @ (w / w.sum()), np.nan)
+        return values, array
+
     @staticmethod
     def _validate_values(y: Any, n: int) -> np.ndarray:
         items = list(y) if isinstance(y, (list, tuple)) else None
@@ -224,7 +258,9 @@ class Optimizer(abc.ABC):
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]
         if values.ndim != 1:
-            raise ValueError(f"y must be one value per row, shape ({n},); got shape {values.shape}")
+            raise ValueError(
+                f"y must be one value per row, shape ({n},), or K values per row, ({n}, K); got {values.shape}"
+            )
         if len(values) != n:
             raise ValueError(f"y has {len(values)} values but X has {n} rows")
         return values
@@ -262,6 +298,9 @@ class Optimizer(abc.ABC):
                 "best_internal": self._best_internal,
                 "pending_x": self._pending_x.copy(),
                 "pending_payload": self._pending_payload.copy(),
+                "n_objectives": self.n_objectives,
+                "objective_weights": None if self.objective_weights is None else np.asarray(self.objective_weights),
+                "archive": None if self.archive is None else self.archive.state(),
             },
             "algorithm": self._algorithm_state(),
         }
@@ -295,6 +334,12 @@ class Optimizer(abc.ABC):
             opt._pending_payload = np.asarray(core["pending_payload"], float).reshape(
                 len(opt._pending_x), opt.payload_width
             )
+            if core.get("n_objectives") is not None:  # absent in checkpoints of scalar runs and older versions
+                opt.n_objectives = int(core["n_objectives"])
+                weights = core.get("objective_weights")
+                opt.objective_weights = None if weights is None else np.asarray(weights, float).ravel()
+                opt.archive = ParetoArchive(opt.dim, opt.n_objectives, opt.maximize)
+                opt.archive.load(core["archive"])
             opt._load_algorithm_state(state["algorithm"])
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state for {name!r} is incomplete or malformed: {exc!r}") from exc

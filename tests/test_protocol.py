@@ -105,7 +105,7 @@ def test_same_seed_same_asks_and_global_rng_untouched(make_optimizer):
         (np.zeros((2, 4)), [1.0, 2.0], r"shape \(n, 3\)"),
         (np.zeros(3), [1.0], r"shape \(n, 3\)"),
         (np.zeros((2, 3)), [1.0], "y has 1 values but X has 2 rows"),
-        (np.zeros((2, 3)), [[1.0, 2.0], [3.0, 4.0]], "one value per row"),
+        (np.zeros((2, 3)), np.ones((2, 2, 2)), "one value per row"),  # (n, K) is a vector tell: tests/test_pareto.py
         (np.array([[0.0, np.nan, 0.0]]), [1.0], "non-finite"),
         (np.array([[0.0, 1.5, 0.0]]), [1.0], r"outside the bounds: x\[1\]"),
         (np.zeros((1, 3)), ["abc"], "sequence of 1 numbers"),
