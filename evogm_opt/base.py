@@ -242,7 +242,9 @@ class Optimizer(abc.ABC):
         if w.shape != (k,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"objective_weights must be {k} non-negative numbers, not all zero; got {w.tolist()}")
         finite = np.all(np.isfinite(array), axis=1)
-        values = np.where(finite, np.nan_to_num(array) @ (w / w.sum()), np.nan)
+        # Σ w_k y_k / Σ w_k, written as llm_merge's MergeFitness.combine writes it, so a logged weighted score and
+        # the value the optimizer ranks are the same float
+        values = np.where(finite, np.sum(w * np.nan_to_num(array), axis=1) / np.sum(w), np.nan)
         return values, array
 
     @staticmethod

@@ -150,13 +150,23 @@ def _merge(args: argparse.Namespace) -> int:
         if args.out:
             cfg = dataclasses.replace(cfg, output=args.out)
         say = (lambda *a: None) if args.quiet else print
-        result = run_merge(cfg, restart=args.restart, progress=not args.quiet, say=say)
+        pick = None
+        if args.pick:
+            try:
+                pick = {k.strip(): float(v) for k, v in (item.split("=") for item in args.pick.split(","))}
+            except ValueError:
+                print(f"evogm-opt merge: --pick wants task=weight,task=weight; got {args.pick!r}", file=sys.stderr)
+                return 2
+        result = run_merge(cfg, restart=args.restart, progress=not args.quiet, say=say, pick=pick)
     except (ConfigError, RunError, ExpertError, TaskError) as exc:
         print(f"evogm-opt merge: {exc}", file=sys.stderr)
         return 2
     print()
     print(result.table)
-    print(f"\n{result.results['n_evals']} evaluations; results.json, log.jsonl, convergence.png in {result.output}")
+    if pick is not None:
+        print(f"\npicked from the Pareto front without new search steps; pick.json and merged-pick/ in {result.output}")
+    else:
+        print(f"\n{result.results['n_evals']} evaluations; results.json, log.jsonl, convergence.png in {result.output}")
     return 0
 
 
@@ -191,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--demo", action="store_true", help="tiny model, 4 LoRA experts, EvoGM vs CMA-ES vs PSO")
     merge.add_argument("--out", default=None, help="output folder (overrides the config's; demo: merge-demo)")
     merge.add_argument("--restart", action="store_true", help="set an existing run in the output folder aside")
+    merge.add_argument(
+        "--pick",
+        default=None,
+        metavar="TASK=W,...",
+        help="after the search: the Pareto point best for these seen-task weights, scored and saved (merged-pick/)",
+    )
     merge.add_argument("--budget", type=int, default=20, help="demo: evaluations per expert for each search")
     merge.add_argument("--seed", type=int, default=0, help="demo: seed")
     merge.add_argument("--quiet", action="store_true")

@@ -346,3 +346,38 @@ def test_layer_group_layout_with_simplex_weights_end_to_end(workspace):
     assert quiet_run(allowed).results["n_evals"] == 8
     with pytest.raises(ConfigError, match="groups"):
         parse_config(config_dict(layout={"name": "per_module_type", "groups": 2}), workspace)
+
+
+def test_two_seen_tasks_give_a_pareto_front_and_a_pick_by_weights_reruns_nothing(workspace):
+    for split in ("val", "test"):  # a task that wants the other option: the two tasks conflict
+        rows = [json.loads(line) for line in (workspace / split / "mc.jsonl").read_text().splitlines()]
+        flipped = [{**r, "answer": 1 - r["answer"]} for r in rows]
+        (workspace / split / "flip.jsonl").write_text("\n".join(map(json.dumps, flipped)))
+    tasks = {
+        "seen": [
+            {"name": "mc", "val": "val/mc.jsonl", "test": "test/mc.jsonl"},
+            {"name": "flip", "val": "val/flip.jsonl", "test": "test/flip.jsonl", "weight": 2.0},
+        ]
+    }
+    path = write_config(workspace, "pareto", tasks=tasks, baselines=False, optimizer={"budget": 24})
+    result = quiet_run(path)
+    out = workspace / "runs" / "pareto"
+    summary = json.loads((out / "pareto.json").read_text())
+    assert summary["tasks"] == ["mc", "flip"] and summary["objective_weights"] == [1.0, 2.0]
+    front = np.array([[f["tasks"]["mc"], f["tasks"]["flip"]] for f in summary["front"]])
+    every = np.array([[e["tasks"]["mc"], e["tasks"]["flip"]] for e in evaluations(out)])
+    for point in front:  # non-dominated among everything evaluated, and nothing non-dominated is missing
+        assert not np.any(np.all(every >= point, axis=1) & np.any(every > point, axis=1))
+    dominated = [p for p in every if np.any(np.all(every >= p, axis=1) & np.any(every > p, axis=1))]
+    assert len(np.unique(every, axis=0)) - len(np.unique(np.array(dominated).reshape(-1, 2), axis=0)) == len(front)
+    assert (out / "pareto.png").is_file() and "Pareto front" in result.table
+    # the best weighted point (weights 1:2) is the reported best
+    assert result.results["best"]["score"] == pytest.approx(max(every @ np.array([1 / 3, 2 / 3])))
+
+    picked = quiet_run(path, pick={"mc": 1.0})
+    assert len(evaluations(out)) == 24  # nothing evaluated again
+    assert picked.results["entry"]["tasks"]["mc"] == pytest.approx(every[:, 0].max())
+    assert (out / "merged-pick" / "model.safetensors").is_file() and (out / "pick.json").is_file()
+    assert set(next(iter(picked.results["rows"].values()))) == {"mc/val", "mc/test", "flip/val", "flip/test"}
+    with pytest.raises(RunError, match="unknown seen tasks"):
+        quiet_run(path, pick={"gen": 1.0})

@@ -37,6 +37,7 @@ from llm_merge.fitness import MergeFitness
 from llm_merge.layouts import make_layout
 from llm_merge.loading import load_base, load_expert
 from llm_merge.merges import get_method
+from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
 from llm_merge.run_config import MergeRunConfig
 from llm_merge.tasks import Task
 
@@ -132,7 +133,10 @@ def _new_optimizer(cfg: MergeRunConfig, dim: int) -> Optimizer:
     kwargs: dict[str, Any] = {"seed": spec.seed, "maximize": True, **spec.options}
     if spec.popsize is not None:
         kwargs["popsize"] = spec.popsize
-    return OPTIMIZERS[spec.name](dim, **kwargs)
+    opt = OPTIMIZERS[spec.name](dim, **kwargs)
+    if len(cfg.seen) >= 2:  # told one score per task: searched on their weighted mean, the front archived
+        opt.objective_weights = np.array([t.weight for t in cfg.seen])
+    return opt
 
 
 # ---------------------------------------------------------------------- the search
@@ -204,7 +208,7 @@ def _search(cfg, fitness: MergeFitness, opt: Optimizer, out: Path, progress: boo
             fh.write("".join(json.dumps(e) + "\n" for e in lines))
             fh.flush()
             os.fsync(fh.fileno())
-        opt.tell(x, values)
+        opt.tell(x, np.asarray(all_scores, dtype=float) if len(fitness.tasks) >= 2 else values)
         opt.save(ckpt)
         entries += lines
         bar.update(len(x))
@@ -282,7 +286,16 @@ def _baselines(cfg, model, tok, experts, fitness: MergeFitness, tasks) -> dict[s
 
 
 # ---------------------------------------------------------------------- entry point
-def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = True, say=print) -> RunResult:
+def run_merge(
+    cfg: MergeRunConfig,
+    *,
+    restart: bool = False,
+    progress: bool = True,
+    say=print,
+    pick: dict[str, float] | None = None,
+) -> RunResult:
+    """Search (or resume), then report. With ``pick`` (task -> weight), no search step is added: the archived
+    Pareto point with the best weighted mean is scored on every task and saved to ``merged-pick/``."""
     start = time.perf_counter()
     out = _claim_output(cfg, restart)
     model, tok = load_base(cfg.base, cfg.dtype, cfg.device, cfg.tokenizer)
@@ -323,6 +336,9 @@ def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = Tr
         )
     entries, stop_reason = _search(cfg, fitness, opt, out, progress)
     say(f"search ended: {stop_reason}")
+    seen_names = [t.name for t in cfg.seen]
+    if pick is not None:
+        return _pick(cfg, pick, opt, entries, fitness, model, tok, tasks, out, start)
     search_seconds = entries[-1]["elapsed_s"] if entries else 0.0
 
     best = _best_entry(opt, entries)
@@ -368,6 +384,38 @@ def run_merge(cfg: MergeRunConfig, *, restart: bool = False, progress: bool = Tr
         "search_seconds": search_seconds,
         "table": table,
     }
+    if opt.archive is not None:
+        summary = pareto_summary(opt, entries, seen_names)
+        results["pareto"] = summary
+        _atomic_write(out / "pareto.json", json.dumps(summary, indent=2))
+        plot_front(summary, entries, out / "pareto.png")
+        table += (
+            f"\n\nPareto front of the seen tasks (validation), {len(summary['front'])} points — pick one for other "
+            f"task weights with --pick:\n\n" + pareto_table(summary)
+        )
+        results["table"] = table
     _atomic_write(out / RESULTS, json.dumps(results, indent=2))
     _plot(entries, out / "convergence.png", f"{cfg.optimizer.name} · {cfg.method} · {len(experts)} experts")
     return RunResult(results, table, out, time.perf_counter() - start)
+
+
+def _pick(cfg, pick, opt, entries, fitness, model, tok, tasks, out: Path, start: float) -> RunResult:
+    """The archived point that is best for the user's task weights, scored and saved; nothing re-searched."""
+    names = [t.name for t in cfg.seen]
+    unknown = sorted(set(pick) - set(names))
+    if unknown or opt.archive is None:
+        why = f"unknown seen tasks {unknown}" if unknown else "the run has no Pareto archive (one seen task)"
+        raise RunError(f"--pick: {why}; seen tasks: {names}")
+    point = opt.archive.pick([float(pick.get(n, 0.0)) for n in names])
+    entry = entries[point.evaluation - 1]
+    _apply_entry(fitness, opt, entry)
+    row = score_tasks(model, tok, tasks, cfg.batch_size)
+    if cfg.save_model:
+        model.save_pretrained(out / "merged-pick", safe_serialization=True)
+        tok.save_pretrained(out / "merged-pick")
+    fitness.restore()
+    label = "picked (" + ", ".join(f"{n}={pick.get(n, 0.0):g}" for n in names) + ")"
+    result = {"weights": {n: float(pick.get(n, 0.0)) for n in names}, "entry": entry, "rows": {label: row}}
+    _atomic_write(out / "pick.json", json.dumps(result, indent=2))
+    table = summary_table({label: row}, names, [t.name for t in cfg.unseen]) + "\n\n" + per_task_table({label: row})
+    return RunResult(result, table, out, time.perf_counter() - start)
