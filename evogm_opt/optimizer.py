@@ -162,9 +162,9 @@ class GenerativeOptimizer(Optimizer):
         k = self.config.screening
         noise = self.noise * self.rng.standard_normal((len(proposals), k, self.dim))
         noise[:, 0] = 0.0
-        candidates = np.clip(proposals[:, None, :] + noise, -1.0, 1.0)
+        candidates = np.minimum(np.maximum(proposals[:, None, :] + noise, -1.0), 1.0)  # np.clip, several × faster
         flat = candidates.reshape(-1, self.dim)
-        u = np.clip(self.basis.to_original(flat), -1.0, 1.0)
+        u = flat if self.basis_version == 0 else np.minimum(np.maximum(self.basis.to_original(flat), -1.0), 1.0)
         ei = surrogate.expected_improvement(u).reshape(len(proposals), k)
         return candidates[np.arange(len(proposals)), np.argmax(ei, axis=1)]
 
@@ -189,17 +189,24 @@ class GenerativeOptimizer(Optimizer):
         return np.concatenate(rows)[: self.popsize]
 
     def _without_repeats(self, proposals: np.ndarray) -> np.ndarray:
-        """Re-draw proposals that coincide (to 1e-9) with an evaluated point or with each other."""
+        """Re-draw proposals that repeat an evaluated point or each other (coordinates equal on a 1e-9 grid).
+
+        Points are compared by their rounded coordinates in a hash set, so a generation costs O((P + H)·dim)
+        rather than a distance scan per proposal (which dominated ask at 512 dims).
+        """
+
+        def key(row: np.ndarray) -> bytes:
+            return np.round(row * 1e9).astype(np.int64).tobytes()
+
         scale = max(self.noise, 0.05)
-        seen = [self._hist_c]
+        seen = {key(row) for row in self._hist_c}
         out = proposals.copy()
         for i in range(len(out)):
             for _ in range(10):
-                known = np.concatenate(seen) if seen else np.empty((0, self.dim))
-                if len(known) == 0 or np.min(np.max(np.abs(known - out[i]), axis=1)) > 1e-9:
+                if key(out[i]) not in seen:
                     break
                 out[i] = np.clip(out[i] + scale * self.rng.standard_normal(self.dim), -1.0, 1.0)
-            seen.append(out[i : i + 1])
+            seen.add(key(out[i]))
         return out
 
     def _ranked(self) -> np.ndarray:
