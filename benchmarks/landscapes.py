@@ -177,6 +177,79 @@ class MergeLikeLandscape:
         return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
 
 
+@dataclass
+class GroupedMergeLandscape:
+    """A merge-like landscape over per-layer-group coefficients: dim = N experts × G groups, group-major.
+
+    Each group g has its own N coefficients u_g. Layer-wise merging has two regularities this keeps: neighbouring
+    groups want similar coefficients (group g's optimum is the N-dim BBOB optimum x* plus a drift that moves
+    smoothly with g), and groups matter unequally (weights w_g, log-normal, fixed per seed). The gap is
+    Σ_g w_g·(f(5(u_g − δ_g)) − f*) with one BBOB f of dimension N; accuracy and noise are as in
+    :class:`MergeLikeLandscape` (s = a tenth of the median gap at random points). Block-separable across groups,
+    not within a group.
+    """
+
+    function: int
+    dim: int
+    groups: int
+    noise: str = "F"
+    n_val: int = 200
+    seed: int = 0
+    a_lo: float = 0.25
+    a_hi: float = 0.85
+    kappa: float = 1.5
+    field_sigma: float = 0.02
+    drift: float = 0.15
+    sense: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.dim % self.groups:
+            raise ValueError(f"dim {self.dim} is not a multiple of {self.groups} groups")
+        self.n_experts = self.dim // self.groups
+        rng = np.random.default_rng([self.seed, self.dim, self.groups, 11])
+        inner = MergeLikeLandscape(self.function, self.n_experts, "R", self.n_val, self.seed)  # instance choice
+        self.bbob = inner.bbob
+        t = np.linspace(0.0, 1.0, self.groups)[:, None]
+        phase = rng.uniform(0, 2 * np.pi, (1, self.n_experts))
+        shift = self.drift * np.sin(2 * np.pi * t + phase)  # smooth in g: neighbouring groups agree
+        self.shift = np.clip(inner.x_opt + shift, -0.95, 0.95) - inner.x_opt
+        self.weights = rng.lognormal(0.0, 0.5, self.groups)
+        self.weights /= self.weights.sum()
+        self.x_opt = (np.clip(inner.x_opt + self.shift, -1, 1)).reshape(-1)
+        probe = rng.uniform(-1, 1, (256, self.dim))
+        self.scale = float(np.median(self._gap(probe))) / 10.0
+        self.optimum_value = self.a_hi
+        self.val_field = SmoothField(self.dim, seed=self.seed * 1000 + 1)
+        self.test_field = SmoothField(self.dim, seed=self.seed * 1000 + 2)
+
+    @property
+    def name(self) -> str:
+        return f"mergegroup-f{self.function}-{self.noise}{self.n_val}-g{self.groups}"
+
+    def _gap(self, u: np.ndarray) -> np.ndarray:
+        u = np.atleast_2d(u).reshape(-1, self.groups, self.n_experts)
+        total = np.zeros(len(u))
+        for g in range(self.groups):
+            raw = self.bbob.raw(np.clip(u[:, g] - self.shift[g], -1, 1))
+            total += self.weights[g] * np.maximum(raw - self.bbob.optimum_value, 0.0)
+        return total
+
+    def true_value(self, u: np.ndarray) -> np.ndarray:
+        return self.a_lo + (self.a_hi - self.a_lo) / (1.0 + (self._gap(u) / self.scale) ** self.kappa)
+
+    def _fixed_set(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
+        p = np.clip(self.true_value(u) + self.field_sigma * z(u), 0.0, 1.0)
+        return np.round(self.n_val * p) / self.n_val
+
+    def test_value(self, u: np.ndarray) -> np.ndarray:
+        return self._fixed_set(u, self.test_field)
+
+    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.noise == "F":
+            return self._fixed_set(u, self.val_field)
+        return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
+
+
 def merge_suite(noise: tuple[str, ...] = ("F", "R"), n_val: tuple[int, ...] = (200,)) -> list[str]:
     """Names of the merge-like suite: every function of ``MERGE_SUITE_FUNCTIONS`` × noise mode × n_val."""
     return [f"merge-f{f}-{m}{n}" for f in MERGE_SUITE_FUNCTIONS for m in noise for n in n_val]
@@ -197,8 +270,16 @@ def make_landscape(name: str, dim: int, seed: int = 0) -> Landscape:
             return BBOBLandscape(function, dim, instance=seed + 1, problem_class=kind.upper())
         if kind == "merge" and len(parts) == 3 and parts[2][:1] in ("R", "F"):
             return MergeLikeLandscape(function, dim, noise=parts[2][0], n_val=int(parts[2][1:]), seed=seed)
+        if kind == "mergegroup" and len(parts) == 4 and parts[2][:1] in ("R", "F") and parts[3][:1] == "g":
+            noise, n_val, groups = parts[2][0], int(parts[2][1:]), int(parts[3][1:])
+            if groups < 1 or dim % groups:
+                raise TypeError(f"{name}: dim {dim} is not a multiple of {groups} groups")
+            return GroupedMergeLandscape(function, dim, groups, noise=noise, n_val=n_val, seed=seed)
     except (ValueError, IndexError):
         pass
+    except TypeError as exc:  # a well-formed name that does not fit this dim
+        raise ValueError(str(exc)) from None
     raise ValueError(
-        f"bad landscape name {name!r}; expected 'bbob-f<1..24>', 'sbox-f<1..24>' or 'merge-f<1..24>-<R|F><n_val>'"
+        f"bad landscape name {name!r}; expected 'bbob-f<1..24>', 'sbox-f<1..24>', 'merge-f<1..24>-<R|F><n_val>' "
+        "or 'mergegroup-f<1..24>-<R|F><n_val>-g<groups>'"
     )

@@ -160,9 +160,15 @@ def _evogm(preset: str, keep_going: bool = False) -> Callable[[int, int, int], O
     return build
 
 
-def _cmaes(dim: int, seed: int, budget: int) -> OwnOptimizer:
+def _cmaes(dim: int, seed: int, budget: int, diagonal: bool = False) -> OwnOptimizer:
     relaxed = {"tolflatfitness": 1000, "tolfun": 0.0, "tolfunhist": 0.0, "tolx": 1e-9}
+    if diagonal:  # sep-CMA-ES (Ros & Hansen 2008): diagonal covariance, O(N) per sample, for high dimensions
+        relaxed["CMA_diagonal"] = True
     return OwnOptimizer(CMAES(dim, seed=seed, maximize=True, max_evals=budget, restarts=9, cma_options=relaxed))
+
+
+def _sep_cmaes(dim: int, seed: int, budget: int) -> OwnOptimizer:
+    return _cmaes(dim, seed, budget, diagonal=True)
 
 
 def _own(cls: type[Optimizer]) -> Callable[[int, int, int], OwnOptimizer]:
@@ -202,6 +208,7 @@ PEERS: dict[str, Peer] = {
     "evogm-paper-no-rounds": Peer(_evogm("paper-no-rounds", keep_going=True)),
     # IPOP restarts; flat-fitness and f-tolerances relaxed since quantised accuracies make whole generations tie
     "cmaes": Peer(_cmaes),
+    "sep-cmaes": Peer(_sep_cmaes),
     "lq-cmaes": Peer(LQCMAES),
     "pso-merging": Peer(_own(PSOMerging)),
     "model-swarms": Peer(_own(ModelSwarms)),

@@ -244,3 +244,19 @@ def test_cli_coco_writes_cocopp_data(tmp_path: Path):
     assert rows[-1][0] == "20"  # the last logged evaluation is the 4·5-th: the budget, not more
     again = _coco(tmp_path, "1")
     assert again.returncode == 0 and f"--expensive {tmp_path / 'cmaes-0001'}" in again.stdout
+
+
+def test_grouped_merge_landscape_structure():
+    from evogm_bench.landscapes import make_landscape
+
+    land = make_landscape("mergegroup-f10-F200-g4", 12, seed=0)
+    assert land.n_experts == 3 and land.name == "mergegroup-f10-F200-g4"
+    assert land.true_value(land.x_opt[None])[0] == pytest.approx(land.optimum_value)
+    u = np.random.default_rng(0).uniform(-1, 1, (64, 12))
+    assert np.median(land.true_value(u)) < 0.4  # random merges are near chance, as in the flat merge landscapes
+    # group-major: moving one group's block away from its optimum costs accuracy, the others stay put
+    worse = land.x_opt.copy()
+    worse[3:6] = -worse[3:6]
+    assert land.true_value(worse[None])[0] < land.optimum_value
+    with pytest.raises(ValueError, match="multiple"):
+        make_landscape("mergegroup-f10-F200-g5", 12)
