@@ -183,12 +183,16 @@ class MergeFitness:
         computation, and a CPU's throughput does not grow with the batch (measured: docs/performance.md)."""
         if not self._factored or n_candidates < 2 or not self.tasks or self._device.type != "cuda":
             return "rebuild"
+        if not all(isinstance(t, Task) for t in self.tasks):  # other backends run their own forwards
+            return "rebuild"
         return "batched" if self.rows_per_candidate() < self.batch_size else "rebuild"
 
     def task_scores_batched(self, lams: np.ndarray) -> list[list[float]]:
         """Per-candidate task scores with every candidate in the same forwards (batched-λ LoRA, W₀ untouched)."""
         if not self._factored:
             raise ValueError("the batched-λ forward needs task arithmetic over LoRA experts")
+        if not all(isinstance(t, Task) for t in self.tasks):
+            raise ValueError("the batched-λ forward scores JSONL tasks only (lm-eval tasks run their own forwards)")
         lams = np.atleast_2d(np.asarray(lams, dtype=np.float64))
         lam_t = self._group_weights(lams)  # (P, G, N)
         self.restore()

@@ -116,15 +116,21 @@ def _read_log(path: Path, n_evals: int) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- loading
-def _load_tasks(cfg: MergeRunConfig) -> dict[str, Task]:
-    tasks = {}
+def _load_tasks(cfg: MergeRunConfig) -> dict[str, Any]:
+    tasks: dict[str, Any] = {}
     for spec in (*cfg.seen, *cfg.unseen):
         for split in ("val", "test"):
-            path = getattr(spec, split)
-            if path is not None:
-                tasks[f"{spec.name}/{split}"] = Task.from_jsonl(
-                    path, name=spec.name, max_new_tokens=spec.max_new_tokens
-                )
+            source = getattr(spec, split)
+            if source is None:
+                continue
+            if spec.lm_eval is not None:
+                from llm_merge.lm_eval_tasks import LmEvalTask
+
+                task = LmEvalTask(spec.name, source, **spec.lm_eval)
+                task.check()
+            else:
+                task = Task.from_jsonl(source, name=spec.name, max_new_tokens=spec.max_new_tokens)
+            tasks[f"{spec.name}/{split}"] = task
     return tasks
 
 

@@ -28,10 +28,11 @@ class ExpertSpec:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    val: str
+    val: str  # a JSONL file, or with ``lm_eval`` the lm-eval task name scored for the search
     test: str | None = None
     weight: float = 1.0
     max_new_tokens: int = 16
+    lm_eval: dict[str, Any] | None = None  # {metric, limit, include_path, num_fewshot}: val/test are lm-eval tasks
 
 
 @dataclass(frozen=True)
@@ -117,20 +118,28 @@ def _tasks(root: Path, items: Any, where: str) -> tuple[TaskSpec, ...]:
     out = []
     for i, item in enumerate(items):
         w = f"{where}[{i}]"
-        item = _check_keys(w, item, {"name", "val", "test", "weight", "max_new_tokens"}, {"name", "val"})
+        item = _check_keys(w, item, {"name", "val", "test", "weight", "max_new_tokens", "lm_eval"}, {"name", "val"})
+        lm = item.get("lm_eval")
+        if lm is not None:
+            lm = {} if lm is True else lm
+            lm = dict(_check_keys(f"{w}.lm_eval", lm, {"metric", "limit", "include_path", "num_fewshot"}))
+            if "include_path" in lm:
+                lm["include_path"] = _path(root, lm["include_path"], f"{w}.lm_eval.include_path")
         weight, max_new = item.get("weight", 1.0), item.get("max_new_tokens", 16)
         if not isinstance(weight, (int, float)) or not weight > 0:
             raise ConfigError(f"{w}.weight must be a positive number, got {weight!r}")
         if not isinstance(max_new, int) or max_new < 1:
             raise ConfigError(f"{w}.max_new_tokens must be a positive integer, got {max_new!r}")
         test = item.get("test")
+        resolve = (lambda v, _w: str(v)) if lm is not None else (lambda v, ww: _path(root, v, ww))
         out.append(
             TaskSpec(
                 name=str(item["name"]),
-                val=_path(root, item["val"], f"{w}.val"),
-                test=None if test is None else _path(root, test, f"{w}.test"),
+                val=resolve(item["val"], f"{w}.val"),
+                test=None if test is None else resolve(test, f"{w}.test"),
                 weight=float(weight),
                 max_new_tokens=max_new,
+                lm_eval=lm,
             )
         )
     names = [t.name for t in out]

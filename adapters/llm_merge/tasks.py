@@ -195,6 +195,9 @@ def correct_per_example(model, tokenizer, task: Task, batch_size: int = 64, befo
     return _gen_correct(model, tokenizer, task.examples, task.max_new_tokens, batch_size, before_forward)
 
 
-def score(model, tokenizer, task: Task, batch_size: int = 64) -> float:
-    """Accuracy of ``model`` on ``task`` (fraction of examples correct), batched over examples."""
+def score(model, tokenizer, task, batch_size: int = 64) -> float:
+    """Accuracy of ``model`` on ``task`` (fraction of examples correct), batched over examples; tasks of other
+    backends (``llm_merge.lm_eval_tasks.LmEvalTask``) score themselves."""
+    if not isinstance(task, Task):
+        return task.evaluate(model, tokenizer, batch_size)
     return sum(correct_per_example(model, tokenizer, task, batch_size)) / len(task.examples)
