@@ -28,6 +28,7 @@ class EvoGMConfig:
     surrogate_points: int = 300  # the GP is fitted on at most this many points (most recent + best eighth)
     train_window: int | None = None  # the generator trains on at most this many points (same rule); None: all
     recommendation: str = "best"  # "best": best observed; "posterior": best GP posterior mean among evaluated
+    exploit_candidates: int = 0  # M > 0: the M lowest-EI asks of a screened batch become its M best-mean candidates
 
     def __post_init__(self) -> None:
         if not 0.0 < self.winner_fraction < 1.0:
@@ -42,6 +43,8 @@ class EvoGMConfig:
             raise ValueError("screening must be >= 0 and surrogate_points >= 8")
         if self.train_window is not None and self.train_window < 8:
             raise ValueError("train_window must be >= 8 or None")
+        if self.exploit_candidates < 0:
+            raise ValueError("exploit_candidates must be >= 0")
         if self.recommendation not in ("best", "posterior"):
             raise ValueError(f"recommendation must be 'best' or 'posterior', got {self.recommendation!r}")
 

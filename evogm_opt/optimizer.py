@@ -165,8 +165,17 @@ class GenerativeOptimizer(Optimizer):
         candidates = np.minimum(np.maximum(proposals[:, None, :] + noise, -1.0), 1.0)  # np.clip, several × faster
         flat = candidates.reshape(-1, self.dim)
         u = flat if self.basis_version == 0 else np.minimum(np.maximum(self.basis.to_original(flat), -1.0), 1.0)
-        ei = surrogate.expected_improvement(u).reshape(len(proposals), k)
-        return candidates[np.arange(len(proposals)), np.argmax(ei, axis=1)]
+        ei, mean = surrogate.expected_improvement_and_mean(u)
+        ei = ei.reshape(len(proposals), k)
+        pick = np.argmax(ei, axis=1)
+        chosen = candidates[np.arange(len(proposals)), pick]
+        m = min(self.config.exploit_candidates, len(proposals))
+        if m:  # exploitation: swap the weakest asks for the candidates the GP predicts best (not already asked)
+            taken = set((np.arange(len(proposals)) * k + pick).tolist())
+            best = [i for i in np.argsort(mean, kind="stable") if int(i) not in taken][:m]
+            weakest = np.argsort(ei[np.arange(len(proposals)), pick], kind="stable")[:m]
+            chosen[weakest] = flat[best]
+        return chosen
 
     def recommend(self) -> Best | None:
         """With ``recommendation="posterior"``: the evaluated point with the best GP posterior mean (smoothing the

@@ -85,8 +85,12 @@ class GaussianProcess:
 
     def expected_improvement(self, x: np.ndarray) -> np.ndarray:
         """EI below the best posterior mean at the observed points (a noise-robust incumbent)."""
+        return self.expected_improvement_and_mean(x)[0]
+
+    def expected_improvement_and_mean(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """EI (as :meth:`expected_improvement`) and the posterior mean, from one prediction."""
         incumbent = float(np.min(self.fitted_mean()))
         mean, sd = self._predict(x)
         z = (incumbent - mean) / sd
         pdf = torch.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
-        return (sd * (z * torch.special.ndtr(z) + pdf)).numpy()
+        return (sd * (z * torch.special.ndtr(z) + pdf)).numpy(), mean.numpy()
