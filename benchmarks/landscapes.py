@@ -107,8 +107,46 @@ def _corners(dim: int) -> np.ndarray:
     return np.concatenate([np.zeros((1, dim)), np.eye(dim)])
 
 
+class _MergeAccuracy:
+    """What every merge-like landscape shares: accuracy from a scaled gap, and how it is observed.
+
+    p(u) = a_lo + (a_hi − a_lo) / (1 + gap(u)^κ); observed as (R) Binomial(n_val, p)/n_val or (F) a fixed
+    validation set round(n_val·clip(p + σ·z(u), 0, 1))/n_val with a frozen smooth field z; tested on a second
+    frozen field z′.
+    """
+
+    a_lo: float
+    a_hi: float
+    kappa: float
+    field_sigma: float
+    noise: str
+    n_val: int
+    val_field: SmoothField
+    test_field: SmoothField
+
+    def _scaled_gap(self, u: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def true_value(self, u: np.ndarray) -> np.ndarray:
+        """p(u): the accuracy an infinite validation set would report."""
+        return self.a_lo + (self.a_hi - self.a_lo) / (1.0 + self._scaled_gap(u) ** self.kappa)
+
+    def _fixed_set(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
+        p = np.clip(self.true_value(u) + self.field_sigma * z(u), 0.0, 1.0)
+        return np.round(self.n_val * p) / self.n_val
+
+    def test_value(self, u: np.ndarray) -> np.ndarray:
+        """Accuracy on an independent held-out set (a second frozen field z′)."""
+        return self._fixed_set(u, self.test_field)
+
+    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.noise == "F":
+            return self._fixed_set(u, self.val_field)
+        return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
+
+
 @dataclass
-class MergeLikeLandscape:
+class MergeLikeLandscape(_MergeAccuracy):
     """Validation accuracy (to maximise) of a 'merge' whose quality is a BBOB function of λ ∈ [-1, 1]^N.
 
     True accuracy p(u) = a_lo + (a_hi − a_lo) / (1 + ((f(5u) − f_opt)/s)^κ), with s a tenth of the median gap
@@ -158,27 +196,12 @@ class MergeLikeLandscape:
     def name(self) -> str:
         return f"merge-f{self.function}-{self.noise}{self.n_val}"
 
-    def true_value(self, u: np.ndarray) -> np.ndarray:
-        """p(u): the accuracy an infinite validation set would report."""
-        gap = np.maximum(self.bbob.raw(u) - self.bbob.optimum_value, 0.0) / self.scale
-        return self.a_lo + (self.a_hi - self.a_lo) / (1.0 + gap**self.kappa)
-
-    def _fixed_set(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
-        p = np.clip(self.true_value(u) + self.field_sigma * z(u), 0.0, 1.0)
-        return np.round(self.n_val * p) / self.n_val
-
-    def test_value(self, u: np.ndarray) -> np.ndarray:
-        """Accuracy on an independent held-out set (a second frozen field z′)."""
-        return self._fixed_set(u, self.test_field)
-
-    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.noise == "F":
-            return self._fixed_set(u, self.val_field)
-        return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
+    def _scaled_gap(self, u: np.ndarray) -> np.ndarray:
+        return np.maximum(self.bbob.raw(u) - self.bbob.optimum_value, 0.0) / self.scale
 
 
 @dataclass
-class GroupedMergeLandscape:
+class GroupedMergeLandscape(_MergeAccuracy):
     """A merge-like landscape over per-layer-group coefficients: dim = N experts × G groups, group-major.
 
     Each group g has its own N coefficients u_g. Layer-wise merging has two regularities this keeps: neighbouring
@@ -234,20 +257,8 @@ class GroupedMergeLandscape:
             total += self.weights[g] * np.maximum(raw - self.bbob.optimum_value, 0.0)
         return total
 
-    def true_value(self, u: np.ndarray) -> np.ndarray:
-        return self.a_lo + (self.a_hi - self.a_lo) / (1.0 + (self._gap(u) / self.scale) ** self.kappa)
-
-    def _fixed_set(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
-        p = np.clip(self.true_value(u) + self.field_sigma * z(u), 0.0, 1.0)
-        return np.round(self.n_val * p) / self.n_val
-
-    def test_value(self, u: np.ndarray) -> np.ndarray:
-        return self._fixed_set(u, self.test_field)
-
-    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.noise == "F":
-            return self._fixed_set(u, self.val_field)
-        return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
+    def _scaled_gap(self, u: np.ndarray) -> np.ndarray:
+        return self._gap(u) / self.scale
 
 
 def merge_suite(noise: tuple[str, ...] = ("F", "R"), n_val: tuple[int, ...] = (200,)) -> list[str]:
