@@ -77,7 +77,6 @@ def _forward_all(model, ids: torch.Tensor, batch_size: int, before=None) -> None
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from llm_merge.batched import BatchedLora
     from llm_merge.fitness import MergeFitness
 
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[args.dtype]
@@ -144,8 +143,7 @@ def measure(args: argparse.Namespace) -> dict:
     # (c) batched-λ: P × M rows in shared forwards
     stacked = ids.repeat(len(lams), 1)
     lam_rows = torch.from_numpy(lams).repeat_interleave(args.prompts, dim=0)
-    factors = {name: entry[:4] for name, entry in fitness._cache.items()}
-    with BatchedLora(model, factors) as lora:
+    with fitness.batched_lora() as lora:
 
         def set_rows(lo: int, hi: int) -> None:
             lora.set_rows(lam_rows[lo:hi])

@@ -232,7 +232,7 @@ class Optimizer(abc.ABC):
         except (TypeError, ValueError):
             array = None  # ragged or non-numeric: let _validate_values word the error
         if array is None or array.ndim != 2 or array.shape[1] < 2:
-            return self._validate_values(y, n), None
+            return self._validate_values(y if array is None else array, n), None
         if len(array) != n:
             raise ValueError(f"y has {len(array)} rows but X has {n} rows")
         k = array.shape[1]

@@ -44,9 +44,7 @@ class StoppingMonitor:
     def update(self, best: float | None, n_evals: int, elapsed: float) -> str | None:
         """Record one finished generation; return the reason to stop, or None."""
         value = math.inf if best is None or not math.isfinite(best) else self.sign * float(best)
-        if value < self.reference - self.rules.min_improvement or (
-            math.isinf(self.reference) and math.isfinite(value)
-        ):
+        if value < self.reference - self.rules.min_improvement or (math.isinf(self.reference) and math.isfinite(value)):
             self.reference, self.stale = value, 0
         else:
             self.stale += 1

@@ -9,7 +9,6 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge import load_lora_expert  # noqa: E402
-from llm_merge.batched import BatchedLora  # noqa: E402
 from llm_merge.demo import char_tokenizer  # noqa: E402
 from llm_merge.fitness import MergeFitness  # noqa: E402
 
@@ -39,8 +38,7 @@ def test_logits_of_each_row_equal_the_rebuilt_merge(experts, tmp_path):
             expected.append(model(input_ids=ids).logits)
     fitness.restore()
     stacked = ids.repeat(len(lams), 1)  # candidate-major rows: 4 candidates × 3 sequences
-    factors = {name: entry[:4] for name, entry in fitness._cache.items()}
-    with BatchedLora(model, factors) as lora, torch.no_grad():
+    with fitness.batched_lora() as lora, torch.no_grad():
         lora.set_rows(torch.from_numpy(lams).repeat_interleave(3, dim=0))
         got = model(input_ids=stacked).logits
         with pytest.raises(RuntimeError, match="rows"):

@@ -11,7 +11,6 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge import load_lora_expert  # noqa: E402
-from llm_merge.batched import BatchedLora  # noqa: E402
 from llm_merge.demo import char_tokenizer  # noqa: E402
 from llm_merge.fitness import MergeFitness  # noqa: E402
 from llm_merge.layouts import make_layout  # noqa: E402
@@ -91,8 +90,7 @@ def test_merge_with_a_layer_group_layout_uses_each_tensors_own_coefficients(expe
     with torch.no_grad():
         merged = model(input_ids=ids).logits
         fitness.restore()
-        factors = {n: (*entry[:4], layout.group_of(n)) for n, entry in fitness._cache.items()}
-        with BatchedLora(model, factors) as lora:
+        with fitness.batched_lora() as lora:
             lora.set_rows(torch.from_numpy(layout.group_weights(np.stack([flat, flat])).astype(np.float32)))
             torch.testing.assert_close(model(input_ids=ids).logits, merged, atol=2e-5, rtol=1e-4)
 

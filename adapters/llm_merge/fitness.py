@@ -187,6 +187,14 @@ class MergeFitness:
             return "rebuild"
         return "batched" if self.rows_per_candidate() < self.batch_size else "rebuild"
 
+    def batched_lora(self) -> BatchedLora:
+        """The batched-λ hooks over this fitness's device-resident factors, one coefficient group per tensor
+        (enter it with the model at W₀; ``set_rows`` takes (rows, G, N) coefficients)."""
+        if not self._factored:
+            raise ValueError("the batched-λ forward needs task arithmetic over LoRA experts")
+        factors = {name: (*entry[:4], self.layout.group_of(name)) for name, entry in self._cache.items()}
+        return BatchedLora(self.model, factors)
+
     def task_scores_batched(self, lams: np.ndarray) -> list[list[float]]:
         """Per-candidate task scores with every candidate in the same forwards (batched-λ LoRA, W₀ untouched)."""
         if not self._factored:
@@ -196,9 +204,8 @@ class MergeFitness:
         lams = np.atleast_2d(np.asarray(lams, dtype=np.float64))
         lam_t = self._group_weights(lams)  # (P, G, N)
         self.restore()
-        factors = {name: (*entry[:4], self.layout.group_of(name)) for name, entry in self._cache.items()}
         scores = np.zeros((len(lams), len(self.tasks)))
-        with BatchedLora(self.model, factors) as lora:
+        with self.batched_lora() as lora:
             for j, task in enumerate(self.tasks):
                 m = len(task.examples)
                 stacked = Task(task.name, task.kind, task.examples * len(lams), task.max_new_tokens)

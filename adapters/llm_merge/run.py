@@ -278,7 +278,7 @@ def _baselines(cfg, model, tok, experts, fitness: MergeFitness, tasks) -> dict[s
     for b in standard_baselines([e.name for e in experts]):
         key = json.dumps([b.method, b.options], sort_keys=True)
         if current is None or current[0] != key:
-            current = None
+            current = None  # drop the previous method's fitness before the next one allocates its tensors
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             reuse = b.method == cfg.method and not b.options and fitness.method.linear and fitness.dim == len(experts)
