@@ -52,6 +52,19 @@ def test_cmaes_failures_rank_worst_not_median(monkeypatch):
     assert told["values"][0] > max(y[1:])
 
 
+def test_cmaes_takes_two_generations_of_rows_in_one_tell_and_resumes_exactly():
+    # cma refuses a second tell without an ask in between; external rows can fill two batches in one call
+    rng = np.random.default_rng(0)
+    opt = CMAES(3, seed=0)
+    x = opt.ask(3)
+    extra = rng.uniform(-1.0, 1.0, (2 * opt.popsize - 3, 3))
+    rows = np.concatenate([x, extra])
+    opt.tell(rows, [sphere(r) for r in rows])
+    assert opt.n_evals == 2 * opt.popsize and opt.n_pending == 0
+    clone = CMAES.from_state_dict(opt.state_dict())
+    np.testing.assert_array_equal(clone.ask(), opt.ask())
+
+
 def test_cmaes_restarts_with_larger_population_when_cma_stops():
     opt = CMAES(2, seed=3, restarts=2, cma_options={"tolfun": 1e-3, "tolflatfitness": 1})
     first = opt.es.popsize

@@ -68,6 +68,7 @@ class CMAES(Optimizer):
         self._told_y: list[float] = []
         self._buffer_x: list[np.ndarray] = []
         self._buffer_y: list[float] = []
+        self._told_since_ask = False  # cma allows one tell per iteration; see _tell_strategy
         self.es = self._new_strategy(self.popsize)
 
     @staticmethod
@@ -94,6 +95,7 @@ class CMAES(Optimizer):
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         self._op_log.append(n)
         u = np.asarray(self.es.ask(n), dtype=float)
+        self._told_since_ask = False
         return self.box.to_user(u), np.empty((n, 0))
 
     def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
@@ -116,10 +118,17 @@ class CMAES(Optimizer):
         values = np.where(finite, values, worst)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if self._told_since_ask:
+                # A second full batch in one tell (e.g. many external rows): cma refuses two tells per iteration,
+                # so open the next iteration with an ask whose samples are discarded. It is a call in the replayed
+                # sequence like any other, so checkpoints still resume exactly.
+                self.es.ask()
             self.es.tell([np.asarray(v) for v in batch_x], values.tolist())
+        self._told_since_ask = True
         if self.es.stop() and self.restarts_done < self.max_restarts:
             self.restarts_done += 1
             self.es = self._new_strategy(int(round(self.es.popsize * self.incpopsize)))
+            self._told_since_ask = False
 
     def _algorithm_stop(self) -> str | None:
         if self.restarts_done >= self.max_restarts:
