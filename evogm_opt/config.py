@@ -21,8 +21,10 @@ class EvoGMConfig:
     n_rounds: int | None = 2  # R; None: keep starting rounds until the budget is spent
     reset_history_each_round: bool = True  # reference: H = {} at every round; False: re-express H in the new basis
     reinit_each_round: bool = True  # reference: hybrid initial population at every round (one-hots = new basis)
-    proposal_noise: float = 0.0  # σ of Gaussian noise added to G_lw's proposals (current coordinates)
+    proposal_noise: float = 0.0  # σ₀ of Gaussian noise added to G_lw's proposals (current coordinates)
     adapt_noise: bool = False  # 1/5th-success rule on σ (Rechenberg), measured per generation
+    max_proposal_noise: float = 1.0  # the 1/5th rule never raises σ above this
+    noise_per_sqrt_dim: bool = False  # True: σ₀ and the cap are lengths of the whole perturbation, σ = value/√dim
     deduplicate: bool = False  # re-draw proposals that repeat an evaluated point
     screening: int = 0  # K > 0: K noisy variants of each proposal, the GP's best (expected improvement) is asked
     surrogate_points: int = 300  # the GP is fitted on at most this many points (most recent + best eighth)
@@ -39,6 +41,8 @@ class EvoGMConfig:
             raise ValueError("n_rounds must be >= 1 or None")
         if self.proposal_noise < 0:
             raise ValueError("proposal_noise must be >= 0")
+        if self.max_proposal_noise <= 0:
+            raise ValueError("max_proposal_noise must be > 0")
         if self.screening < 0 or self.surrogate_points < 8:
             raise ValueError("screening must be >= 0 and surrogate_points >= 8")
         if self.train_window is not None and self.train_window < 8:
@@ -74,15 +78,18 @@ PRESETS: dict[str, EvoGMConfig] = {
     # Paper ablation "w/o rounds": the same T·R iterations in one round, so no basis shift.
     "paper-no-rounds": dataclasses.replace(PAPER, iterations_per_round=PAPER.iterations_per_round * 2, n_rounds=1),
     # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size
-    # control, no repeats, each proposal screened among 64 noisy variants by a GP surrogate, and generator and
-    # GP fitted on bounded windows of the history (most recent + best eighth) so a generation's cost stays flat.
+    # control whose start and cap are perturbation lengths (0.6 and 1.2, i.e. σ = 0.6/√N … 1.2/√N per
+    # coordinate), no repeats, each proposal screened among 64 noisy variants by a GP surrogate, and generator
+    # and GP fitted on bounded windows of the history (most recent + best eighth) so a generation's cost stays flat.
     "default": EvoGMConfig(
         generator=GeneratorConfig(hidden=(64, 64), learning_rate=1e-3, epochs=60),
         n_rounds=None,
         reset_history_each_round=False,
         reinit_each_round=False,
-        proposal_noise=0.2,
+        proposal_noise=0.6,
         adapt_noise=True,
+        max_proposal_noise=1.2,
+        noise_per_sqrt_dim=True,
         deduplicate=True,
         screening=64,
         surrogate_points=160,

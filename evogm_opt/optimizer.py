@@ -82,7 +82,11 @@ class GenerativeOptimizer(Optimizer):
         # top rows of each shift in the coordinates they were chosen in: what adapters of nonlinear merges
         # replay to rebuild the round's experts (TIES of TIES merges is not a linear map of the originals)
         self.shift_rows: list[np.ndarray] = []
-        self.noise = self.config.proposal_noise
+        # σ per coordinate. With noise_per_sqrt_dim the settings are lengths of the whole perturbation (≈ σ·√dim):
+        # after a basis shift a perturbation of the current coordinates is a random combination of the round's
+        # top points, whose length grows with √dim at a fixed σ (docs/research.md, ablation 7).
+        self._noise_unit = 1.0 / np.sqrt(dim) if self.config.noise_per_sqrt_dim else 1.0
+        self.noise = self.config.proposal_noise * self._noise_unit
         self.generators: GeneratorPair | None = None
         self._trained = False
         self._queue = np.empty((0, dim))
@@ -255,7 +259,8 @@ class GenerativeOptimizer(Optimizer):
             top = set(self._ranked()[: self.popsize].tolist())
             success = np.mean([row in top for row in self._generation_rows])
             # 1/5th success rule (Rechenberg 1973), smooth form: σ ← σ·exp((s − 1/5)/(1 − 1/5)).
-            self.noise = float(np.clip(self.noise * np.exp((success - 0.2) / 0.8), 1e-3, 1.0))
+            ceiling = self.config.max_proposal_noise * self._noise_unit
+            self.noise = float(np.clip(self.noise * np.exp((success - 0.2) / 0.8), 1e-3, ceiling))
         self._told_in_generation = 0
         self._generation_rows = []
         self._queue = np.empty((0, self.dim))
@@ -279,7 +284,7 @@ class GenerativeOptimizer(Optimizer):
         else:
             self._hist_c = self.basis.to_current(self._hist_u)
         if not self.config.reinit_each_round:
-            self.noise = max(self.noise, self.config.proposal_noise)
+            self.noise = max(self.noise, self.config.proposal_noise * self._noise_unit)
 
     def _shift_basis(self) -> None:
         """Paper §3.3: the round's top-dim points become the experts of the next round (B ← C_top @ B)."""
