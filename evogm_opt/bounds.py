@@ -84,3 +84,14 @@ class Box:
 
     def state(self) -> list[list[float]]:
         return np.stack([self.lower, self.upper], axis=1).tolist()
+
+
+def reflect_into_unit_box(u: np.ndarray) -> np.ndarray:
+    """Fold coordinates into [-1, 1] by mirror reflection at the faces (period 4), however far out they are.
+
+    Why not clip: projecting a cloud of candidates onto the box piles them up on its faces and corners, points
+    nobody meant to propose; reflection keeps the cloud's shape near the boundary (mirror boundary handling of
+    evolution strategies).
+    """
+    v = np.mod(np.asarray(u, dtype=float) + 1.0, 4.0)
+    return np.where(v > 2.0, 4.0 - v, v) - 1.0

@@ -25,6 +25,7 @@ class EvoGMConfig:
     adapt_noise: bool = False  # 1/5th-success rule on σ (Rechenberg), measured per generation
     max_proposal_noise: float = 1.0  # the 1/5th rule never raises σ above this
     noise_per_sqrt_dim: bool = False  # True: σ₀ and the cap are lengths of the whole perturbation, σ = value/√dim
+    boundary: str = "clip"  # effective coefficients c @ B outside the box: "clip" (project) or "reflect" (mirror)
     deduplicate: bool = False  # re-draw proposals that repeat an evaluated point
     screening: int = 0  # K > 0: K noisy variants of each proposal, the GP's best (expected improvement) is asked
     surrogate_points: int = 300  # the GP is fitted on at most this many points (most recent + best eighth)
@@ -49,6 +50,8 @@ class EvoGMConfig:
             raise ValueError("train_window must be >= 8 or None")
         if self.exploit_candidates < 0:
             raise ValueError("exploit_candidates must be >= 0")
+        if self.boundary not in ("clip", "reflect"):
+            raise ValueError(f"boundary must be 'clip' or 'reflect', got {self.boundary!r}")
         if self.recommendation not in ("best", "posterior"):
             raise ValueError(f"recommendation must be 'best' or 'posterior', got {self.recommendation!r}")
 
@@ -79,8 +82,9 @@ PRESETS: dict[str, EvoGMConfig] = {
     "paper-no-rounds": dataclasses.replace(PAPER, iterations_per_round=PAPER.iterations_per_round * 2, n_rounds=1),
     # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size
     # control whose start and cap are perturbation lengths (0.6 and 1.2, i.e. σ = 0.6/√N … 1.2/√N per
-    # coordinate), no repeats, each proposal screened among 64 noisy variants by a GP surrogate, and generator
-    # and GP fitted on bounded windows of the history (most recent + best eighth) so a generation's cost stays flat.
+    # coordinate), effective coefficients reflected into the box rather than clipped, no repeats, each proposal
+    # screened among 64 noisy variants by a GP surrogate, and generator and GP fitted on bounded windows of the
+    # history (most recent + best eighth) so a generation's cost stays flat.
     "default": EvoGMConfig(
         generator=GeneratorConfig(hidden=(64, 64), learning_rate=1e-3, epochs=60),
         n_rounds=None,
@@ -90,6 +94,7 @@ PRESETS: dict[str, EvoGMConfig] = {
         adapt_noise=True,
         max_proposal_noise=1.2,
         noise_per_sqrt_dim=True,
+        boundary="reflect",
         deduplicate=True,
         screening=64,
         surrogate_points=160,

@@ -21,7 +21,7 @@ import numpy as np
 
 from evogm_opt.base import Best, Optimizer
 from evogm_opt.basis import Basis
-from evogm_opt.bounds import BoundsLike
+from evogm_opt.bounds import BoundsLike, reflect_into_unit_box
 from evogm_opt.config import EvoGMConfig, resolve
 from evogm_opt.generator import GeneratorPair
 from evogm_opt.surrogate import GaussianProcess
@@ -110,9 +110,19 @@ class GenerativeOptimizer(Optimizer):
         while len(self._queue) < n:
             self._queue = np.concatenate([self._queue, self._make_proposals()])
         c, self._queue = self._queue[:n], self._queue[n:]
-        x = self.box.to_user(self.basis.to_original(c))
+        u = self._effective(c)
+        if self.config.boundary == "reflect" and self.basis_version:
+            c = self.basis.to_current(u)  # the coordinates of the point actually evaluated
+        x = self.box.to_user(u)
         payload = np.concatenate([np.full((n, 1), float(self.basis_version)), c], axis=1)
         return x, payload
+
+    def _effective(self, c: np.ndarray) -> np.ndarray:
+        """Current coordinates → the original normalised box, folded into it by the configured ``boundary`` rule."""
+        u = c if self.basis_version == 0 else self.basis.to_original(c)
+        if self.config.boundary == "reflect":
+            return reflect_into_unit_box(u)
+        return np.minimum(np.maximum(u, -1.0), 1.0)  # np.clip, several × faster on small arrays
 
     def _make_proposals(self) -> np.ndarray:
         self._batches_made += 1
@@ -168,7 +178,7 @@ class GenerativeOptimizer(Optimizer):
         noise[:, 0] = 0.0
         candidates = np.minimum(np.maximum(proposals[:, None, :] + noise, -1.0), 1.0)  # np.clip, several × faster
         flat = candidates.reshape(-1, self.dim)
-        u = flat if self.basis_version == 0 else np.minimum(np.maximum(self.basis.to_original(flat), -1.0), 1.0)
+        u = self._effective(flat)
         ei, mean = surrogate.expected_improvement_and_mean(u)
         ei = ei.reshape(len(proposals), k)
         pick = np.argmax(ei, axis=1)
