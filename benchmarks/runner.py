@@ -54,6 +54,9 @@ class Evaluator:
         self.best_x: np.ndarray | None = None
         self.best_score = -np.inf
         self.trace: list[dict[str, float]] = []
+        # (evaluation count, best observed value) at every improvement, in the order the peer listed its points:
+        # COCO's anytime view, which counts evaluations one by one however a peer batches them
+        self.improvements: list[tuple[int, float]] = []
         self.own_time = 0.0  # time spent here (evaluating, re-scoring), subtracted from wall time for overhead
         self._recommendation: np.ndarray | None = None
         self._pending = False
@@ -70,10 +73,11 @@ class Evaluator:
         if crosses and self.n_evals > 0:
             self._snapshot()  # the state at the last count before this batch
         scores = self.sign * np.asarray(self.landscape.observe(x, self.rng), dtype=float)
+        for i, score in enumerate(scores):
+            if score > self.best_score:
+                self.best_score, self.best_x = float(score), x[i].copy()
+                self.improvements.append((self.n_evals + i + 1, self.sign * self.best_score))
         self.n_evals = after
-        i = int(np.argmax(scores))
-        if scores[i] > self.best_score:
-            self.best_score, self.best_x = float(scores[i]), x[i].copy()
         self._pending = crosses
         self.own_time += time.perf_counter() - t0
         return scores
@@ -152,6 +156,7 @@ def _run(spec: RunSpec) -> dict[str, Any]:
         "optimum_value": landscape.optimum_value,
         "final": ev.trace[-1] if ev.trace else {},
         "trace": ev.trace,
+        "improvements": ev.improvements,
         "evals": ev.n_evals,
         "wall_s": wall,
         "overhead_s": wall - ev.own_time,

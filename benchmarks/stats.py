@@ -77,12 +77,16 @@ BBOB_TARGETS = 10.0 ** np.linspace(2, -8, 51)
 def ecdf_area(records: Sequence[dict[str, Any]], budget: int, targets: np.ndarray = BBOB_TARGETS) -> float:
     """Normalised area under the runtime ECDF: the fraction of (run, target) pairs reached by the best evaluated
     value (COCO's anytime measure; meant for noiseless landscapes), averaged over log-uniform evaluation counts
-    from 1 to ``budget`` (1 = every target hit at the first evaluation)."""
+    from 1 to ``budget`` (1 = every target hit at the first evaluation). Evaluations count one by one in the
+    order a peer listed them, as in COCO, so the measure does not depend on how a peer batches its asks."""
     grid = np.unique(np.round(np.geomspace(1, budget, 200)).astype(int))
     hit = np.zeros(len(grid))
     for r in records:
-        evals = np.array([e["evals"] for e in r["trace"]])
-        prec = np.array([loss(e["best_seen"], r["optimum_value"], r["sense"]) for e in r["trace"]])
+        # per-evaluation improvements where recorded; older records only have the batch-granular trace, which
+        # charges a peer its whole first batch before it counts anything
+        steps = r.get("improvements") or [(e["evals"], e["best_seen"]) for e in r["trace"]]
+        evals = np.array([n for n, _ in steps])
+        prec = np.array([loss(best, r["optimum_value"], r["sense"]) for _, best in steps])
         for j, g in enumerate(grid):
             k = np.searchsorted(evals, g, side="right") - 1
             if k >= 0:

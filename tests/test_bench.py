@@ -143,6 +143,24 @@ def test_ecdf_area_is_one_when_every_target_is_hit_at_once_and_zero_when_none_is
     assert stats.ecdf_area([miss], 100) == 0.0
 
 
+def test_ecdf_area_counts_evaluations_one_by_one_whatever_the_batch_size():
+    """The same points evaluated in one batch of 40 or in batches of 4 give the same anytime ECDF (COCO's
+    convention); before, the batch of 40 scored nothing until its last point."""
+    points = np.random.default_rng(3).uniform(-1, 1, (40, 5))
+    areas = []
+    for batch in (40, 4):
+        landscape = make_landscape("bbob-f1", 5)
+        ev = Evaluator(landscape, 40, np.random.default_rng(0))
+        for start in range(0, 40, batch):
+            ev.evaluate(points[start : start + batch])
+            ev.record(None)
+        record = {"trace": ev.trace, "improvements": ev.improvements, "optimum_value": landscape.optimum_value}
+        record["sense"] = "min"
+        assert [n for n, _ in ev.improvements] == sorted({n for n, _ in ev.improvements})
+        areas.append(stats.ecdf_area([record], 40))
+    assert areas[0] == areas[1] > 0
+
+
 def test_report_marks_a_significant_loss_and_writes_plots(tmp_path: Path):
     records = [run_one(RunSpec(o, "bbob-f1", 3, 150, s)) for o in ("cmaes", "random") for s in range(8)]
     text = markdown_report(records, ["cmaes", "random"], reference="cmaes", checkpoints=(50,))
