@@ -72,7 +72,7 @@ def _bench(args: argparse.Namespace) -> int:
         for ls in landscapes
         for d in args.dims
         for b in args.budgets
-        for s in range(args.seeds)
+        for s in range(args.first_seed, args.first_seed + args.seeds)
     ]
     out = Path(args.out)
     start = time.perf_counter()
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--budgets", nargs="+", type=int, default=[20], help="evaluations per dim (see next flag)")
     bench.add_argument("--absolute-budget", dest="budget_per_dim", action="store_false", help="budgets are totals")
     bench.add_argument("--seeds", type=int, default=5)
+    bench.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed … first-seed+seeds−1 (fresh instances: a hold-out)"
+    )
     bench.add_argument("--workers", type=int, default=None)
     bench.add_argument("--reference", default="cmaes", help="optimizer the statistics compare against")
     bench.add_argument("--out", default="bench-results/bench.jsonl")

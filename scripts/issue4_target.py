@@ -1,9 +1,10 @@
 """Check the research issue's bar on bench records: the default's median true value vs CMA-ES and the best PSO.
 
-Usage: python scripts/issue4_target.py bench-results/merge.jsonl [optimizer]
+Usage: python scripts/issue4_target.py bench-results/merge.jsonl [optimizer] [--seeds A:B]
 Cells: every merge-like landscape × N × checkpoint (10·N, 20·N) in the file. "Best PSO" is, per cell, the PSO
 (pso-merging, model-swarms, ng-confpso) with the highest median. Significance: two-sided Mann–Whitney of the
-optimizer against CMA-ES, Holm-corrected over these cells only (the family the bar is about).
+optimizer against CMA-ES, Holm-corrected over these cells only (the family the bar is about). ``--seeds A:B``
+keeps seeds A … B−1 only, so a variant run on fewer seeds is compared with the peers on the same instances.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from evogm_bench.runner import load_records
 PSOS = ("pso-merging", "model-swarms", "ng-confpso")
 
 
-def main(path: str, name: str = "evogm") -> None:
+def main(path: str, name: str = "evogm", seeds: range | None = None) -> None:
     records = [r for r in load_records(Path(path)) if r["landscape"].startswith("merge-")]
+    if seeds is not None:
+        records = [r for r in records if r["seed"] in seeds]
     cells = collect(records, checkpoints=(10, 20))
     rows, pvals = [], []
     for cell in sorted(cells):
@@ -57,4 +60,11 @@ def main(path: str, name: str = "evogm") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    args = sys.argv[1:]
+    seed_range = None
+    if "--seeds" in args:
+        i = args.index("--seeds")
+        first, last = (int(v) for v in args[i + 1].split(":"))
+        seed_range = range(first, last)
+        del args[i : i + 2]
+    main(*args, seeds=seed_range)

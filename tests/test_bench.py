@@ -187,6 +187,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "evogm_opt.cli", *args], capture_output=True, text=True)
 
 
+def test_cli_bench_first_seed_runs_fresh_instances(tmp_path: Path):
+    out = tmp_path / "holdout.jsonl"
+    common = ["bench", "--optimizers", "random", "--landscapes", "bbob-f1", "--dims", "2", "--budgets", "3"]
+    result = _cli(*common, "--seeds", "2", "--first-seed", "30", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert sorted(json.loads(line)["seed"] for line in out.read_text().splitlines()) == [30, 31]
+
+
 def test_cli_bench_runs_resumes_and_reports(tmp_path: Path):
     out = tmp_path / "b.jsonl"
     args = [
