@@ -40,9 +40,10 @@ class GenerativeOptimizer(Optimizer):
     Coordinates: the optimizer searches *current* coordinates c ∈ [-1, 1]^dim. A point is evaluated at
     u = c @ B in the original normalised box and returned to the user as x = centre + u ⊙ half_width. After a
     basis shift the rows of B are the round's top-dim points, so c @ B can leave the box; such effective
-    coefficients are **clipped to the box** (per coordinate, i.e. projected onto it) before they are returned,
-    and the generator keeps learning in its own coordinates c. Rows told without an ask are expressed in the
-    current basis by least squares.
+    coefficients are brought back before they are returned, by the config's ``boundary`` rule: ``"clip"``
+    (the paper presets: projected per coordinate, the generator keeps learning in its own c) or ``"reflect"``
+    (the default: mirrored at the faces, and c becomes the current coordinates of the point evaluated). Rows
+    told without an ask are expressed in the current basis by least squares.
 
     Args:
         dim: number of coefficients (experts).
@@ -373,7 +374,7 @@ class GenerativeOptimizer(Optimizer):
         """Basis version and *current* coordinates c of asked, not yet told rows (matched as ``tell`` will).
 
         An adapter whose merge is nonlinear evaluates c over the experts it materialised at the shifts
-        (:attr:`shift_rows`) instead of the effective, clipped x = clip(c @ B).
+        (:attr:`shift_rows`) instead of the effective x = c @ B brought into the box.
         """
         points = self._validate_points(x)
         index = self._match_pending(points)
