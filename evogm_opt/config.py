@@ -50,8 +50,8 @@ class EvoGMConfig:
             raise ValueError("train_window must be >= 8 or None")
         if self.exploit_candidates < 0:
             raise ValueError("exploit_candidates must be >= 0")
-        if self.boundary not in ("clip", "reflect"):
-            raise ValueError(f"boundary must be 'clip' or 'reflect', got {self.boundary!r}")
+        if self.boundary not in ("clip", "reflect", "mixed"):
+            raise ValueError(f"boundary must be 'clip', 'reflect' or 'mixed', got {self.boundary!r}")
         if self.recommendation not in ("best", "posterior"):
             raise ValueError(f"recommendation must be 'best' or 'posterior', got {self.recommendation!r}")
 

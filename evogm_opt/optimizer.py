@@ -112,7 +112,7 @@ class GenerativeOptimizer(Optimizer):
             self._queue = np.concatenate([self._queue, self._make_proposals()])
         c, self._queue = self._queue[:n], self._queue[n:]
         u = self._effective(c)
-        if self.config.boundary == "reflect" and self.basis_version:
+        if self.config.boundary != "clip" and self.basis_version:
             c = self.basis.to_current(u)  # the coordinates of the point actually evaluated
         x = self.box.to_user(u)
         payload = np.concatenate([np.full((n, 1), float(self.basis_version)), c], axis=1)
@@ -121,7 +121,7 @@ class GenerativeOptimizer(Optimizer):
     def _effective(self, c: np.ndarray) -> np.ndarray:
         """Current coordinates → the original normalised box, folded into it by the configured ``boundary`` rule."""
         u = c if self.basis_version == 0 else self.basis.to_original(c)
-        if self.config.boundary == "reflect":
+        if self.config.boundary != "clip":
             return reflect_into_unit_box(u)
         return np.minimum(np.maximum(u, -1.0), 1.0)  # np.clip, several × faster on small arrays
 
@@ -180,6 +180,13 @@ class GenerativeOptimizer(Optimizer):
         candidates = np.minimum(np.maximum(proposals[:, None, :] + noise, -1.0), 1.0)  # np.clip, several × faster
         flat = candidates.reshape(-1, self.dim)
         u = self._effective(flat)
+        if self.config.boundary == "mixed" and self.basis_version:
+            # the generator's own (noise-free) proposal is projected, so a face or corner stays reachable; the
+            # noisy variants are mirrored. Asked rows carry the current coordinates of the point chosen.
+            own = np.arange(0, len(flat), k)
+            u[own] = np.minimum(np.maximum(self.basis.to_original(flat[own]), -1.0), 1.0)
+            flat = self.basis.to_current(u)
+            candidates = flat.reshape(candidates.shape)
         ei, mean = surrogate.expected_improvement_and_mean(u)
         ei = ei.reshape(len(proposals), k)
         pick = np.argmax(ei, axis=1)
@@ -220,7 +227,9 @@ class GenerativeOptimizer(Optimizer):
         """
 
         def key(row: np.ndarray) -> bytes:
-            return np.round(row * 1e9).astype(np.int64).tobytes()
+            # float bytes, not int64: coordinates in a near-singular basis can exceed int64 after scaling;
+            # + 0.0 makes -0.0 and 0.0 one key
+            return (np.round(row * 1e9) + 0.0).tobytes()
 
         scale = max(self.noise, 0.05)
         seen = {key(row) for row in self._hist_c}

@@ -1,10 +1,12 @@
 """Check the research issue's bar on bench records: the default's median true value vs CMA-ES and the best PSO.
 
-Usage: python scripts/issue4_target.py bench-results/merge.jsonl [optimizer] [--seeds A:B]
+Usage: python scripts/issue4_target.py bench-results/merge.jsonl [optimizer] [--seeds A:B] [--against BASE]
 Cells: every merge-like landscape × N × checkpoint (10·N, 20·N) in the file. "Best PSO" is, per cell, the PSO
 (pso-merging, model-swarms, ng-confpso) with the highest median. Significance: two-sided Mann–Whitney of the
 optimizer against CMA-ES, Holm-corrected over these cells only (the family the bar is about). ``--seeds A:B``
 keeps seeds A … B−1 only, so a variant run on fewer seeds is compared with the peers on the same instances.
+``--against BASE`` adds Δmed: the mean over cells of (optimizer's median − BASE's median), a finer ranking of two
+variants than the cell count (docs/research.md).
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from evogm_bench.runner import load_records
 PSOS = ("pso-merging", "model-swarms", "ng-confpso")
 
 
-def main(path: str, name: str = "evogm", seeds: range | None = None) -> None:
+def main(path: str, name: str = "evogm", seeds: range | None = None, against: str | None = None) -> None:
     records = [r for r in load_records(Path(path)) if r["landscape"].startswith("merge-")]
     if seeds is not None:
         records = [r for r in records if r["seed"] in seeds]
     cells = collect(records, checkpoints=(10, 20))
-    rows, pvals = [], []
+    rows, pvals, deltas = [], [], []
     for cell in sorted(cells):
         res = cells[cell]
         if name not in res.values or "cmaes" not in res.values:
@@ -37,6 +39,8 @@ def main(path: str, name: str = "evogm", seeds: range | None = None) -> None:
             (cell, med[name], med["cmaes"], best_pso, med[best_pso], stats.a12(res.losses(name), res.losses("cmaes")))
         )
         pvals.append(p)
+        if against is not None and against in med:
+            deltas.append(med[name] - med[against])
     adjusted = stats.holm(pvals)
     wins_both = wins_cma = worse = 0
     for (cell, m, mc, bp, mp, a), p in zip(rows, adjusted):
@@ -57,6 +61,8 @@ def main(path: str, name: str = "evogm", seeds: range | None = None) -> None:
         f"\n{name}: median above CMA-ES in {wins_cma}/{n} cells; above CMA-ES and the best PSO in {wins_both}/{n} "
         f"({100 * wins_both / max(1, n):.0f} %; bar: 75 %); significantly worse than CMA-ES in {worse} cells."
     )
+    if deltas:
+        print(f"Δmed vs {against}: {np.mean(deltas):+.4f} over {len(deltas)} cells")
 
 
 if __name__ == "__main__":
@@ -67,4 +73,9 @@ if __name__ == "__main__":
         first, last = (int(v) for v in args[i + 1].split(":"))
         seed_range = range(first, last)
         del args[i : i + 2]
-    main(*args, seeds=seed_range)
+    base = None
+    if "--against" in args:
+        i = args.index("--against")
+        base = args[i + 1]
+        del args[i : i + 2]
+    main(*args, seeds=seed_range, against=base)

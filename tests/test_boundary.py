@@ -27,6 +27,7 @@ def test_default_reflects_and_paper_clips():
     assert all(PRESETS[name].boundary == "clip" for name in PRESETS if name.startswith("paper"))
     with pytest.raises(ValueError, match="boundary"):
         EvoGMConfig(boundary="wrap")
+    assert EvoGMConfig(boundary="mixed").boundary == "mixed"
 
 
 def _after_shifts(boundary: str) -> tuple[GenerativeOptimizer, np.ndarray]:
@@ -50,3 +51,25 @@ def test_reflected_asks_carry_the_coordinates_of_the_point_evaluated():
     opt, x = _after_shifts("reflect")
     _, coords = opt.pending_coordinates(x)
     np.testing.assert_allclose(coords @ opt.basis.matrix, opt.box.to_unit(x), atol=1e-9)
+
+
+def _screened_after_shifts(boundary: str, seed: int) -> np.ndarray:
+    config = dataclasses.replace(PRESETS["default"], boundary=boundary)
+    opt = GenerativeOptimizer(6, seed=seed, config=config)
+    while opt.basis_version < 2:
+        x = opt.ask()
+        opt.tell(x, -x.sum(axis=1))  # a slope: the optimum is the corner (1, …, 1)
+    x = opt.ask()
+    _, coords = opt.pending_coordinates(x)
+    np.testing.assert_allclose(coords @ opt.basis.matrix, opt.box.to_unit(x), atol=1e-9)
+    return x
+
+
+def test_mixed_boundary_can_still_reach_a_face_and_stays_in_the_box():
+    """"mixed" projects the generator's own proposal and mirrors the noisy variants: unlike "reflect" it can
+    ask a point on a face, which a slope to a corner needs."""
+    mixed = np.concatenate([_screened_after_shifts("mixed", s) for s in range(4)])
+    reflected = np.concatenate([_screened_after_shifts("reflect", s) for s in range(4)])
+    assert np.all(np.abs(mixed) <= 1.0) and np.all(np.abs(reflected) <= 1.0)
+    assert np.mean(np.isclose(np.abs(reflected), 1.0, atol=1e-12)) == 0.0
+    assert np.mean(np.isclose(np.abs(mixed), 1.0, atol=1e-12)) > 0.0
