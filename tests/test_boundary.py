@@ -66,7 +66,7 @@ def _screened_after_shifts(boundary: str, seed: int) -> np.ndarray:
 
 
 def test_mixed_boundary_can_still_reach_a_face_and_stays_in_the_box():
-    """"mixed" projects the generator's own proposal and mirrors the noisy variants: unlike "reflect" it can
+    """ "mixed" projects the generator's own proposal and mirrors the noisy variants: unlike "reflect" it can
     ask a point on a face, which a slope to a corner needs."""
     mixed = np.concatenate([_screened_after_shifts("mixed", s) for s in range(4)])
     reflected = np.concatenate([_screened_after_shifts("reflect", s) for s in range(4)])
