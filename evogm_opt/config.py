@@ -25,7 +25,7 @@ class EvoGMConfig:
     adapt_noise: bool = False  # 1/5th-success rule on σ (Rechenberg), measured per generation
     max_proposal_noise: float = 1.0  # the 1/5th rule never raises σ above this
     noise_per_sqrt_dim: bool = False  # True: σ₀ and the cap are lengths of the whole perturbation, σ = value/√dim
-    boundary: str = "clip"  # effective coefficients c @ B outside the box: "clip" (project) or "reflect" (mirror)
+    boundary: str = "clip"  # c @ B outside the box: "clip" (project), "reflect" (mirror), "mixed" (own one clipped)
     deduplicate: bool = False  # re-draw proposals that repeat an evaluated point
     screening: int = 0  # K > 0: K noisy variants of each proposal, the GP's best (expected improvement) is asked
     surrogate_points: int = 300  # the GP is fitted on at most this many points (most recent + best eighth)
