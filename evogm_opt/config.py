@@ -21,6 +21,7 @@ class EvoGMConfig:
     n_rounds: int | None = 2  # R; None: keep starting rounds until the budget is spent
     reset_history_each_round: bool = True  # reference: H = {} at every round; False: re-express H in the new basis
     reinit_each_round: bool = True  # reference: hybrid initial population at every round (one-hots = new basis)
+    shift_min_residual: float = 0.0  # τ > 0: a new expert must have ≥ τ of its length outside the others' span
     proposal_noise: float = 0.0  # σ₀ of Gaussian noise added to G_lw's proposals (current coordinates)
     adapt_noise: bool = False  # 1/5th-success rule on σ (Rechenberg), measured per generation
     max_proposal_noise: float = 1.0  # the 1/5th rule never raises σ above this
@@ -40,6 +41,8 @@ class EvoGMConfig:
             raise ValueError("iterations_per_round must be >= 1")
         if self.n_rounds is not None and self.n_rounds < 1:
             raise ValueError("n_rounds must be >= 1 or None")
+        if not 0.0 <= self.shift_min_residual < 1.0:
+            raise ValueError(f"shift_min_residual must be in [0, 1), got {self.shift_min_residual}")
         if self.proposal_noise < 0:
             raise ValueError("proposal_noise must be >= 0")
         if self.max_proposal_noise <= 0:

@@ -309,7 +309,10 @@ class GenerativeOptimizer(Optimizer):
     def _shift_basis(self) -> None:
         """Paper §3.3: the round's top-dim points become the experts of the next round (B ← C_top @ B)."""
         order = self._ranked()
-        finite = order[np.isfinite(self._hist_y[order])][: self.dim]
+        finite = order[np.isfinite(self._hist_y[order])]
+        if self.config.shift_min_residual > 0:
+            finite = self._spread_rows(finite, self.config.shift_min_residual)
+        finite = finite[: self.dim]
         top = self._hist_c[finite]
         if len(top) < self.dim:  # too few successful evaluations: keep current experts for the missing rows
             top = np.concatenate([top, np.eye(self.dim)[len(top) :]])
@@ -318,6 +321,32 @@ class GenerativeOptimizer(Optimizer):
         self.shift_rows.append(top.copy())
         if self.on_basis_shift is not None:
             self.on_basis_shift(self.basis.matrix.copy())
+
+    def _spread_rows(self, ranked: np.ndarray, tau: float) -> np.ndarray:
+        """The best rows, in rank order, each with at least ``tau`` of its length outside the span of those
+        chosen before it (Gram–Schmidt on the original coordinates u).
+
+        Why: the round's top points cluster as the search converges, so top-dim of them make a near-singular
+        basis (condition numbers of 1e3–1e6 after three shifts), and the least-squares current coordinates of
+        the rest of the history explode — the generator then trains on values in the thousands.
+        """
+        chosen: list[int] = []
+        directions: list[np.ndarray] = []
+        for row in ranked:
+            u = self._hist_u[row]
+            length = float(np.linalg.norm(u))
+            if length == 0.0:
+                continue
+            residual = u.copy()
+            for d in directions:
+                residual -= (residual @ d) * d
+            rest = float(np.linalg.norm(residual))
+            if rest >= tau * length:
+                chosen.append(int(row))
+                directions.append(residual / rest)
+                if len(chosen) == self.dim:
+                    break
+        return np.asarray(chosen, dtype=np.int64)
 
     def _algorithm_stop(self) -> str | None:
         if self.config.n_rounds is not None and self.round >= self.config.n_rounds:
