@@ -87,7 +87,8 @@ PRESETS: dict[str, EvoGMConfig] = {
     # control whose start and cap are perturbation lengths (0.6 and 1.2, i.e. σ = 0.6/√N … 1.2/√N per
     # coordinate), effective coefficients reflected into the box rather than clipped, no repeats, each proposal
     # screened among 64 noisy variants by a GP surrogate, and generator and GP fitted on bounded windows of the
-    # history (most recent + best eighth) so a generation's cost stays flat.
+    # history (most recent + best eighth) so a generation's cost stays flat; a basis shift skips top points
+    # that add no direction (residual < 0.3 of their length), so the basis stays invertible.
     "default": EvoGMConfig(
         generator=GeneratorConfig(hidden=(64, 64), learning_rate=1e-3, epochs=60),
         n_rounds=None,
@@ -98,6 +99,7 @@ PRESETS: dict[str, EvoGMConfig] = {
         max_proposal_noise=1.2,
         noise_per_sqrt_dim=True,
         boundary="reflect",
+        shift_min_residual=0.3,
         deduplicate=True,
         screening=64,
         surrogate_points=160,

@@ -331,19 +331,14 @@ class GenerativeOptimizer(Optimizer):
         the rest of the history explode — the generator then trains on values in the thousands.
         """
         chosen: list[int] = []
-        directions: list[np.ndarray] = []
+        basis = np.empty((0, self.dim))  # orthonormal rows spanning the chosen points
         for row in ranked:
             u = self._hist_u[row]
-            length = float(np.linalg.norm(u))
-            if length == 0.0:
-                continue
-            residual = u.copy()
-            for d in directions:
-                residual -= (residual @ d) * d
+            residual = u - (basis @ u) @ basis
             rest = float(np.linalg.norm(residual))
-            if rest >= tau * length:
+            if rest > 0.0 and rest >= tau * float(np.linalg.norm(u)):
                 chosen.append(int(row))
-                directions.append(residual / rest)
+                basis = np.vstack([basis, residual / rest])
                 if len(chosen) == self.dim:
                     break
         return np.asarray(chosen, dtype=np.int64)

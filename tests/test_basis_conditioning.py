@@ -35,7 +35,8 @@ def test_spread_rows_follow_rank_order_and_skip_rows_in_the_span():
     assert rows.tolist() == [0, 2, 4]  # row 1 is nearly row 0; row 3 has no direction
 
 
-def test_shift_min_residual_is_validated_and_off_in_the_paper_preset():
-    assert PRESETS["paper"].shift_min_residual == 0.0
+def test_shift_min_residual_is_validated_off_in_the_paper_presets_and_on_in_the_default():
+    assert all(PRESETS[name].shift_min_residual == 0.0 for name in PRESETS if name.startswith("paper"))
+    assert PRESETS["default"].shift_min_residual == 0.3
     with pytest.raises(ValueError, match="shift_min_residual"):
         EvoGMConfig(shift_min_residual=1.0)
