@@ -86,6 +86,12 @@ class Box:
         return np.stack([self.lower, self.upper], axis=1).tolist()
 
 
+def clip_into_unit_box(u: np.ndarray) -> np.ndarray:
+    """Project coordinates onto [-1, 1] (np.clip, written as min/max because that is several × faster on the
+    small arrays of a generation)."""
+    return np.minimum(np.maximum(u, -1.0), 1.0)
+
+
 def reflect_into_unit_box(u: np.ndarray) -> np.ndarray:
     """Fold coordinates into [-1, 1] by mirror reflection at the faces (period 4), however far out they are.
 

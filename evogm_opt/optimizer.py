@@ -21,7 +21,7 @@ import numpy as np
 
 from evogm_opt.base import Best, Optimizer
 from evogm_opt.basis import Basis
-from evogm_opt.bounds import BoundsLike, reflect_into_unit_box
+from evogm_opt.bounds import BoundsLike, clip_into_unit_box, reflect_into_unit_box
 from evogm_opt.config import EvoGMConfig, resolve
 from evogm_opt.generator import GeneratorPair
 from evogm_opt.surrogate import GaussianProcess
@@ -123,7 +123,7 @@ class GenerativeOptimizer(Optimizer):
         u = c if self.basis_version == 0 else self.basis.to_original(c)
         if self.config.boundary != "clip":
             return reflect_into_unit_box(u)
-        return np.minimum(np.maximum(u, -1.0), 1.0)  # np.clip, several × faster on small arrays
+        return clip_into_unit_box(u)
 
     def _make_proposals(self) -> np.ndarray:
         self._batches_made += 1
@@ -177,14 +177,14 @@ class GenerativeOptimizer(Optimizer):
         k = self.config.screening
         noise = self.noise * self.rng.standard_normal((len(proposals), k, self.dim))
         noise[:, 0] = 0.0
-        candidates = np.minimum(np.maximum(proposals[:, None, :] + noise, -1.0), 1.0)  # np.clip, several × faster
+        candidates = clip_into_unit_box(proposals[:, None, :] + noise)
         flat = candidates.reshape(-1, self.dim)
         u = self._effective(flat)
         if self.config.boundary == "mixed" and self.basis_version:
             # the generator's own (noise-free) proposal is projected, so a face or corner stays reachable; the
             # noisy variants are mirrored. Asked rows carry the current coordinates of the point chosen.
             own = np.arange(0, len(flat), k)
-            u[own] = np.minimum(np.maximum(self.basis.to_original(flat[own]), -1.0), 1.0)
+            u[own] = clip_into_unit_box(self.basis.to_original(flat[own]))
             flat = self.basis.to_current(u)
             candidates = flat.reshape(candidates.shape)
         ei, mean = surrogate.expected_improvement_and_mean(u)
