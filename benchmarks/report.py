@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from evogm_bench import stats
+from evogm_bench.runner import load_records
 
 Cell = tuple[str, int, int]  # landscape, dim, checkpoint (evaluations)
 
@@ -58,6 +59,23 @@ def collect(records: Sequence[dict[str, Any]], checkpoints: Sequence[int] = (10,
             cell = cells.setdefault((r["landscape"], r["dim"], c), CellResults(r["sense"]))
             cell.add(r["optimizer"], r["seed"], value, r["optimum_value"])
     return cells
+
+
+def load_cells(
+    path: str | Path, prefix: str, seeds: range | None = None, checkpoints: Sequence[int] = (10, 20)
+) -> dict[Cell, CellResults]:
+    """The cells of one JSONL file's landscapes named ``prefix…``, optionally on a range of seeds only (so
+    optimizers run on different seed counts are compared on the same instances)."""
+    records = [r for r in load_records(Path(path)) if r["landscape"].startswith(prefix)]
+    if seeds is not None:
+        records = [r for r in records if r["seed"] in seeds]
+    return collect(records, checkpoints=checkpoints)
+
+
+def seed_range(text: str) -> range:
+    """``"A:B"`` → seeds A … B−1 (an argparse type for the scripts that read records)."""
+    first, last = (int(v) for v in text.split(":"))
+    return range(first, last)
 
 
 @dataclass

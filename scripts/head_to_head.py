@@ -1,27 +1,21 @@
 """Head to head on bench records: in how many cells is one optimizer's median better than each peer's?
 
-Usage: python scripts/head_to_head.py RECORDS.jsonl PREFIX OPTIMIZER PEER [PEER ...] [--seeds A:B]
-PREFIX selects landscapes (``merge-``, ``bbob-``). Cells: landscape × N × checkpoint (10·N, 20·N). Significance:
-two-sided Mann–Whitney per cell, Holm over the cells of one pairing. The research issue's stretch goal (NGOpt,
-lq-CMA-ES) is read with this; its bar with ``issue4_target.py``.
+Cells: landscape × N × checkpoint (10·N, 20·N). Significance: two-sided Mann–Whitney per cell, Holm over the
+cells of one pairing. The research issue's stretch goal (NGOpt, lq-CMA-ES) is read with this; its bar with
+``issue4_target.py``.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 
 import numpy as np
 from evogm_bench import stats
-from evogm_bench.report import collect
-from evogm_bench.runner import load_records
+from evogm_bench.report import load_cells, seed_range
 
 
 def head_to_head(path: str, prefix: str, name: str, peers: list[str], seeds: range | None = None) -> None:
-    records = [r for r in load_records(Path(path)) if r["landscape"].startswith(prefix)]
-    if seeds is not None:
-        records = [r for r in records if r["seed"] in seeds]
-    cells = collect(records, checkpoints=(10, 20))
+    cells = load_cells(path, prefix, seeds)
     for peer in peers:
         wins = {10: [0, 0], 20: [0, 0]}
         pvals, a12s = [], []
@@ -44,13 +38,11 @@ def head_to_head(path: str, prefix: str, name: str, peers: list[str], seeds: ran
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    seed_range = None
-    if "--seeds" in args:
-        i = args.index("--seeds")
-        first, last = (int(v) for v in args[i + 1].split(":"))
-        seed_range = range(first, last)
-        del args[i : i + 2]
-    if len(args) < 4:
-        sys.exit(__doc__)
-    head_to_head(args[0], args[1], args[2], args[3:], seed_range)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", help="JSONL written by 'evogm-opt bench'")
+    parser.add_argument("prefix", help="landscapes to read, e.g. merge- or bbob-")
+    parser.add_argument("optimizer")
+    parser.add_argument("peers", nargs="+")
+    parser.add_argument("--seeds", type=seed_range, help="A:B keeps seeds A … B−1")
+    args = parser.parse_args()
+    head_to_head(args.records, args.prefix, args.optimizer, args.peers, args.seeds)

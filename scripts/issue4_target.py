@@ -1,6 +1,6 @@
 """Check the research issue's bar on bench records: the default's median true value vs CMA-ES and the best PSO.
 
-Usage: python scripts/issue4_target.py bench-results/merge.jsonl [optimizer] [--seeds A:B] [--against BASE]
+Usage: python scripts/issue4_target.py bench-results/merge.jsonl [OPTIMIZER] [--seeds A:B] [--against BASE]
 Cells: every merge-like landscape × N × checkpoint (10·N, 20·N) in the file. "Best PSO" is, per cell, the PSO
 (pso-merging, model-swarms, ng-confpso) with the highest median. Significance: two-sided Mann–Whitney of the
 optimizer against CMA-ES, Holm-corrected over these cells only (the family the bar is about). ``--seeds A:B``
@@ -11,22 +11,17 @@ variants than the cell count (docs/research.md).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 
 import numpy as np
 from evogm_bench import stats
-from evogm_bench.report import collect
-from evogm_bench.runner import load_records
+from evogm_bench.report import load_cells, seed_range
 
 PSOS = ("pso-merging", "model-swarms", "ng-confpso")
 
 
 def main(path: str, name: str = "evogm", seeds: range | None = None, against: str | None = None) -> None:
-    records = [r for r in load_records(Path(path)) if r["landscape"].startswith("merge-")]
-    if seeds is not None:
-        records = [r for r in records if r["seed"] in seeds]
-    cells = collect(records, checkpoints=(10, 20))
+    cells = load_cells(path, "merge-", seeds)
     rows, pvals, deltas = [], [], []
     for cell in sorted(cells):
         res = cells[cell]
@@ -66,16 +61,10 @@ def main(path: str, name: str = "evogm", seeds: range | None = None, against: st
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    seed_range = None
-    if "--seeds" in args:
-        i = args.index("--seeds")
-        first, last = (int(v) for v in args[i + 1].split(":"))
-        seed_range = range(first, last)
-        del args[i : i + 2]
-    base = None
-    if "--against" in args:
-        i = args.index("--against")
-        base = args[i + 1]
-        del args[i : i + 2]
-    main(*args, seeds=seed_range, against=base)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", help="JSONL written by 'evogm-opt bench'")
+    parser.add_argument("optimizer", nargs="?", default="evogm")
+    parser.add_argument("--seeds", type=seed_range, help="A:B keeps seeds A … B−1")
+    parser.add_argument("--against", help="a base variant: print Δmed against it")
+    args = parser.parse_args()
+    main(args.records, args.optimizer, seeds=args.seeds, against=args.against)
