@@ -13,17 +13,13 @@ import time
 import numpy as np
 import torch
 
-from evogm_opt import CMAES, GenerativeOptimizer
+from evogm_opt import registry
 
-OPTIMIZERS = {
-    "evogm": lambda d: GenerativeOptimizer(d, seed=0),
-    "cmaes": lambda d: CMAES(d, seed=0),
-    "sep-cmaes": lambda d: CMAES(d, seed=0, cma_options={"CMA_diagonal": True}),
-}
+OPTIMIZERS = ("evogm", "cmaes", "sep-cmaes")  # names of evogm_opt.registry
 
 
 def per_generation(name: str, dim: int, generations: int) -> tuple[int, float]:
-    opt = OPTIMIZERS[name](dim)
+    opt = registry.create(name, dim, seed=0)
 
     def run(n: int) -> None:
         for _ in range(n):

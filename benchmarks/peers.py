@@ -279,7 +279,6 @@ def get_peer(name: str) -> Peer:
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-DEFAULT_PEERS = ("evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random")
 ALL_PEERS = (
     "evogm",
     "evogm-paper",

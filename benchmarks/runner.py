@@ -15,6 +15,8 @@ import numpy as np
 from evogm_bench.landscapes import Landscape, make_landscape
 from evogm_bench.peers import BudgetExhausted, get_peer
 
+from evogm_opt.loop import optimize
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -119,13 +121,8 @@ def drive(peer: Any, ev: Any) -> None:
         except BudgetExhausted:
             pass
         return
-    while ev.n_evals < ev.budget:
-        x = peer.ask(ev.budget - ev.n_evals)
-        if len(x) == 0:
-            raise RuntimeError(f"{type(peer).__name__} proposed no points with {ev.budget - ev.n_evals} left")
-        scores = ev.evaluate(x)
-        peer.tell(x, scores)
-        ev.record(peer.recommend())
+    # an ask/tell peer: the core's one loop, recording the recommendation after every tell
+    optimize(peer, ev.evaluate, budget=ev.budget, after_tell=lambda p: ev.record(p.recommend()))
 
 
 def run_one(spec: RunSpec) -> dict[str, Any]:

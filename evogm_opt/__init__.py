@@ -3,8 +3,9 @@
 All optimizers share one ask/tell protocol (:class:`Optimizer`): numpy in, numpy out, minimised by default.
 """
 
+from evogm_opt import registry
 from evogm_opt._version import __version__
-from evogm_opt.base import Best, Optimizer, registered_optimizers
+from evogm_opt.base import Best, Optimizer, load, registered_optimizers
 from evogm_opt.baselines import CMAES, ModelSwarms, PSOMerging, RandomSearch
 from evogm_opt.config import PRESETS, EvoGMConfig
 from evogm_opt.generator import GeneratorConfig
@@ -24,6 +25,8 @@ __all__ = [
     "PSOMerging",
     "RandomSearch",
     "__version__",
+    "load",
     "minimize",
     "registered_optimizers",
+    "registry",
 ]

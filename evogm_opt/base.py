@@ -17,15 +17,17 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from evogm_opt import _state
+from evogm_opt import _state, registry
 from evogm_opt.bounds import BoundsLike, Box
+from evogm_opt.objectives import weighted_mean
 from evogm_opt.pareto import ParetoArchive
 
 logger = logging.getLogger("evogm_opt")
 
 OptimizerT = TypeVar("OptimizerT", bound="Optimizer")
 
-_REGISTRY: dict[str, type[Optimizer]] = {}
+# version 2: ``optimizer`` holds the public registry name ("evogm"); version 1 (no ``state_version``) the class name
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Optimizer(abc.ABC):
     (warm start) as long as they lie inside the bounds.
     """
 
-    #: Name used in checkpoints and registries; defaults to the class name.
+    #: The public name its checkpoints carry (``evogm_opt.registry``); a subclass without one uses its class name.
     name: ClassVar[str] = ""
     #: Width of the per-row bookkeeping vector a subclass attaches to each asked row (0: none).
     payload_width: ClassVar[int] = 0
@@ -54,7 +56,6 @@ class Optimizer(abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.name = cls.__dict__.get("name") or cls.__name__
-        _REGISTRY[cls.name] = cls
 
     def __init__(
         self,
@@ -238,14 +239,7 @@ class Optimizer(abc.ABC):
         k = array.shape[1]
         if self.n_objectives is not None and k != self.n_objectives:
             raise ValueError(f"y has {k} values per row; this optimizer was told {self.n_objectives} before")
-        w = np.ones(k) if self.objective_weights is None else np.asarray(self.objective_weights, dtype=float)
-        if w.shape != (k,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"objective_weights must be {k} non-negative numbers, not all zero; got {w.tolist()}")
-        finite = np.all(np.isfinite(array), axis=1)
-        # Σ w_k y_k / Σ w_k, written as llm_merge's MergeFitness.combine writes it, so a logged weighted score and
-        # the value the optimizer ranks are the same float
-        values = np.where(finite, np.sum(w * np.nan_to_num(array), axis=1) / np.sum(w), np.nan)
-        return values, array
+        return weighted_mean(array, self.objective_weights), array
 
     @staticmethod
     def _validate_values(y: Any, n: int) -> np.ndarray:
@@ -289,6 +283,7 @@ class Optimizer(abc.ABC):
             best = {"x": self._best.x.copy(), "y": self._best.y, "evaluation": self._best.evaluation}
         return {
             "optimizer": self.name,
+            "state_version": STATE_VERSION,
             "library_version": __version__,
             "config": self._config(),
             "core": {
@@ -315,11 +310,16 @@ class Optimizer(abc.ABC):
         name = state["optimizer"]
         target: type[Optimizer] = cls
         if cls is Optimizer:
-            if name not in _REGISTRY:
-                raise ValueError(f"state is for an unknown optimizer {name!r}")
-            target = _REGISTRY[name]
-        elif name != cls.name:
-            raise TypeError(f"state was written by {name!r}, not {cls.name!r}; load it with {name}.from_state_dict")
+            target = registry.class_for_checkpoint(name)
+        elif name != cls.name and name != cls.__name__:  # format 1 named the class
+            try:
+                owner = registry.class_for_checkpoint(name).__name__
+            except ValueError:
+                owner = None
+            hint = f"{owner}.load(path)" if owner else "the class that wrote it"
+            raise TypeError(
+                f"this state was written by {name!r}, not {cls.name!r}: load it with {hint} or evogm_opt.load(path)"
+            )
         try:
             opt = target(**state["config"], **runtime)
             core = state["core"]
@@ -361,4 +361,10 @@ class Optimizer(abc.ABC):
 
 
 def registered_optimizers() -> dict[str, type[Optimizer]]:
-    return dict(_REGISTRY)
+    """Public name → class, from :mod:`evogm_opt.registry` (kept for code written against version 0.1)."""
+    return {name: registry.get(name).cls for name in registry.names()}
+
+
+def load(path: str | os.PathLike[str], **runtime: Any) -> Optimizer:
+    """Load any checkpoint written by :meth:`Optimizer.save`, whichever optimizer wrote it."""
+    return Optimizer.load(path, **runtime)

@@ -7,7 +7,6 @@ budget), so an expensive objective is never evaluated twice for the same step.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,20 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from evogm_opt import registry
 from evogm_opt.base import Best, Optimizer
-from evogm_opt.baselines import CMAES, ModelSwarms, PSOMerging, RandomSearch
 from evogm_opt.bounds import BoundsLike
-from evogm_opt.optimizer import GenerativeOptimizer
+from evogm_opt.loop import optimize
 from evogm_opt.stopping import StoppingMonitor, StoppingRules
 
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "evogm": lambda dim, **kw: GenerativeOptimizer(dim, preset="default", **kw),
-    "evogm-paper": lambda dim, **kw: GenerativeOptimizer(dim, preset="paper", **kw),
-    "cmaes": CMAES,
-    "pso-merging": PSOMerging,
-    "model-swarms": ModelSwarms,
-    "random": RandomSearch,
-}
+
+def __getattr__(name: str) -> Any:
+    if name == "OPTIMIZERS":  # the version-0.1 table, now a view of evogm_opt.registry
+        return {key: registry.get(key).factory for key in registry.names()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,8 @@ def minimize(
         f: ``f(x) -> float`` for one point, or with ``batch=True`` ``f(X) -> values`` for a whole generation
             (evaluate it in parallel however you like). A non-finite value or an exception-free ``None`` counts
             as a failed evaluation.
-        optimizer: a name from ``OPTIMIZERS`` or a ready :class:`Optimizer` (then dim/bounds/seed must match it).
+        optimizer: a name from ``evogm_opt.registry.names()`` or a ready :class:`Optimizer` (then dim, bounds and
+            seed must match it).
         checkpoint: save after every tell; resume from it if the file exists.
         callback: called with the optimizer after every tell; return ``True`` to stop early.
         max_seconds: stop after this much wall-clock time in this call (checked after each generation).
@@ -83,26 +80,16 @@ def minimize(
         if opt.dim != dim:
             raise ValueError(f"optimizer has dim {opt.dim}, not {dim}")
     else:
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-        opt = OPTIMIZERS[optimizer](dim, bounds=bounds, seed=seed, maximize=maximize, **options)
+        opt = registry.create(optimizer, dim, bounds=bounds, seed=seed, maximize=maximize, **options)
     monitor = StoppingMonitor(StoppingRules(budget, max_seconds, patience, min_improvement), maximize=opt.maximize)
-    start = time.perf_counter()
-    reason: str | None = None
-    if opt.n_evals >= budget:
-        reason = f"evaluation budget: {opt.n_evals} of {budget} evaluations used"
-    while reason is None and not opt.stop():
-        x = opt.ask(min(opt.popsize, budget - opt.n_evals))
+
+    def evaluate(x: np.ndarray) -> list[Any]:
         values = f(x) if batch else [f(row) for row in x]
-        opt.tell(x, [np.nan if v is None else v for v in values])
-        if path is not None:
-            opt.save(path)
-        best = opt.best
-        reason = monitor.update(None if best is None else best.y, opt.n_evals, time.perf_counter() - start)
-        if callback is not None and callback(opt) is True:
-            reason = "callback asked to stop"
+        return [np.nan if v is None else v for v in values]
+
+    after_tell = None if callback is None else lambda o: callback(o) is True
+    reason = optimize(opt, evaluate, budget=budget, monitor=monitor, checkpoint=path, after_tell=after_tell)
     reco: Best | None = opt.recommend()
     if reco is None:
         raise RuntimeError("every evaluation failed; nothing to recommend")
-    reason = reason or opt.stop_reason
     return MinimizeResult(x=reco.x, y=reco.y, n_evals=opt.n_evals, stop_reason=reason, optimizer=opt)

@@ -5,13 +5,38 @@ the TA / TIES / DARE registry; ``tasks`` scores JSONL tasks; ``fitness.MergeFitn
 per candidate; ``run`` is ``evogm-opt merge CONFIG.yaml`` (schema in ``run_config``); ``demo`` is the CPU demo.
 """
 
-from llm_merge.experts import DenseExpert, ExpertError, LoraExpert, LoraFactors, dense_expert, load_lora_expert
-from llm_merge.fitness import MergeFitness
-from llm_merge.loading import load_expert
-from llm_merge.merges import MERGE_METHODS, MergeMethod, get_method
-from llm_merge.run import RunError, run_merge
-from llm_merge.run_config import ConfigError, load_config
-from llm_merge.tasks import Task, TaskError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> module: imported on first use, so `llm_merge.cli` (and `evogm-opt --help`) load without torch/transformers
+_EXPORTS = {
+    "DenseExpert": "experts",
+    "ExpertError": "experts",
+    "LoraExpert": "experts",
+    "LoraFactors": "experts",
+    "dense_expert": "experts",
+    "load_lora_expert": "experts",
+    "MergeFitness": "fitness",
+    "load_expert": "loading",
+    "MERGE_METHODS": "merges",
+    "MergeMethod": "merges",
+    "get_method": "merges",
+    "RunError": "run",
+    "run_merge": "run",
+    "ConfigError": "run_config",
+    "load_config": "run_config",
+    "Task": "tasks",
+    "TaskError": "tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'llm_merge' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"llm_merge.{_EXPORTS[name]}"), name)
+
 
 __all__ = [
     "MERGE_METHODS",

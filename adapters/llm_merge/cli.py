@@ -1,0 +1,87 @@
+"""``evogm-opt merge``: search merge coefficients for LLM experts from a YAML config, or run the CPU demo.
+
+Registered as the ``merge`` entry point of ``evogm_opt.commands``. Nothing heavy is imported until the command
+runs, so a missing ``llm`` extra is reported with the install line that brings it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+
+def _merge(args: argparse.Namespace) -> int:
+    try:
+        from llm_merge.demo import run_demo
+        from llm_merge.run import RunError, run_merge
+        from llm_merge.run_config import ConfigError, load_config
+    except ImportError as exc:
+        print(f"evogm-opt merge: {exc}; install the extra: pip install 'evogm-opt[llm]'", file=sys.stderr)
+        return 2
+    if args.demo == (args.config is not None):
+        print("evogm-opt merge: give either CONFIG.yaml or --demo (see docs/llm-merge.md)", file=sys.stderr)
+        return 2
+    if args.demo:
+        result = run_demo(Path(args.out or "merge-demo"), budget_per_dim=args.budget, seed=args.seed, quiet=args.quiet)
+        print()
+        print(result.table)
+        print(
+            f"\nmerge demo: {result.seconds:.0f} s; experts, tasks, configs and results in {args.out or 'merge-demo'}"
+        )
+        return 0
+    from llm_merge.experts import ExpertError
+    from llm_merge.tasks import TaskError
+
+    try:
+        cfg = load_config(args.config)
+        if args.out:
+            cfg = dataclasses.replace(cfg, output=args.out)
+        say = (lambda *a: None) if args.quiet else print
+        pick = None
+        if args.pick:
+            try:
+                pick = {k.strip(): float(v) for k, v in (item.split("=") for item in args.pick.split(","))}
+            except ValueError:
+                print(f"evogm-opt merge: --pick wants task=weight,task=weight; got {args.pick!r}", file=sys.stderr)
+                return 2
+        result = run_merge(cfg, restart=args.restart, progress=not args.quiet, say=say, pick=pick)
+    except (ConfigError, RunError, ExpertError, TaskError) as exc:
+        print(f"evogm-opt merge: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(result.table)
+    if pick is not None:
+        print(f"\npicked from the Pareto front without new search steps; pick.json and merged-pick/ in {result.output}")
+    else:
+        print(f"\n{result.results['n_evals']} evaluations; results.json, log.jsonl, convergence.png in {result.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    merge = argparse.ArgumentParser(
+        prog="evogm-opt merge",
+        description="LLM expert merging: a search over merge coefficients, resumable (schema: docs/llm-merge.md).",
+    )
+    merge.add_argument("config", nargs="?", help="CONFIG.yaml (schema: docs/llm-merge.md); resumes if interrupted")
+    merge.add_argument("--demo", action="store_true", help="tiny model, 4 LoRA experts, EvoGM vs CMA-ES vs PSO")
+    merge.add_argument("--out", default=None, help="output folder (overrides the config's; demo: merge-demo)")
+    merge.add_argument("--restart", action="store_true", help="set an existing run in the output folder aside")
+    merge.add_argument(
+        "--pick",
+        default=None,
+        metavar="TASK=W,...",
+        help="after the search: the Pareto point best for these seen-task weights, scored and saved (merged-pick/)",
+    )
+    merge.add_argument("--budget", type=int, default=20, help="demo: evaluations per expert for each search")
+    merge.add_argument("--seed", type=int, default=0, help="demo: seed")
+    merge.add_argument("--quiet", action="store_true")
+    merge.set_defaults(func=_merge)
+    return merge
+
+
+def main(argv: list[str]) -> int:
+    """LLM expert merging (--demo: end to end on a CPU, no downloads)"""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

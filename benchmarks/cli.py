@@ -1,0 +1,181 @@
+"""``evogm-opt bench``: optimizers side by side on synthetic landscapes (``bench report``, ``bench coco`` too).
+
+Registered as the ``bench`` entry point of ``evogm_opt.commands``; the libraries of the ``bench`` extra are
+imported only when a command runs, so a missing one is named with the extra that brings it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_OPTIMIZERS = ["evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random"]
+
+
+def _import_bench():
+    try:
+        import evogm_bench.peers
+        import evogm_bench.report
+        import evogm_bench.runner
+
+        return evogm_bench
+    except ImportError as exc:  # the bench ships with the distribution but needs the `bench` extra's libraries
+        print(f"evogm-opt bench: {exc}; install the extra: pip install 'evogm-opt[bench]'", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _resolve_landscapes(names: list[str]) -> list[str]:
+    from evogm_bench.landscapes import bbob_suite, merge_suite
+
+    out: list[str] = []
+    for name in names:
+        if name == "merge-suite":
+            out += merge_suite()
+        elif name in ("bbob-suite", "sbox-suite"):
+            out += bbob_suite(name.split("-")[0])
+        else:
+            out.append(name)
+    return out
+
+
+def _bench(args: argparse.Namespace) -> int:
+    bench = _import_bench()
+    peers = {}
+    for name in args.optimizers:
+        try:
+            peers[name] = bench.peers.get_peer(name)
+        except ValueError as exc:
+            print(f"{exc}; available: {sorted(bench.peers.PEERS)} or evogm[@preset]+key=value+...", file=sys.stderr)
+            return 2
+    optimizers = []
+    for name in args.optimizers:
+        if peers[name].available:
+            optimizers.append(name)
+        else:
+            print(f"note: skipping {name}: {peers[name].missing_note}", file=sys.stderr)
+    landscapes = _resolve_landscapes(args.landscapes)
+    try:
+        for name in landscapes:
+            bench.landscapes.make_landscape(name, max(2, min(args.dims)))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    specs = [
+        bench.runner.RunSpec(o, ls, d, b * d if args.budget_per_dim else b, s)
+        for o in optimizers
+        for ls in landscapes
+        for d in args.dims
+        for b in args.budgets
+        for s in range(args.first_seed, args.first_seed + args.seeds)
+    ]
+    out = Path(args.out)
+    start = time.perf_counter()
+    bench.runner.run_grid(specs, out, workers=args.workers, progress=not args.quiet)
+    wanted = {spec.key for spec in specs}
+    records = [r for r in bench.runner.load_records(out) if r["key"] in wanted]
+    print()
+    if args.budget_per_dim:
+        checkpoints = sorted({k for k in (10, 20, 50) if k <= max(args.budgets)} | set(args.budgets))
+    else:
+        checkpoints = [10, 20, 50]
+    print(bench.report.markdown_report(records, optimizers, reference=args.reference, checkpoints=checkpoints))
+    print(f"{len(records)} runs in {out} ({time.perf_counter() - start:.1f} s this invocation)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    bench = _import_bench()
+    records = []
+    for path in args.results:
+        if not Path(path).exists():
+            print(f"no such results file: {path}", file=sys.stderr)
+            return 2
+        records += bench.runner.load_records(Path(path))
+    if args.optimizers:
+        records = [r for r in records if r["optimizer"] in args.optimizers]
+    if not records:
+        print("no records to report", file=sys.stderr)
+        return 2
+    text = bench.report.markdown_report(records, args.optimizers, args.reference, tuple(args.checkpoints))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(text)
+    pngs = [] if args.no_plots else bench.report.plots(records, out, args.optimizers)
+    print(text)
+    print(f"wrote {out / 'report.md'} and {len(pngs)} PNG files")
+    return 0
+
+
+def _coco(args: argparse.Namespace) -> int:
+    _import_bench()
+    from evogm_bench.coco import run_coco
+
+    folder = run_coco(
+        args.optimizer, tuple(args.dims), args.budget, args.functions, args.instances, Path(args.out), not args.quiet
+    )
+    print(f"post-process with: python -m cocopp --expensive {folder}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    bench = argparse.ArgumentParser(
+        prog="evogm-opt bench",
+        description="Run optimizers side by side. Landscapes: bbob-f<k>, sbox-f<k>, merge-f<k>-<R|F><n_val>, or "
+        "the groups merge-suite, bbob-suite, sbox-suite. See also 'evogm-opt bench report -h' and "
+        "'evogm-opt bench coco -h'.",
+    )
+    bench.add_argument("--optimizers", nargs="+", default=DEFAULT_OPTIMIZERS)
+    bench.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"])
+    bench.add_argument("--dims", nargs="+", type=int, default=[8])
+    bench.add_argument("--budgets", nargs="+", type=int, default=[20], help="evaluations per dim (see next flag)")
+    bench.add_argument("--absolute-budget", dest="budget_per_dim", action="store_false", help="budgets are totals")
+    bench.add_argument("--seeds", type=int, default=5)
+    bench.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed … first-seed+seeds−1 (fresh instances: a hold-out)"
+    )
+    bench.add_argument("--workers", type=int, default=None)
+    bench.add_argument("--reference", default="cmaes", help="optimizer the statistics compare against")
+    bench.add_argument("--out", default="bench-results/bench.jsonl")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=_bench)
+    return bench
+
+
+def build_report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evogm-opt bench report", description="Tables, statistics and PNG plots.")
+    parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench'")
+    parser.add_argument("--out", default="bench-report", help="folder for report.md and the PNG files")
+    parser.add_argument("--optimizers", nargs="+", default=None, help="subset and column order")
+    parser.add_argument("--reference", default="cmaes")
+    parser.add_argument("--checkpoints", nargs="+", type=int, default=[10, 20, 50], help="budgets k·N to report")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.set_defaults(func=_report)
+    return parser
+
+
+def build_coco_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evogm-opt bench coco", description="COCO bbob suite (year: 2023) via cocoex."
+    )
+    parser.add_argument("--optimizer", required=True)
+    parser.add_argument("--dims", nargs="+", type=int, default=[5, 10, 20])
+    parser.add_argument("--budget", type=int, default=20, help="evaluations per dimension")
+    parser.add_argument("--functions", default="1-24")
+    parser.add_argument("--instances", default=None, help="e.g. '1-5'; default: all of the 2023 instances")
+    parser.add_argument("--out", default="coco-results")
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(func=_coco)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """side-by-side runs on synthetic landscapes (also: 'bench report', 'bench coco')"""
+    if argv[:1] == ["report"]:
+        args = build_report_parser().parse_args(argv[1:])
+    elif argv[:1] == ["coco"]:
+        args = build_coco_parser().parse_args(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,99 @@
+"""The one ask → evaluate → tell → checkpoint → stop driver (after pycma's ``OOOptimizer.optimize``).
+
+:func:`evogm_opt.minimize`, the merge search (``llm_merge``) and the bench runner (``evogm_bench``) are thin
+callers of :func:`optimize`: what differs between them (how a batch is scored, what is journalled before a
+tell, what is recorded after it) comes in as callables, so the order of the steps — and with it exact resume —
+is written once.
+
+One step: ``X = opt.ask(min(popsize, budget − n_evals))``; ``values = evaluate(X)``; ``before_tell(X, values)``
+(e.g. append the journal, so a crash before the checkpoint re-runs the step); ``opt.tell(X, values)``;
+``opt.save(checkpoint)``; the stopping rules; ``after_tell(opt)`` (``True`` stops).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from evogm_opt.stopping import StoppingMonitor
+
+
+class AskTell(Protocol):
+    """What the loop needs: ``ask(n)`` returning at most ``n`` rows and ``tell(X, values)``.
+
+    Optional: ``popsize`` (rows per ask; default: whatever budget is left), ``n_evals`` (default: counted by the
+    loop), ``stop()``, ``stop_reason``, ``best`` (for the stopping monitor) and ``save(path)`` (checkpoints).
+    """
+
+    def ask(self, n: int) -> np.ndarray: ...
+
+    def tell(self, x: np.ndarray, y: Any) -> None: ...
+
+
+def optimize(
+    opt: AskTell,
+    evaluate: Callable[[np.ndarray], Any],
+    *,
+    budget: int | None = None,
+    monitor: StoppingMonitor | None = None,
+    checkpoint: str | Path | None = None,
+    before_tell: Callable[[np.ndarray, Any], None] | None = None,
+    after_tell: Callable[[Any], Any] | None = None,
+    elapsed: float = 0.0,
+) -> str | None:
+    """Run ``opt`` until ``budget`` evaluations, ``opt.stop()``, the monitor or ``after_tell`` ends it.
+
+    Args:
+        evaluate: ``evaluate(X) -> values`` for a whole batch: one value per row, or K values per row.
+        budget: total evaluations (those already told included); ``None``: until something else stops the run.
+        monitor: stopping rules checked after each tell with ``(opt.best.y, n_evals, seconds)``.
+        checkpoint: ``opt.save(checkpoint)`` after every tell.
+        before_tell: called with ``(X, values)`` after evaluation, before the tell.
+        after_tell: called with ``opt`` after each step; returning ``True`` stops the run.
+        elapsed: seconds already spent (a resumed run), for the monitor's wall-clock rule.
+
+    Returns:
+        Why the loop ended (``None`` when it ended only because ``opt.stop()`` or the budget said so and the
+        optimizer gives no reason).
+    """
+    start = time.perf_counter() - elapsed
+    told = int(getattr(opt, "n_evals", 0))
+    reason = _budget_reason(told, budget)
+    while reason is None and not _stopped(opt):
+        left = None if budget is None else budget - told
+        popsize = getattr(opt, "popsize", None)
+        n = left if popsize is None else popsize if left is None else min(popsize, left)
+        if n is None:
+            raise ValueError("an optimizer without popsize needs a budget")
+        x = opt.ask(n)
+        if len(x) == 0:
+            raise RuntimeError(f"{type(opt).__name__} proposed no points with {left} evaluations left")
+        values = evaluate(x)
+        if before_tell is not None:
+            before_tell(x, values)
+        opt.tell(x, values)
+        told = int(getattr(opt, "n_evals", told + len(x)))
+        if checkpoint is not None:
+            opt.save(checkpoint)  # type: ignore[attr-defined]
+        if monitor is not None:
+            best = getattr(opt, "best", None)
+            reason = monitor.update(None if best is None else best.y, told, time.perf_counter() - start)
+        reason = reason or _budget_reason(told, budget)
+        if after_tell is not None and after_tell(opt) is True:
+            reason = "callback asked to stop"
+    return reason or getattr(opt, "stop_reason", None)
+
+
+def _stopped(opt: AskTell) -> bool:
+    stop = getattr(opt, "stop", None)
+    return bool(stop()) if callable(stop) else False
+
+
+def _budget_reason(n_evals: int, budget: int | None) -> str | None:
+    if budget is not None and n_evals >= budget:
+        return f"evaluation budget: {n_evals} of {budget} evaluations used"
+    return None
