@@ -6,7 +6,9 @@ Every peer *maximises a score* on the box [-1, 1]^dim (the runner negates minimi
 - a **driver peer**: ``run(evaluate)``, calling ``evaluate(rows) -> scores`` until it raises ``BudgetExhausted``
   (lq-CMA-ES, whose surrogate decides inside one generation which points get a true evaluation).
 
-Settings that differ from a library's defaults are stated beside the adapter. Peers from optional extras
+Our own optimizers come from ``evogm_opt.registry`` under the same names, with the bench's settings on top stated in
+``BENCH_SETTINGS``; other libraries' optimizers have an adapter here. Settings that differ from a library's
+defaults are stated beside the adapter. Peers from optional extras
 (nevergrad, optuna) are listed always and reported as skipped, with the extra to install, when missing.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from evogm_opt import CMAES, PRESETS, GenerativeOptimizer, ModelSwarms, Optimizer, PSOMerging, RandomSearch
+from evogm_opt import PRESETS, Optimizer, registry
 
 
 class BudgetExhausted(Exception):
@@ -150,29 +152,32 @@ class LQCMAES:
                 restart += 1
 
 
-def _evogm(preset: str, keep_going: bool = False) -> Callable[[int, int, int], OwnOptimizer]:
+# IPOP restarts; flat-fitness and f-tolerances relaxed since quantised accuracies make whole generations tie
+_RELAXED_CMA = {"tolflatfitness": 1000, "tolfun": 0.0, "tolfunhist": 0.0, "tolx": 1e-9}
+
+
+def _keep_going(preset: str) -> dict[str, Any]:
+    """The paper presets keep starting rounds past R = 2, so that they can use budgets above 160."""
+    return {"config": dataclasses.replace(PRESETS[preset], n_rounds=None)}
+
+
+# What the bench sets on top of the registry's defaults, per name (every other registered name runs as registered)
+BENCH_SETTINGS: dict[str, dict[str, Any]] = {
+    "evogm-paper": _keep_going("paper"),
+    "evogm-paper-single-generator": _keep_going("paper-single-generator"),
+    "evogm-paper-no-rounds": _keep_going("paper-no-rounds"),
+    "cmaes": {"restarts": 9, "cma_options": _RELAXED_CMA},
+    "sep-cmaes": {"restarts": 9, "cma_options": _RELAXED_CMA},
+}
+
+
+def _registered(name: str, **settings: Any) -> Callable[[int, int, int], OwnOptimizer]:
+    """An optimizer of ``evogm_opt.registry``, maximising, with the run's budget as ``max_evals``."""
+
     def build(dim: int, seed: int, budget: int) -> OwnOptimizer:
-        config = PRESETS[preset]
-        if keep_going:
-            config = dataclasses.replace(config, n_rounds=None)
-        return OwnOptimizer(GenerativeOptimizer(dim, seed=seed, maximize=True, max_evals=budget, config=config))
+        return OwnOptimizer(registry.create(name, dim, seed=seed, maximize=True, max_evals=budget, **settings))
 
     return build
-
-
-def _cmaes(dim: int, seed: int, budget: int, diagonal: bool = False) -> OwnOptimizer:
-    relaxed = {"tolflatfitness": 1000, "tolfun": 0.0, "tolfunhist": 0.0, "tolx": 1e-9}
-    if diagonal:  # sep-CMA-ES (Ros & Hansen 2008): diagonal covariance, O(N) per sample, for high dimensions
-        relaxed["CMA_diagonal"] = True
-    return OwnOptimizer(CMAES(dim, seed=seed, maximize=True, max_evals=budget, restarts=9, cma_options=relaxed))
-
-
-def _sep_cmaes(dim: int, seed: int, budget: int) -> OwnOptimizer:
-    return _cmaes(dim, seed, budget, diagonal=True)
-
-
-def _own(cls: type[Optimizer]) -> Callable[[int, int, int], OwnOptimizer]:
-    return lambda dim, seed, budget: OwnOptimizer(cls(dim, seed=seed, maximize=True, max_evals=budget))
 
 
 def _nevergrad(name: str, **config: Any) -> Callable[[int, int, int], NevergradPeer]:
@@ -201,18 +206,9 @@ class Peer:
 
 
 PEERS: dict[str, Peer] = {
-    "evogm": Peer(_evogm("default")),
-    # the paper preset keeps starting rounds past R = 2 so that it can use budgets above 160
-    "evogm-paper": Peer(_evogm("paper", keep_going=True)),
-    "evogm-paper-single-generator": Peer(_evogm("paper-single-generator", keep_going=True)),
-    "evogm-paper-no-rounds": Peer(_evogm("paper-no-rounds", keep_going=True)),
-    # IPOP restarts; flat-fitness and f-tolerances relaxed since quantised accuracies make whole generations tie
-    "cmaes": Peer(_cmaes),
-    "sep-cmaes": Peer(_sep_cmaes),
+    **{name: Peer(_registered(name, **BENCH_SETTINGS.get(name, {}))) for name in registry.names()},
+    # peers from other libraries, run through the bench's own adapters above
     "lq-cmaes": Peer(LQCMAES),
-    "pso-merging": Peer(_own(PSOMerging)),
-    "model-swarms": Peer(_own(ModelSwarms)),
-    "random": Peer(_own(RandomSearch)),
     "ng-confpso": Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"),
     "ngopt": Peer(_nevergrad("NGOpt"), "nevergrad", "nevergrad"),
     "optuna-tpe": Peer(OptunaTPE, "optuna", "optuna"),
@@ -264,7 +260,7 @@ def evogm_variant(name: str) -> Peer:
 
     def build(dim: int, seed: int, budget: int) -> OwnOptimizer:
         size = popsize if per_dim is None else max(6, round(per_dim * dim))
-        opt = GenerativeOptimizer(dim, seed=seed, maximize=True, max_evals=budget, config=config, popsize=size)
+        opt = registry.create("evogm", dim, seed=seed, maximize=True, max_evals=budget, config=config, popsize=size)
         return OwnOptimizer(opt)
 
     return Peer(build)
@@ -277,17 +273,3 @@ def get_peer(name: str) -> Peer:
     if name.startswith("evogm"):
         return evogm_variant(name)
     raise ValueError(f"unknown optimizer {name!r}")
-
-
-ALL_PEERS = (
-    "evogm",
-    "evogm-paper",
-    "cmaes",
-    "lq-cmaes",
-    "pso-merging",
-    "model-swarms",
-    "ng-confpso",
-    "ngopt",
-    "optuna-tpe",
-    "random",
-)
