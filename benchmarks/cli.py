@@ -12,6 +12,39 @@ import time
 from pathlib import Path
 
 DEFAULT_OPTIMIZERS = ["evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random"]
+LANDSCAPE_FORMS = "bbob-f<1..24>, sbox-f<1..24>, merge-f<k>-<R|F><n_val>, mergegroup-f<k>-<R|F><n_val>-g<groups>"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that states a bad value in one line (exit code 2) instead of a usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} -h')\n")
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _known_peers() -> str:
+    try:
+        from evogm_bench.peers import PEERS
+    except ImportError:
+        return "(install the bench extra to list them)"
+    return ", ".join(PEERS) + ", or evogm[@preset]+key=value+... (an ablation variant)"
 
 
 def _import_bench():
@@ -40,6 +73,17 @@ def _resolve_landscapes(names: list[str]) -> list[str]:
     return out
 
 
+def _check_landscapes(bench, names: list[str], dims: list[int]) -> str | None:
+    """The first landscape name or landscape × dim that cannot be built, as a message; None if all can."""
+    for name in names:
+        for dim in dims:
+            try:
+                bench.landscapes.make_landscape(name, dim)
+            except ValueError as exc:
+                return f"evogm-opt bench: landscape {name!r} at dim {dim}: {exc}"
+    return None
+
+
 def _bench(args: argparse.Namespace) -> int:
     bench = _import_bench()
     peers = {}
@@ -47,7 +91,7 @@ def _bench(args: argparse.Namespace) -> int:
         try:
             peers[name] = bench.peers.get_peer(name)
         except ValueError as exc:
-            print(f"{exc}; available: {sorted(bench.peers.PEERS)} or evogm[@preset]+key=value+...", file=sys.stderr)
+            print(f"evogm-opt bench: {exc}; available: {_known_peers()}", file=sys.stderr)
             return 2
     optimizers = []
     for name in args.optimizers:
@@ -56,11 +100,9 @@ def _bench(args: argparse.Namespace) -> int:
         else:
             print(f"note: skipping {name}: {peers[name].missing_note}", file=sys.stderr)
     landscapes = _resolve_landscapes(args.landscapes)
-    try:
-        for name in landscapes:
-            bench.landscapes.make_landscape(name, max(2, min(args.dims)))
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
+    problem = _check_landscapes(bench, landscapes, args.dims)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     specs = [
         bench.runner.RunSpec(o, ls, d, b * d if args.budget_per_dim else b, s)
@@ -80,7 +122,8 @@ def _bench(args: argparse.Namespace) -> int:
         checkpoints = sorted({k for k in (10, 20, 50) if k <= max(args.budgets)} | set(args.budgets))
     else:
         checkpoints = [10, 20, 50]
-    print(bench.report.markdown_report(records, optimizers, reference=args.reference, checkpoints=checkpoints))
+    columns = bench.report.column_order(optimizers)  # the order `bench report` uses too
+    print(bench.report.markdown_report(records, columns, reference=args.reference, checkpoints=checkpoints))
     print(f"{len(records)} runs in {out} ({time.perf_counter() - start:.1f} s this invocation)")
     return 0
 
@@ -120,22 +163,29 @@ def _coco(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    bench = argparse.ArgumentParser(
+    bench = _Parser(
         prog="evogm-opt bench",
-        description="Run optimizers side by side. Landscapes: bbob-f<k>, sbox-f<k>, merge-f<k>-<R|F><n_val>, or "
-        "the groups merge-suite, bbob-suite, sbox-suite. See also 'evogm-opt bench report -h' and "
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run optimizers side by side. Landscapes: "
+        + LANDSCAPE_FORMS
+        + ", or the groups merge-suite, bbob-suite, sbox-suite. See also 'evogm-opt bench report -h' and "
         "'evogm-opt bench coco -h'.",
     )
-    bench.add_argument("--optimizers", nargs="+", default=DEFAULT_OPTIMIZERS)
+    bench.add_argument("--optimizers", nargs="+", default=DEFAULT_OPTIMIZERS, help=f"any of: {_known_peers()}")
     bench.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"])
-    bench.add_argument("--dims", nargs="+", type=int, default=[8])
-    bench.add_argument("--budgets", nargs="+", type=int, default=[20], help="evaluations per dim (see next flag)")
-    bench.add_argument("--absolute-budget", dest="budget_per_dim", action="store_false", help="budgets are totals")
-    bench.add_argument("--seeds", type=int, default=5)
+    bench.add_argument("--dims", nargs="+", type=_positive_int, default=[8])
     bench.add_argument(
-        "--first-seed", type=int, default=0, help="seeds first-seed … first-seed+seeds−1 (fresh instances: a hold-out)"
+        "--budgets", nargs="+", type=_positive_int, default=[20], help="evaluations per dim (see next flag)"
     )
-    bench.add_argument("--workers", type=int, default=None)
+    bench.add_argument("--absolute-budget", dest="budget_per_dim", action="store_false", help="budgets are totals")
+    bench.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds (instances)")
+    bench.add_argument(
+        "--first-seed",
+        type=_non_negative_int,
+        default=0,
+        help="seeds first-seed … first-seed+seeds−1 (fresh instances: a hold-out)",
+    )
+    bench.add_argument("--workers", type=_positive_int, default=None, help="processes (default: one per core)")
     bench.add_argument("--reference", default="cmaes", help="optimizer the statistics compare against")
     bench.add_argument("--out", default="bench-results/bench.jsonl")
     bench.add_argument("--quiet", action="store_true")
@@ -144,24 +194,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evogm-opt bench report", description="Tables, statistics and PNG plots.")
+    parser = _Parser(
+        prog="evogm-opt bench report",
+        description="Tables, statistics and PNG plots.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench'")
     parser.add_argument("--out", default="bench-report", help="folder for report.md and the PNG files")
     parser.add_argument("--optimizers", nargs="+", default=None, help="subset and column order")
     parser.add_argument("--reference", default="cmaes")
-    parser.add_argument("--checkpoints", nargs="+", type=int, default=[10, 20, 50], help="budgets k·N to report")
+    parser.add_argument(
+        "--checkpoints", nargs="+", type=_positive_int, default=[10, 20, 50], help="budgets k·N to report"
+    )
     parser.add_argument("--no-plots", action="store_true")
     parser.set_defaults(func=_report)
     return parser
 
 
 def build_coco_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evogm-opt bench coco", description="COCO bbob suite (year: 2023) via cocoex."
+    parser = _Parser(
+        prog="evogm-opt bench coco",
+        description="COCO bbob suite (year: 2023) via cocoex.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--optimizer", required=True)
-    parser.add_argument("--dims", nargs="+", type=int, default=[5, 10, 20])
-    parser.add_argument("--budget", type=int, default=20, help="evaluations per dimension")
+    parser.add_argument("--dims", nargs="+", type=_positive_int, default=[5, 10, 20])
+    parser.add_argument("--budget", type=_positive_int, default=20, help="evaluations per dimension")
     parser.add_argument("--functions", default="1-24")
     parser.add_argument("--instances", default=None, help="e.g. '1-5'; default: all of the 2023 instances")
     parser.add_argument("--out", default="coco-results")

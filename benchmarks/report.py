@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,15 @@ def _best_median(res: CellResults, optimizers: Sequence[str]) -> set[str]:
     return {o for o, m in meds.items() if m <= lo + 1e-12}
 
 
+def column_order(names: Iterable[str]) -> list[str]:
+    """One column order for every table and plot: the bench's peer table order, then other names (variants) sorted."""
+    from evogm_bench.peers import PEERS
+
+    known = list(PEERS)
+    names = set(names)
+    return [n for n in known if n in names] + sorted(names - set(known))
+
+
 def markdown_report(
     records: Sequence[dict[str, Any]],
     optimizers: Sequence[str] | None = None,
@@ -139,14 +148,24 @@ def markdown_report(
     checkpoints: Sequence[int] = (10, 20, 50),
     random_name: str = "random",
 ) -> str:
-    optimizers = list(optimizers or sorted({r["optimizer"] for r in records}))
+    optimizers = list(optimizers or column_order({r["optimizer"] for r in records}))
     cells = collect(records, checkpoints)
-    comparisons = compare(cells, optimizers, reference)
+    present = {r["optimizer"] for r in records}
+    if reference in present:
+        comparisons = compare(cells, optimizers, reference)
+        against = (
+            f"▲/▼: significantly better/worse than `{reference}` (two-sided Mann–Whitney, Holm over "
+            f"{len(comparisons)} comparisons, α = 0.05)."
+        )
+    else:
+        comparisons = {}
+        against = (
+            f"No comparisons: the reference `{reference}` has no records here (choose one of "
+            f"{', '.join(column_order(present))} with --reference)."
+        )
     lines = [
         "Values: the true value of each optimizer's recommendation, median [IQR] over seeds — accuracy for merge-like "
-        "landscapes (higher is better), log10(f − f_opt) for BBOB (lower is better). **Bold**: best median. "
-        f"▲/▼: significantly better/worse than `{reference}` (two-sided Mann–Whitney, Holm over "
-        f"{len(comparisons)} comparisons, α = 0.05).",
+        "landscapes (higher is better), log10(f − f_opt) for BBOB (lower is better). **Bold**: best median. " + against,
         "",
         "| landscape | N | evals | " + " | ".join(optimizers) + " |",
         "|---|---|---|" + "---|" * len(optimizers),
@@ -165,7 +184,8 @@ def markdown_report(
     seeds = sorted({len(v) for res in cells.values() for v in res.values.values()})
     lines += ["", f"Seeds per cell: {', '.join(map(str, seeds)) or '—'}.", ""]
     lines += _summary(cells, comparisons, optimizers, reference, checkpoints, random_name)
-    lines += _effect_sizes(cells, comparisons, optimizers, reference)
+    if comparisons:
+        lines += _effect_sizes(cells, comparisons, optimizers, reference)
     lines += _ecdf_table(records, optimizers)
     return "\n".join(lines) + "\n"
 
@@ -204,8 +224,8 @@ def _summary(cells, comparisons, optimizers, reference, checkpoints, random_name
                 if random_name in group[c].values
             ]
             score = f"{np.nanmean(scores):.1f}" if scores else "—"
-            vs = f"{up} / {down}" if name != reference else "—"
-            ratio = f"{better}/{len(with_ref)}" if name != reference else "—"
+            vs = f"{up} / {down}" if name != reference and comparisons else "—"
+            ratio = f"{better}/{len(with_ref)}" if name != reference and with_ref else "—"
             lines.append(f"| {k}·N | {name} | {wins}/{len(ran)} | {vs} | {ratio} | {score} |")
     return [*lines, ""]
 
@@ -266,21 +286,23 @@ def plots(records: Sequence[dict[str, Any]], out_dir: Path, optimizers: Sequence
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    optimizers = list(optimizers or sorted({r["optimizer"] for r in records}))
+    optimizers = list(optimizers or column_order({r["optimizer"] for r in records}))
     out_dir.mkdir(parents=True, exist_ok=True)
     by_landscape: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         if r.get("trace"):
             by_landscape[r["landscape"]].append(r)
     written = []
-    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(optimizers)}
+    palette = plt.get_cmap("tab10" if len(optimizers) <= 10 else "tab20")
+    colours = {name: palette(i % palette.N) for i, name in enumerate(optimizers)}
     for landscape, rs in sorted(by_landscape.items()):
         dims = sorted({r["dim"] for r in rs})
         sense = rs[0]["sense"]
         ylabel = "true accuracy of recommendation" if sense == "max" else "log10(f − f_opt) of recommendation"
-        fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
-        vfig, vaxes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
+        fig, axes = plt.subplots(1, len(dims), figsize=(6.4 * len(dims), 4.8), squeeze=False)
+        vfig, vaxes = plt.subplots(1, len(dims), figsize=(6.4 * len(dims), 4.8), squeeze=False)
         for ax, vax, dim in zip(axes[0], vaxes[0], dims):
             budget = max(r["budget"] for r in rs if r["dim"] == dim)
             grid = np.unique(np.round(np.geomspace(1, budget, 60)).astype(int))
@@ -293,24 +315,27 @@ def plots(records: Sequence[dict[str, Any]], out_dir: Path, optimizers: Sequence
                 with warnings.catch_warnings():  # before a peer's first recorded state every run is NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
                     q1, med, q3 = np.nanpercentile(curves, [25, 50, 75], axis=0)
-                ax.plot(grid, med, label=name, color=colours[name])
+                ax.plot(grid, med, label=f"{name} (median ± IQR, {len(runs)} seeds)", color=colours[name])
                 ax.fill_between(grid, q1, q3, alpha=0.2, color=colours[name])
                 violin_data.append([v for v in curves[:, -1] if np.isfinite(v)])
                 violin_names.append(name)
             ax.set_xscale("log")
-            ax.set_title(f"{landscape}, N={dim}")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(ScalarFormatter())  # 10, 20, 50, … instead of overlapping 3×10¹ labels
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"{landscape}, N={dim}: median and IQR over seeds")
             ax.set_xlabel("evaluations")
             ax.set_ylabel(ylabel)
             if violin_data:
                 vax.violinplot(violin_data, showmedians=True)
                 vax.set_xticks(range(1, len(violin_names) + 1), violin_names, rotation=45, ha="right")
-            vax.set_title(f"{landscape}, N={dim}, {budget} evaluations")
+            vax.set_title(f"{landscape}, N={dim}, after {budget} evaluations (one violin per optimizer)")
             vax.set_ylabel(ylabel)
         axes[0][-1].legend(fontsize=7, loc="best")
         for figure, kind in ((fig, "convergence"), (vfig, "violins")):
             figure.tight_layout()
             path = out_dir / f"{kind}-{landscape}.png"
-            figure.savefig(path, dpi=90)
+            figure.savefig(path, dpi=110)
             plt.close(figure)
             written.append(path)
     return written

@@ -21,6 +21,7 @@ from evogm_opt import _state, registry
 from evogm_opt.bounds import BoundsLike, Box
 from evogm_opt.objectives import weighted_mean
 from evogm_opt.pareto import ParetoArchive
+from evogm_opt.stopping import budget_reason
 
 logger = logging.getLogger("evogm_opt")
 
@@ -206,7 +207,7 @@ class Optimizer(abc.ABC):
     @property
     def stop_reason(self) -> str | None:
         if self.max_evals is not None and self.n_evals >= self.max_evals:
-            return f"max_evals={self.max_evals} reached"
+            return budget_reason(self.n_evals, self.max_evals)
         return self._algorithm_stop()
 
     @property

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from evogm_opt.stopping import StoppingMonitor
+from evogm_opt.stopping import StoppingMonitor, budget_reason
 
 
 class AskTell(Protocol):
@@ -94,6 +94,4 @@ def _stopped(opt: AskTell) -> bool:
 
 
 def _budget_reason(n_evals: int, budget: int | None) -> str | None:
-    if budget is not None and n_evals >= budget:
-        return f"evaluation budget: {n_evals} of {budget} evaluations used"
-    return None
+    return budget_reason(n_evals, budget) if budget is not None and n_evals >= budget else None

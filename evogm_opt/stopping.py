@@ -13,6 +13,11 @@ import math
 from dataclasses import dataclass
 
 
+def budget_reason(n_evals: int, budget: int) -> str:
+    """The one wording of "the evaluation budget is spent": ask/tell, ``minimize``, the merge run and the bench."""
+    return f"evaluation budget: {n_evals} of {budget} evaluations used"
+
+
 @dataclass(frozen=True)
 class StoppingRules:
     max_evals: int | None = None
@@ -50,7 +55,7 @@ class StoppingMonitor:
             self.stale += 1
         r = self.rules
         if r.max_evals is not None and n_evals >= r.max_evals:
-            self.reason = f"evaluation budget: {n_evals} of {r.max_evals} evaluations used"
+            self.reason = budget_reason(n_evals, r.max_evals)
         elif r.max_seconds is not None and elapsed >= r.max_seconds:
             self.reason = f"wall-clock budget: {elapsed:.1f} s of {r.max_seconds:g} s used"
         elif r.patience is not None and self.stale >= r.patience:

@@ -171,6 +171,16 @@ def test_report_marks_a_significant_loss_and_writes_plots(tmp_path: Path):
     assert {p.name for p in pngs} == {"convergence-bbob-f1.png", "violins-bbob-f1.png"}
     assert all(p.stat().st_size > 5000 for p in pngs)
 
+    without = markdown_report([r for r in records if r["optimizer"] == "random"], reference="cmaes", checkpoints=(50,))
+    assert "No comparisons: the reference `cmaes` has no records here" in without
+    assert "Holm over 0" not in without and "0 / 0" not in without and "Effect sizes" not in without
+
+
+def test_tables_and_plots_share_one_column_order_whatever_order_the_records_come_in():
+    from evogm_bench.report import column_order
+
+    assert column_order({"random", "evogm+x=1", "cmaes", "evogm"}) == ["evogm", "cmaes", "random", "evogm+x=1"]
+
 
 def test_run_grid_retries_a_torn_last_line(tmp_path: Path):
     out = tmp_path / "r.jsonl"
@@ -219,7 +229,7 @@ def test_cli_bench_runs_resumes_and_reports(tmp_path: Path):
     ]
     first = _cli(*args)
     assert first.returncode == 0, first.stderr
-    assert "| landscape | N | evals | cmaes | random | evogm-paper |" in first.stdout
+    assert "| landscape | N | evals | evogm-paper | cmaes | random |" in first.stdout  # the order of `bench report`
     assert "| merge-f10-F200 | 3 | 15 |" in first.stdout
     assert len(finished_keys(out)) == 6
     lines_before = out.read_text().splitlines()
@@ -286,3 +296,33 @@ def test_grouped_merge_landscape_structure():
     assert land.true_value(worse[None])[0] < land.optimum_value
     with pytest.raises(ValueError, match="multiple"):
         make_landscape("mergegroup-f10-F200-g5", 12)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--dims", "0"], "argument --dims: '0' must be an integer >= 1"),
+        (["--dims", "-3"], "argument --dims: '-3' must be an integer >= 1"),
+        (["--budgets", "0"], "argument --budgets: '0' must be an integer >= 1"),
+        (["--seeds", "0"], "argument --seeds: '0' must be an integer >= 1"),
+        (["--workers", "two"], "argument --workers: 'two' is not an integer"),
+        (["--optimizers", "cma-es"], "unknown optimizer 'cma-es'; available: evogm, evogm-paper"),
+        (["--landscapes", "merge-f10"], "landscape 'merge-f10' at dim 8"),
+    ],
+)
+def test_cli_bench_refuses_a_bad_argument_in_one_line_with_exit_code_2(tmp_path: Path, args, says):
+    out = tmp_path / "b.jsonl"
+    result = _cli("bench", *args, "--out", str(out), "--quiet")
+    assert result.returncode == 2
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not out.exists()
+
+
+def test_cli_bench_help_lists_the_optimizers_and_the_defaults():
+    text = _cli("bench", "-h").stdout
+    assert "sep-cmaes" in text and "lq-cmaes" in text and "(default: 5)" in text
+
+
+def test_cli_lists_every_subcommand():
+    text = _cli("--help").stdout
+    assert "bench" in text and "merge" in text

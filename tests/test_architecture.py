@@ -1,0 +1,65 @@
+"""The import rules of docs/architecture.md: the core stands alone, the others use only its public API."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {
+    "evogm_opt": ROOT / "evogm_opt",
+    "llm_merge": ROOT / "adapters" / "llm_merge",
+    "evogm_bench": ROOT / "benchmarks",
+}
+
+
+def imports_of(package: str) -> list[tuple[str, int, str, list[str]]]:
+    """(file, line, imported module, imported names) for every import statement, nested ones included."""
+    found = []
+    for path in sorted(PACKAGES[package].rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found += [(str(path.relative_to(ROOT)), node.lineno, alias.name, []) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.append((str(path.relative_to(ROOT)), node.lineno, node.module, [a.name for a in node.names]))
+    return found
+
+
+def test_the_core_imports_neither_the_adapter_nor_the_bench_not_even_lazily():
+    upward = [
+        f"{file}:{line} imports {module}"
+        for file, line, module, _ in imports_of("evogm_opt")
+        if module.split(".")[0] in ("llm_merge", "evogm_bench")
+    ]
+    assert upward == []
+
+
+@pytest.mark.parametrize("package", ["llm_merge", "evogm_bench"])
+def test_the_adapter_and_the_bench_use_only_the_cores_public_api(package):
+    private = [
+        f"{file}:{line} imports {module} {names}"
+        for file, line, module, names in imports_of(package)
+        if module.split(".")[0] == "evogm_opt"
+        and (any(part.startswith("_") for part in module.split(".")) or any(n.startswith("_") for n in names))
+    ]
+    assert private == []
+
+
+def test_the_adapter_and_the_bench_do_not_import_each_other():
+    crossing = [
+        f"{file}:{line} imports {module}"
+        for package, other in (("llm_merge", "evogm_bench"), ("evogm_bench", "llm_merge"))
+        for file, line, module, _ in imports_of(package)
+        if module.split(".")[0] == other
+    ]
+    assert crossing == []
+
+
+def test_every_subcommand_is_owned_by_its_package_and_found_through_entry_points():
+    from evogm_opt.cli import commands
+
+    found = {name: ep.value for name, ep in commands().items()}
+    assert found == {"bench": "evogm_bench.cli:main", "merge": "llm_merge.cli:main"}
