@@ -32,6 +32,19 @@ STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
+class Evaluations:
+    """Everything told, in order: ``x`` in the user's coordinates, ``y`` as the user reported it (NaN: failed;
+    for K values per row, their weighted mean), ``evaluation`` the 1-based evaluation numbers."""
+
+    x: np.ndarray
+    y: np.ndarray
+    evaluation: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
 class Best:
     """The best point ever told: ``x`` in the user's coordinates, ``y`` as the user reported it."""
 
@@ -47,7 +60,15 @@ class Optimizer(abc.ABC):
     ranks below every finite value, counts against ``max_evals`` and can never become ``best``.
     Told rows are matched to pending asks by value; rows that were never asked are accepted as extra data
     (warm start) as long as they lie inside the bounds.
+
+    Without ``max_evals``, :meth:`stop` still ends a ``while not opt.stop()`` loop by two default rules (pycma
+    has its own; these are ours): ``AUTO_EVALS_PER_DIM``·dim evaluations, or no improvement of the best value in
+    the last ``AUTO_PATIENCE`` generations (``AUTO_PATIENCE``·popsize evaluations). With ``max_evals`` they are off.
     """
+
+    #: default rules, used only when ``max_evals`` is None
+    AUTO_EVALS_PER_DIM: ClassVar[int] = 100
+    AUTO_PATIENCE: ClassVar[int] = 25
 
     #: The public name its checkpoints carry (``evogm_opt.registry``); a subclass without one uses its class name.
     name: ClassVar[str] = ""
@@ -96,6 +117,8 @@ class Optimizer(abc.ABC):
         self._best_internal = np.inf
         self._pending_x = np.empty((0, self.dim))
         self._pending_payload = np.empty((0, self.payload_width))
+        self._record_x: list[np.ndarray] = []  # every told batch, user coordinates and user signs (evaluations)
+        self._record_y: list[np.ndarray] = []
         # vector-valued tells (one value per task): searched on the weighted mean, non-dominated points archived
         self.n_objectives: int | None = None
         self.objective_weights: np.ndarray | None = None  # set before the first vector tell; default equal
@@ -177,6 +200,8 @@ class Optimizer(abc.ABC):
         self._pending_payload = self._pending_payload[keep]
 
         failed = ~np.isfinite(values)
+        self._record_x.append(points.copy())
+        self._record_y.append(np.where(failed, np.nan, values))
         internal = np.where(failed, np.inf, -values if self.maximize else values)
         if failed.any():
             logger.warning(
@@ -201,14 +226,41 @@ class Optimizer(abc.ABC):
         (with a finite validation set, the luckiest observation is usually not the best point)."""
         return self._best
 
-    def stop(self) -> bool:
-        return self.stop_reason is not None
+    def stop(self, default_rules: bool = True) -> bool:
+        """Whether to stop: ``max_evals`` reached, the algorithm's own rule, or (without ``max_evals``, unless
+        ``default_rules=False``: a caller with a budget of its own, like :func:`evogm_opt.loop.optimize`) the
+        default rules."""
+        return self._stop_reason(default_rules) is not None
 
     @property
     def stop_reason(self) -> str | None:
+        return self._stop_reason(default_rules=True)
+
+    def _stop_reason(self, default_rules: bool) -> str | None:
         if self.max_evals is not None and self.n_evals >= self.max_evals:
             return budget_reason(self.n_evals, self.max_evals)
-        return self._algorithm_stop()
+        own = self._algorithm_stop()
+        if own is None and default_rules and self.max_evals is None:
+            return self._default_stop()
+        return own
+
+    def _default_stop(self) -> str | None:
+        cap = self.AUTO_EVALS_PER_DIM * self.dim
+        if self.n_evals >= cap:
+            return f"default stopping rule: {self.n_evals} evaluations ({self.AUTO_EVALS_PER_DIM}·dim; set max_evals)"
+        last = 0 if self._best is None else self._best.evaluation
+        window = self.AUTO_PATIENCE * self.popsize
+        if self.n_evals - last >= window:
+            generations = f"{self.AUTO_PATIENCE} generations"
+            return f"default stopping rule: no improvement in the last {window} evaluations ({generations})"
+        return None
+
+    @property
+    def evaluations(self) -> Evaluations:
+        """Every evaluation told so far, in order (``history`` of an optimizer may keep only part of it)."""
+        x = np.concatenate(self._record_x) if self._record_x else np.empty((0, self.dim))
+        y = np.concatenate(self._record_y) if self._record_y else np.empty(0)
+        return Evaluations(x=x, y=y, evaluation=np.arange(1, len(y) + 1))
 
     @property
     def n_pending(self) -> int:
@@ -299,6 +351,8 @@ class Optimizer(abc.ABC):
                 "n_objectives": self.n_objectives,
                 "objective_weights": None if self.objective_weights is None else np.asarray(self.objective_weights),
                 "archive": None if self.archive is None else self.archive.state(),
+                "told_x": self.evaluations.x,
+                "told_y": self.evaluations.y,
             },
             "algorithm": self._algorithm_state(),
         }
@@ -343,6 +397,10 @@ class Optimizer(abc.ABC):
                 opt.objective_weights = None if weights is None else np.asarray(weights, float).ravel()
                 opt.archive = ParetoArchive(opt.dim, opt.n_objectives, opt.maximize)
                 opt.archive.load(core["archive"])
+            if "told_x" in core:  # absent before version 0.2: the record then starts at the resume
+                told_y = np.asarray(core["told_y"], float).ravel()
+                opt._record_x = [np.asarray(core["told_x"], float).reshape(len(told_y), opt.dim)]
+                opt._record_y = [told_y]
             opt._load_algorithm_state(state["algorithm"])
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state for {name!r} is incomplete or malformed: {exc!r}") from exc
@@ -358,7 +416,17 @@ class Optimizer(abc.ABC):
         return cls.from_state_dict(state, **runtime)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, n_evals={self.n_evals})"
+        budget = "" if self.max_evals is None else f"/{self.max_evals}"
+        best = "none yet" if self._best is None else f"{self._best.y:.6g} at evaluation {self._best.evaluation}"
+        state = f", {self.stop_reason}" if self.stop() else ""
+        return (
+            f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, n_evals={self.n_evals}{budget}, "
+            f"best={best}{self._repr_extra()}{state})"
+        )
+
+    def _repr_extra(self) -> str:
+        """More state for ``repr`` (e.g. round, basis version, step size), as ", key=value" text."""
+        return ""
 
 
 def registered_optimizers() -> dict[str, type[Optimizer]]:

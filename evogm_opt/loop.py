@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from evogm_opt.base import Optimizer
 from evogm_opt.stopping import StoppingMonitor, budget_reason
 
 
@@ -63,7 +64,7 @@ def optimize(
     start = time.perf_counter() - elapsed
     told = int(getattr(opt, "n_evals", 0))
     reason = _budget_reason(told, budget)
-    while reason is None and not _stopped(opt):
+    while reason is None and not _stopped(opt, default_rules=budget is None):
         left = None if budget is None else budget - told
         popsize = getattr(opt, "popsize", None)
         n = left if popsize is None else popsize if left is None else min(popsize, left)
@@ -85,10 +86,15 @@ def optimize(
         reason = reason or _budget_reason(told, budget)
         if after_tell is not None and after_tell(opt) is True:
             reason = "callback asked to stop"
+    if reason is None and isinstance(opt, Optimizer):
+        reason = opt._stop_reason(default_rules=budget is None)
     return reason or getattr(opt, "stop_reason", None)
 
 
-def _stopped(opt: AskTell) -> bool:
+def _stopped(opt: AskTell, default_rules: bool) -> bool:
+    """``opt.stop()``; the optimizers' default rules apply only when the loop has no budget of its own."""
+    if isinstance(opt, Optimizer):
+        return opt.stop(default_rules=default_rules)
     stop = getattr(opt, "stop", None)
     return bool(stop()) if callable(stop) else False
 

@@ -59,6 +59,10 @@ class ParetoArchive:
         order = np.argsort(self.evaluations, kind="stable")
         self.x, self.values, self.evaluations = self.x[order], self.values[order], self.evaluations[order]
 
+    def __repr__(self) -> str:
+        sense = "maximised" if self.maximize else "minimised"
+        return f"ParetoArchive({len(self)} non-dominated of {self.n_objectives} {sense} objectives, dim={self.dim})"
+
     def __len__(self) -> int:
         return len(self.values)
 
