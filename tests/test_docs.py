@@ -69,3 +69,35 @@ def test_llm_merge_config_example_follows_the_schema(tmp_path):
     assert cfg.seen[1].weight == 2.0 and cfg.unseen[0].name == "medqa" and cfg.optimizer.budget == 200
     assert cfg.stopping.patience == 10 and cfg.eval_path == "auto"
     assert cfg.layout == "per_expert" and not cfg.simplex
+
+
+def test_architecture_worked_examples_run_and_the_new_names_work_everywhere(tmp_path):
+    """The optimizer example registers a name that minimize, checkpoints and the merge method registry accept.
+
+    Run in a fresh interpreter: registering is global and final (a second registration is an error by design).
+    """
+    import subprocess
+    import sys
+
+    page = Path(__file__).parents[1] / "docs" / "architecture.md"
+    optimizer_block, method_block = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    check = f"""
+{optimizer_block}
+import numpy as np
+import evogm_opt
+from evogm_opt import minimize
+result = minimize(lambda x: float(np.sum((x - 0.3) ** 2)), dim=3, budget=60, optimizer="hill-climber", seed=0)
+assert result.n_evals == 60 and result.y < 0.3, result
+result.optimizer.save({str(tmp_path / "h.ckpt")!r})
+assert type(evogm_opt.load({str(tmp_path / "h.ckpt")!r})).__name__ == "HillClimber"
+
+import torch
+from llm_merge.merges import MergeMethod, _weighted_sum, get_method, register
+{method_block}
+deltas = [torch.ones(2, 2), 3 * torch.ones(2, 2)]
+merged = get_method("average").merge(torch.zeros(2, 2), deltas, torch.tensor([1.0, 1.0]))
+assert torch.equal(merged, 2 * torch.ones(2, 2))
+print("ok")
+"""
+    run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr
