@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from evogm_opt._atomic import atomic_path
 
 FORMAT_NAME = "evogm-opt-checkpoint"
 FORMAT_VERSION = 1
@@ -64,23 +65,20 @@ def _join_arrays(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically: a crash leaves either the old file or the new one, never half."""
+    """Write ``state`` to ``path`` atomically: a crash leaves either the old file or the new one, never half.
+    The file gets the mode any new file gets (the umask is honoured: ``0644`` under ``umask 022``)."""
     target = Path(path)
     arrays: dict[str, np.ndarray] = {}
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "state": _split_arrays(state, arrays, "state")}
     payload = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{_META_KEY: payload}, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{_META_KEY: payload}, **arrays)
     return target
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # every .npz starts so (np.savez writes a zip archive)
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -89,15 +87,29 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not source.is_file():
         raise FileNotFoundError(f"no checkpoint at {source}")
     raw = source.read_bytes()
+    if not raw.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        what = "the file is empty" if not raw else f"not a zip archive as .npz checkpoints are (it starts {raw[:8]!r})"
+        raise ValueError(f"{source} is corrupt or not an evogm-opt checkpoint: {what}")
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             files = list(npz.files)
             meta_bytes = npz[_META_KEY].tobytes() if _META_KEY in files else None
-            arrays = {k: npz[k] for k in files if k != _META_KEY}
+            arrays = {}
+            for key in files:
+                if key != _META_KEY:
+                    arrays[key] = _entry(npz, key)
         meta = None if meta_bytes is None else json.loads(meta_bytes.decode("utf-8"))
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, UnicodeDecodeError, AttributeError) as exc:
-        # np.load raises ValueError for non-npz bytes ("pickled data"), BadZipFile/EOFError for truncated files.
-        raise ValueError(f"{source} is corrupt or not an evogm-opt checkpoint: {exc}") from exc
+        # BadZipFile/EOFError for truncated files, ValueError for damaged entries or metadata. numpy's own text
+        # may advise allow_pickle=True, which would let a file run code on load: never pass that on, not even as
+        # the chained cause a traceback prints.
+        reason = str(exc) or type(exc).__name__
+        prefix = f"{source} is corrupt or not an evogm-opt checkpoint"
+        if "pickle" in reason.lower():
+            raise ValueError(f"{prefix}: an entry is not a numeric array") from None
+        if isinstance(exc, (zipfile.BadZipFile, EOFError)):
+            reason = f"truncated or damaged zip archive ({reason})"
+        raise ValueError(f"{prefix}: {reason}") from exc
     if meta is None:
         raise ValueError(f"{source} is not an evogm-opt checkpoint (no metadata entry)")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
@@ -107,7 +119,42 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(
             f"{source} has checkpoint format version {version!r}; this evogm-opt reads version {FORMAT_VERSION}"
         )
-    return _join_arrays(meta["state"], arrays)
+    return _upgrade(_join_arrays(meta["state"], arrays))
+
+
+def _upgrade(obj: Any) -> Any:
+    """Read older layouts of the same format version as today's.
+
+    Optimizer configs (wherever they sit: a Ray searcher nests one) stored ``bounds`` as one (lo, hi) pair per
+    coordinate until evogm-opt wrote ``{"lower": [...], "upper": [...]}``; at dim 2 a pair list is also a valid
+    (lower, upper) and would be refused as ambiguous, so it is converted here, where its meaning is known.
+    """
+    if isinstance(obj, dict):
+        config = obj.get("config")
+        if "optimizer" in obj and isinstance(config, dict) and _is_pair_list(config.get("bounds")):
+            pairs = config["bounds"]
+            config["bounds"] = {"lower": [p[0] for p in pairs], "upper": [p[1] for p in pairs]}
+        for value in obj.values():
+            _upgrade(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            _upgrade(value)
+    return obj
+
+
+def _is_pair_list(bounds: Any) -> bool:
+    return isinstance(bounds, list) and bool(bounds) and all(isinstance(p, list) and len(p) == 2 for p in bounds)
+
+
+def _entry(npz: Any, key: str) -> np.ndarray:
+    try:
+        return npz[key]
+    except ValueError as exc:
+        if "pickle" not in str(exc).lower():
+            raise
+        raise ValueError(
+            f"entry {key!r} holds Python objects, which evogm-opt checkpoints never contain; it was not loaded"
+        ) from None
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
