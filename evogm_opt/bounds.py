@@ -6,13 +6,19 @@ coordinates, i.e. the merge coefficients λ); the user only ever sees x = centre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-BoundsLike = Union[tuple[float, float], Sequence[float], Sequence[Sequence[float]], np.ndarray]
+if TYPE_CHECKING:
+    from scipy.optimize import Bounds
+
+#: Every form :meth:`Box.create` reads (see there); ``scipy.optimize.Bounds`` is matched by its ``lb``/``ub``.
+BoundsLike = Union[
+    tuple[float, float], Sequence[float], Sequence[Sequence[float]], Mapping[str, Any], np.ndarray, "Bounds"
+]
 
 #: Told points may sit this far outside the box (relative to its width) before they are refused.
 #: Round-tripping a point through float formatting (JSON, a database, Optuna) moves it by ~1 ulp.
@@ -26,20 +32,27 @@ class Box:
 
     @classmethod
     def create(cls, bounds: BoundsLike, dim: int) -> Box:
-        """Accept ``(lo, hi)`` for every dimension, or a ``(dim, 2)`` array of per-dimension pairs."""
-        arr = np.asarray(bounds, dtype=float)
-        if arr.shape == (2,):
-            lower = np.full(dim, arr[0])
-            upper = np.full(dim, arr[1])
-        elif arr.shape == (dim, 2):
-            lower, upper = arr[:, 0].copy(), arr[:, 1].copy()
-        else:
-            raise ValueError(
-                f"bounds must be a pair (lower, upper) or an array of shape ({dim}, 2); got shape {arr.shape}"
-            )
+        """Read the user's bounds in any of the usual forms:
+
+        - ``(lo, hi)``: two numbers, the same interval for every coordinate;
+        - ``(lower, upper)`` with ``lower`` and ``upper`` each a number or ``dim`` numbers — pycma's and scipy's
+          form, shape ``(2, dim)``;
+        - ``[[lo_0, hi_0], ..., [lo_{dim-1}, hi_{dim-1}]]``: one pair per coordinate, shape ``(dim, 2)``;
+        - ``scipy.optimize.Bounds(lb, ub)`` or ``{"lower": ..., "upper": ...}`` (what :meth:`state` writes):
+          explicit, so never ambiguous.
+
+        At ``dim == 2`` a 2×2 array fits both pair forms. When only one of its readings is a valid box, that one
+        is used; when both are valid and differ, it is refused with both readings shown (say which with the
+        explicit forms) rather than silently guessed.
+        """
+        lower, upper = _read_bounds(bounds, dim)
         if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
-            raise ValueError("bounds must be finite numbers")
-        bad = np.flatnonzero(lower >= upper)
+            bad = np.flatnonzero(~(np.isfinite(lower) & np.isfinite(upper)))
+            raise ValueError(
+                f"bounds must be finite numbers; coordinate(s) {bad.tolist()} have "
+                f"lower={lower[bad].tolist()}, upper={upper[bad].tolist()}"
+            )
+        bad = np.flatnonzero(~(lower < upper))
         if bad.size:
             i = int(bad[0])
             raise ValueError(f"bounds need lower < upper; dimension {i} has lower={lower[i]} >= upper={upper[i]}")
@@ -82,8 +95,70 @@ class Box:
             )
         return np.clip(x, self.lower, self.upper)
 
-    def state(self) -> list[list[float]]:
-        return np.stack([self.lower, self.upper], axis=1).tolist()
+    def state(self) -> dict[str, list[float]]:
+        """The explicit ``{"lower": [...], "upper": [...]}`` form: plain data that :meth:`create` reads back the
+        same way at every ``dim`` (a list of pairs would be ambiguous at ``dim == 2``)."""
+        return {"lower": self.lower.tolist(), "upper": self.upper.tolist()}
+
+
+def _read_bounds(bounds: Any, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) as float arrays of length ``dim``, from any form :meth:`Box.create` documents."""
+    if isinstance(bounds, Box):
+        return _pair(bounds.lower, bounds.upper, dim, "Box")
+    if isinstance(bounds, Mapping):
+        if set(bounds) != {"lower", "upper"}:
+            raise ValueError(f"bounds as a mapping need exactly the keys 'lower' and 'upper'; got {sorted(bounds)}")
+        return _pair(bounds["lower"], bounds["upper"], dim, "bounds")
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):  # scipy.optimize.Bounds (keep_feasible is moot: ask is)
+        return _pair(bounds.lb, bounds.ub, dim, type(bounds).__name__)
+    try:
+        arr = np.asarray(bounds, dtype=float)
+    except (TypeError, ValueError):
+        # ragged, e.g. (0.0, [1, 2, 3]): pycma's (lower, upper) with one side a number
+        if isinstance(bounds, Sequence) and not isinstance(bounds, str) and len(bounds) == 2:
+            return _pair(bounds[0], bounds[1], dim, "bounds")
+        raise ValueError(f"bounds must be numbers: {bounds!r}") from None
+    if arr.shape == (2,):
+        return np.full(dim, arr[0]), np.full(dim, arr[1])
+    if arr.shape == (2, dim) and dim != 2:
+        return arr[0].copy(), arr[1].copy()
+    if arr.shape == (dim, 2) and dim != 2:
+        return arr[:, 0].copy(), arr[:, 1].copy()
+    if arr.shape == (2, 2) and dim == 2:
+        return _square(arr)
+    raise ValueError(
+        f"bounds must be (lo, hi), (lower, upper) arrays of shape (2, {dim}), one (lo, hi) pair per coordinate "
+        f"(shape ({dim}, 2)), scipy.optimize.Bounds or {{'lower': ..., 'upper': ...}}; got shape {arr.shape}"
+    )
+
+
+def _pair(lower: Any, upper: Any, dim: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        lo = np.broadcast_to(np.asarray(lower, dtype=float), (dim,)).copy()
+        hi = np.broadcast_to(np.asarray(upper, dtype=float), (dim,)).copy()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: lower and upper must each be a number or {dim} numbers ({exc})") from None
+    return lo, hi
+
+
+def _square(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 2×2 array at dim 2: rows are either the two coordinates' (lo, hi) pairs or the (lower, upper) arrays."""
+    per_coordinate = (arr[:, 0].copy(), arr[:, 1].copy())
+    lower_upper = (arr[0].copy(), arr[1].copy())
+    valid = [bool(np.all(lo < hi)) for lo, hi in (per_coordinate, lower_upper)]
+    if valid == [False, True]:
+        return lower_upper
+    if valid == [True, True] and not np.array_equal(np.stack(per_coordinate), np.stack(lower_upper)):
+
+        def show(lo: np.ndarray, hi: np.ndarray) -> str:
+            return ", ".join(f"x{i} in [{lo[i]:g}, {hi[i]:g}]" for i in range(2))
+
+        raise ValueError(
+            f"bounds {arr.tolist()} are ambiguous at dim=2: as one (lo, hi) pair per coordinate they mean "
+            f"{show(*per_coordinate)}; as (lower, upper) arrays they mean {show(*lower_upper)}; say which with "
+            f"{{'lower': [...], 'upper': [...]}} or scipy.optimize.Bounds(lb=[...], ub=[...])"
+        )
+    return per_coordinate  # valid only this way, the same either way, or invalid (Box.create names the coordinate)
 
 
 def clip_into_unit_box(u: np.ndarray) -> np.ndarray:

@@ -131,7 +131,7 @@ def test_bad_tell_raises_and_loses_nothing(make_optimizer, x, y, match):
         ({"dim": 0}, "dim must be a positive integer"),
         ({"dim": 2.5}, "dim must be a positive integer"),
         ({"dim": 2, "bounds": (1.0, 1.0)}, "lower < upper"),
-        ({"dim": 2, "bounds": [[0, 1], [3, 2]]}, "dimension 1 has lower=3.0 >= upper=2.0"),
+        ({"dim": 2, "bounds": [[0, 3], [3, 2]]}, "dimension 1 has lower=3.0 >= upper=2.0"),
         ({"dim": 2, "bounds": [[0, 1]]}, r"shape \(2, 2\)"),
         ({"dim": 2, "bounds": (0, np.inf)}, "finite"),
         ({"dim": 2, "popsize": 0}, "popsize"),
