@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -53,3 +57,49 @@ def test_seeded_runs_repeat():
         return opt.minimize(sphere).value
 
     np.testing.assert_array_equal(run(), run())
+
+
+@pytest.mark.parametrize(
+    ("param", "named"),
+    [
+        (ng.p.Array(shape=(3,)), ["value[0] (no lower or upper)", "value[2] (no lower or upper)"]),
+        (ng.p.Array(shape=(2,)).set_bounds(lower=0.0), ["value[0] (no upper)", "value[1] (no upper)"]),
+        (ng.p.Dict(a=ng.p.Scalar(lower=0, upper=1), b=ng.p.Scalar()), ["b (no lower or upper)"]),
+    ],
+    ids=["array", "half-bounded", "dict"],
+)
+def test_unbounded_coordinates_are_refused_by_name_instead_of_searched_near_1e16(param, named):
+    opt = EvoGM()(param, budget=10)
+    with pytest.raises(ValueError, match="needs a finite lower and upper bound") as info:
+        opt.ask()
+    assert all(name in str(info.value) for name in named)
+    assert "a (" not in str(info.value)  # the bounded scalar of the dict is not named
+    with pytest.raises(ValueError, match="unbounded"):
+        opt.tell(param.spawn_child(), 1.0)
+
+
+def test_bounded_parametrizations_of_every_kind_are_searched_inside_their_bounds():
+    param = ng.p.Instrumentation(
+        ng.p.Array(shape=(2,), lower=-1.0, upper=1.0),
+        lr=ng.p.Log(lower=1e-4, upper=1e-1),
+        y=ng.p.Scalar(lower=0, upper=2),
+    )
+    param.random_state.seed(0)
+    opt = EvoGM()(param, budget=12)
+    for _ in range(12):
+        cand = opt.ask()
+        (x,), kw = cand.value
+        assert np.all(np.abs(x) <= 1.0) and 0 <= kw["y"] <= 2
+        assert 1e-4 * (1 - 1e-12) <= kw["lr"] <= 1e-1 * (1 + 1e-12)  # nevergrad clips in log space: exp rounds
+        opt.tell(cand, float(np.sum(x**2) + kw["y"]))
+
+
+def test_the_integrations_page_snippet_runs_without_a_warning():
+    page = Path(__file__).parents[1] / "docs" / "integrations.md"
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S) if "nevergrad" in b]
+    namespace = {"np": np, "loss": sphere}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile(block, str(page), "exec"), namespace)
+    assert [str(w.message) for w in caught] == []
+    assert sphere(namespace["ng_best"].value) < 0.1
