@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import subprocess
 import sys
@@ -88,6 +89,60 @@ def test_categorical_falls_back_to_the_independent_sampler_with_one_warning():
         study.optimize(with_choice, n_trials=12)
     assert sum("'kind'" in str(w.message) for w in record) == 1
     assert study.sampler.optimizer.dim == 4
+
+
+def test_warnings_say_why_a_parameter_is_sampled_independently_and_point_at_the_users_line():
+    def conditional(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -3.0, 3.0)
+        if trial.number % 3 == 1:
+            x += trial.suggest_float("shift", -1.0, 1.0)  # only in some trials
+        kind = trial.suggest_categorical("kind", ["a", "b"])
+        return x**2 + (kind == "b")
+
+    study = optuna.create_study(sampler=GenerativeSampler(seed=0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study.optimize(conditional, n_trials=10)
+    messages = {w.message.args[0].split("'")[1]: w for w in caught if "GenerativeSampler samples" in str(w.message)}
+    assert set(messages) == {"shift", "kind"}
+    shift = str(messages["shift"].message)
+    assert "conditional" in shift and "in 0 of 1 finished trials" in shift and "only float and int" not in shift
+    assert "only float and int parameters" in str(messages["kind"].message)
+    assert all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]
+
+
+def test_a_shrinking_search_space_says_the_optimizer_restarts_and_keeps_the_data():
+    def loses_y(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -3.0, 3.0)
+        y = trial.suggest_float("y", -3.0, 3.0) if trial.number < 6 else 0.0
+        return x**2 + y**2
+
+    sampler = GenerativeSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        study.optimize(loses_y, n_trials=9)
+    restarts = [w for w in caught if "joint search space" in str(w.message)]
+    assert len(restarts) == 1 and restarts[0].filename == __file__
+    assert "lost ['y']" in str(restarts[0].message) and "restarts on ['x'] after" in str(restarts[0].message)
+    assert sampler.optimizer.dim == 1
+    assert sampler.optimizer.n_evals == 8  # every finished trial re-told on x, not only those since the change
+
+
+def test_failed_and_pruned_tells_are_not_repeated_at_warning(caplog):
+    def prunes(trial: optuna.Trial) -> float:
+        value = objective(trial)
+        if trial.number % 3 == 1:
+            raise optuna.TrialPruned()  # Optuna reports it; the sampler must not report it again
+        return value
+
+    study = optuna.create_study(sampler=GenerativeSampler(seed=0))
+    with caplog.at_level(logging.DEBUG, logger="evogm_opt"):
+        study.optimize(prunes, n_trials=15)
+    ours = [r for r in caplog.records if r.name.startswith("evogm_opt")]
+    assert not [r for r in ours if r.levelno >= logging.WARNING]
+    assert any("failed" in r.getMessage() and r.levelno == logging.DEBUG for r in ours)
+    assert study.sampler.optimizer.n_failed >= 4
 
 
 def test_threads_share_one_optimizer():

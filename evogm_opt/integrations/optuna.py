@@ -2,19 +2,26 @@
 
 Relative sampling covers the float and int parameters of the intersection search space, mapped to the box
 [-1, 1]^d the optimizer works in (log-scaled parameters in log space; ints and stepped floats rounded on the way
-out). Other parameters (categoricals, single-valued ranges) go to an independent sampler — ``RandomSampler`` by
-default — with a one-time warning.
+out). Other parameters go to an independent sampler — ``RandomSampler`` by default — with a one-time warning that
+says why: a categorical, a single-valued range, or a float/int parameter that is not in every finished trial with
+the same range (a conditional parameter). When that joint space shrinks, the optimizer restarts on the smaller
+space, re-told every finished trial, and says so. Warnings point at the user's line, not into Optuna.
 
 Distributed studies: the optimizer is fed from the *storage*, not from this process's memory. Before every
 relative sample, trials that finished since the last one (COMPLETE with their value; FAIL and PRUNED as failed
 evaluations) are told to this process's optimizer, in trial-number order, whichever process ran them; rows that
 this process did not ask are external rows to it (the core protocol takes them). So several processes sharing
 one RDB study each propose from every finished trial, and ``n_jobs > 1`` threads share one optimizer under a lock.
+Optuna itself reports failed and pruned trials; telling them to the optimizer is logged at DEBUG only.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import math
+import os
+import sys
 import threading
 import warnings
 from typing import Any
@@ -23,12 +30,53 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.search_space import IntersectionSearchSpace
+from optuna.search_space import IntersectionSearchSpace, intersection_search_space
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+import evogm_opt
 from evogm_opt.base import Optimizer
 from evogm_opt.integrations._common import OptimizerFactory, ParameterAxis, default_factory
+
+logger = logging.getLogger(__name__)
+
+# Frames of these packages, and of the thread pool that runs n_jobs > 1, are not the user's line.
+_INTERNAL_PREFIXES = (
+    os.path.dirname(optuna.__file__) + os.sep,
+    os.path.dirname(evogm_opt.__file__) + os.sep,
+    os.path.dirname(concurrent.futures.__file__) + os.sep,
+    threading.__file__,
+)
+
+
+def _warn_at_user(message: str) -> None:
+    """``warnings.warn`` attributed to the first frame outside Optuna and evogm_opt: the user's
+    ``trial.suggest_*`` or ``study.optimize`` line (Python 3.11 has no ``skip_file_prefixes``)."""
+    frame = sys._getframe(1)
+    level = 2  # stacklevel 2 is our caller
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL_PREFIXES):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+class _ToldByOptuna(logging.Filter):
+    """While a thread tells the optimizer trials that Optuna already reported as failed or pruned, the core's
+    WARNING about failed evaluations would repeat that news on every sync: it is re-logged here at DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not getattr(self.active, "on", False):
+            return True
+        logger.debug("(reported by Optuna) %s", record.getMessage())
+        return False
+
+
+_told_by_optuna = _ToldByOptuna()
+logging.getLogger("evogm_opt").addFilter(_told_by_optuna)  # the core's logger (evogm_opt.base)
 
 
 def _axis(dist: FloatDistribution | IntDistribution) -> ParameterAxis:
@@ -99,14 +147,39 @@ class GenerativeSampler(BaseSampler):
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        if self._warn and param_name not in self._warned and len(study.trials) > 1:
-            self._warned.add(param_name)
-            warnings.warn(
-                f"GenerativeSampler samples {param_name!r} ({type(param_distribution).__name__}) with "
-                f"{type(self._independent).__name__}: only float and int parameters are searched jointly",
-                stacklevel=2,
-            )
+        if self._warn and param_name not in self._warned:
+            reason = self._why_independent(study, param_name, param_distribution)
+            if reason is not None:
+                self._warned.add(param_name)
+                _warn_at_user(
+                    f"GenerativeSampler samples {param_name!r} ({type(param_distribution).__name__}) with "
+                    f"{type(self._independent).__name__}: {reason}"
+                )
         return self._independent.sample_independent(study, trial, param_name, param_distribution)
+
+    def _why_independent(self, study: optuna.Study, name: str, dist: BaseDistribution) -> str | None:
+        """Why ``name`` is outside the joint space, in the user's terms; None when that is not news: no trial has
+        finished yet (the first trials are sampled independently), or ``name`` joined the space since this trial
+        started (``n_jobs > 1``)."""
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if not finished:
+            return None
+        if not isinstance(dist, (FloatDistribution, IntDistribution)):
+            return "only float and int parameters are searched jointly"
+        if dist.single():
+            return "its range holds a single value, so there is nothing to search"
+        if name in intersection_search_space(finished, include_pruned=True):
+            return None
+        having = [t for t in finished if name in t.params]
+        if len(having) < len(finished):
+            return (
+                f"it is in {len(having)} of {len(finished)} finished trials (a conditional parameter?), and only "
+                "parameters present in every finished trial are searched jointly"
+            )
+        return (
+            "its distribution differs between finished trials (e.g. a changed range), and only parameters with "
+            "the same distribution in every finished trial are searched jointly"
+        )
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._independent.before_trial(study, trial)
@@ -127,7 +200,17 @@ class GenerativeSampler(BaseSampler):
         if self._optimizer is not None and names == self._names:
             return
         if self._optimizer is not None:
-            warnings.warn("the relative search space changed; GenerativeSampler starts a new optimizer", stacklevel=3)
+            # Optuna's intersection space only shrinks: a parameter left it (missing from a finished trial, or
+            # its range changed). A box of another dimension needs a new optimizer; the data is kept.
+            dropped = sorted(set(self._names) - set(names))
+            added = sorted(set(names) - set(self._names))
+            change = f"lost {dropped}" + (f" and gained {added}" if added else "")
+            _warn_at_user(
+                f"GenerativeSampler's joint search space {change} (a parameter missing from a finished trial or "
+                f"with a changed range): its optimizer restarts on {list(names)} after "
+                f"{self._optimizer.n_evals} evaluations and is told again every finished trial that has all of "
+                "these; what it had learned beyond those values (generator, step size) starts over"
+            )
         self._names = names
         self._axes = [_axis(search_space[n]) for n in names]
         maximize = study.direction == StudyDirection.MAXIMIZE
@@ -151,6 +234,8 @@ class GenerativeSampler(BaseSampler):
             ok = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
             values.append(float(t.value) if ok else float("nan"))
         if rows:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # failed trials are expected input here, not news
+            _told_by_optuna.active.on = True
+            try:
                 self._optimizer.tell(np.array(rows), values)
+            finally:
+                _told_by_optuna.active.on = False
