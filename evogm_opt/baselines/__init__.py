@@ -1,8 +1,6 @@
-"""Peers behind the same ask/tell protocol as ``GenerativeOptimizer``."""
+"""Moved: the optimizer peers live in :mod:`evogm_opt.optimizers` ("baselines" collided with ``llm_merge.baselines``,
+the reference merges). This package keeps old imports working."""
 
-from evogm_opt.baselines.cmaes import CMAES
-from evogm_opt.baselines.model_swarms import ModelSwarms
-from evogm_opt.baselines.pso_merging import PSOMerging
-from evogm_opt.baselines.random_search import RandomSearch
+from evogm_opt.optimizers import CMAES, ModelSwarms, PSOMerging, RandomSearch
 
 __all__ = ["CMAES", "ModelSwarms", "PSOMerging", "RandomSearch"]
