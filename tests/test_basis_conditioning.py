@@ -9,6 +9,7 @@ import pytest
 
 from evogm_opt import GenerativeOptimizer
 from evogm_opt.config import PRESETS, EvoGMConfig
+from evogm_opt.evogm.basis import spread_rows
 
 
 def _run(tau: float, seed: int) -> GenerativeOptimizer:
@@ -29,9 +30,8 @@ def test_spread_experts_keep_the_basis_well_conditioned():
 
 
 def test_spread_rows_follow_rank_order_and_skip_rows_in_the_span():
-    opt = GenerativeOptimizer(3, seed=0, config=dataclasses.replace(PRESETS["default"], shift_min_residual=0.5))
-    opt._hist_u = np.array([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0, 0, 0], [0, 0, 1.0]])
-    rows = opt._spread_rows(np.arange(5), 0.5)
+    u = np.array([[1.0, 0, 0], [0.9, 0.1, 0], [0, 1.0, 0], [0, 0, 0], [0, 0, 1.0]])
+    rows = spread_rows(u, np.arange(5), 0.5, limit=3)
     assert rows.tolist() == [0, 2, 4]  # row 1 is nearly row 0; row 3 has no direction
 
 

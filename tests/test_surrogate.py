@@ -104,12 +104,13 @@ def test_training_window_keeps_the_most_recent_and_the_best_points():
     for _ in range(6):
         x = opt.ask()
         opt.tell(x, rng.uniform(0, 1, len(x)))
-    rows = np.arange(len(opt._hist_y))
-    window = opt._window(rows, 16)
+    history = opt._history
+    rows = np.arange(len(history))
+    window = history.window(rows, 16)
     assert len(window) <= 16
-    best_two = np.argsort(opt._hist_y, kind="stable")[:2]
+    best_two = np.argsort(history.y, kind="stable")[:2]
     assert set(best_two) <= set(window.tolist())  # the best eighth (16 // 8 = 2) is always in
     assert set(rows[-14:]) <= set(window.tolist())  # and the most recent rows fill the rest
-    np.testing.assert_array_equal(opt._window(rows[:10], 16), rows[:10])
+    np.testing.assert_array_equal(history.window(rows[:10], 16), rows[:10])
     with pytest.raises(ValueError, match="train_window"):
         EvoGMConfig(train_window=3)

@@ -1,0 +1,395 @@
+"""``GenerativeOptimizer``: EvoGM (ICML 2026, arXiv 2605.29295) as an ask/tell optimizer.
+
+Example::
+
+    import numpy as np
+    from evogm_opt import GenerativeOptimizer
+
+    opt = GenerativeOptimizer(dim=4, seed=0, max_evals=80)
+    while not opt.stop():
+        X = opt.ask()
+        opt.tell(X, [float(np.sum((x - 0.3) ** 2)) for x in X])
+    print(opt.best.x, opt.best.y)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evogm_opt.base import Best, Optimizer
+from evogm_opt.bounds import BoundsLike
+from evogm_opt.evogm import proposals
+from evogm_opt.evogm.basis import Basis, BasisShift, fold_into_box, spread_rows
+from evogm_opt.evogm.config import PRESETS, EvoGMConfig, resolve
+from evogm_opt.evogm.generator import GeneratorPair
+from evogm_opt.evogm.history import History
+from evogm_opt.evogm.surrogate import GaussianProcess
+
+BasisHook = Callable[[BasisShift], None]
+
+
+@dataclass(frozen=True, eq=False)
+class AskedBatch:
+    """One ask, with what adapters of nonlinear merges need beside the points.
+
+    ``x``: the points, shape (n, dim), user coordinates — exactly what ``ask(n)`` returns. ``basis_version``:
+    the basis they were asked in (how many shifts, ``len(shift_rows)``). ``coordinates``: their current
+    coordinates c, shape (n, dim), over the experts of that basis — for ``boundary="reflect"``/``"mixed"`` the
+    coordinates of x itself; for ``"clip"`` (the paper presets) the generator's own c, of which x is c @ B
+    clipped into the box.
+    """
+
+    x: np.ndarray
+    basis_version: int
+    coordinates: np.ndarray
+
+
+@dataclass
+class _Generation:
+    """The generation in progress; a new one starts once ``popsize`` results have been told."""
+
+    queue: np.ndarray  # proposals made and not yet asked (current coordinates)
+    batches: int = 0  # proposal batches made; in iteration 0 the first one is the initial population
+    trained: bool = False  # the generators have been trained for it
+    told_rows: list[int] = field(default_factory=list)  # history rows told in it (the 1/5th rule's trials)
+
+
+class GenerativeOptimizer(Optimizer):
+    """EvoGM: a learned loser→winner generator replaces mutation; rounds end with a basis shift.
+
+    One *round* (paper Alg. 1) is an initial population followed by T *iterations*; each iteration splits the
+    round's history H into winners (top ρ) and losers, trains the generators, proposes ``G_lw(population)`` and
+    keeps the best P of H as the next population. A generation is complete once ``popsize`` results have been
+    told, whatever mix of asked and external rows they are.
+
+    Coordinates: the optimizer searches *current* coordinates c ∈ [-1, 1]^dim. A point is evaluated at
+    u = c @ B in the original normalised box and returned to the user as x = centre + u ⊙ half_width. After a
+    basis shift (paper §3.3) the rows of B are the round's top-dim points, so c @ B can leave the box; the
+    config's ``boundary`` rule brings it back (:func:`~evogm_opt.evogm.basis.fold_into_box`): ``"clip"`` (the
+    paper presets: projected per coordinate, the generator keeps learning in its own c), ``"reflect"`` (the
+    default: mirrored at the faces, and c becomes the current coordinates of the point evaluated) or
+    ``"mixed"`` (the generator's own noise-free proposals projected, every other row mirrored; c as for
+    ``"reflect"``). Rows told without an ask are expressed in the current basis by least squares.
+
+    Args:
+        dim: number of coefficients (experts).
+        bounds: ``(lower, upper)`` for every coordinate or an array of shape ``(dim, 2)``.
+        popsize: P, default 2·dim as in the paper.
+        preset: ``"default"`` (ours), ``"paper"`` (the reference), ``"paper-single-generator"``, ``"paper-no-rounds"``.
+        config: an :class:`EvoGMConfig` (or its ``to_dict()``) replacing the preset entirely.
+        on_basis_shift: called with a :class:`BasisShift` after each shift; adapters of nonlinear merges (TIES,
+            DARE) materialise the new experts there (``np.asarray(shift)`` is the new basis matrix).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        bounds: BoundsLike = (-1.0, 1.0),
+        *,
+        popsize: int | None = None,
+        seed: int | None = None,
+        maximize: bool = False,
+        max_evals: int | None = None,
+        preset: str = "default",
+        config: EvoGMConfig | dict[str, Any] | None = None,
+        on_basis_shift: BasisHook | None = None,
+    ) -> None:
+        if isinstance(config, dict):
+            config = EvoGMConfig.from_dict(config)
+        self.config = resolve(preset, config)
+        super().__init__(dim, bounds, popsize=popsize, seed=seed, maximize=maximize, max_evals=max_evals)
+        if self.popsize < 2:
+            raise ValueError("GenerativeOptimizer needs popsize >= 2 (winners and losers)")
+        self.on_basis_shift = on_basis_shift
+        self.round = 0
+        self.iteration = 0  # 0: the round's initial population; 1..T: generator iterations
+        self.basis = Basis.identity(dim)
+        self.noise = self.config.proposal_noise * self._step_unit  # σ per coordinate
+        self.generators: GeneratorPair | None = None  # one pair (and one Adam) per round, as the reference
+        self.last_loss = float("nan")
+        self._history = History.empty(dim)
+        self._generation = _Generation(np.empty((0, dim)))
+        # the history the GP was fitted on, the GP and the rows of that history it saw
+        self._surrogate_cache: tuple[History, GaussianProcess | None, np.ndarray] | None = None
+
+    @property
+    def preset(self) -> str:
+        """The name of the preset this optimizer's configuration equals, or ``"custom"``."""
+        return next((name for name, config in PRESETS.items() if config == self.config), "custom")
+
+    @property
+    def basis_version(self) -> int:
+        """How many basis shifts have happened (the version of the current basis)."""
+        return self.basis.version
+
+    @property
+    def shift_rows(self) -> list[np.ndarray]:
+        """Each shift's top rows in the coordinates they were chosen in, oldest first (checkpointed): what
+        adapters of nonlinear merges replay to rebuild the experts of a resumed run."""
+        return list(self.basis.shift_rows)
+
+    @property
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current round's history (user coordinates, minimised values; failures are +inf)."""
+        return self.box.to_user(self._history.u), self._history.y.copy()
+
+    @property
+    def payload_width(self) -> int:  # type: ignore[override]
+        return 1 + self.dim  # basis version + current coordinates of the asked point
+
+    @property
+    def _step_unit(self) -> float:
+        return proposals.step_unit(self.dim, self.config.noise_per_sqrt_dim)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, preset={self.preset!r}, "
+            f"round={self.round}, n_evals={self.n_evals})"
+        )
+
+    # ------------------------------------------------------------------ asks
+    def ask(self, n: int | None = None) -> np.ndarray:
+        """Return ``n`` (default ``popsize``) points to evaluate, shape ``(n, dim)``, inside the bounds."""
+        return self.ask_with_coordinates(n).x
+
+    def ask_with_coordinates(self, n: int | None = None) -> AskedBatch:
+        """The ask itself (``ask`` returns its ``.x``), with the basis version and current coordinates of each row.
+
+        Adapters whose merge is nonlinear evaluate ``coordinates`` over the experts they rebuilt at each shift
+        (:attr:`shift_rows`) instead of x; this is the way to get them (:meth:`pending_coordinates` matches rows
+        by value later, for callers that only kept x).
+        """
+        x = super().ask(n)
+        payload = self._pending_payload[len(self._pending_payload) - len(x) :]
+        return AskedBatch(x=x, basis_version=int(payload[0, 0]), coordinates=payload[:, 1:].copy())
+
+    def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        generation = self._generation
+        while len(generation.queue) < n:
+            generation.queue = np.concatenate([generation.queue, self._make_proposals()])
+        c, generation.queue = generation.queue[:n], generation.queue[n:]
+        u = self._into_box(c)
+        if self.config.boundary != "clip" and self.basis.version:
+            c = self.basis.to_current(u)  # the coordinates of the point actually evaluated
+        x = self.box.to_user(u)
+        payload = np.concatenate([np.full((n, 1), float(self.basis.version)), c], axis=1)
+        return x, payload
+
+    def _into_box(self, c: np.ndarray, projected: np.ndarray | None = None) -> np.ndarray:
+        """Where current coordinates are evaluated: u = c @ B, folded into the box by the ``boundary`` rule."""
+        u = c if self.basis.version == 0 else self.basis.to_original(c)  # B = I before the first shift: u is c
+        return fold_into_box(u, self.config.boundary, projected)
+
+    def _make_proposals(self) -> np.ndarray:
+        """The next batch of asks (current coordinates): paper Alg. 1, plus our noise, screening and repeats."""
+        cfg = self.config
+        self._generation.batches += 1
+        if self.iteration == 0:
+            if self._generation.batches == 1:
+                return proposals.initial_population(self.dim, self.popsize, self.rng)
+            return proposals.uniform(self.popsize, self.dim, self.rng)
+        generators = self.generators
+        if generators is None or not self._generation.trained:
+            generators = self._train()
+        population = self._history.c[self._history.ranked()[: self.popsize]]  # Alg. 1: the best P of H
+        made = generators.propose(population)  # Alg. 1: C = G_lw(population)
+        projected = np.full(len(made), self.noise == 0)  # which rows are G_lw's own, unperturbed output
+        surrogate = self._surrogate() if cfg.screening > 0 else None
+        if surrogate is not None:
+            made, projected = proposals.screened(
+                made,
+                surrogate,
+                self._into_box,
+                variants=cfg.screening,
+                exploit=cfg.exploit_candidates,
+                sigma=self.noise,
+                rng=self.rng,
+            )
+        elif self.noise > 0:
+            made = proposals.perturbed(made, self.noise, self.rng)
+        if cfg.boundary == "mixed" and self.basis.version and projected.any():
+            # the queue keeps coordinates only, not which rows are G_lw's own: those are folded now (projected, by
+            # the rule) and kept as the coordinates of the points chosen, which the fold at ask time leaves where
+            # they are; every other row is folded at ask time, exactly as under "reflect"
+            own = made[projected]
+            made[projected] = self.basis.to_current(self._into_box(own, np.ones(len(own), dtype=bool)))
+        if cfg.deduplicate:
+            made = proposals.without_repeats(made, self._history.c, max(self.noise, 0.05), self.rng)
+        return made
+
+    def _train(self) -> GeneratorPair:
+        """Paper Alg. 1: split H into winners and losers and train the round's generators (§3.2) on them."""
+        if self.generators is None:
+            self.generators = GeneratorPair(self.dim, self.config.generator, self.rng)
+        winners, losers = self._history.winners_and_losers(self.config.winner_fraction, self.config.train_window)
+        self.last_loss = self.generators.train(winners, losers, self.rng)
+        self._generation.trained = True
+        return self.generators
+
+    # ------------------------------------------------------------------ surrogate and recommendation
+    def _surrogate(self) -> GaussianProcess | None:
+        """A GP on the kept history in the original box (stable across basis shifts); None if too little data."""
+        return self._fitted_surrogate()[0]
+
+    def _fitted_surrogate(self) -> tuple[GaussianProcess | None, np.ndarray]:
+        """The GP and the history rows it was fitted on. Cached until the history changes, so screening and
+        ``recommend`` share one fit per generation."""
+        if self._surrogate_cache is not None and self._surrogate_cache[0] is self._history:
+            return self._surrogate_cache[1], self._surrogate_cache[2]
+        history = self._history
+        rows = history.finite_rows()
+        model = None
+        if len(rows) >= max(5, self.dim // 2 + 2):
+            rows = history.window(rows, self.config.surrogate_points)
+            try:
+                model = GaussianProcess(history.u[rows], history.y[rows])
+            except np.linalg.LinAlgError:
+                model = None
+        self._surrogate_cache = (history, model, rows)
+        return model, rows
+
+    def recommend(self) -> Best | None:
+        """The point to deploy, with ``evaluation`` the 1-based index of the told row it is (counting every row
+        told, in order: external rows and failures included), so a log of told rows finds it by index.
+
+        ``recommendation="best"`` (paper Alg. 1): :attr:`best`. ``"posterior"``: the row of the current round's
+        history with the best GP posterior mean (smoothing the noise of a finite validation set), its ``x`` mapped
+        back from the normalised box (equal to the told row up to rounding) and ``y`` the value told; ``best``
+        while the GP cannot be fitted.
+        """
+        if self.config.recommendation != "posterior" or self._best is None:
+            return self._best
+        surrogate, rows = self._fitted_surrogate()
+        if surrogate is None:
+            return self._best
+        history = self._history
+        i = rows[int(np.argmin(surrogate.fitted_mean()))]
+        y = float(-history.y[i] if self.maximize else history.y[i])
+        return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=y, evaluation=int(history.n[i]))
+
+    # ------------------------------------------------------------------ results
+    def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
+        u = self.box.to_unit(x)
+        c = self.basis.to_current(u)
+        same_basis = asked & (payload[:, 0] == self.basis.version)
+        c[same_basis] = payload[same_basis, 1:]
+        start = len(self._history)
+        evaluations = np.arange(self.n_evals - len(y) + 1, self.n_evals + 1)
+        self._history = self._history.appended(c, u, y, evaluations)
+        self._generation.told_rows.extend(range(start, start + len(y)))
+        if len(self._generation.told_rows) >= self.popsize:
+            self._advance()
+
+    def _advance(self) -> None:
+        """A generation's worth of results has arrived: next iteration, or end of round + basis shift."""
+        told = self._generation.told_rows
+        if self.config.adapt_noise and self.iteration > 0 and told:
+            top = set(self._history.ranked()[: self.popsize].tolist())
+            success = np.mean([row in top for row in told])
+            ceiling = self.config.max_proposal_noise * self._step_unit
+            self.noise = proposals.adapted_step(self.noise, success, ceiling)
+        self._generation = _Generation(np.empty((0, self.dim)))
+        self.iteration += 1
+        if self.iteration > self.config.iterations_per_round:
+            self._end_round()
+
+    def _end_round(self) -> None:
+        cfg = self.config
+        self.round += 1
+        if cfg.n_rounds is None or self.round != cfg.n_rounds:
+            self._shift_basis()
+        self.generators = None
+        self.iteration = 0 if cfg.reinit_each_round else 1
+        if cfg.reset_history_each_round:
+            self._history = History.empty(self.dim)
+        else:
+            self._history = self._history.in_basis(self.basis)
+        if not cfg.reinit_each_round:
+            self.noise = max(self.noise, cfg.proposal_noise * self._step_unit)
+
+    def _shift_basis(self) -> None:
+        """Paper §3.3: the round's top-dim points become the experts of the next round (B ← C_top @ B)."""
+        history = self._history
+        order = history.ranked()
+        finite = order[np.isfinite(history.y[order])]
+        if self.config.shift_min_residual > 0:
+            finite = spread_rows(history.u, finite, self.config.shift_min_residual, self.dim)
+        top = history.c[finite[: self.dim]]
+        if len(top) < self.dim:  # too few successful evaluations: keep current experts for the missing rows
+            top = np.concatenate([top, np.eye(self.dim)[len(top) :]])
+        self.basis = self.basis.shifted(top)
+        if self.on_basis_shift is not None:
+            self.on_basis_shift(BasisShift(self.basis.version, self.basis.matrix.copy(), top.copy()))
+
+    def _algorithm_stop(self) -> str | None:
+        if self.config.n_rounds is not None and self.round >= self.config.n_rounds:
+            return f"completed n_rounds={self.config.n_rounds} rounds"
+        return None
+
+    # ------------------------------------------------------------------ state
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "config": self.config.to_dict()}
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        generation = self._generation
+        return {
+            "round": self.round,
+            "iteration": self.iteration,
+            "basis": self.basis.matrix.copy(),
+            "basis_version": self.basis.version,
+            "shift_rows": np.asarray(self.basis.shift_rows, dtype=float).reshape(-1, self.dim, self.dim),
+            "noise": self.noise,
+            "trained": generation.trained,
+            "queue": generation.queue.copy(),
+            "batches_made": generation.batches,
+            "told_in_generation": len(generation.told_rows),
+            "generation_rows": np.asarray(generation.told_rows, dtype=np.int64),
+            **self._history.state(),
+            "last_loss": self.last_loss,
+            "generators": None if self.generators is None else self.generators.state(),
+        }
+
+    def _load_algorithm_state(self, state: dict[str, Any]) -> None:
+        dim = self.dim
+        self.round = int(state["round"])
+        self.iteration = int(state["iteration"])
+        rows = np.asarray(state.get("shift_rows", np.empty((0, dim, dim))), dtype=float).reshape(-1, dim, dim)
+        self.basis = Basis(np.asarray(state["basis"], dtype=float).reshape(dim, dim), list(rows))
+        if self.basis.version != int(state["basis_version"]):
+            raise ValueError(
+                f"checkpoint has {self.basis.version} recorded basis shifts but basis version {state['basis_version']}"
+            )
+        self.noise = float(state["noise"])
+        told_rows = [int(i) for i in np.asarray(state["generation_rows"]).ravel()]
+        if int(state["told_in_generation"]) != len(told_rows):
+            raise ValueError("checkpoint counts a different number of rows told in the generation than it lists")
+        self._generation = _Generation(
+            queue=np.array(state["queue"], dtype=float).reshape(-1, dim),
+            batches=int(state["batches_made"]),
+            trained=bool(state["trained"]),
+            told_rows=told_rows,
+        )
+        self._history = History.from_state(state, dim)
+        self.last_loss = float(state["last_loss"])
+        self.generators = None
+        if state["generators"] is not None:
+            self.generators = GeneratorPair(dim, self.config.generator, np.random.default_rng(0))
+            self.generators.load(state["generators"])
+        self._surrogate_cache = None
+
+    # ------------------------------------------------------------------ introspection
+    def pending_coordinates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Basis version and current coordinates c of asked, not yet told rows (matched by value, as ``tell`` will).
+
+        For callers that kept only x; adapters should take the coordinates from :meth:`ask_with_coordinates`.
+        """
+        points = self._validate_points(x)
+        index = self._match_pending(points)
+        if (index < 0).any():
+            raise ValueError(f"row {int(np.flatnonzero(index < 0)[0])} of X was not asked (or was already told)")
+        payload = self._pending_payload[index]
+        return payload[:, 0].astype(np.int64), payload[:, 1:].copy()
