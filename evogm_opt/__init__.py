@@ -5,17 +5,19 @@ All optimizers share one ask/tell protocol (:class:`Optimizer`): numpy in, numpy
 
 from evogm_opt import registry
 from evogm_opt._version import __version__
-from evogm_opt.base import Best, Optimizer, load, registered_optimizers
-from evogm_opt.baselines import CMAES, ModelSwarms, PSOMerging, RandomSearch
-from evogm_opt.config import PRESETS, EvoGMConfig
-from evogm_opt.generator import GeneratorConfig
+from evogm_opt.base import Best, Evaluations, Optimizer, load, registered_optimizers
+from evogm_opt.evogm import PRESETS, AskedBatch, BasisShift, EvoGMConfig, GenerativeOptimizer, GeneratorConfig
+from evogm_opt.loop import optimize
 from evogm_opt.minimize import MinimizeResult, minimize
-from evogm_opt.optimizer import GenerativeOptimizer
+from evogm_opt.optimizers import CMAES, ModelSwarms, PSOMerging, RandomSearch
 
 __all__ = [
     "CMAES",
     "PRESETS",
+    "AskedBatch",
+    "BasisShift",
     "Best",
+    "Evaluations",
     "EvoGMConfig",
     "GenerativeOptimizer",
     "GeneratorConfig",
@@ -27,6 +29,7 @@ __all__ = [
     "__version__",
     "load",
     "minimize",
+    "optimize",
     "registered_optimizers",
     "registry",
 ]

@@ -100,7 +100,7 @@ def _ensure_builtins() -> None:
 
 
 def _evogm(preset: str) -> Callable[..., Optimizer]:
-    from evogm_opt.optimizer import GenerativeOptimizer
+    from evogm_opt.evogm import GenerativeOptimizer
 
     def build(dim: int, **kwargs: Any) -> Optimizer:
         return GenerativeOptimizer(dim, **{"preset": preset, **kwargs})
@@ -110,7 +110,7 @@ def _evogm(preset: str) -> Callable[..., Optimizer]:
 
 def _sep_cmaes(dim: int, **kwargs: Any) -> Optimizer:
     """sep-CMA-ES (Ros & Hansen 2008): a diagonal covariance, O(dim) per sample, for high dimensions."""
-    from evogm_opt.baselines import CMAES
+    from evogm_opt.optimizers import CMAES
 
     options = {**dict(kwargs.pop("cma_options", None) or {}), "CMA_diagonal": True}
     return CMAES(dim, cma_options=options, **kwargs)
@@ -118,8 +118,8 @@ def _sep_cmaes(dim: int, **kwargs: Any) -> Optimizer:
 
 def _register_builtins() -> None:
     # imported here, not at the top: the optimizers import evogm_opt.base, which reads this registry
-    from evogm_opt.baselines import CMAES, ModelSwarms, PSOMerging, RandomSearch
-    from evogm_opt.optimizer import GenerativeOptimizer
+    from evogm_opt.evogm import GenerativeOptimizer
+    from evogm_opt.optimizers import CMAES, ModelSwarms, PSOMerging, RandomSearch
 
     evogm_legacy = ("GenerativeOptimizer",)
     for entry, legacy in [

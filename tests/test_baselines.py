@@ -129,5 +129,5 @@ def test_swarms_improve_on_random_search_on_a_sphere():
 
 
 def test_random_search_is_uniform_in_the_box():
-    x = RandomSearch(2, bounds=[[0, 1], [10, 20]], seed=7).ask(4000)
+    x = RandomSearch(2, bounds={"lower": [0, 10], "upper": [1, 20]}, seed=7).ask(4000)  # 2×2 pairs: ambiguous
     assert abs(x[:, 0].mean() - 0.5) < 0.03 and abs(x[:, 1].mean() - 15) < 0.3

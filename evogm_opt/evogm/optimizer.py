@@ -85,6 +85,8 @@ class GenerativeOptimizer(Optimizer):
             DARE) materialise the new experts there (``np.asarray(shift)`` is the new basis matrix).
     """
 
+    name = "evogm"
+
     def __init__(
         self,
         dim: int,

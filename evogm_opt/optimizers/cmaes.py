@@ -36,6 +36,8 @@ class CMAES(Optimizer):
         cma_options: further ``cma`` options (plain data), e.g. ``{"tolflatfitness": 100}``.
     """
 
+    name = "cmaes"
+
     def __init__(
         self,
         dim: int,

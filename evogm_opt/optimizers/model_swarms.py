@@ -21,6 +21,8 @@ from evogm_opt.optimizers.swarm import SwarmOptimizer
 
 
 class ModelSwarms(SwarmOptimizer):
+    name = "model-swarms"
+
     def __init__(
         self,
         dim: int,

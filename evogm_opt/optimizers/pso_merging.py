@@ -18,6 +18,8 @@ from evogm_opt.optimizers.swarm import SwarmOptimizer
 
 
 class PSOMerging(SwarmOptimizer):
+    name = "pso-merging"
+
     def __init__(
         self,
         dim: int,

@@ -10,6 +10,8 @@ from evogm_opt.base import Optimizer
 class RandomSearch(Optimizer):
     """Independent uniform samples; ``popsize`` only sets the default ``ask()`` batch size."""
 
+    name = "random"
+
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         return self.box.sample(self.rng, n), np.empty((n, 0))
 
