@@ -112,7 +112,7 @@ def test_checkpoint_has_no_pickle_and_is_versioned(tmp_path: Path):
         meta = json.loads(npz["__meta__"].tobytes())
         assert all(npz[k].dtype != object for k in npz.files)
     assert meta["format"] == "evogm-opt-checkpoint" and meta["version"] == 1
-    assert meta["state"]["optimizer"] == "GenerativeOptimizer"
+    assert meta["state"]["optimizer"] == "evogm" and meta["state"]["state_version"] == 2  # the registry's name
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path: Path):
@@ -148,7 +148,7 @@ def test_checkpoint_of_another_optimizer_is_refused(tmp_path: Path):
     opt = CMAES(3, seed=0)
     drive(opt, 1)
     opt.save(path)
-    with pytest.raises(TypeError, match="written by 'CMAES', not 'GenerativeOptimizer'"):
+    with pytest.raises(TypeError, match=r"written by 'cmaes', not 'evogm': load it with CMAES\.load\(path\)"):
         GenerativeOptimizer.load(path)
     assert isinstance(Optimizer.load(path), CMAES)
 
