@@ -81,6 +81,10 @@ class Basis:
     def rank(self) -> int:
         return int(np.linalg.matrix_rank(self.matrix))
 
+    def __repr__(self) -> str:
+        k, n = self.matrix.shape
+        return f"Basis({k}×{n}, version {self.version}, condition number {np.linalg.cond(self.matrix):.3g})"
+
 
 @dataclass(frozen=True, eq=False)
 class BasisShift:

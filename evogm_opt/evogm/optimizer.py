@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ from evogm_opt.evogm.config import PRESETS, EvoGMConfig, resolve
 from evogm_opt.evogm.generator import GeneratorPair
 from evogm_opt.evogm.history import History
 from evogm_opt.evogm.surrogate import GaussianProcess
+from evogm_opt.threads import check_thread_count, torch_threads
+
+logger = logging.getLogger("evogm_opt.evogm")
 
 BasisHook = Callable[[BasisShift], None]
 
@@ -83,6 +87,12 @@ class GenerativeOptimizer(Optimizer):
         config: an :class:`EvoGMConfig` (or its ``to_dict()``) replacing the preset entirely.
         on_basis_shift: called with a :class:`BasisShift` after each shift; adapters of nonlinear merges (TIES,
             DARE) materialise the new experts there (``np.asarray(shift)`` is the new basis matrix).
+        torch_threads: torch threads for the generators' training and proposals (default 1: the networks are
+            tiny, and more threads only add contention on a busy machine). Set around each call and restored,
+            so your own torch settings are untouched; fixed, so results do not depend on them.
+
+    Logging: ``logging.getLogger("evogm_opt")`` at INFO reports each generation (round, iteration, best, step
+    size σ, generator loss) and each basis shift.
     """
 
     name = "evogm"
@@ -99,7 +109,9 @@ class GenerativeOptimizer(Optimizer):
         preset: str = "default",
         config: EvoGMConfig | dict[str, Any] | None = None,
         on_basis_shift: BasisHook | None = None,
+        torch_threads: int = 1,
     ) -> None:
+        self.torch_threads = check_thread_count(torch_threads, "torch_threads")
         if isinstance(config, dict):
             config = EvoGMConfig.from_dict(config)
         self.config = resolve(preset, config)
@@ -147,10 +159,10 @@ class GenerativeOptimizer(Optimizer):
     def _step_unit(self) -> float:
         return proposals.step_unit(self.dim, self.config.noise_per_sqrt_dim)
 
-    def __repr__(self) -> str:
+    def _repr_extra(self) -> str:
         return (
-            f"{type(self).__name__}(dim={self.dim}, popsize={self.popsize}, preset={self.preset!r}, "
-            f"round={self.round}, n_evals={self.n_evals})"
+            f", preset={self.preset!r}, round={self.round}, iteration={self.iteration}, "
+            f"basis_version={self.basis.version}, step={self.noise:.3g}"
         )
 
     # ------------------------------------------------------------------ asks
@@ -170,6 +182,10 @@ class GenerativeOptimizer(Optimizer):
         return AskedBatch(x=x, basis_version=int(payload[0, 0]), coordinates=payload[:, 1:].copy())
 
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        with torch_threads(self.torch_threads):  # the only place the networks train and run
+            return self._propose_rows(n)
+
+    def _propose_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         generation = self._generation
         while len(generation.queue) < n:
             generation.queue = np.concatenate([generation.queue, self._make_proposals()])
@@ -295,6 +311,16 @@ class GenerativeOptimizer(Optimizer):
             ceiling = self.config.max_proposal_noise * self._step_unit
             self.noise = proposals.adapted_step(self.noise, success, ceiling)
         self._generation = _Generation(np.empty((0, self.dim)))
+        best = "none" if self._best is None else f"{self._best.y:.6g}"
+        logger.info(
+            "round %d, iteration %d done: %d evaluations, best %s, step σ=%.3g, generator loss %.4g",
+            self.round,
+            self.iteration,
+            self.n_evals,
+            best,
+            self.noise,
+            self.last_loss,
+        )
         self.iteration += 1
         if self.iteration > self.config.iterations_per_round:
             self._end_round()
@@ -324,6 +350,10 @@ class GenerativeOptimizer(Optimizer):
         if len(top) < self.dim:  # too few successful evaluations: keep current experts for the missing rows
             top = np.concatenate([top, np.eye(self.dim)[len(top) :]])
         self.basis = self.basis.shifted(top)
+        if logger.isEnabledFor(logging.INFO):  # the SVD of the condition number only when someone reads it
+            logger.info(
+                "round %d ended: basis shift, the round's top points are the new experts: %r", self.round, self.basis
+            )
         if self.on_basis_shift is not None:
             self.on_basis_shift(BasisShift(self.basis.version, self.basis.matrix.copy(), top.copy()))
 
@@ -334,7 +364,7 @@ class GenerativeOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ state
     def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "config": self.config.to_dict()}
+        return {**super()._config(), "config": self.config.to_dict(), "torch_threads": self.torch_threads}
 
     def _algorithm_state(self) -> dict[str, Any]:
         generation = self._generation
