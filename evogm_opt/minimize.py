@@ -51,6 +51,7 @@ def minimize(
     max_seconds: float | None = None,
     patience: int | None = None,
     min_improvement: float = 0.0,
+    log_every: int | None = None,
     **options: Any,
 ) -> MinimizeResult:
     """Minimise (or maximise) ``f`` over the box with at most ``budget`` evaluations.
@@ -64,6 +65,8 @@ def minimize(
         checkpoint: save after every tell; resume from it if the file exists.
         callback: called with the optimizer after every tell; return ``True`` to stop early.
         max_seconds: stop after this much wall-clock time in this call (checked after each generation).
+        log_every: print one progress line every this many generations (evaluations, best value, the
+            optimizer's repr); for logging instead, the ``evogm_opt`` logger reports at INFO level.
         patience / min_improvement: stop when the best value has not improved by more than ``min_improvement``
             for ``patience`` generations (``evogm_opt.stopping``).
         options: further keyword arguments for the named optimizer (e.g. ``popsize``, ``preset``, ``config``).
@@ -87,7 +90,17 @@ def minimize(
         values = f(x) if batch else [f(row) for row in x]
         return [np.nan if v is None else v for v in values]
 
-    after_tell = None if callback is None else lambda o: callback(o) is True
+    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1):
+        raise ValueError(f"log_every must be a positive integer or None, got {log_every!r}")
+    generations = 0
+
+    def after_tell(o: Optimizer) -> bool:
+        nonlocal generations
+        generations += 1
+        if log_every is not None and generations % log_every == 0:
+            print(f"minimize: generation {generations}: {o!r}", flush=True)
+        return callback is not None and callback(o) is True
+
     reason = optimize(opt, evaluate, budget=budget, monitor=monitor, checkpoint=path, after_tell=after_tell)
     reco: Best | None = opt.recommend()
     if reco is None:

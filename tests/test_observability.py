@@ -79,3 +79,24 @@ def test_the_package_is_typed_and_has_a_generic_load(tmp_path: Path):
     opt = RandomSearch(2, seed=0)
     opt.save(tmp_path / "r.ckpt")
     assert isinstance(evogm_opt.load(tmp_path / "r.ckpt"), RandomSearch)
+
+
+def test_minimize_prints_a_progress_line_every_log_every_generations(capsys):
+    minimize(sphere, 2, 24, optimizer="random", seed=0, log_every=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("minimize: generation 2: RandomSearch(dim=2, popsize=4, n_evals=8")
+    with pytest.raises(ValueError, match="log_every must be a positive integer"):
+        minimize(sphere, 2, 8, optimizer="random", log_every=0)
+
+
+def test_info_logging_reports_generations_and_basis_shifts(caplog):
+    import logging
+
+    opt = GenerativeOptimizer(3, seed=0, max_evals=60)
+    with caplog.at_level(logging.INFO, logger="evogm_opt"):
+        while not opt.stop():
+            x = opt.ask()
+            opt.tell(x, [sphere(row) for row in x])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("round 0, iteration 1 done: 12 evaluations, best") and "step σ=" in m for m in messages)
+    assert any("basis shift" in m and "condition number" in m for m in messages)
