@@ -1,4 +1,4 @@
-"""``preset="paper"`` pins the reference implementation's choices, one test per choice (evogm-method.md)."""
+"""``preset="paper"`` pins the reference implementation's choices, one test per choice (docs/method.md)."""
 
 from __future__ import annotations
 
