@@ -80,20 +80,22 @@ class NevergradPeer:
             return np.asarray(self.opt.recommend().value, dtype=float)
 
 
-class OptunaTPE:
-    """Optuna's TPE (``multivariate=True``, other settings default: 10 random start-up trials), via study.ask/tell.
+class OptunaPeer:
+    """An Optuna sampler via ``study.ask``/``study.tell``, one trial at a time; recommends ``study.best_trial``
+    (the best observed point). ``tpe``: ``TPESampler(multivariate=True)`` (10 random start-up trials); ``gp``:
+    ``GPSampler`` with its defaults (a GP with log-EI, 10 random start-up trials). Only the seed is set."""
 
-    Recommends ``study.best_trial`` (the best observed point).
-    """
-
-    def __init__(self, dim: int, seed: int, budget: int) -> None:
+    def __init__(self, dim: int, seed: int, budget: int, sampler: str = "tpe") -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(multivariate=True, seed=seed)
-        self.study = optuna.create_study(direction="maximize", sampler=sampler)
+            if sampler == "tpe":
+                chosen = optuna.samplers.TPESampler(multivariate=True, seed=seed)
+            else:
+                chosen = optuna.samplers.GPSampler(seed=seed)
+        self.study = optuna.create_study(direction="maximize", sampler=chosen)
         self.space = {f"x{i}": optuna.distributions.FloatDistribution(-1.0, 1.0) for i in range(dim)}
 
     def ask(self, n_left: int) -> np.ndarray:
@@ -108,6 +110,19 @@ class OptunaTPE:
     def recommend(self) -> np.ndarray:
         params = self.study.best_trial.params
         return np.array([params[k] for k in self.space])
+
+
+def _optuna(sampler: str) -> Callable[[int, int, int], OptunaPeer]:
+    return lambda dim, seed, budget: OptunaPeer(dim, seed, budget, sampler)
+
+
+def _bo(name: str) -> Callable[[int, int, int], Any]:
+    def build(dim: int, seed: int, budget: int) -> Any:
+        from evogm_bench import bo_peers
+
+        return getattr(bo_peers, name)(dim, seed, budget)
+
+    return build
 
 
 class LQCMAES:
@@ -195,6 +210,7 @@ class Peer:
     build: Callable[[int, int, int], Any]  # (dim, seed, budget) -> adapter
     requires: str | None = None  # importable module of an optional extra
     extra: str | None = None
+    slow: bool = False  # seconds per evaluation: one small smoke test in CI, no grids (docs/benchmarks.md)
 
     @property
     def available(self) -> bool:
@@ -211,7 +227,11 @@ PEERS: dict[str, Peer] = {
     "lq-cmaes": Peer(LQCMAES),
     "ng-confpso": Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"),
     "ngopt": Peer(_nevergrad("NGOpt"), "nevergrad", "nevergrad"),
-    "optuna-tpe": Peer(OptunaTPE, "optuna", "optuna"),
+    "optuna-tpe": Peer(_optuna("tpe"), "optuna", "optuna"),
+    # Bayesian optimisation (evogm_bench.bo_peers): each costs seconds per evaluation here, see docs/benchmarks.md
+    "optuna-gp": Peer(_optuna("gp"), "optuna", "optuna", slow=True),
+    "botorch-qlognei": Peer(_bo("BoTorchQLogNEI"), "botorch", "bo", slow=True),
+    "smac-bb": Peer(_bo("SMACBlackBox"), "smac", "bo", slow=True),
 }
 
 

@@ -66,9 +66,10 @@ def _whole_run(name: str, dim: int, budget: int, seed: list[int]) -> None:
 
 
 def _peer_names() -> list[str]:
+    """Every peer but the slow Bayesian optimisers (seconds per evaluation: tests/test_bench.py smoke-tests them)."""
     from evogm_bench.peers import PEERS
 
-    return sorted(PEERS)
+    return sorted(name for name, peer in PEERS.items() if not peer.slow)
 
 
 @pytest.mark.parametrize("dim", [10, 32])
