@@ -15,10 +15,10 @@ import numpy as np
 
 
 class BoTorchQLogNEI:
-    """BoTorch: ``SingleTaskGP`` (its default Matérn-5/2 ARD kernel, learned noise, standardised outcomes) refitted
-    each batch by ``fit_gpytorch_mll``, and ``qLogNoisyExpectedImprovement`` optimised by ``optimize_acqf`` for a
-    batch of q = 2·dim points (a population evaluated in parallel, as EvoGM asks), 10 restarts from 256 raw
-    samples. The first batch is a scrambled Sobol design of q points. Recommends the evaluated point with the best
+    """BoTorch: ``SingleTaskGP`` (its default kernel, learned noise, inputs normalised to the unit cube and outcomes
+    standardised, as BoTorch's tutorials do) refitted each batch by ``fit_gpytorch_mll``, and
+    ``qLogNoisyExpectedImprovement`` optimised by ``optimize_acqf`` for a batch of q = 2·dim points (a population
+    evaluated in parallel, as EvoGM asks), 10 restarts from 256 raw samples. The first batch is a scrambled Sobol design of q points. Recommends the evaluated point with the best
     posterior mean (the noise-aware choice BoTorch's tutorials use), not the luckiest observation.
     """
 
@@ -77,13 +77,18 @@ class BoTorchQLogNEI:
         import torch
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
+        from botorch.models.transforms.input import Normalize
         from botorch.models.transforms.outcome import Standardize
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         finite = np.isfinite(self.y)
         y = np.where(finite, self.y, np.nanmin(self.y[finite]) if finite.any() else 0.0)  # failures ranked worst
+        box = torch.stack([-torch.ones(self.dim), torch.ones(self.dim)]).double()
         model = SingleTaskGP(
-            torch.as_tensor(self.x), torch.as_tensor(y).unsqueeze(-1), outcome_transform=Standardize(m=1)
+            torch.as_tensor(self.x),
+            torch.as_tensor(y).unsqueeze(-1),
+            input_transform=Normalize(d=self.dim, bounds=box),  # the GP sees the unit cube, as BoTorch expects
+            outcome_transform=Standardize(m=1),
         )
         with warnings.catch_warnings(), _seeded(self.seed + len(self.y)):
             warnings.simplefilter("ignore")
