@@ -18,8 +18,9 @@ class BoTorchQLogNEI:
     """BoTorch: ``SingleTaskGP`` (its default kernel, learned noise, inputs normalised to the unit cube and outcomes
     standardised, as BoTorch's tutorials do) refitted each batch by ``fit_gpytorch_mll``, and
     ``qLogNoisyExpectedImprovement`` optimised by ``optimize_acqf`` for a batch of q = 2·dim points (a population
-    evaluated in parallel, as EvoGM asks), 10 restarts from 256 raw samples. The first batch is a scrambled Sobol design of q points. Recommends the evaluated point with the best
-    posterior mean (the noise-aware choice BoTorch's tutorials use), not the luckiest observation.
+    evaluated in parallel, as EvoGM asks), 10 restarts from 256 raw samples. The first batch is a scrambled Sobol
+    design of q points. Recommends the evaluated point with the best posterior mean (the noise-aware choice
+    BoTorch's tutorials use), not the luckiest observation.
     """
 
     def __init__(self, dim: int, seed: int, budget: int) -> None:
