@@ -381,3 +381,17 @@ def test_two_seen_tasks_give_a_pareto_front_and_a_pick_by_weights_reruns_nothing
     assert set(next(iter(picked.results["rows"].values()))) == {"mc/val", "mc/test", "flip/val", "flip/test"}
     with pytest.raises(RunError, match="unknown seen tasks"):
         quiet_run(path, pick={"gen": 1.0})
+
+
+def test_the_merge_search_keeps_the_optimizers_default_stopping_rules_off():
+    """The run has a budget and stopping rules of its own (as ``optimize`` gives a bare optimizer): a flat
+    landscape runs to the budget, past the 100·dim evaluations and 25 stale generations of the default rules."""
+    from llm_merge.search import _Asking
+
+    from evogm_opt import registry
+    from evogm_opt.loop import optimize
+
+    opt = registry.create("random", 2, seed=0)
+    reason = optimize(_Asking(opt, coordinates=False), lambda x: [0.5] * len(x), budget=300)
+    assert opt.n_evals == 300 and reason == "evaluation budget: 300 of 300 evaluations used"
+    assert opt.stop() and not _Asking(opt, coordinates=False).stop()  # alone, the default rules would stop it

@@ -2,7 +2,9 @@
 
 ``experts`` / ``loading`` read LoRA and full fine-tuned experts (refusing what would merge wrong); ``merges`` is
 the TA / TIES / DARE registry; ``tasks`` scores JSONL tasks; ``fitness.MergeFitness`` rebuilds the model in place
-per candidate; ``run`` is ``evogm-opt merge CONFIG.yaml`` (schema in ``run_config``); ``demo`` is the CPU demo.
+per candidate; ``run`` is ``evogm-opt merge CONFIG.yaml`` (schema in ``run_config``), in four steps: ``assemble``
+(the fitness from the config), ``journal`` (the run folder), ``search`` (the ask/tell loop), ``report`` (scores,
+tables, plots, ``--pick``); ``demo`` is the CPU demo.
 """
 
 from __future__ import annotations

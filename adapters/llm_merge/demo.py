@@ -145,20 +145,32 @@ def run_demo(
     quiet: bool = False,
     expert_steps: int = 400,
 ) -> DemoResult:
-    import peft
     import transformers
-    import yaml
-
-    from llm_merge.baselines import per_task_table, summary_table
-    from llm_merge.run import run_merge
-    from llm_merge.run_config import load_config
 
     transformers.utils.logging.disable_progress_bar()  # the demo prints its own progress lines
     start = time.perf_counter()
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    progress = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+
+    def say(message: str) -> None:
+        progress(f"[{time.perf_counter() - start:5.1f}s] {message}")
+
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    tok = char_tokenizer()
+    _pretrain_base(out, seed, say)
+    _train_experts(out, seed, expert_steps, say)
+    _write_tasks(out, seed)
+    budget = budget_per_dim * len(SEEN)
+    rows, best = _run_searches(out, budget, seed, say)
+    table = _demo_table(rows, budget, out)
+    results = {"rows": rows, "best_lambda": best, "budget": budget}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    return DemoResult(table, results, time.perf_counter() - start)
+
+
+def _tiny_qwen():
+    """A 2-layer Qwen2-config model over the character vocabulary, freshly initialised."""
+    import transformers
+
     config = transformers.Qwen2Config(
         vocab_size=len(CHARS) + 2,
         hidden_size=64,
@@ -172,18 +184,31 @@ def run_demo(
         eos_token_id=1,
         bos_token_id=1,
     )
-    base = transformers.AutoModelForCausalLM.from_config(config).float()
+    return transformers.AutoModelForCausalLM.from_config(config).float()
+
+
+def _pretrain_base(out: Path, seed: int, say) -> None:
+    """The base: every skill's format, answers mostly scrambled (formats known, skills barely learnt)."""
+    tok = char_tokenizer()
+    base = _tiny_qwen()
     every = {**SEEN, **UNSEEN}
 
-    def corpus(rng):  # every format, answers mostly scrambled: formats known, skills barely learnt
+    def corpus(rng):
         prompt, answer = rng.choice(list(every.values()))(rng)
         return prompt, (answer if rng.random() < 0.2 else "".join(rng.sample(answer, len(answer))))
 
     loss = train_steps(base, tok, corpus, steps=200, lr=3e-3, batch=32, seed=seed)
-    say(f"[{time.perf_counter() - start:5.1f}s] pre-trained the base (final loss {loss:.2f})")
+    say(f"pre-trained the base (final loss {loss:.2f})")
     base.save_pretrained(out / "base")
     tok.save_pretrained(out / "base")
 
+
+def _train_experts(out: Path, seed: int, steps: int, say) -> None:
+    """One LoRA expert (peft, rank 8 on every projection) per seen skill."""
+    import peft
+    import transformers
+
+    tok = char_tokenizer()
     for i, (name, skill) in enumerate(SEEN.items()):
         model = transformers.AutoModelForCausalLM.from_pretrained(out / "base").float()
         lora = peft.LoraConfig(
@@ -192,58 +217,73 @@ def run_demo(
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         )
         model = peft.get_peft_model(model, lora)
-        loss = train_steps(model, tok, skill, steps=expert_steps, lr=5e-3, batch=32, seed=seed + 10 + i)
+        loss = train_steps(model, tok, skill, steps=steps, lr=5e-3, batch=32, seed=seed + 10 + i)
         model.save_pretrained(out / f"expert-{name}")
-        say(f"[{time.perf_counter() - start:5.1f}s] trained LoRA expert '{name}' (final loss {loss:.2f})")
+        say(f"trained LoRA expert '{name}' (final loss {loss:.2f})")
 
+
+def _write_tasks(out: Path, seed: int) -> None:
+    """40 examples per task and split (validation drives the search, test is for the report)."""
     for split, offset in (("val", 1000), ("test", 2000)):
-        for name, skill in every.items():
+        for name, skill in {**SEEN, **UNSEEN}.items():
             path = out / "tasks" / f"{name}-{split}.jsonl"
             path.parent.mkdir(exist_ok=True)
             path.write_text("\n".join(json.dumps(r) for r in task_rows(name, skill, 40, seed + offset + len(name))))
 
-    budget = budget_per_dim * len(SEEN)
+
+def _search_config(name: str, budget: int, seed: int, first: bool) -> dict:
+    return {
+        "base": "base",
+        "dtype": "float32",
+        "device": "cpu",
+        "experts": [{"path": f"expert-{n}", "name": n} for n in SEEN],
+        "tasks": {
+            "seen": [_task_entry(n) for n in SEEN],
+            "unseen": [_task_entry(n) for n in UNSEEN],
+        },
+        "method": "task_arithmetic",
+        "optimizer": {"name": name, "budget": budget, "seed": seed},
+        "baselines": first,  # the same for every search: scored once
+        "save_model": name == "evogm",
+        "output": f"runs/{name}",
+    }
+
+
+def _run_searches(out: Path, budget: int, seed: int, say) -> tuple[dict[str, dict[str, float]], dict]:
+    """Each search as an 'evogm-opt merge CONFIG.yaml' run; the table's rows (baselines first) and best λ."""
+    import yaml
+
+    from llm_merge.run import run_merge
+    from llm_merge.run_config import load_config
+
     rows: dict[str, dict[str, float]] = {}
     best: dict[str, list[float]] = {}
     for i, name in enumerate(SEARCHES):
-        config = {
-            "base": "base",
-            "dtype": "float32",
-            "device": "cpu",
-            "experts": [{"path": f"expert-{n}", "name": n} for n in SEEN],
-            "tasks": {
-                "seen": [_task_entry(n) for n in SEEN],
-                "unseen": [_task_entry(n) for n in UNSEEN],
-            },
-            "method": "task_arithmetic",
-            "optimizer": {"name": name, "budget": budget, "seed": seed},
-            "baselines": i == 0,  # the same for every search: scored once
-            "save_model": name == "evogm",
-            "output": f"runs/{name}",
-        }
         path = out / f"config-{name}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.write_text(yaml.safe_dump(_search_config(name, budget, seed, i == 0), sort_keys=False))
         run = run_merge(load_config(path), restart=True, progress=False, say=lambda *a: None)
         b = run.results["best"]
         best[name] = b["lambda"]
         rows.update(run.results["rows"])
         say(
-            f"[{time.perf_counter() - start:5.1f}s] {name}: {budget} evaluations, best val {b['score']:.3f} "
+            f"{name}: {budget} evaluations, best val {b['score']:.3f} "
             f"at λ = {np.round(b['lambda'], 2).tolist()} ({path.name})"
         )
     order = [k for k in rows if not k.endswith("λ*")] + [f"{n} λ*" for n in SEARCHES]
-    rows = {k: rows[k] for k in order}
+    return {k: rows[k] for k in order}, best
+
+
+def _demo_table(rows: dict[str, dict[str, float]], budget: int, out: Path) -> str:
+    from llm_merge.baselines import per_task_table, summary_table
+
     table = summary_table(rows, list(SEEN), list(UNSEEN)) + "\n\nPer task:\n\n" + per_task_table(rows)
 
     def seen_test(row):
         return float(np.mean([row[f"{n}/test"] for n in SEEN]))
 
     verdict = seen_test(rows["evogm λ*"]) - seen_test(rows["uniform TA (λ = 1/N)"])
-    table += (
+    return table + (
         f"\n\nEvoGM's λ* vs uniform task arithmetic on seen-task test accuracy: {verdict:+.3f} "
         f"({'better' if verdict > 0 else 'not better'}). Budget {budget} evaluations per search; "
         f"40 examples per task and split. Each search: 'evogm-opt merge {out}/config-<optimizer>.yaml'."
     )
-    results = {"rows": rows, "best_lambda": best, "budget": budget}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    return DemoResult(table, results, time.perf_counter() - start)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from evogm_opt.objectives import weighted_mean
 from llm_merge.batched import BatchedLora
 from llm_merge.experts import Expert, ExpertError, LoraExpert
 from llm_merge.layouts import CoefficientLayout, make_layout
@@ -167,8 +168,9 @@ class MergeFitness:
         return [score(self.model, self.tokenizer, t, self.batch_size) for t in self.tasks]
 
     def combine(self, scores: Sequence[float]) -> float:
-        """The fitness of per-task scores: their weighted mean."""
-        return float(np.sum(self.weights * np.asarray(scores, dtype=float)) / np.sum(self.weights))
+        """The fitness of per-task scores: their weighted mean (the optimizer's own, so the value it ranks and the
+        score logged are the same float)."""
+        return float(weighted_mean(np.asarray(scores, dtype=float), self.weights))
 
     def evaluate(self, lam: Sequence[float]) -> float:
         return self.combine(self.task_scores(lam))

@@ -34,16 +34,26 @@ class FitnessSpec:
     weights: Sequence[float] | None = None
 
     def build(self):
-        from llm_merge.fitness import MergeFitness
-        from llm_merge.loading import load_base, load_expert
-        from llm_merge.merges import get_method
+        """The actor's fitness, built as ``evogm-opt merge`` builds a run's (``llm_merge.assemble``)."""
+        from pathlib import Path
+
+        from llm_merge.assemble import assemble
+        from llm_merge.run_config import ExpertSpec
         from llm_merge.tasks import Task
 
-        model, tok = load_base(self.base, self.dtype, self.device)
-        experts = [load_expert(path, model, tok) for path in self.experts]
         tasks = [Task.from_jsonl(path, max_new_tokens=self.max_new_tokens) for path in self.tasks]
-        method = get_method(self.method, **self.method_options)
-        return MergeFitness(model, tok, experts, tasks, method, self.weights, self.batch_size)
+        experts = [ExpertSpec(path=str(path), name=Path(path).name) for path in self.experts]
+        return assemble(
+            self.base,
+            experts,
+            tasks,
+            method=self.method,
+            method_options=self.method_options,
+            dtype=self.dtype,
+            device=self.device,
+            weights=self.weights,
+            batch_size=self.batch_size,
+        ).fitness
 
 
 class _Worker:

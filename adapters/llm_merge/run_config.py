@@ -110,65 +110,81 @@ def _path(root: Path, value: Any, where: str) -> str:
     return str(p if p.is_absolute() else (root / p))
 
 
+_TASK_KEYS = {"name", "val", "test", "weight", "max_new_tokens", "lm_eval"}
+_TOP_KEYS = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size"}
+_TOP_KEYS |= {"eval_path", "stopping", "layout", "simplex", "baselines", "save_model", "output"}
+_LAYOUTS = ("per_expert", "per_layer_group", "per_module_type")
+
+
+def _task(root: Path, item: Any, w: str) -> TaskSpec:
+    item = _check_keys(w, item, _TASK_KEYS, {"name", "val"})
+    lm = item.get("lm_eval")
+    if lm is not None:
+        lm = {} if lm is True else lm
+        lm = dict(_check_keys(f"{w}.lm_eval", lm, {"metric", "limit", "include_path", "num_fewshot"}))
+        if "include_path" in lm:
+            lm["include_path"] = _path(root, lm["include_path"], f"{w}.lm_eval.include_path")
+    weight, max_new = item.get("weight", 1.0), item.get("max_new_tokens", 16)
+    if not isinstance(weight, (int, float)) or not weight > 0:
+        raise ConfigError(f"{w}.weight must be a positive number, got {weight!r}")
+    if not isinstance(max_new, int) or max_new < 1:
+        raise ConfigError(f"{w}.max_new_tokens must be a positive integer, got {max_new!r}")
+    test = item.get("test")
+    resolve = (lambda v, _w: str(v)) if lm is not None else (lambda v, ww: _path(root, v, ww))
+    return TaskSpec(
+        name=str(item["name"]),
+        val=resolve(item["val"], f"{w}.val"),
+        test=None if test is None else resolve(test, f"{w}.test"),
+        weight=float(weight),
+        max_new_tokens=max_new,
+        lm_eval=lm,
+    )
+
+
 def _tasks(root: Path, items: Any, where: str) -> tuple[TaskSpec, ...]:
     if items is None:
         return ()
     if not isinstance(items, list):
         raise ConfigError(f"{where}: expected a list of tasks")
-    out = []
-    for i, item in enumerate(items):
-        w = f"{where}[{i}]"
-        item = _check_keys(w, item, {"name", "val", "test", "weight", "max_new_tokens", "lm_eval"}, {"name", "val"})
-        lm = item.get("lm_eval")
-        if lm is not None:
-            lm = {} if lm is True else lm
-            lm = dict(_check_keys(f"{w}.lm_eval", lm, {"metric", "limit", "include_path", "num_fewshot"}))
-            if "include_path" in lm:
-                lm["include_path"] = _path(root, lm["include_path"], f"{w}.lm_eval.include_path")
-        weight, max_new = item.get("weight", 1.0), item.get("max_new_tokens", 16)
-        if not isinstance(weight, (int, float)) or not weight > 0:
-            raise ConfigError(f"{w}.weight must be a positive number, got {weight!r}")
-        if not isinstance(max_new, int) or max_new < 1:
-            raise ConfigError(f"{w}.max_new_tokens must be a positive integer, got {max_new!r}")
-        test = item.get("test")
-        resolve = (lambda v, _w: str(v)) if lm is not None else (lambda v, ww: _path(root, v, ww))
-        out.append(
-            TaskSpec(
-                name=str(item["name"]),
-                val=resolve(item["val"], f"{w}.val"),
-                test=None if test is None else resolve(test, f"{w}.test"),
-                weight=float(weight),
-                max_new_tokens=max_new,
-                lm_eval=lm,
-            )
-        )
+    out = tuple(_task(root, item, f"{where}[{i}]") for i, item in enumerate(items))
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: task names must be unique, got {names}")
-    return tuple(out)
+    return out
 
 
-def parse_config(data: Any, root: Path) -> MergeRunConfig:
-    """Validate a loaded YAML mapping (``root``: the folder relative paths are resolved against)."""
-    from evogm_opt.minimize import OPTIMIZERS
-    from llm_merge.loading import DTYPES
-    from llm_merge.merges import MERGE_METHODS
+def _seen_and_unseen(root: Path, data: Any) -> tuple[tuple[TaskSpec, ...], tuple[TaskSpec, ...]]:
+    tasks = _check_keys("tasks", data, {"seen", "unseen"}, {"seen"})
+    seen, unseen = _tasks(root, tasks["seen"], "tasks.seen"), _tasks(root, tasks.get("unseen"), "tasks.unseen")
+    if not seen:
+        raise ConfigError("tasks.seen: at least one task drives the search")
+    clash = {t.name for t in seen} & {t.name for t in unseen}
+    if clash:
+        raise ConfigError(f"tasks: {sorted(clash)} listed as both seen and unseen")
+    return seen, unseen
 
-    top = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size", "eval_path"}
-    top |= {"stopping", "layout", "simplex"}
-    data = _check_keys("config", data, top | {"baselines", "save_model", "output"}, {"base", "experts", "tasks"})
-    base = data["base"]
+
+def _base(root: Path, base: Any) -> str:
+    """A folder (resolved against ``root``) or, when no such folder exists, a Hugging Face hub id."""
     if not isinstance(base, str) or not base:
         raise ConfigError("base: expected a hub id or a folder")
     base_path = (root / base).expanduser()
     if base_path.is_dir() or base.startswith((".", "/", "~")):
-        base = str(base_path)
+        return str(base_path)
+    return base
 
-    raw_experts = data["experts"]
-    if not isinstance(raw_experts, list) or len(raw_experts) < 1:
+
+def _tokenizer(root: Path, tokenizer: Any) -> str | None:
+    if tokenizer is not None and (root / tokenizer).is_dir():
+        return str(root / tokenizer)
+    return tokenizer
+
+
+def _experts(root: Path, raw: Any) -> tuple[ExpertSpec, ...]:
+    if not isinstance(raw, list) or len(raw) < 1:
         raise ConfigError("experts: expected a non-empty list of folders")
     experts = []
-    for i, item in enumerate(raw_experts):
+    for i, item in enumerate(raw):
         item = {"path": item} if isinstance(item, str) else item
         item = _check_keys(f"experts[{i}]", item, {"path", "name", "kind"}, {"path"})
         path = _path(root, item["path"], f"experts[{i}].path")
@@ -179,16 +195,13 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     names = [e.name for e in experts]
     if len(set(names)) != len(names):
         raise ConfigError(f"experts: names must be unique, got {names}")
+    return tuple(experts)
 
-    tasks = _check_keys("tasks", data["tasks"], {"seen", "unseen"}, {"seen"})
-    seen, unseen = _tasks(root, tasks["seen"], "tasks.seen"), _tasks(root, tasks.get("unseen"), "tasks.unseen")
-    if not seen:
-        raise ConfigError("tasks.seen: at least one task drives the search")
-    clash = {t.name for t in seen} & {t.name for t in unseen}
-    if clash:
-        raise ConfigError(f"tasks: {sorted(clash)} listed as both seen and unseen")
 
-    method = data.get("method", "task_arithmetic")
+def _method(method: Any) -> tuple[str, dict[str, Any]]:
+    """A merge method name, or a mapping with ``name`` and the method's options (checked by building it)."""
+    from llm_merge.merges import MERGE_METHODS
+
     options: dict[str, Any] = {}
     if isinstance(method, dict):
         options = dict(method)
@@ -199,11 +212,15 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         MERGE_METHODS[method](**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"method {method}: {exc}") from exc
+    return method, options
 
-    opt = _check_keys("optimizer", data.get("optimizer", {}), {"name", "budget", "seed", "popsize", "options"})
-    spec = OptimizerSpec(**opt)
-    if spec.name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name: {spec.name!r} is not one of {sorted(OPTIMIZERS)}")
+
+def _optimizer(data: Any) -> OptimizerSpec:
+    from evogm_opt import registry
+
+    spec = OptimizerSpec(**_check_keys("optimizer", data, {"name", "budget", "seed", "popsize", "options"}))
+    if spec.name not in registry.names():
+        raise ConfigError(f"optimizer.name: {spec.name!r} is not one of {registry.names()}")
     if not isinstance(spec.budget, int) or spec.budget < 1:
         raise ConfigError(f"optimizer.budget must be a positive integer, got {spec.budget!r}")
     if not isinstance(spec.seed, int):
@@ -212,6 +229,44 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         raise ConfigError(f"optimizer.popsize must be an integer >= 2, got {spec.popsize!r}")
     if not isinstance(spec.options, dict):
         raise ConfigError("optimizer.options must be a mapping of constructor arguments")
+    return spec
+
+
+def _stopping(data: Any) -> StoppingSpec:
+    from evogm_opt.stopping import StoppingRules
+
+    stop = _check_keys("stopping", data or {}, {"patience", "min_improvement", "max_seconds"})
+    try:
+        StoppingRules(None, stop.get("max_seconds"), stop.get("patience"), float(stop.get("min_improvement", 0.0)))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"stopping: {exc}") from exc
+    return StoppingSpec(stop.get("patience"), float(stop.get("min_improvement", 0.0)), stop.get("max_seconds"))
+
+
+def _layout(data: Any) -> tuple[str, int]:
+    """(layout name, decoder-layer groups)."""
+    layout = {"name": data} if isinstance(data, str) else data
+    layout = _check_keys("layout", layout, {"name", "groups"}, {"name"})
+    if layout["name"] not in _LAYOUTS:
+        raise ConfigError(f"layout: {layout['name']!r} is not per_expert, per_layer_group or per_module_type")
+    groups = layout.get("groups", 4)
+    if not isinstance(groups, int) or groups < 1 or ("groups" in layout and layout["name"] != "per_layer_group"):
+        raise ConfigError(f"layout.groups: a positive integer, for per_layer_group only (got {groups!r})")
+    return layout["name"], groups
+
+
+def _simplex(data: Any) -> tuple[bool, float]:
+    """(simplex on, sharpness): ``true``, ``false`` or a mapping with ``sharpness``."""
+    simplex = {"sharpness": 4.0} if data is True else ({} if data is False else data)
+    simplex = _check_keys("simplex", simplex, {"sharpness"})
+    sharpness = simplex.get("sharpness", 4.0)
+    if not isinstance(sharpness, (int, float)) or not sharpness > 0:
+        raise ConfigError(f"simplex.sharpness must be a number > 0, got {sharpness!r}")
+    return bool(simplex), float(sharpness)
+
+
+def _dtype_and_batch_size(data: dict[str, Any]) -> tuple[str, int]:
+    from llm_merge.loading import DTYPES
 
     dtype = data.get("dtype", "bfloat16")
     if dtype not in DTYPES:
@@ -219,40 +274,34 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     batch_size = data.get("batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    stop = _check_keys("stopping", data.get("stopping") or {}, {"patience", "min_improvement", "max_seconds"})
-    try:
-        from evogm_opt.stopping import StoppingRules
+    return dtype, batch_size
 
-        StoppingRules(None, stop.get("max_seconds"), stop.get("patience"), float(stop.get("min_improvement", 0.0)))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"stopping: {exc}") from exc
-    stopping = StoppingSpec(stop.get("patience"), float(stop.get("min_improvement", 0.0)), stop.get("max_seconds"))
-    layout = data.get("layout", "per_expert")
-    layout = {"name": layout} if isinstance(layout, str) else layout
-    layout = _check_keys("layout", layout, {"name", "groups"}, {"name"})
-    if layout["name"] not in ("per_expert", "per_layer_group", "per_module_type"):
-        raise ConfigError(f"layout: {layout['name']!r} is not per_expert, per_layer_group or per_module_type")
-    groups = layout.get("groups", 4)
-    if not isinstance(groups, int) or groups < 1 or ("groups" in layout and layout["name"] != "per_layer_group"):
-        raise ConfigError(f"layout.groups: a positive integer, for per_layer_group only (got {groups!r})")
-    simplex = data.get("simplex", False)
-    simplex = {"sharpness": 4.0} if simplex is True else ({} if simplex is False else simplex)
-    simplex = _check_keys("simplex", simplex, {"sharpness"})
-    sharpness = simplex.get("sharpness", 4.0)
-    if not isinstance(sharpness, (int, float)) or not sharpness > 0:
-        raise ConfigError(f"simplex.sharpness must be a number > 0, got {sharpness!r}")
-    eval_path = data.get("eval_path", "auto")
+
+def _eval_path(eval_path: Any, method: str) -> str:
     if eval_path not in ("auto", "rebuild", "batched"):
         raise ConfigError(f"eval_path must be auto, rebuild or batched, got {eval_path!r}")
     if eval_path == "batched" and (method != "task_arithmetic"):
         raise ConfigError("eval_path: batched needs method task_arithmetic (and LoRA experts)")
-    tokenizer = data.get("tokenizer")
-    if tokenizer is not None and (root / tokenizer).is_dir():
-        tokenizer = str(root / tokenizer)
+    return eval_path
+
+
+def parse_config(data: Any, root: Path) -> MergeRunConfig:
+    """Validate a loaded YAML mapping (``root``: the folder relative paths are resolved against)."""
+    data = _check_keys("config", data, _TOP_KEYS, {"base", "experts", "tasks"})
+    base = _base(root, data["base"])
+    experts = _experts(root, data["experts"])
+    seen, unseen = _seen_and_unseen(root, data["tasks"])
+    method, options = _method(data.get("method", "task_arithmetic"))
+    spec = _optimizer(data.get("optimizer", {}))
+    dtype, batch_size = _dtype_and_batch_size(data)
+    stopping = _stopping(data.get("stopping"))
+    layout, groups = _layout(data.get("layout", "per_expert"))
+    simplex, sharpness = _simplex(data.get("simplex", False))
+    eval_path = _eval_path(data.get("eval_path", "auto"), method)
     return MergeRunConfig(
         base=base,
-        tokenizer=tokenizer,
-        experts=tuple(experts),
+        tokenizer=_tokenizer(root, data.get("tokenizer")),
+        experts=experts,
         seen=seen,
         unseen=unseen,
         output=_path(root, data.get("output", "merge-run"), "output"),
@@ -262,10 +311,10 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         method_options=options,
         optimizer=spec,
         stopping=stopping,
-        layout=layout["name"],
+        layout=layout,
         layout_groups=groups,
-        simplex=bool(simplex),
-        simplex_sharpness=float(sharpness),
+        simplex=simplex,
+        simplex_sharpness=sharpness,
         batch_size=batch_size,
         eval_path=eval_path,
         baselines=bool(data.get("baselines", True)),

@@ -1,0 +1,108 @@
+"""Build a :class:`MergeFitness` from settings: the base, the experts, the tasks, the merge method and layout.
+
+``evogm-opt merge`` (:func:`assemble_run`) and the Ray evaluator's actors (``parallel.FitnessSpec``) both go
+through :func:`assemble`, so a worker's fitness is built exactly as the run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llm_merge.experts import Expert
+from llm_merge.fitness import MergeFitness
+from llm_merge.layouts import make_layout
+from llm_merge.loading import load_base, load_expert
+from llm_merge.merges import get_method
+from llm_merge.run_config import ExpertSpec, MergeRunConfig
+from llm_merge.tasks import Task
+
+
+@dataclass
+class Assembly:
+    """What a merge run works on: the model (rebuilt in place by the fitness), its tokenizer and the experts."""
+
+    model: Any
+    tokenizer: Any
+    experts: list[Expert]
+    fitness: MergeFitness
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    """How the optimizer's vector maps to coefficients (``llm_merge.layouts``); the default is one λ per expert."""
+
+    name: str = "per_expert"
+    groups: int = 4
+    simplex: bool = False
+    sharpness: float = 4.0
+
+
+def assemble(
+    base: str,
+    experts: Sequence[ExpertSpec],
+    tasks: Sequence[Any],
+    *,
+    method: str = "task_arithmetic",
+    method_options: dict[str, Any] | None = None,
+    dtype: str = "bfloat16",
+    device: str = "auto",
+    tokenizer: str | None = None,
+    weights: Sequence[float] | None = None,
+    batch_size: int = 32,
+    layout: LayoutSpec = LayoutSpec(),
+) -> Assembly:
+    """Load the base and the experts onto ``device`` and build the fitness over ``tasks`` (those that drive the
+    search; ``weights``: one per task for their weighted mean)."""
+    model, tok = load_base(base, dtype, device, tokenizer)
+    loaded = [load_expert(e.path, model, tok, e.name, e.kind) for e in experts]
+    merge = get_method(method, **(method_options or {}))
+    touched = sorted(set().union(*(e.params for e in loaded)))
+    coefficients = make_layout(
+        layout.name,
+        touched,
+        len(loaded),
+        groups=layout.groups,
+        n_layers=getattr(model.config, "num_hidden_layers", None),
+        simplex=layout.simplex,
+        sharpness=layout.sharpness,
+    )
+    fitness = MergeFitness(model, tok, loaded, tasks, merge, weights, batch_size, coefficients)
+    return Assembly(model, tok, loaded, fitness)
+
+
+def load_tasks(cfg: MergeRunConfig) -> dict[str, Any]:
+    """Every task split of the config, keyed ``"name/val"`` and ``"name/test"`` (seen tasks first)."""
+    tasks: dict[str, Any] = {}
+    for spec in (*cfg.seen, *cfg.unseen):
+        for split in ("val", "test"):
+            source = getattr(spec, split)
+            if source is None:
+                continue
+            if spec.lm_eval is not None:
+                from llm_merge.lm_eval_tasks import LmEvalTask
+
+                task = LmEvalTask(spec.name, source, **spec.lm_eval)
+                task.check()
+            else:
+                task = Task.from_jsonl(source, name=spec.name, max_new_tokens=spec.max_new_tokens)
+            tasks[f"{spec.name}/{split}"] = task
+    return tasks
+
+
+def assemble_run(cfg: MergeRunConfig, tasks: dict[str, Any]) -> Assembly:
+    """The run's fitness: searched on the seen tasks' validation splits, weighted as the config says."""
+    return assemble(
+        cfg.base,
+        cfg.experts,
+        [tasks[f"{t.name}/val"] for t in cfg.seen],
+        method=cfg.method,
+        method_options=cfg.method_options,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        tokenizer=cfg.tokenizer,
+        weights=[t.weight for t in cfg.seen],
+        batch_size=cfg.batch_size,
+        layout=LayoutSpec(cfg.layout, cfg.layout_groups, cfg.simplex, cfg.simplex_sharpness),
+    )

@@ -1,0 +1,200 @@
+"""After the search: the recommended merge and the baselines scored on every task split, the tables, the Pareto
+front, the convergence plot, ``results.json`` and ``merged/`` — or, with ``--pick``, one archived Pareto point
+chosen by task weights, scored and saved (nothing searched again).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evogm_opt import Optimizer
+from llm_merge.assemble import Assembly
+from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
+from llm_merge.fitness import MergeFitness
+from llm_merge.journal import RESULTS, Journal, RunError
+from llm_merge.merges import get_method
+from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
+from llm_merge.run_config import MergeRunConfig
+from llm_merge.search import Searched
+
+UNIFORM = "uniform TA (λ = 1/N)"  # the baseline the recommended merge is compared with
+
+
+def best_entry(opt: Optimizer, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The log entry of the optimizer's recommendation (``recommend().evaluation`` is its log index)."""
+    reco = opt.recommend()
+    if reco is None:
+        raise RunError("every evaluation failed (non-finite scores); nothing to report")
+    n = reco.evaluation
+    if not 1 <= n <= len(entries) or entries[n - 1]["evaluation"] != n or entries[n - 1]["score"] is None:
+        raise RunError(f"the recommended evaluation {n} is not in the log; the log does not belong to this checkpoint")
+    return entries[n - 1]
+
+
+def apply_entry(fitness: MergeFitness, opt: Optimizer, entry: dict[str, Any]) -> None:
+    """Put the entry's merge into the model (replaying the recorded basis shifts for a nonlinear merge)."""
+    if entry["basis_version"] is None:
+        fitness.apply(entry["lambda"])
+        return
+    fitness.reset_basis()
+    for rows in opt.shift_rows[: entry["basis_version"]]:  # type: ignore[attr-defined]
+        fitness.rebase(rows)
+    fitness.apply(entry["coordinates"])
+
+
+def save_merged(asm: Assembly, folder: Path) -> None:
+    """The model as it is now (a merge applied), as a Hugging Face folder with the tokenizer."""
+    asm.model.save_pretrained(folder, safe_serialization=True)
+    asm.tokenizer.save_pretrained(folder)
+
+
+def plot_convergence(entries: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Every evaluation's score and the best so far; ``False`` where matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    n = [e["evaluation"] for e in entries]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.scatter(n, [np.nan if e["score"] is None else e["score"] for e in entries], s=10, alpha=0.45, label="evaluated")
+    ax.step(n, [np.nan if e["best"] is None else e["best"] for e in entries], where="post", color="C3", label="best")
+    ax.set_xlabel("evaluation")
+    ax.set_ylabel("validation score (seen tasks)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def score_baselines(cfg: MergeRunConfig, asm: Assembly, tasks: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Score every standard baseline; one fitness per merge method, freed before the next method's."""
+    rows: dict[str, dict[str, float]] = {}
+    current: tuple[str, MergeFitness] | None = None
+    for b in standard_baselines([e.name for e in asm.experts]):
+        key = json.dumps([b.method, b.options], sort_keys=True)
+        if current is None or current[0] != key:
+            current = None  # drop the previous method's fitness before the next one allocates its tensors
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            current = (key, _baseline_fitness(cfg, asm, b.method, b.options))
+        current[1].apply(b.weights)
+        rows[b.label] = score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)
+        current[1].restore()
+    return rows
+
+
+def _baseline_fitness(cfg: MergeRunConfig, asm: Assembly, method: str, options: dict[str, Any]) -> MergeFitness:
+    """The run's own fitness where it computes this baseline's merge (one λ per expert); a new one otherwise."""
+    fitness = asm.fitness
+    reuse = method == cfg.method and not options and fitness.method.linear and fitness.dim == len(asm.experts)
+    if reuse and not fitness.layout.simplex:
+        return fitness
+    return MergeFitness(asm.model, asm.tokenizer, asm.experts, fitness.tasks, get_method(method, **options))
+
+
+def report(
+    cfg: MergeRunConfig, opt: Optimizer, searched: Searched, asm: Assembly, tasks: dict[str, Any], journal: Journal
+) -> tuple[dict[str, Any], str]:
+    """Score the recommended merge (saved to ``merged/``) and the baselines; write results, Pareto and plots."""
+    best = best_entry(opt, searched.entries)
+    if best["basis_version"] is None:  # the coefficients per group and expert, for the report
+        coefficients = asm.fitness.layout.describe(np.asarray(best["lambda"]), [e.name for e in asm.experts])
+        best = {**best, "coefficients": coefficients}
+    label = f"{cfg.optimizer.name} λ*"
+    apply_entry(asm.fitness, opt, best)
+    rows = {label: score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)}
+    if cfg.save_model:
+        save_merged(asm, journal.folder / "merged")
+        provenance = {"base": cfg.base, "experts": [e.path for e in cfg.experts], "method": cfg.method, **best}
+        journal.write_json(Path("merged") / "evogm_merge.json", provenance)
+    asm.fitness.restore()
+    if cfg.baselines:
+        rows.update(score_baselines(cfg, asm, tasks))
+    table = _summary(cfg, rows, label)
+    results = {
+        "fingerprint": cfg.fingerprint(),
+        "optimizer": cfg.optimizer.name,
+        "method": cfg.method,
+        "budget": cfg.optimizer.budget,
+        "n_evals": opt.n_evals,
+        "stop_reason": searched.reason,
+        "best": best,
+        "rows": rows,
+        "search_seconds": searched.entries[-1]["elapsed_s"] if searched.entries else 0.0,
+        "table": table,
+    }
+    if opt.archive is not None:
+        results["pareto"] = _pareto(cfg, opt, searched.entries, journal)
+        results["table"] = table = table + _pareto_section(results["pareto"])
+    journal.write_json(RESULTS, results)
+    title = f"{cfg.optimizer.name} · {cfg.method} · {len(asm.experts)} experts"
+    plot_convergence(searched.entries, journal.folder / "convergence.png", title)
+    return results, table
+
+
+def _summary(cfg: MergeRunConfig, rows: dict[str, dict[str, float]], label: str) -> str:
+    """The summary and per-task tables, and with baselines the verdict against uniform task arithmetic."""
+    seen, unseen = [t.name for t in cfg.seen], [t.name for t in cfg.unseen]
+    table = summary_table(rows, seen, unseen) + "\n\nPer task:\n\n" + per_task_table(rows)
+    if not cfg.baselines:
+        return table
+    gaps = [rows[label][f"{n}/test"] - rows[UNIFORM][f"{n}/test"] for n in seen if f"{n}/test" in rows[label]]
+    gap = np.mean(gaps or [np.nan])
+    return table + (
+        f"\n\n{label} vs uniform task arithmetic, seen tasks, test split: {gap:+.3f} "
+        f"({'better' if gap > 0 else 'not better'})."
+    )
+
+
+def _pareto(cfg: MergeRunConfig, opt: Optimizer, entries: list[dict[str, Any]], journal: Journal) -> dict[str, Any]:
+    """The front of the seen tasks as ``pareto.json`` and ``pareto.png``."""
+    summary = pareto_summary(opt, entries, [t.name for t in cfg.seen])
+    journal.write_json("pareto.json", summary)
+    plot_front(summary, entries, journal.folder / "pareto.png")
+    return summary
+
+
+def _pareto_section(summary: dict[str, Any]) -> str:
+    return (
+        f"\n\nPareto front of the seen tasks (validation), {len(summary['front'])} points — pick one for other "
+        f"task weights with --pick:\n\n" + pareto_table(summary)
+    )
+
+
+def pick(
+    cfg: MergeRunConfig,
+    weights: dict[str, float],
+    opt: Optimizer,
+    entries: list[dict[str, Any]],
+    asm: Assembly,
+    tasks: dict[str, Any],
+    journal: Journal,
+) -> tuple[dict[str, Any], str]:
+    """The archived point that is best for the user's task weights, scored and saved; nothing re-searched."""
+    names = [t.name for t in cfg.seen]
+    unknown = sorted(set(weights) - set(names))
+    if unknown or opt.archive is None:
+        why = f"unknown seen tasks {unknown}" if unknown else "the run has no Pareto archive (one seen task)"
+        raise RunError(f"--pick: {why}; seen tasks: {names}")
+    point = opt.archive.pick([float(weights.get(n, 0.0)) for n in names])
+    entry = entries[point.evaluation - 1]
+    apply_entry(asm.fitness, opt, entry)
+    row = score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)
+    if cfg.save_model:
+        save_merged(asm, journal.folder / "merged-pick")
+    asm.fitness.restore()
+    label = "picked (" + ", ".join(f"{n}={weights.get(n, 0.0):g}" for n in names) + ")"
+    result = {"weights": {n: float(weights.get(n, 0.0)) for n in names}, "entry": entry, "rows": {label: row}}
+    journal.write_json("pick.json", result)
+    table = summary_table({label: row}, names, [t.name for t in cfg.unseen]) + "\n\n" + per_task_table({label: row})
+    return result, table
