@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evogm_opt._atomic import atomic_path
+from evogm_opt.atomic import atomic_path
 
 FORMAT_NAME = "evogm-opt-checkpoint"
 FORMAT_VERSION = 1

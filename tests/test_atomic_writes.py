@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evogm_opt import GenerativeOptimizer, RandomSearch
-from evogm_opt._atomic import atomic_path, atomic_write, default_file_mode
+from evogm_opt.atomic import atomic_path, atomic_write, default_file_mode
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
 

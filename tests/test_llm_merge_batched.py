@@ -84,7 +84,7 @@ def test_the_path_is_chosen_by_device_and_how_full_one_candidates_forwards_are(e
 def test_the_eval_speed_benchmark_runs_and_reports_every_way(tmp_path):
     import json
 
-    from evogm_bench.llm_eval_speed import main
+    from llm_merge.eval_speed import main
 
     out = tmp_path / "speed.json"
     args = ["--experts", "3", "--rank", "2", "--population", "3", "--prompts", "2", "--length", "8", "--repeats", "1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,10 +104,16 @@ def test_schema_errors_name_the_problem(workspace):
 
 
 def test_a_run_writes_log_checkpoint_results_plot_and_a_loadable_merged_model(workspace):
-    result = quiet_run(write_config(workspace, "full"))
+    umask = os.umask(0o022)
+    try:
+        result = quiet_run(write_config(workspace, "full"))
+    finally:
+        os.umask(umask)
     out = workspace / "runs" / "full"
     for name in ("run.json", "checkpoint.evogm", "log.jsonl", "results.json", "convergence.png"):
         assert (out / name).is_file(), name
+    for path in (out / "checkpoint.evogm", out / "results.json", out / "merged" / "model.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o644, path  # readable by a teammate under umask 022
     log = evaluations(out)
     assert log_without_timing(out)[-1] == {
         "event": "stop",

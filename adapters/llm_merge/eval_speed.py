@@ -11,8 +11,8 @@ On a random-init model of a real shape with random rank-r LoRA experts, for the 
 Each way scores M prompts of L tokens per candidate with one teacher-forced forward (what multiple-choice
 scoring does), in forwards of ``--batch-size`` rows. Run::
 
-    python -m evogm_bench.llm_eval_speed --shape small --device cpu            # anywhere, minutes
-    python -m evogm_bench.llm_eval_speed --shape qwen2.5-1.5b --device cuda   # the GPU figures
+    python -m llm_merge.eval_speed --shape small --device cpu            # anywhere, minutes
+    python -m llm_merge.eval_speed --shape qwen2.5-1.5b --device cuda   # the GPU figures
 
 and it prints a markdown table (and ``--json`` writes the numbers).
 """
@@ -45,6 +45,7 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 def build(shape: str, n_experts: int, rank: int, device: str, dtype: torch.dtype, seed: int = 0):
     import transformers
+
     from llm_merge.experts import LoraExpert, LoraFactors
 
     torch.manual_seed(seed)

@@ -17,24 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from evogm_opt import Optimizer
+from evogm_opt.atomic import atomic_write
 from llm_merge.run_config import MergeRunConfig
 
 CHECKPOINT, LOG, RUN, RESULTS = "checkpoint.evogm", "log.jsonl", "run.json", "results.json"
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never half of one.
-
-    The core's ``evogm_opt._atomic.atomic_write`` is private (the adapter uses only the core's public API); this
-    stays until the core exports it. ``open`` gives the file the mode any new file gets (the umask applies).
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
 
 
 class RunError(RuntimeError):

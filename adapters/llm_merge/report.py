@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from evogm_opt import Optimizer
+from evogm_opt.atomic import default_file_mode
 from llm_merge.assemble import Assembly
 from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
 from llm_merge.fitness import MergeFitness
@@ -51,6 +52,10 @@ def save_merged(asm: Assembly, folder: Path) -> None:
     """The model as it is now (a merge applied), as a Hugging Face folder with the tokenizer."""
     asm.model.save_pretrained(folder, safe_serialization=True)
     asm.tokenizer.save_pretrained(folder)
+    mode = default_file_mode(folder)  # safetensors writes 0600 whatever the umask; a teammate must read the model
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(mode)
 
 
 def plot_convergence(entries: list[dict[str, Any]], path: Path, title: str) -> bool:
