@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,18 @@ def base_shapes(model) -> dict:
 
 
 @pytest.mark.parametrize(
-    "extra", [{}, {"use_rslora": True}, {"rank_pattern": {"v_proj": 2}, "alpha_pattern": {"down_proj": 3}}]
+    "extra",
+    [
+        {},
+        {"use_rslora": True},
+        {"rank_pattern": {"v_proj": 2}, "alpha_pattern": {"down_proj": 3}},
+        {"rank_pattern": {r"layers\.1\..*v_proj": 2}, "alpha_pattern": {r"layers\.1\..*down_proj": 2}},
+        {
+            "use_rslora": True,
+            "rank_pattern": {r"layers\.[01]\.self_attn\.q_proj": 2},
+            "alpha_pattern": {r".*\.0\.mlp\..*": 16},
+        },
+    ],
 )
 def test_lora_task_vector_is_exact_against_peft_merge_and_unload(tmp_path, extra):
     folder = make_adapter(tmp_path / "a", seed=1, **extra)
@@ -65,6 +77,82 @@ def test_lora_task_vector_is_exact_against_peft_merge_and_unload(tmp_path, extra
     ref_state = merged_ref.state_dict()
     for param in expert.params:
         torch.testing.assert_close(state[param], ref_state[param], atol=1e-6, rtol=1e-5)
+
+
+def peft_delta_errors(folder: Path) -> dict[str, float]:
+    """max |ΔW_ours − ΔW_peft| per module, ΔW_peft = peft's merge_and_unload − the base (fp32)."""
+    base = tiny_qwen()
+    expert = load_lora_expert(folder, base_shapes(base))
+    merged = peft.PeftModel.from_pretrained(tiny_qwen(), folder).merge_and_unload().state_dict()
+    pristine = base.state_dict()
+    assert {k for k in merged if not torch.equal(merged[k], pristine[k])} <= expert.params
+    return {p: (expert.delta(p) - (merged[p] - pristine[p])).abs().max().item() for p in expert.params}
+
+
+def test_alpha_pattern_keys_are_regexes_matched_on_the_end_of_the_module_name(tmp_path):
+    folder = make_adapter(tmp_path / "a", seed=1, alpha_pattern={r"layers\.1\..*down_proj": 2})
+    expert = load_lora_expert(folder, base_shapes(tiny_qwen()))
+    assert expert.factors["model.layers.1.mlp.down_proj.weight"].scaling == 0.5  # peft: α = 2 from the pattern, r = 4
+    assert expert.factors["model.layers.0.mlp.down_proj.weight"].scaling == 2.0  # no match: lora_alpha / r = 8 / 4
+    assert max(peft_delta_errors(folder).values()) <= 1e-6
+
+
+def test_rank_pattern_keys_are_regexes_too(tmp_path):
+    folder = make_adapter(tmp_path / "a", seed=1, rank_pattern={r"layers\.\d\.self_attn\.(q|v)_proj": 2})
+    expert = load_lora_expert(folder, base_shapes(tiny_qwen()))
+    f = expert.factors["model.layers.1.self_attn.v_proj.weight"]
+    assert f.a.shape[0] == 2 and f.scaling == 4.0  # r = 2 from the pattern: α / r = 8 / 2
+    assert expert.factors["model.layers.1.mlp.down_proj.weight"].a.shape[0] == 4
+    assert max(peft_delta_errors(folder).values()) <= 1e-6
+
+
+def test_rslora_scale_is_alpha_over_sqrt_r_as_in_peft(tmp_path):
+    folder = make_adapter(tmp_path / "a", seed=1, use_rslora=True, rank_pattern={r".*\.1\.mlp\.down_proj": 2})
+    expert = load_lora_expert(folder, base_shapes(tiny_qwen()))
+    assert expert.factors["model.layers.1.mlp.down_proj.weight"].scaling == pytest.approx(8 / 2**0.5)
+    assert expert.factors["model.layers.0.mlp.down_proj.weight"].scaling == pytest.approx(8 / 2)
+    assert max(peft_delta_errors(folder).values()) <= 1e-6
+
+
+def test_an_adapter_naming_another_base_model_warns_or_is_refused(tmp_path):
+    from llm_merge import BaseModelMismatchWarning
+    from llm_merge.loading import load_expert
+
+    tiny_qwen().save_pretrained(tmp_path / "qwen-a")
+    tiny_qwen().save_pretrained(tmp_path / "qwen-b")  # the same shapes (and here the same weights), another model
+    trained_on = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "qwen-a")
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    peft.get_peft_model(trained_on, config).save_pretrained(tmp_path / "adapter")  # wraps trained_on in place
+    named = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert named == str(tmp_path / "qwen-a")
+    shapes = base_shapes(tiny_qwen())
+    with pytest.warns(BaseModelMismatchWarning) as caught:
+        load_lora_expert(tmp_path / "adapter", shapes, base_name=str(tmp_path / "qwen-b"))
+    message = str(caught[0].message)
+    assert str(tmp_path / "qwen-a") in message and str(tmp_path / "qwen-b") in message
+    with pytest.raises(ExpertError, match="qwen-b"):
+        load_lora_expert(tmp_path / "adapter", shapes, base_name=str(tmp_path / "qwen-b"), on_other_base="error")
+    other = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "qwen-b")
+    with pytest.warns(BaseModelMismatchWarning, match="qwen-a"):  # the run's loader compares with model.name_or_path
+        load_expert(tmp_path / "adapter", other, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_lora_expert(tmp_path / "adapter", shapes, base_name=str(tmp_path / "qwen-b"), on_other_base="ignore")
+        for same in (str(tmp_path / "qwen-a") + "/", "some-org/qwen-a", "/elsewhere/QWEN-A", None):
+            load_lora_expert(tmp_path / "adapter", shapes, base_name=same, on_other_base="error")
+        same_base = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "qwen-a")
+        load_expert(tmp_path / "adapter", same_base, None, on_other_base="error")
+    with pytest.raises(ValueError, match="on_other_base must be one of warn, error, ignore"):
+        load_lora_expert(tmp_path / "adapter", shapes, base_name="x", on_other_base="refuse")
+
+
+def test_same_base_model_reads_hub_ids_folders_and_hub_cache_snapshots():
+    from llm_merge.experts import same_base_model
+
+    assert same_base_model("Qwen/Qwen2.5-0.5B", "/models/Qwen2.5-0.5B")
+    assert same_base_model("Qwen/Qwen2.5-0.5B", "/cache/hub/models--Qwen--Qwen2.5-0.5B/snapshots/0123abcd")
+    assert not same_base_model("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-0.5B-Instruct")
+    assert not same_base_model("meta-llama/Llama-3.1-8B", "/models/Llama-3.1-8B-Instruct/")
 
 
 def test_refusals(tmp_path):
@@ -86,6 +174,9 @@ def test_refusals(tmp_path):
         load_lora_expert(good, shapes)
     with pytest.raises(ExpertError, match="adapter_config"):
         load_lora_expert(tmp_path, shapes)
+    biased = make_adapter(tmp_path / "bias", seed=1, lora_bias=True)
+    with pytest.raises(ExpertError, match="lora_bias"):
+        load_lora_expert(biased, shapes)
     base, resized = tiny_qwen(), tiny_qwen(vocab=80)
     with pytest.raises(ExpertError, match="resized embeddings"):
         dense_expert("resized", base.state_dict(), resized.state_dict())

@@ -12,6 +12,7 @@ from typing import Any
 
 # name -> module: imported on first use, so `llm_merge.cli` (and `evogm-opt --help`) load without torch/transformers
 _EXPORTS = {
+    "BaseModelMismatchWarning": "experts",
     "DenseExpert": "experts",
     "ExpertError": "experts",
     "LoraExpert": "experts",
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MERGE_METHODS",
+    "BaseModelMismatchWarning",
     "ConfigError",
     "DenseExpert",
     "ExpertError",
