@@ -24,6 +24,7 @@ _EXPORTS = {
     "MERGE_METHODS": "merges",
     "MergeMethod": "merges",
     "get_method": "merges",
+    "validate_method": "merges",
     "RunError": "run",
     "run_merge": "run",
     "ConfigError": "run_config",
@@ -58,4 +59,5 @@ __all__ = [
     "load_expert",
     "load_lora_expert",
     "run_merge",
+    "validate_method",
 ]
