@@ -127,7 +127,7 @@ def test_a_run_writes_log_checkpoint_results_plot_and_a_loadable_merged_model(wo
     assert res["n_evals"] == 12 and res["best"]["score"] == log[-1]["best"]
     labels = set(res["rows"])
     assert {"evogm λ*", "base", "expert second", "uniform TA (λ = 1/N)"} <= labels
-    assert {"TIES (density 0.2, λ = 1)", "DARE (p = 0.5, λ = 1/N)"} <= labels
+    assert {"TIES (density 0.2, λ = 1)", "DARE (density 0.5, λ = 1/N)"} <= labels
     assert set(res["rows"]["base"]) == {"mc/val", "mc/test", "gen/val", "gen/test"}
     assert res["rows"]["evogm λ*"]["mc/val"] == pytest.approx(res["best"]["score"])
     assert "| model | seen val |" in result.table

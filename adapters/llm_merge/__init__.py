@@ -14,6 +14,7 @@ from typing import Any
 
 # name -> module: imported on first use, so `llm_merge.cli` (and `evogm-opt --help`) load without torch/transformers
 _EXPORTS = {
+    "BaseModelMismatchWarning": "experts",
     "DenseExpert": "experts",
     "ExpertError": "experts",
     "LoraExpert": "experts",
@@ -25,6 +26,7 @@ _EXPORTS = {
     "MERGE_METHODS": "merges",
     "MergeMethod": "merges",
     "get_method": "merges",
+    "validate_method": "merges",
     "RunError": "run",
     "run_merge": "run",
     "ConfigError": "run_config",
@@ -42,6 +44,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MERGE_METHODS",
+    "BaseModelMismatchWarning",
     "ConfigError",
     "DenseExpert",
     "ExpertError",
@@ -58,4 +61,5 @@ __all__ = [
     "load_expert",
     "load_lora_expert",
     "run_merge",
+    "validate_method",
 ]

@@ -1,7 +1,8 @@
 """The merges every search is reported against, and the seen/unseen × val/test table.
 
 A searched λ only means something next to what needs no search: the base itself, each expert alone, uniform
-task arithmetic (λ = 1/N), TIES at its usual settings (density 0.2, λ = 1) and DARE (p = 0.5, λ = 1/N).
+task arithmetic (λ = 1/N), TIES at its usual settings (density 0.2, λ = 1, mergekit's normalised TIES) and DARE
+(density 0.5 — each entry dropped with p = 0.5 — λ = 1/N, mergekit's L1 rescale).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def standard_baselines(expert_names: Sequence[str]) -> list[Baseline]:
     out += [
         Baseline("uniform TA (λ = 1/N)", "task_arithmetic", np.full(n, 1.0 / n)),
         Baseline("TIES (density 0.2, λ = 1)", "ties", np.ones(n), {"density": 0.2}),
-        Baseline("DARE (p = 0.5, λ = 1/N)", "dare_linear", np.full(n, 1.0 / n), {"drop": 0.5}),
+        Baseline("DARE (density 0.5, λ = 1/N)", "dare_linear", np.full(n, 1.0 / n), {"density": 0.5}),
     ]
     return out
 

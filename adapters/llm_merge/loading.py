@@ -117,8 +117,13 @@ def load_dense_expert(folder: Path, model, name: str) -> Expert:
     return dense_expert(name, {k: v.cpu() for k, v in base_state.items()}, expert_state)
 
 
-def load_expert(path: str | Path, model, tokenizer, name: str | None = None, kind: str = "auto") -> Expert:
-    """One expert folder as a task vector against ``model`` (kind: ``auto``, ``lora`` or ``dense``)."""
+def load_expert(
+    path: str | Path, model, tokenizer, name: str | None = None, kind: str = "auto", on_other_base: str = "warn"
+) -> Expert:
+    """One expert folder as a task vector against ``model`` (kind: ``auto``, ``lora`` or ``dense``).
+
+    A LoRA adapter whose ``base_model_name_or_path`` names another model than ``model``'s ``name_or_path`` gives a
+    warning naming both (``on_other_base="warn"``), is refused (``"error"``) or passes (``"ignore"``)."""
     folder = Path(path)
     if not folder.is_dir():
         raise ExpertError(f"{folder}: no such expert folder")
@@ -130,5 +135,6 @@ def load_expert(path: str | Path, model, tokenizer, name: str | None = None, kin
     name = name or folder.name
     if kind == "lora":
         shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        return load_lora_expert(folder, shapes, name=name)
+        base_name = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+        return load_lora_expert(folder, shapes, name=name, base_name=base_name, on_other_base=on_other_base)
     return load_dense_expert(folder, model, name)

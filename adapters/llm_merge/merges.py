@@ -1,26 +1,43 @@
 """Merge methods, one small class each behind a registry (the shape of mergekit's merge-method registry).
 
-A method turns the base tensor θ₀ and the experts' task vectors τ_i (for one parameter) plus coefficients λ
-into the merged tensor. What does not depend on λ — TIES's trimming, DARE's keep masks — is computed once per
-parameter in ``prepare`` and reused for every candidate λ; ``merge`` never modifies its inputs.
+A method turns the base tensor θ₀ and the experts' task vectors τ_i (for one parameter) plus the searched
+per-expert weights λ into the merged tensor. What does not depend on λ — TIES's trimming, DARE's keep masks — is
+computed once per parameter in ``prepare`` and reused for every candidate λ; ``merge`` never modifies its inputs.
 
-- ``task_arithmetic``: θ₀ + Σ λ_i τ_i (linear, so the LoRA path can stay factored).
-- ``ties`` (Yadav et al. 2023): trim each τ_i to its top-``density`` fraction by magnitude; elect the sign per
-  entry as sign(Σ λ_i τ̂_i); keep the entries of λ_i τ̂_i that agree with it ("disjoint"). The merged delta is
-  the **sum** of the agreeing entries, or with ``normalize=True`` their sum divided by Σ|λ_i| over the agreeing
-  experts (mergekit's normaliser, the TIES paper's disjoint mean when all |λ_i| are equal).
-- ``dare_linear`` / ``dare_ties`` (Yu et al. 2024): keep each entry of τ_i with probability 1 − p (a seeded
-  Bernoulli mask per expert and parameter), rescale by 1/(1 − p), then task arithmetic / the TIES sign election.
+By default every method is **mergekit 0.1.5's** (``mergekit/merge_methods/generalized_task_arithmetic.py`` and
+``mergekit/sparsify.py``): the same parameter names, defaults and arithmetic, so a λ found here is mergekit's
+``weight`` per model and the merge is the one ``mergekit-yaml`` writes (tested against mergekit itself, fp32,
+tensor by tensor: tests/test_llm_merge_mergekit.py). With τ̂_i the sparsified task vectors:
+
+- ``task_arithmetic``: δ = Σ λ_i τ_i.
+- ``ties`` (https://arxiv.org/abs/2306.01708): τ̂_i keeps exactly k = max(1, ⌊density·n⌋) entries of τ_i, the
+  largest by magnitude; the sign per entry is "+" where Σ λ_i τ̂_i ≥ 0, else "−"; δ = Σ over the experts whose
+  λ_i τ̂_i has the elected sign (zeros never agree).
+- ``dare_linear`` / ``dare_ties`` (https://arxiv.org/abs/2311.03099): τ̂_i keeps each entry with probability
+  ``density`` (a Bernoulli mask), then task arithmetic / the TIES election above.
+- ``rescale`` (DARE's default): τ̂_i is scaled to τ_i's L1 norm, ‖τ_i‖₁/‖τ̂_i‖₁ (not 1/density), unless either
+  norm is below 1e-7.
+- ``normalize`` (TIES's default): δ is divided by the *signed* Σ λ_i — over the agreeing experts per entry for
+  TIES/DARE-TIES (0 → 1), over all experts for TA/DARE-linear (|Σ| < 1e-8 → 1).
+- ``lambda``: δ is multiplied by it last; θ = θ₀ + δ.
+
+``convention: evogm-0.1`` keeps this project's first definitions (docs/llm-merge.md compares the three TIES):
+round(density·n) entries plus ties at the threshold, no election where Σ λ_i τ̂_i = 0, a Σ|λ_i| normaliser,
+``normalize: false`` and ``density: 0.2`` by default; DARE with a drop probability ``drop`` and a 1/(1 − drop)
+rescale.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
 MERGE_METHODS: dict[str, type[MergeMethod]] = {}
+CONVENTIONS = ("mergekit", "evogm-0.1")
 
 
 def register(cls: type[MergeMethod]) -> type[MergeMethod]:
@@ -36,19 +53,95 @@ def get_method(name: str, **options: Any) -> MergeMethod:
     return MERGE_METHODS[name](**options)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# what each parameter name accepts, whichever method takes it: (test, what a wrong value should have been)
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "density": (lambda v: _is_number(v) and 0.0 < v <= 1.0, "a number in (0, 1] (the fraction of entries kept)"),
+    "drop": (lambda v: _is_number(v) and 0.0 <= v < 1.0, "a number in [0, 1) (the probability an entry is dropped)"),
+    "normalize": (lambda v: isinstance(v, bool), "true or false"),
+    "rescale": (lambda v: isinstance(v, bool), "true or false"),
+    "int8_mask": (lambda v: isinstance(v, bool), "true or false"),
+    "lambda": (_is_number, "a finite number"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+}
+
+
+def validate_method(name: str, options: Mapping[str, Any]) -> None:
+    """Check a method name and its parameters before anything loads; a ``ValueError`` with one line that names the
+    bad key (and lists the allowed ones) otherwise.
+
+    ``validate_method("ties", {"densty": 0.2})`` raises "method ties: unknown parameter 'densty'; allowed:
+    convention, density, int8_mask, lambda, normalize, rescale".
+    """
+    if name not in MERGE_METHODS:
+        raise ValueError(f"unknown merge method {name!r}; choose one of {sorted(MERGE_METHODS)}")
+    cls = MERGE_METHODS[name]
+    convention = options.get("convention", "mergekit")
+    if convention not in cls.conventions():
+        raise ValueError(f"method {name}: convention must be one of {', '.join(cls.conventions())}, got {convention!r}")
+    allowed = cls.defaults(convention)
+    names = sorted({*allowed, "convention"} if len(cls.conventions()) > 1 else allowed)
+    for key, value in options.items():
+        if key == "convention":
+            continue
+        if key not in allowed:
+            hint = ""
+            other = [c for c in cls.conventions() if c != convention and key in cls.defaults(c)]
+            if other:
+                hint = f" ({key!r} belongs to convention: {other[0]}"
+                hint += "; mergekit's knob is density = 1 − drop)" if key == "drop" else ")"
+            listed = ", ".join(names) if names else "none"
+            raise ValueError(f"method {name}: unknown parameter {key!r}; allowed: {listed}{hint}")
+        test, expected = _CHECKS.get(key, (lambda v: True, ""))
+        if not test(value):
+            raise ValueError(f"method {name}: {key} must be {expected}, got {value!r}")
+
+
 class MergeMethod:
+    """One merge method. Subclasses set ``name``, declare their parameters with defaults in ``parameters``
+    (and, where this project's first definition differs, in ``evogm_parameters``), and implement
+    ``merged_delta`` (and ``prepare`` for λ-independent work)."""
+
     name: ClassVar[str]
-    linear: ClassVar[bool] = False  # True: merged delta = Σ λ_i τ_i, so factored (LoRA) rebuilds are exact
+    reference_url: ClassVar[str] = ""
+    parameters: ClassVar[dict[str, Any]] = {}  # mergekit's names and defaults
+    evogm_parameters: ClassVar[dict[str, Any] | None] = None  # convention evogm-0.1 (None: no such variant)
+    linear: bool = False  # True: merged delta = Σ λ_i τ_i, so factored (LoRA) rebuilds are exact
+
+    def __init__(self, **options: Any) -> None:
+        validate_method(self.name, options)
+        self.convention: str = options.get("convention", "mergekit")
+        self.options: dict[str, Any] = {**self.defaults(self.convention), **options}
+        if len(self.conventions()) > 1:
+            self.options["convention"] = self.convention
+
+    @classmethod
+    def conventions(cls) -> tuple[str, ...]:
+        return CONVENTIONS if cls.evogm_parameters is not None else CONVENTIONS[:1]
+
+    @classmethod
+    def defaults(cls, convention: str = "mergekit") -> dict[str, Any]:
+        """The parameters this method takes under ``convention``, with their defaults."""
+        return dict(
+            cls.evogm_parameters if convention == "evogm-0.1" and cls.evogm_parameters is not None else cls.parameters
+        )
 
     def prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
         """λ-independent preprocessing of one parameter's task vectors (trim, drop); cached by the caller."""
         return deltas
 
     def merge(self, base: torch.Tensor, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        return base + self.merged_delta(prepared, weights).to(base.dtype)
+        """θ₀ + δ, added in fp32 and cast once to the base's dtype."""
+        return (base.float() + self.merged_delta(prepared, weights)).to(base.dtype)
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
 
 
 def _weighted_sum(deltas: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
@@ -59,7 +152,79 @@ def _weighted_sum(deltas: list[torch.Tensor], weights: torch.Tensor) -> torch.Te
     return out
 
 
-def _disjoint(deltas: list[torch.Tensor], weights: torch.Tensor, normalize: bool) -> torch.Tensor:
+def _finish(delta: torch.Tensor, divisor: torch.Tensor | float | None, scale: float) -> torch.Tensor:
+    """mergekit's last two steps: δ / divisor (when normalising), then × lambda."""
+    if divisor is not None:
+        delta = delta / divisor
+    return delta * scale if scale != 1.0 else delta
+
+
+def _elected(deltas: list[torch.Tensor], weights: torch.Tensor, normalize: bool, scale: float) -> torch.Tensor:
+    """mergekit's TIES consensus: sign "+" where Σ λ_i τ̂_i ≥ 0; the agreeing λ_i τ̂_i summed (zeros never agree)
+    and, with ``normalize``, divided by the signed Σ λ_i of the agreeing experts (0 → 1)."""
+    w = weights.float().to(deltas[0].device).view(-1, *([1] * deltas[0].dim()))
+    scaled = torch.stack([d.float() for d in deltas]) * w
+    elected = torch.where(scaled.sum(dim=0) >= 0, 1.0, -1.0)
+    agree = torch.sign(scaled) == elected
+    total = (scaled * agree).sum(dim=0)
+    divisor = None
+    if normalize:
+        divisor = (w * agree).sum(dim=0)
+        divisor[divisor == 0] = 1.0
+    return _finish(total, divisor, scale)
+
+
+def _linear(deltas: list[torch.Tensor], weights: torch.Tensor, normalize: bool, scale: float) -> torch.Tensor:
+    """mergekit's task arithmetic: Σ λ_i τ_i, with ``normalize`` divided by Σ λ_i (|Σ| < 1e-8 → 1)."""
+    divisor = None
+    if normalize:
+        total = float(weights.float().sum())  # summed in fp32, as mergekit does
+        divisor = total if abs(total) >= 1e-8 else 1.0
+    return _finish(_weighted_sum(deltas, weights), divisor, scale)
+
+
+def _rescaled(delta: torch.Tensor, kept: torch.Tensor, rescale: bool) -> torch.Tensor:
+    """mergekit's ``rescale``: match τ's L1 norm (unless either norm is below 1e-7)."""
+    if not rescale:
+        return kept
+    before, after = delta.abs().sum(), kept.abs().sum()
+    if before < 1e-7 or after < 1e-7:
+        return kept
+    return kept * (before / after)
+
+
+def magnitude_trim(delta: torch.Tensor, density: float, rescale: bool = False) -> torch.Tensor:
+    """mergekit's ``magnitude`` sparsification: exactly max(1, ⌊density·n⌋) entries, the largest |τ| (equal
+    magnitudes in index order)."""
+    delta = delta.float()
+    if density >= 1.0:
+        return delta
+    k = max(1, int(density * delta.numel()))
+    order = torch.sort(delta.abs().reshape(-1), descending=True, stable=True).indices[:k]
+    mask = torch.zeros(delta.numel(), dtype=delta.dtype, device=delta.device)
+    mask[order] = 1.0
+    return _rescaled(delta, delta * mask.view_as(delta), rescale)
+
+
+def mask_seed(seed: int, param: str) -> int:
+    """The torch seed of one parameter's DARE masks: ``torch.manual_seed(mask_seed(seed, param))`` before mergekit
+    merges that tensor makes mergekit draw the same masks (it draws from torch's global generator, expert by
+    expert, one ``torch.bernoulli`` of a density-filled fp32 tensor each, as ``prepare`` does here)."""
+    digest = hashlib.blake2b(f"{seed}|{param}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**63)
+
+
+def _legacy_trim(delta: torch.Tensor, density: float) -> torch.Tensor:
+    """evogm-0.1: the top round(density·n) entries by magnitude, ties at the threshold kept."""
+    if density >= 1.0:
+        return delta
+    k = max(1, int(round(density * delta.numel())))
+    threshold = delta.abs().flatten().kthvalue(delta.numel() - k + 1).values
+    return torch.where(delta.abs() >= threshold, delta, torch.zeros_like(delta))
+
+
+def _legacy_disjoint(deltas: list[torch.Tensor], weights: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """evogm-0.1: sign(Σ λ_i τ̂_i) elected (0 elects nothing); divided by Σ|λ_i| over agreeing experts."""
     scaled = torch.stack([w * d.float() for w, d in zip(weights.tolist(), deltas)])
     elected = torch.sign(scaled.sum(dim=0))
     agree = (torch.sign(scaled) == elected) & (scaled != 0)
@@ -70,53 +235,97 @@ def _disjoint(deltas: list[torch.Tensor], weights: torch.Tensor, normalize: bool
     return torch.where(mass > 0, total / mass.clamp_min(1e-12), torch.zeros_like(total))
 
 
-def _trim(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep the top ``density`` fraction of entries by magnitude (ties at the threshold kept)."""
-    if density >= 1.0:
-        return delta
-    k = max(1, int(round(density * delta.numel())))
-    threshold = delta.abs().flatten().kthvalue(delta.numel() - k + 1).values
-    return torch.where(delta.abs() >= threshold, delta, torch.zeros_like(delta))
-
-
 @register
 class TaskArithmetic(MergeMethod):
     name = "task_arithmetic"
-    linear = True
+    reference_url = "https://arxiv.org/abs/2212.04089"
+    parameters: ClassVar[dict[str, Any]] = {"normalize": False, "lambda": 1.0, "int8_mask": False}
+    evogm_parameters: ClassVar[dict[str, Any] | None] = {}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.normalize = bool(self.options.get("normalize", False))
+        self.scale = float(self.options.get("lambda", 1.0))
+        # Σ λ_i τ_i exactly: the factored LoRA rebuild and the batched-λ forward apply, a basis shift is c @ B
+        self.linear = not self.normalize and self.scale == 1.0
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum(prepared, weights)
+        return _linear(prepared, weights, self.normalize, self.scale)
 
 
 @register
 class Ties(MergeMethod):
     name = "ties"
+    reference_url = "https://arxiv.org/abs/2306.01708"
+    parameters: ClassVar[dict[str, Any]] = {
+        "density": 1.0,
+        "normalize": True,
+        "rescale": False,
+        "lambda": 1.0,
+        "int8_mask": False,
+    }
+    evogm_parameters: ClassVar[dict[str, Any] | None] = {"density": 0.2, "normalize": False}
 
-    def __init__(self, density: float = 0.2, normalize: bool = False) -> None:
-        if not 0.0 < density <= 1.0:
-            raise ValueError(f"TIES density must be in (0, 1], got {density}")
-        self.density, self.normalize = float(density), bool(normalize)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.density, self.normalize = float(self.options["density"]), bool(self.options["normalize"])
+        self.rescale = bool(self.options.get("rescale", False))
+        self.scale = float(self.options.get("lambda", 1.0))
 
     def prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [_trim(d.float(), self.density) for d in deltas]
+        if self.convention == "evogm-0.1":
+            return [_legacy_trim(d.float(), self.density) for d in deltas]
+        return [magnitude_trim(d, self.density, self.rescale) for d in deltas]
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        return _disjoint(prepared, weights, self.normalize)
+        if self.convention == "evogm-0.1":
+            return _legacy_disjoint(prepared, weights, self.normalize)
+        return _elected(prepared, weights, self.normalize, self.scale)
 
 
 class _Dare(MergeMethod):
-    def __init__(self, drop: float = 0.5, seed: int = 0, normalize: bool = False) -> None:
-        if not 0.0 <= drop < 1.0:
-            raise ValueError(f"DARE drop probability must be in [0, 1), got {drop}")
-        self.drop, self.seed, self.normalize = float(drop), int(seed), bool(normalize)
+    parameters: ClassVar[dict[str, Any]] = {
+        "density": 1.0,
+        "normalize": False,
+        "rescale": True,
+        "lambda": 1.0,
+        "int8_mask": False,
+        "seed": 0,  # ours: mergekit draws from torch's global generator (its --random-seed)
+    }
+    evogm_parameters: ClassVar[dict[str, Any] | None] = {"drop": 0.5, "seed": 0, "normalize": False}
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.seed, self.normalize = int(self.options["seed"]), bool(self.options["normalize"])
+        if self.convention == "evogm-0.1":
+            self.drop = float(self.options["drop"])
+            self.density = 1.0 - self.drop
+        else:
+            self.density = float(self.options["density"])
+            self.rescale = bool(self.options["rescale"])
+            self.scale = float(self.options["lambda"])
 
     def prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.convention == "evogm-0.1":
+            return self._legacy_prepare(param, deltas)
+        if self.density >= 1.0:  # mergekit returns τ untouched and draws nothing
+            return [d.float() for d in deltas]
+        # one generator per (seed, parameter), experts drawn in order: masks do not depend on the order parameters
+        # are visited in or on the process; drawn on the CPU so that they are the same on every device
+        g = torch.Generator().manual_seed(mask_seed(self.seed, param))
+        out = []
+        for d in deltas:
+            keep = torch.bernoulli(torch.full(d.shape, self.density, dtype=torch.float32), generator=g)
+            d = d.float()
+            out.append(_rescaled(d, d * keep.to(d.device), self.rescale))
+        return out
+
+    def _legacy_prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
         out = []
         for i, d in enumerate(deltas):
-            # one generator per (seed, parameter, expert): masks do not depend on the visiting order or the process
+            # evogm-0.1: one generator per (seed, parameter, expert)
             digest = hashlib.blake2b(f"{self.seed}|{param}|{i}".encode(), digest_size=8).digest()
             g = torch.Generator().manual_seed(int.from_bytes(digest, "little") % (2**63))
-            # drawn on the CPU so that the mask is the same on every device, then moved to the tensor's
             keep = (torch.rand(d.shape, generator=g) >= self.drop).to(d.device)
             out.append(torch.where(keep, d.float() / (1.0 - self.drop), torch.zeros_like(d, dtype=torch.float32)))
         return out
@@ -125,14 +334,20 @@ class _Dare(MergeMethod):
 @register
 class DareLinear(_Dare):
     name = "dare_linear"
+    reference_url = "https://arxiv.org/abs/2311.03099"
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum(prepared, weights)
+        if self.convention == "evogm-0.1":
+            return _weighted_sum(prepared, weights)  # evogm-0.1 took ``normalize`` here and ignored it
+        return _linear(prepared, weights, self.normalize, self.scale)
 
 
 @register
 class DareTies(_Dare):
     name = "dare_ties"
+    reference_url = "https://arxiv.org/abs/2311.03099"
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        return _disjoint(prepared, weights, self.normalize)
+        if self.convention == "evogm-0.1":
+            return _legacy_disjoint(prepared, weights, self.normalize)
+        return _elected(prepared, weights, self.normalize, self.scale)
