@@ -94,7 +94,7 @@ def test_schema_errors_name_the_problem(workspace):
     with pytest.raises(ConfigError, match="unique"):
         parse_config(config_dict(experts=["expert0", "expert0"]), workspace)
     with pytest.raises(ConfigError, match="both seen and unseen"):
-        tasks = {"seen": [{"name": "a", "val": "x"}], "unseen": [{"name": "a", "val": "y"}]}
+        tasks = {"seen": [{"name": "a", "val": "val/mc.jsonl"}], "unseen": [{"name": "a", "val": "val/gen.jsonl"}]}
         parse_config(config_dict(tasks=tasks), workspace)
     cfg = parse_config(config_dict(method={"name": "ties", "density": 0.5}), workspace)
     assert cfg.base == str(workspace / "base") and cfg.experts[1].name == "second"
@@ -402,3 +402,78 @@ def test_the_merge_search_keeps_the_optimizers_default_stopping_rules_off():
     reason = optimize(_Asking(opt, coordinates=False), lambda x: [0.5] * len(x), budget=300)
     assert opt.n_evals == 300 and reason == "evaluation budget: 300 of 300 evaluations used"
     assert opt.stop() and not _Asking(opt, coordinates=False).stop()  # alone, the default rules would stop it
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"base": "./no-such-base"}, "base: no such folder"),
+        ({"experts": ["expert0", "missing-expert"]}, "experts[1].path: no such folder"),
+        ({"tasks": {"seen": [{"name": "mc", "val": "val/nope.jsonl"}]}}, "tasks.seen[0].val: no such file"),
+        ({"method": {"name": "ties", "densty": 0.2}}, "method ties: unknown parameter 'densty'; allowed:"),
+        ({"method": {"name": "dare_linear", "drop": 0.5}}, "method dare_linear: unknown parameter 'drop'"),
+        ({"optimizer": {"name": "evogm", "options": {"preset": "papr"}}}, "unknown preset 'papr'"),
+        ({"optimizer": {"name": "cmaes", "options": {"sigma": 0.3}}}, "unexpected keyword argument 'sigma'"),
+        ({"threads": 0}, "threads must be a positive integer or auto"),
+        ({"on_other_base": "maybe"}, "on_other_base must be one of warn, error, ignore"),
+    ],
+)
+def test_a_bad_config_is_one_line_naming_the_key_before_anything_loads_or_is_written(workspace, overrides, says):
+    path = workspace / "bad.yaml"
+    path.write_text(yaml.safe_dump(config_dict(output="runs/never-written", **overrides)))
+    r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge", str(path)], capture_output=True, text=True)
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (workspace / "runs" / "never-written").exists()
+
+
+def test_a_finished_run_run_again_says_it_is_complete_and_rewrites_nothing(workspace):
+    path = write_config(workspace, "finished", baselines=False)
+    quiet_run(path)
+    out = workspace / "runs" / "finished"
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()}
+    said = []
+    again = run_merge(load_config(path), progress=False, say=said.append)
+    assert again.complete and again.results["n_evals"] == 12
+    assert "holds a complete run of this config" in said[0] and "raise optimizer.budget (now 12)" in said[0]
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_restart_after_a_killed_run_moves_every_old_file_byte_for_byte(workspace, monkeypatch):
+    quiet_run(write_config(workspace, "killed", baselines=False, optimizer={"budget": 12, "seed": 2}))  # a run
+    path = write_config(workspace, "killed", baselines=False, optimizer={"budget": 24, "seed": 2})
+    out = workspace / "runs" / "killed"
+    original = Optimizer.save
+    calls = {"n": 0}
+
+    def dies(self, p):  # then a longer one killed mid-way: merged/, plots and a half-written log all exist
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Crash("killed")
+        return original(self, p)
+
+    monkeypatch.setattr(Optimizer, "save", dies)
+    with pytest.raises(Crash):
+        quiet_run(path)
+    monkeypatch.undo()
+    old = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {Path("merged/model.safetensors"), Path("convergence.png"), Path("log.jsonl")} <= set(old)
+    quiet_run(path, restart=True)
+    (kept,) = out.glob("previous-*")
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == old
+    assert len(evaluations(out)) == 24
+
+
+def test_threads_runs_the_model_on_that_many_torch_threads_and_restores_the_callers(workspace, monkeypatch):
+    from llm_merge import search
+
+    seen = []
+    original = search.search
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("llm_merge.run.search", spy)
+    before = torch.get_num_threads()
+    quiet_run(write_config(workspace, "one-thread", baselines=False, save_model=False, threads=1))
+    assert seen == [1] and torch.get_num_threads() == before

@@ -52,11 +52,12 @@ def assemble(
     weights: Sequence[float] | None = None,
     batch_size: int = 32,
     layout: LayoutSpec = LayoutSpec(),
+    on_other_base: str = "warn",
 ) -> Assembly:
     """Load the base and the experts onto ``device`` and build the fitness over ``tasks`` (those that drive the
     search; ``weights``: one per task for their weighted mean)."""
     model, tok = load_base(base, dtype, device, tokenizer)
-    loaded = [load_expert(e.path, model, tok, e.name, e.kind) for e in experts]
+    loaded = [load_expert(e.path, model, tok, e.name, e.kind, on_other_base) for e in experts]
     merge = get_method(method, **(method_options or {}))
     touched = sorted(set().union(*(e.params for e in loaded)))
     coefficients = make_layout(
@@ -105,4 +106,5 @@ def assemble_run(cfg: MergeRunConfig, tasks: dict[str, Any]) -> Assembly:
         weights=[t.weight for t in cfg.seen],
         batch_size=cfg.batch_size,
         layout=LayoutSpec(cfg.layout, cfg.layout_groups, cfg.simplex, cfg.simplex_sharpness),
+        on_other_base=cfg.on_other_base,
     )

@@ -20,6 +20,8 @@ def _merge(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"evogm-opt merge: {exc}; install the extra: pip install 'evogm-opt[llm]'", file=sys.stderr)
         return 2
+    if args.quiet:
+        _silence_libraries()
     if args.demo == (args.config is not None):
         print("evogm-opt merge: give either CONFIG.yaml or --demo (see docs/llm-merge.md)", file=sys.stderr)
         return 2
@@ -57,6 +59,20 @@ def _merge(args: argparse.Namespace) -> int:
     else:
         print(f"\n{result.results['n_evals']} evaluations; results.json, log.jsonl, convergence.png in {result.output}")
     return 0
+
+
+def _silence_libraries() -> None:
+    """``--quiet``: transformers' and the hub's own progress bars ("Loading weights", "Writing model shards") and
+    info messages too, not only ours."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+    except ImportError:
+        return
+    disable_progress_bars()
 
 
 def build_parser() -> argparse.ArgumentParser:

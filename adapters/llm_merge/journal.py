@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,34 @@ class Journal:
         return journal
 
     def _set_aside(self) -> None:
-        keep = self.folder / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        """Move *everything* of the old run (merged model, plots, picks included) into ``previous-<time>/``;
+        earlier ``previous-*`` folders stay where they are. Nothing is deleted."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        keep = self.folder / f"previous-{stamp}"
+        n = 1
+        while keep.exists():  # two restarts within a second
+            keep, n = self.folder / f"previous-{stamp}-{n}", n + 1
         keep.mkdir()
-        for name in (RUN, CHECKPOINT, LOG, RESULTS):
-            if (self.folder / name).exists():
-                shutil.move(str(self.folder / name), str(keep / name))
+        for path in sorted(self.folder.iterdir()):
+            if path != keep and not path.name.startswith("previous-"):
+                shutil.move(str(path), str(keep / path.name))
+
+    def completed(self, cfg: MergeRunConfig) -> dict[str, Any] | None:
+        """The results of this run if it has finished for this config's budget and stopping rules (a second
+        invocation of the same command has nothing to do); ``None`` if there is a search to run or resume."""
+        results_file = self.folder / RESULTS
+        if not results_file.exists():
+            return None
+        try:
+            results = json.loads(results_file.read_text())
+        except json.JSONDecodeError:
+            return None
+        if results.get("fingerprint") != cfg.fingerprint():
+            return None
+        if results.get("n_evals", 0) >= cfg.optimizer.budget:
+            return results
+        same_rules = results.get("budget") == cfg.optimizer.budget and results.get("stopping") == asdict(cfg.stopping)
+        return results if same_rules else None
 
     def _check_fingerprint(self, cfg: MergeRunConfig) -> None:
         run_file = self.folder / RUN

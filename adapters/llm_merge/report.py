@@ -6,6 +6,7 @@ chosen by task weights, scored and saved (nothing searched again).
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,16 @@ def report(
     rows = {label: score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)}
     if cfg.save_model:
         save_merged(asm, journal.folder / "merged")
-        provenance = {"base": cfg.base, "experts": [e.path for e in cfg.experts], "method": cfg.method, **best}
+        provenance = {
+            "base": cfg.base,
+            "experts": [e.path for e in cfg.experts],
+            "method": cfg.method,
+            "method_options": cfg.method_options,
+            **best,
+        }
+        if best["basis_version"]:  # a nonlinear merge after basis shifts: the shifts rebuild its experts
+            rows = opt.shift_rows[: best["basis_version"]]  # type: ignore[attr-defined]
+            provenance["shift_rows"] = [np.asarray(r).tolist() for r in rows]
         journal.write_json(Path("merged") / "evogm_merge.json", provenance)
     asm.fitness.restore()
     if cfg.baselines:
@@ -131,6 +141,7 @@ def report(
         "optimizer": cfg.optimizer.name,
         "method": cfg.method,
         "budget": cfg.optimizer.budget,
+        "stopping": asdict(cfg.stopping),
         "n_evals": opt.n_evals,
         "stop_reason": searched.reason,
         "best": best,

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evogm_opt.threads import torch_threads
 from llm_merge.assemble import assemble_run, load_tasks
 from llm_merge.journal import Journal, RunError
 from llm_merge.report import pick as pick_point
@@ -39,6 +41,7 @@ class RunResult:
     table: str
     output: Path
     seconds: float
+    complete: bool = False  # True: the run had already finished; nothing was searched or scored this time
 
 
 def run_merge(
@@ -51,8 +54,24 @@ def run_merge(
 ) -> RunResult:
     """Search (or resume), then report. With ``pick`` (task -> weight), no search step is added: the archived
     Pareto point with the best weighted mean is scored on every task and saved to ``merged-pick/``."""
+    with torch_threads(cfg.threads) if cfg.threads else nullcontext():
+        return _run(cfg, restart, progress, say, pick)
+
+
+def _run(
+    cfg: MergeRunConfig, restart: bool, progress: bool, say: Callable[..., Any], pick: dict[str, float] | None
+) -> RunResult:
     start = time.perf_counter()
     journal = Journal.claim(cfg, restart)
+    done = journal.completed(cfg) if pick is None else None
+    if done is not None:  # nothing to search: say so instead of re-scoring and rewriting merged/
+        say(
+            f"{journal.folder} holds a complete run of this config ({done['n_evals']} evaluations; stopped: "
+            f"{done['stop_reason']}); results.json and merged/ are from it. To continue it, raise optimizer.budget "
+            f"(now {cfg.optimizer.budget}) or loosen stopping: and run again; --restart starts over (the old run is "
+            "moved to previous-*/)."
+        )
+        return RunResult(done, done.get("table", ""), journal.folder, time.perf_counter() - start, complete=True)
     tasks = load_tasks(cfg)
     asm = assemble_run(cfg, tasks)
     names = ", ".join(e.name for e in asm.experts)

@@ -73,6 +73,8 @@ class MergeRunConfig:
     eval_path: str = "auto"  # auto | rebuild | batched (MergeFitness.choose_path)
     baselines: bool = True
     save_model: bool = True
+    threads: int | None = None  # torch threads for the model's work; None: torch's own default (evogm_opt.threads)
+    on_other_base: str = "warn"  # a LoRA adapter trained on another base model: warn | error | ignore
 
     def fingerprint(self) -> str:
         """Hash of everything that changes which points are evaluated and what they score.
@@ -85,6 +87,8 @@ class MergeRunConfig:
         data.pop("baselines")
         data.pop("save_model")
         data.pop("stopping")  # like the budget: changing when to stop does not change what is evaluated
+        data.pop("threads")  # how fast, not what
+        data.pop("on_other_base")  # whether to warn
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,8 +116,16 @@ def _path(root: Path, value: Any, where: str) -> str:
 
 _TASK_KEYS = {"name", "val", "test", "weight", "max_new_tokens", "lm_eval"}
 _TOP_KEYS = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size"}
-_TOP_KEYS |= {"eval_path", "stopping", "layout", "simplex", "baselines", "save_model", "output"}
+_TOP_KEYS |= {"eval_path", "stopping", "layout", "simplex", "baselines", "save_model", "output", "threads"}
+_TOP_KEYS |= {"on_other_base"}
 _LAYOUTS = ("per_expert", "per_layer_group", "per_module_type")
+
+
+def _existing_file(root: Path, value: Any, where: str) -> str:
+    path = _path(root, value, where)
+    if not Path(path).is_file():
+        raise ConfigError(f"{where}: no such file {path}")
+    return path
 
 
 def _task(root: Path, item: Any, w: str) -> TaskSpec:
@@ -130,7 +142,7 @@ def _task(root: Path, item: Any, w: str) -> TaskSpec:
     if not isinstance(max_new, int) or max_new < 1:
         raise ConfigError(f"{w}.max_new_tokens must be a positive integer, got {max_new!r}")
     test = item.get("test")
-    resolve = (lambda v, _w: str(v)) if lm is not None else (lambda v, ww: _path(root, v, ww))
+    resolve = (lambda v, _w: str(v)) if lm is not None else (lambda v, ww: _existing_file(root, v, ww))
     return TaskSpec(
         name=str(item["name"]),
         val=resolve(item["val"], f"{w}.val"),
@@ -169,9 +181,11 @@ def _base(root: Path, base: Any) -> str:
     if not isinstance(base, str) or not base:
         raise ConfigError("base: expected a hub id or a folder")
     base_path = (root / base).expanduser()
-    if base_path.is_dir() or base.startswith((".", "/", "~")):
+    if base_path.is_dir():
         return str(base_path)
-    return base
+    if base.startswith((".", "/", "~")) or base.count("/") > 1 or base.endswith("/"):
+        raise ConfigError(f"base: no such folder {base_path} (and {base!r} is not a hub id like 'org/model')")
+    return base  # a hub id: loaded (or refused, offline) by transformers
 
 
 def _tokenizer(root: Path, tokenizer: Any) -> str | None:
@@ -188,6 +202,8 @@ def _experts(root: Path, raw: Any) -> tuple[ExpertSpec, ...]:
         item = {"path": item} if isinstance(item, str) else item
         item = _check_keys(f"experts[{i}]", item, {"path", "name", "kind"}, {"path"})
         path = _path(root, item["path"], f"experts[{i}].path")
+        if not Path(path).is_dir():
+            raise ConfigError(f"experts[{i}].path: no such folder {path}")
         kind = item.get("kind", "auto")
         if kind not in ("auto", "lora", "dense"):
             raise ConfigError(f"experts[{i}].kind must be auto, lora or dense, got {kind!r}")
@@ -199,8 +215,8 @@ def _experts(root: Path, raw: Any) -> tuple[ExpertSpec, ...]:
 
 
 def _method(method: Any) -> tuple[str, dict[str, Any]]:
-    """A merge method name, or a mapping with ``name`` and the method's options (checked by building it)."""
-    from llm_merge.merges import MERGE_METHODS
+    """A merge method name, or a mapping with ``name`` and the method's parameters (each checked by name)."""
+    from llm_merge.merges import MERGE_METHODS, validate_method
 
     options: dict[str, Any] = {}
     if isinstance(method, dict):
@@ -209,9 +225,9 @@ def _method(method: Any) -> tuple[str, dict[str, Any]]:
     if method not in MERGE_METHODS:
         raise ConfigError(f"method: {method!r} is not one of {sorted(MERGE_METHODS)}")
     try:
-        MERGE_METHODS[method](**options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"method {method}: {exc}") from exc
+        validate_method(method, options)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     return method, options
 
 
@@ -230,6 +246,20 @@ def _optimizer(data: Any) -> OptimizerSpec:
     if not isinstance(spec.options, dict):
         raise ConfigError("optimizer.options must be a mapping of constructor arguments")
     return spec
+
+
+def _check_optimizer_builds(spec: OptimizerSpec, dim: int) -> None:
+    """Build the optimizer once (cheap: no network is trained before the first ask), so a preset or option typo
+    is a config error now, not an exception after the model has loaded."""
+    from evogm_opt import registry
+
+    kwargs: dict[str, Any] = {"seed": spec.seed, "maximize": True, **spec.options}
+    if spec.popsize is not None:
+        kwargs["popsize"] = spec.popsize
+    try:
+        registry.create(spec.name, max(2, dim), **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"optimizer ({spec.name}, options {sorted(spec.options)}): {exc}") from exc
 
 
 def _stopping(data: Any) -> StoppingSpec:
@@ -277,12 +307,32 @@ def _dtype_and_batch_size(data: dict[str, Any]) -> tuple[str, int]:
     return dtype, batch_size
 
 
-def _eval_path(eval_path: Any, method: str) -> str:
+def _eval_path(eval_path: Any, method: str, options: dict[str, Any]) -> str:
+    from llm_merge.merges import get_method
+
     if eval_path not in ("auto", "rebuild", "batched"):
         raise ConfigError(f"eval_path must be auto, rebuild or batched, got {eval_path!r}")
-    if eval_path == "batched" and (method != "task_arithmetic"):
-        raise ConfigError("eval_path: batched needs method task_arithmetic (and LoRA experts)")
+    if eval_path == "batched" and not get_method(method, **options).linear:
+        raise ConfigError(
+            "eval_path: batched needs a linear merge (task_arithmetic without normalize or lambda ≠ 1) and LoRA experts"
+        )
     return eval_path
+
+
+def _threads(value: Any) -> int | None:
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"threads must be a positive integer or auto, got {value!r}")
+    return value
+
+
+def _on_other_base(value: Any) -> str:
+    from llm_merge.experts import ON_OTHER_BASE
+
+    if value not in ON_OTHER_BASE:
+        raise ConfigError(f"on_other_base must be one of {', '.join(ON_OTHER_BASE)}, got {value!r}")
+    return value
 
 
 def parse_config(data: Any, root: Path) -> MergeRunConfig:
@@ -296,8 +346,10 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     dtype, batch_size = _dtype_and_batch_size(data)
     stopping = _stopping(data.get("stopping"))
     layout, groups = _layout(data.get("layout", "per_expert"))
+    if layout == "per_expert":  # other layouts' dims need the model's layers; their optimizer is built at load
+        _check_optimizer_builds(spec, len(experts))
     simplex, sharpness = _simplex(data.get("simplex", False))
-    eval_path = _eval_path(data.get("eval_path", "auto"), method)
+    eval_path = _eval_path(data.get("eval_path", "auto"), method, options)
     return MergeRunConfig(
         base=base,
         tokenizer=_tokenizer(root, data.get("tokenizer")),
@@ -319,6 +371,8 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         eval_path=eval_path,
         baselines=bool(data.get("baselines", True)),
         save_model=bool(data.get("save_model", True)),
+        threads=_threads(data.get("threads")),
+        on_other_base=_on_other_base(data.get("on_other_base", "warn")),
     )
 
 
