@@ -18,7 +18,7 @@ from llm_merge import get_method, load_lora_expert  # noqa: E402
 # the demo's character-level tokenizer: real (tokenizers-backed), built locally, nothing downloaded
 from llm_merge.demo import CHARS, char_tokenizer  # noqa: E402
 from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.tasks import Task, TaskError, normalize, option_loglikelihoods, score  # noqa: E402
+from llm_merge.tasks import Task, TaskError, normalize, score  # noqa: E402
 
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
 
@@ -87,6 +87,43 @@ def test_evaluate_is_the_weighted_mean_of_task_scores_and_refuses_bad_lambda(exp
         fitness.evaluate([0.1, 0.2])
 
 
+@torch.no_grad()
+def option_loglikelihoods(model, tokenizer, prompt: str, options: tuple[str, ...]) -> torch.Tensor:
+    """Σ log p(option tokens | prompt) for each option, one prompt at a time: the reference the batched scorer of
+    llm_merge.tasks must agree with."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    seqs = [prompt_ids + tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+    width = max(map(len, seqs))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, device=device)
+        mask[i, : len(s)] = 1
+    logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    scores = torch.zeros(len(seqs), device=device)
+    for i, s in enumerate(seqs):
+        for t in range(len(prompt_ids), len(s)):
+            scores[i] += logprobs[i, t - 1, s[t]]
+    return scores.cpu()
+
+
+@torch.no_grad()
+def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """Greedy decoding of one prompt: the reference for the batched generation scorer."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
 class CraftedLM(torch.nn.Module):
     """Logits that always prefer token ``favourite`` (tests the scoring arithmetic, not a model)."""
 
@@ -138,8 +175,6 @@ def test_task_schema_errors_are_clear(tmp_path):
 
 
 def test_batched_scoring_agrees_with_one_example_at_a_time(tmp_path):
-    from llm_merge.tasks import greedy_completion
-
     model, tok = tiny_qwen(3, vocab=len(CHARS) + 2), char_tokenizer()
     mc, gen = write_tasks(tmp_path)
     one_by_one = sum(

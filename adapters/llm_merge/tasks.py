@@ -82,41 +82,6 @@ class Task:
 
 
 @torch.no_grad()
-def option_loglikelihoods(model, tokenizer, prompt: str, options: tuple[str, ...]) -> torch.Tensor:
-    """Σ log p(option tokens | prompt) for each option, in one right-padded forward."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    seqs = [prompt_ids + tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
-    width = max(map(len, seqs))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(model.parameters()).device
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, device=device)
-        mask[i, : len(s)] = 1
-    logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-    scores = torch.zeros(len(seqs), device=device)
-    for i, s in enumerate(seqs):
-        for t in range(len(prompt_ids), len(s)):
-            scores[i] += logprobs[i, t - 1, s[t]]
-    return scores.cpu()
-
-
-@torch.no_grad()
-def greedy_completion(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
-    device = next(model.parameters()).device
-    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=device)
-    out = model.generate(
-        input_ids=ids,
-        attention_mask=torch.ones_like(ids),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-    )
-    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-
-
-@torch.no_grad()
 def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int, before_forward=None) -> list[bool]:
     """All options of all examples, right-padded, in forwards of ``batch_size`` sequences.
 
