@@ -64,7 +64,15 @@ def test_llm_merge_config_example_follows_the_schema(tmp_path):
 
     page = Path(__file__).parents[1] / "docs" / "llm-merge.md"
     (block,) = re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S)
-    cfg = parse_config(yaml.safe_load(block), tmp_path)
+    data = yaml.safe_load(block)
+    for expert in data["experts"]:  # the folders and files a user of this config has (checked before loading)
+        (tmp_path / (expert if isinstance(expert, str) else expert["path"])).mkdir(parents=True)
+    for task in [*data["tasks"]["seen"], *data["tasks"].get("unseen", [])]:
+        for split in ("val", "test"):
+            if split in task and "lm_eval" not in task:
+                (tmp_path / task[split]).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / task[split]).touch()
+    cfg = parse_config(data, tmp_path)
     assert cfg.base == "Qwen/Qwen2.5-1.5B" and [e.kind for e in cfg.experts] == ["auto", "auto", "dense"]
     assert cfg.seen[1].weight == 2.0 and cfg.unseen[0].name == "medqa" and cfg.optimizer.budget == 200
     assert cfg.stopping.patience == 10 and cfg.eval_path == "auto"

@@ -196,7 +196,8 @@ def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
     assert {"base", "uniform TA (λ = 1/N)", "evogm λ*", "cmaes λ*", "pso-merging λ*"} <= set(rows)
     assert all(0.0 <= v <= 1.0 for row in rows.values() for v in row.values())
     assert "| model | seen val | seen test | unseen val | unseen test |" in result.table
-    assert ("better" in result.table) and json.loads((tmp_path / "demo" / "results.json").read_text())["budget"] == 12
+    assert "best search" in result.table and "◀" in result.table  # the winning search is named and marked
+    assert json.loads((tmp_path / "demo" / "results.json").read_text())["budget"] == 12
     loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "demo" / "base")  # an HF folder
     assert loaded.config.model_type == "qwen2"
     assert (tmp_path / "demo" / "runs" / "evogm" / "merged" / "model.safetensors").is_file()

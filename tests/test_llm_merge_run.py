@@ -222,6 +222,12 @@ def test_resume_refuses_another_config_and_restart_keeps_the_old_run(workspace):
     quiet_run(path)
     assert len(evaluations(out)) == 18
     (out / "checkpoint.evogm").write_bytes(b"not a checkpoint")
+    assert quiet_run(path).complete  # finished: nothing to resume, the checkpoint is not read
+    path.write_text(
+        yaml.safe_dump(
+            config_dict(output="runs/guarded", method="ties", baselines=False, optimizer={"budget": 24, "seed": 3})
+        )
+    )
     with pytest.raises(RunError, match="cannot resume"):
         quiet_run(path)
 

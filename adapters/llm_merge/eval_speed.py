@@ -88,29 +88,39 @@ def measure(args: argparse.Namespace) -> dict:
     lams = np.random.default_rng(0).uniform(-1, 1, (args.population, args.experts)).astype(np.float32)
     fitness = MergeFitness(model, None, experts, [], "task_arithmetic", batch_size=args.batch_size)
     tokens_per_candidate = args.prompts * args.length
-    rows: dict[str, dict[str, float]] = {}
 
-    def record(label: str, seconds: float, candidates: int) -> None:
-        rows[label] = {
-            "s_per_candidate": seconds / candidates,
-            "tokens_per_s": tokens_per_candidate * candidates / seconds,
-        }
+    def row(seconds: float, candidates: int) -> dict[str, float]:
+        return {"s_per_candidate": seconds / candidates, "tokens_per_s": tokens_per_candidate * candidates / seconds}
 
+    rows = {"base model (limit)": row(_time_base(model, ids, args), args.repeats)}
+    n_ref = min(args.reference_candidates, args.population)
+    seconds = _time_reference(model, fitness, experts, ids, lams[:n_ref], dtype, args)
+    rows["(a) reference: CPU dense merge + load_state_dict"] = row(seconds, n_ref)
+    seconds, switch = _time_rebuild(model, fitness, ids, lams, args)
+    rows["(b) in-place rebuild"] = {**row(seconds, len(lams)), "switch_s": switch}
+    rows[f"(c) batched-λ, P = {len(lams)}"] = row(_time_batched(model, fitness, ids, lams, args), len(lams))
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+    return {"device": device_name, "torch_threads": torch.get_num_threads(), "settings": vars(args), "rows": rows}
+
+
+def _time_base(model, ids: torch.Tensor, args: argparse.Namespace) -> float:
+    """The base model alone: the limit every merge path approaches."""
     _forward_all(model, ids, args.batch_size)  # warm-up (kernels, allocator)
     _sync(args.device)
     t = time.perf_counter()
     for _ in range(args.repeats):
         _forward_all(model, ids, args.batch_size)
     _sync(args.device)
-    record("base model (limit)", time.perf_counter() - t, args.repeats)
+    return time.perf_counter() - t
 
-    # (a) the reference way: dense bf16 task vectors on the CPU, merged there, copied to the device
+
+def _time_reference(model, fitness, experts, ids, lams: np.ndarray, dtype, args: argparse.Namespace) -> float:
+    """(a) the reference way: dense bf16 task vectors on the CPU, merged there, copied to the device."""
     names = list(fitness._params)
     pristine_cpu = {n: fitness._pristine[n].to("cpu", torch.bfloat16) for n in names}
     vectors = [{n: e.delta(n).to(torch.bfloat16) for n in names} for e in experts]
-    n_ref = min(args.reference_candidates, args.population)
     t = time.perf_counter()
-    for lam in lams[:n_ref]:
+    for lam in lams:
         merged = {}
         for n in names:
             acc = pristine_cpu[n].float()
@@ -120,11 +130,13 @@ def measure(args: argparse.Namespace) -> dict:
         model.load_state_dict(merged, strict=False)
         _forward_all(model, ids, args.batch_size)
     _sync(args.device)
-    record("(a) reference: CPU dense merge + load_state_dict", time.perf_counter() - t, n_ref)
-    del vectors
+    seconds = time.perf_counter() - t
     fitness.restore()
+    return seconds
 
-    # (b) in-place rebuild on the device
+
+def _time_rebuild(model, fitness, ids, lams: np.ndarray, args: argparse.Namespace) -> tuple[float, float]:
+    """(b) the in-place rebuild on the device: (seconds for all candidates, the candidate switch alone)."""
     fitness.apply(lams[0])
     _sync(args.device)
     t = time.perf_counter()
@@ -137,11 +149,13 @@ def measure(args: argparse.Namespace) -> dict:
         fitness.apply(lam)
         _forward_all(model, ids, args.batch_size)
     _sync(args.device)
-    record("(b) in-place rebuild", time.perf_counter() - t, len(lams))
-    rows["(b) in-place rebuild"]["switch_s"] = switch
+    seconds = time.perf_counter() - t
     fitness.restore()
+    return seconds, switch
 
-    # (c) batched-λ: P × M rows in shared forwards
+
+def _time_batched(model, fitness, ids, lams: np.ndarray, args: argparse.Namespace) -> float:
+    """(c) batched-λ: P × M rows in shared forwards."""
     stacked = ids.repeat(len(lams), 1)
     lam_rows = torch.from_numpy(lams).repeat_interleave(args.prompts, dim=0)
     with fitness.batched_lora() as lora:
@@ -154,14 +168,7 @@ def measure(args: argparse.Namespace) -> dict:
         t = time.perf_counter()
         _forward_all(model, stacked, args.batch_size, set_rows)
         _sync(args.device)
-    record(f"(c) batched-λ, P = {len(lams)}", time.perf_counter() - t, len(lams))
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    return {
-        "device": device_name,
-        "torch_threads": torch.get_num_threads(),
-        "settings": vars(args),
-        "rows": rows,
-    }
+    return time.perf_counter() - t
 
 
 def table(result: dict) -> str:

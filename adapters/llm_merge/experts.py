@@ -168,6 +168,24 @@ def load_lora_expert(
     ``on_other_base`` is ``"warn"`` (a :class:`BaseModelMismatchWarning` naming both), ``"error"`` (refused with
     :class:`ExpertError`) or ``"ignore"``."""
     folder = Path(folder)
+    cfg = _adapter_config(folder)
+    check_base_model(folder, cfg.get("base_model_name_or_path"), base_name, on_other_base)
+    tensors = _read_safetensors(folder / "adapter_model.safetensors")
+    factors: dict[str, LoraFactors] = {}
+    for key in sorted(tensors):
+        if ".lora_A." not in key:
+            if ".lora_B." not in key:
+                raise ExpertError(f"{folder}: unexpected tensor {key!r} (only LoRA factors are supported)")
+            continue
+        param, lora = _module_factors(folder, cfg, tensors, key, base_shapes)
+        factors[param] = lora
+    if not factors:
+        raise ExpertError(f"{folder}: no LoRA factors found")
+    return LoraExpert(name or folder.name, factors)
+
+
+def _adapter_config(folder: Path) -> dict:
+    """``adapter_config.json``, refusing what is not a plain LoRA task vector s·B·A."""
     cfg_path = folder / "adapter_config.json"
     if not cfg_path.is_file():
         raise ExpertError(f"{folder}: no adapter_config.json (not a peft adapter folder)")
@@ -189,45 +207,38 @@ def load_lora_expert(
             f"{folder}: lora_bias adapters also change the biases (peft adds s·b_B to them); not supported as "
             "task vectors s·B·A"
         )
-    check_base_model(folder, cfg.get("base_model_name_or_path"), base_name, on_other_base)
-    tensors = _read_safetensors(folder / "adapter_model.safetensors")
-    r_default, alpha_default = cfg.get("r", 8), cfg.get("lora_alpha", 8)
-    rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
-    rslora, fan_in_fan_out = bool(cfg.get("use_rslora")), bool(cfg.get("fan_in_fan_out"))
-    factors: dict[str, LoraFactors] = {}
-    for key in sorted(tensors):
-        if ".lora_A." not in key:
-            if ".lora_B." not in key:
-                raise ExpertError(f"{folder}: unexpected tensor {key!r} (only LoRA factors are supported)")
-            continue
-        module = key.split(".lora_A.")[0].removeprefix("base_model.model.")
-        b_key = key.replace(".lora_A.", ".lora_B.")
-        if b_key not in tensors:
-            raise ExpertError(f"{folder}: {key} has no matching lora_B")
-        a, b = tensors[key].float(), tensors[b_key].float()
-        param = f"{module}.weight"
-        if param not in base_shapes:
-            raise ExpertError(f"{folder}: targets {param}, which the base model does not have (another base?)")
-        rank = a.shape[0]
-        r_cfg = _pattern_value(rank_pattern, module, r_default)
-        if rank != int(r_cfg) or b.shape[1] != rank:
-            raise ExpertError(
-                f"{folder}: {module} factors have rank {rank}/{b.shape[1]}, but r / rank_pattern (looked up as peft "
-                f"does) give {int(r_cfg)}"
-            )
-        out_in = (b.shape[0], a.shape[1]) if not fan_in_fan_out else (a.shape[1], b.shape[0])
-        if tuple(base_shapes[param]) != out_in:
-            what = "resized embeddings" if "embed" in module or "lm_head" in module else "another base model"
-            raise ExpertError(
-                f"{folder}: {param} is {tuple(base_shapes[param])} in the base but the adapter implies {out_in} "
-                f"({what}?)"
-            )
-        alpha = _pattern_value(alpha_pattern, module, alpha_default)
-        scaling = alpha / math.sqrt(rank) if rslora else alpha / rank
-        factors[param] = LoraFactors(a.contiguous(), b.contiguous(), float(scaling), fan_in_fan_out)
-    if not factors:
-        raise ExpertError(f"{folder}: no LoRA factors found")
-    return LoraExpert(name or folder.name, factors)
+    return cfg
+
+
+def _module_factors(
+    folder: Path, cfg: dict, tensors: dict[str, torch.Tensor], key: str, base_shapes: dict[str, tuple[int, ...]]
+) -> tuple[str, LoraFactors]:
+    """One module's A, B and scale (rank and alpha looked up in the patterns as peft does; rsLoRA: α/√r)."""
+    module = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+    b_key = key.replace(".lora_A.", ".lora_B.")
+    if b_key not in tensors:
+        raise ExpertError(f"{folder}: {key} has no matching lora_B")
+    a, b = tensors[key].float(), tensors[b_key].float()
+    param = f"{module}.weight"
+    if param not in base_shapes:
+        raise ExpertError(f"{folder}: targets {param}, which the base model does not have (another base?)")
+    rank = a.shape[0]
+    r_cfg = _pattern_value(cfg.get("rank_pattern") or {}, module, cfg.get("r", 8))
+    if rank != int(r_cfg) or b.shape[1] != rank:
+        raise ExpertError(
+            f"{folder}: {module} factors have rank {rank}/{b.shape[1]}, but r / rank_pattern (looked up as peft "
+            f"does) give {int(r_cfg)}"
+        )
+    fan_in_fan_out = bool(cfg.get("fan_in_fan_out"))
+    out_in = (b.shape[0], a.shape[1]) if not fan_in_fan_out else (a.shape[1], b.shape[0])
+    if tuple(base_shapes[param]) != out_in:
+        what = "resized embeddings" if "embed" in module or "lm_head" in module else "another base model"
+        raise ExpertError(
+            f"{folder}: {param} is {tuple(base_shapes[param])} in the base but the adapter implies {out_in} ({what}?)"
+        )
+    alpha = _pattern_value(cfg.get("alpha_pattern") or {}, module, cfg.get("lora_alpha", 8))
+    scaling = alpha / math.sqrt(rank) if cfg.get("use_rslora") else alpha / rank
+    return param, LoraFactors(a.contiguous(), b.contiguous(), float(scaling), fan_in_fan_out)
 
 
 def dense_expert(name: str, base_state: dict[str, torch.Tensor], expert_state: dict[str, torch.Tensor]) -> DenseExpert:
