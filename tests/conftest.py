@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evogm_opt import CMAES, GenerativeOptimizer, ModelSwarms, PSOMerging, RandomSearch
+from evogm_opt import registry
 
 # Small but real settings: the paper preset's generator is full size, only its epochs are cut for speed where the
 # test is about the protocol rather than the preset (those use FAST_PAPER).
@@ -26,13 +26,19 @@ FAST_CONFIG = {
     "deduplicate": True,
 }
 
+def _registered(name: str):
+    return lambda dim, **kw: registry.create(name, dim, **kw)
+
+
+# The contract suite's optimizers, built through the registry as every entry point builds them (the paper presets'
+# full-size generators are pinned by test_paper_preset.py; "evogm-fast" keeps the contract tests quick)
 FACTORIES = {
-    "evogm-default": lambda dim, **kw: GenerativeOptimizer(dim, **kw),
-    "evogm-fast": lambda dim, **kw: GenerativeOptimizer(dim, config=FAST_CONFIG, **kw),
-    "cmaes": lambda dim, **kw: CMAES(dim, **kw),
-    "pso-merging": lambda dim, **kw: PSOMerging(dim, **kw),
-    "model-swarms": lambda dim, **kw: ModelSwarms(dim, **kw),
-    "random": lambda dim, **kw: RandomSearch(dim, **kw),
+    "evogm-default": _registered("evogm"),
+    "evogm-fast": lambda dim, **kw: registry.create("evogm", dim, config=FAST_CONFIG, **kw),
+    "cmaes": _registered("cmaes"),
+    "pso-merging": _registered("pso-merging"),
+    "model-swarms": _registered("model-swarms"),
+    "random": _registered("random"),
 }
 
 

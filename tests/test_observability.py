@@ -10,7 +10,7 @@ import pytest
 import evogm_opt
 from evogm_opt import GenerativeOptimizer, RandomSearch, minimize
 
-from .conftest import FACTORIES, sphere
+from tests.conftest import FACTORIES, sphere
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))

@@ -35,7 +35,10 @@ def pareto_summary(opt: Optimizer, entries: list[dict[str, Any]], tasks: list[st
     }
 
 
-def plot_front(summary: dict[str, Any], entries: list[dict[str, Any]], path: Path) -> bool:
+def plot_front(summary: dict[str, Any], entries: list[dict[str, Any]], path: Path, chosen: int | None = None) -> bool:
+    """The front of the seen tasks' validation scores: a scatter for two tasks, parallel coordinates (coloured by
+    the weighted score, one continuous colour scale) for more. ``chosen``: the evaluation number of the reported
+    merge, drawn as a star / a thick black line."""
     try:
         import matplotlib
 
@@ -46,27 +49,55 @@ def plot_front(summary: dict[str, Any], entries: list[dict[str, Any]], path: Pat
     tasks, front = summary["tasks"], summary["front"]
     if len(tasks) < 2 or not front:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    pick = next((f for f in front if f["evaluation"] == chosen), None)
     if len(tasks) == 2:
-        a, b = tasks
-        every = np.array([[e["tasks"][a], e["tasks"][b]] for e in entries if e["score"] is not None])
-        ax.scatter(every[:, 0], every[:, 1], s=10, alpha=0.3, label="evaluated")
-        pts = np.array(sorted((f["tasks"][a], f["tasks"][b]) for f in front))
-        ax.plot(pts[:, 0], pts[:, 1], "o-", color="C3", label="non-dominated")
-        ax.set_xlabel(f"{a} (val)")
-        ax.set_ylabel(f"{b} (val)")
-        ax.legend(loc="lower left")
+        _scatter_front(ax, tasks, front, entries, pick)
     else:
-        xs = np.arange(len(tasks))
-        for f in front:
-            ax.plot(xs, [f["tasks"][t] for t in tasks], "-o", alpha=0.6)
-        ax.set_xticks(xs, [f"{t}\n(val)" for t in tasks])
-        ax.set_ylabel("accuracy")
-    ax.set_title(f"Pareto front of seen tasks: {len(front)} points", fontsize=9)
+        _parallel_front(fig, ax, tasks, front, pick)
+    ax.set_title(f"Pareto front of the seen tasks (validation): {len(front)} non-dominated merges", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _scatter_front(ax, tasks: list[str], front: list[dict], entries: list[dict], pick: dict | None) -> None:
+    a, b = tasks
+    every = np.array([[e["tasks"][a], e["tasks"][b]] for e in entries if e["score"] is not None])
+    ax.scatter(every[:, 0], every[:, 1], s=10, alpha=0.3, label="evaluated")
+    pts = np.array(sorted((f["tasks"][a], f["tasks"][b]) for f in front))
+    ax.plot(pts[:, 0], pts[:, 1], "o-", color="C3", label="non-dominated")
+    if pick is not None:
+        ax.plot(pick["tasks"][a], pick["tasks"][b], "k*", ms=14, label=f"reported (evaluation {pick['evaluation']})")
+    ax.set_xlabel(f"{a} (val)")
+    ax.set_ylabel(f"{b} (val)")
+    ax.legend(loc="lower left", fontsize=8)
+
+
+def _parallel_front(fig, ax, tasks: list[str], front: list[dict], pick: dict | None) -> None:
+    import matplotlib.pyplot as plt
+
+    xs = np.arange(len(tasks))
+    scores = np.array([f["score"] for f in front])
+    norm = plt.Normalize(scores.min(), scores.max() if scores.max() > scores.min() else scores.min() + 1e-9)
+    cmap = plt.get_cmap("viridis")
+    for f in front:
+        ax.plot(xs, [f["tasks"][t] for t in tasks], "-o", color=cmap(norm(f["score"])), alpha=0.7, lw=1, ms=3)
+    if pick is not None:
+        ax.plot(
+            xs,
+            [pick["tasks"][t] for t in tasks],
+            "-o",
+            color="black",
+            lw=2.5,
+            ms=5,
+            label=f"reported (evaluation {pick['evaluation']})",
+        )
+        ax.legend(loc="best", fontsize=8)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="weighted score (val)")
+    ax.set_xticks(xs, [f"{t}\n(val)" for t in tasks])
+    ax.set_ylabel("accuracy")
 
 
 def pareto_table(summary: dict[str, Any]) -> str:

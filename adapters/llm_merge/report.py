@@ -150,7 +150,7 @@ def report(
         "table": table,
     }
     if opt.archive is not None:
-        results["pareto"] = _pareto(cfg, opt, searched.entries, journal)
+        results["pareto"] = _pareto(cfg, opt, searched.entries, journal, best["evaluation"])
         results["table"] = table = table + _pareto_section(results["pareto"])
     journal.write_json(RESULTS, results)
     title = f"{cfg.optimizer.name} · {cfg.method} · {len(asm.experts)} experts"
@@ -172,11 +172,13 @@ def _summary(cfg: MergeRunConfig, rows: dict[str, dict[str, float]], label: str)
     )
 
 
-def _pareto(cfg: MergeRunConfig, opt: Optimizer, entries: list[dict[str, Any]], journal: Journal) -> dict[str, Any]:
-    """The front of the seen tasks as ``pareto.json`` and ``pareto.png``."""
+def _pareto(
+    cfg: MergeRunConfig, opt: Optimizer, entries: list[dict[str, Any]], journal: Journal, chosen: int
+) -> dict[str, Any]:
+    """The front of the seen tasks as ``pareto.json`` and ``pareto.png`` (``chosen``: the reported evaluation)."""
     summary = pareto_summary(opt, entries, [t.name for t in cfg.seen])
     journal.write_json("pareto.json", summary)
-    plot_front(summary, entries, journal.folder / "pareto.png")
+    plot_front(summary, entries, journal.folder / "pareto.png", chosen)
     return summary
 
 
