@@ -9,7 +9,6 @@ import pytest
 
 import evogm_opt
 from evogm_opt import GenerativeOptimizer, RandomSearch, minimize
-
 from tests.conftest import FACTORIES, sphere
 
 
