@@ -103,3 +103,40 @@ def test_the_integrations_page_snippet_runs_without_a_warning():
         exec(compile(block, str(page), "exec"), namespace)
     assert [str(w.message) for w in caught] == []
     assert sphere(namespace["ng_best"].value) < 0.1
+
+
+def test_choices_are_searched_jointly_through_the_shared_encoding():
+    from evogm_opt.integrations.space import Categorical, SearchSpace
+
+    param = ng.p.Instrumentation(
+        x=ng.p.Array(shape=(2,), lower=-1.0, upper=1.0),
+        act=ng.p.Choice(["relu", None, 2.5]),
+        depth=ng.p.TransitionChoice([1, 2, 3]),
+        opt=ng.p.Choice(["sgd", ng.p.Scalar(lower=0.0, upper=1.0)]),  # a number only when its option is chosen
+    )
+    param.random_state.seed(0)
+    opt = EvoGM()(param, budget=90)
+    space = opt.search_space
+    assert isinstance(space, SearchSpace)
+    assert space.params["act"] == Categorical(range(3)) and space.params["opt"] == Categorical(range(2))
+
+    def loss(x, act, depth, opt):
+        bonus = 0.0 if act is None else 1.0
+        return float(np.sum((x - 0.3) ** 2)) + bonus + 0.2 * abs(depth - 2) + (0.0 if opt == "sgd" else opt)
+
+    acts = []
+    for _ in range(90):
+        cand = opt.ask()
+        kw = cand.kwargs
+        assert kw["act"] in ("relu", None, 2.5) and kw["depth"] in (1, 2, 3)
+        assert kw["opt"] == "sgd" or 0.0 <= kw["opt"] <= 1.0
+        acts.append(kw["act"])
+        opt.tell(cand, loss(**kw))
+    assert acts[-30:].count(None) >= 18  # learnt, not 1 in 3 as at random
+    best = opt.provide_recommendation()
+    assert best.kwargs["act"] is None and loss(**best.kwargs) == pytest.approx(opt._optimizer.best.y)
+    # a candidate never asked, with its choices, is told as an external row
+    told = opt.num_tell
+    outside = param.spawn_child(new_value=((), {"x": np.zeros(2), "act": 2.5, "depth": 3, "opt": "sgd"}))
+    opt.tell(outside, 5.0)
+    assert opt.num_tell == told + 1 and opt._optimizer.n_evals == told + 1

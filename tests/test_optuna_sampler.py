@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import subprocess
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-import pytest
 from optuna.samplers import BaseSampler
 
-from evogm_opt.integrations.optuna import GenerativeSampler, _axis
+from evogm_opt.integrations.optuna import GenerativeSampler
+from evogm_opt.integrations.space import Categorical, Integer, Real, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -79,52 +80,62 @@ def test_failed_and_pruned_trials_are_told_as_failures():
     assert sampler.optimizer.n_evals == 29  # all finished trials but the one running the last sample
 
 
-def test_categorical_falls_back_to_the_independent_sampler_with_one_warning():
-    def with_choice(trial: optuna.Trial) -> float:
-        kind = trial.suggest_categorical("kind", ["a", "b"])
-        return objective(trial) + (0.0 if kind == "a" else 1.0)
+def test_categorical_and_conditional_parameters_are_searched_jointly_without_a_warning():
+    def nas_like(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -3.0, 3.0)
+        kind = trial.suggest_categorical("kind", ["a", "b", "c", None])
+        if kind == "a":  # a conditional parameter, only in trials that choose "a"
+            x += trial.suggest_int("shift", -2, 2)
+        return (x - 1.0) ** 2 + (0.0 if kind == "a" else 1.0)
 
-    study = optuna.create_study(sampler=GenerativeSampler(seed=0))
-    with pytest.warns(UserWarning, match="'kind'") as record:
-        study.optimize(with_choice, n_trials=12)
-    assert sum("'kind'" in str(w.message) for w in record) == 1
-    assert study.sampler.optimizer.dim == 4
+    sampler = GenerativeSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "sampled independently" warning, no restart warning
+        study.optimize(nas_like, n_trials=60)
+    assert sampler.search_space == SearchSpace(
+        {"kind": Categorical(["a", "b", "c", None]), "shift": Integer(-2, 2), "x": Real(-3.0, 3.0)}
+    )
+    assert sampler.optimizer.dim == 6
+    late = [t.params["kind"] for t in study.trials[-20:]]
+    assert late.count("a") >= 12  # learnt, not 1 in 4 as at random
+    assert study.best_value < 1.0
+
+
+def test_rows_kept_in_the_storage_decode_to_the_trials_params():
+    sampler = GenerativeSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.optimize(lambda t: objective(t) + (t.suggest_categorical("act", ["relu", "tanh", "gelu"]) == "relu"), 30)
+    stored = [t for t in study.trials if "evogm:row:0" in t.system_attrs]
+    assert len(stored) == 29  # all but the first trial, sampled before any trial had finished
+    for t in stored:
+        values, _ = sampler.search_space.decode(
+            sampler.search_space.encode({}, json.loads(t.system_attrs["evogm:row:0"]))
+        )
+        assert values == t.params
 
 
 def test_warnings_say_why_a_parameter_is_sampled_independently_and_point_at_the_users_line():
-    def conditional(trial: optuna.Trial) -> float:
+    def odd(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", -3.0, 3.0)
-        if trial.number % 3 == 1:
-            x += trial.suggest_float("shift", -1.0, 1.0)  # only in some trials
-        kind = trial.suggest_categorical("kind", ["a", "b"])
-        return x**2 + (kind == "b")
-
-    study = optuna.create_study(sampler=GenerativeSampler(seed=0))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        study.optimize(conditional, n_trials=10)
-    messages = {w.message.args[0].split("'")[1]: w for w in caught if "GenerativeSampler samples" in str(w.message)}
-    assert set(messages) == {"shift", "kind"}
-    shift = str(messages["shift"].message)
-    assert "conditional" in shift and "in 0 of 1 finished trials" in shift and "only float and int" not in shift
-    assert "only float and int parameters" in str(messages["kind"].message)
-    assert all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]
-
-
-def test_a_shrinking_search_space_says_the_optimizer_restarts_and_keeps_the_data():
-    def loses_y(trial: optuna.Trial) -> float:
-        x = trial.suggest_float("x", -3.0, 3.0)
-        y = trial.suggest_float("y", -3.0, 3.0) if trial.number < 6 else 0.0
-        return x**2 + y**2
+        fixed = trial.suggest_float("fixed", 1.0, 1.0)  # a single value: Optuna sets it, nothing to say
+        high = 1.0 if trial.number < 4 else 2.0
+        y = trial.suggest_float("y", -1.0, high)  # its range changes: it leaves the joint space
+        return x**2 + y**2 + fixed
 
     sampler = GenerativeSampler(seed=0)
     study = optuna.create_study(sampler=sampler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        study.optimize(loses_y, n_trials=9)
+        study.optimize(odd, n_trials=9)
+    messages = {w.message.args[0].split("'")[1]: w for w in caught if "GenerativeSampler samples" in str(w.message)}
+    assert set(messages) == {"y"}
+    assert "distribution differs between finished trials" in str(messages["y"].message)
     restarts = [w for w in caught if "joint search space" in str(w.message)]
-    assert len(restarts) == 1 and restarts[0].filename == __file__
-    assert "lost ['y']" in str(restarts[0].message) and "restarts on ['x'] after" in str(restarts[0].message)
+    assert len(restarts) == 1 and "lost ['y']" in str(restarts[0].message)
+    assert all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]
     assert sampler.optimizer.dim == 1
     assert sampler.optimizer.n_evals == 8  # every finished trial re-told on x, not only those since the change
 
@@ -145,47 +156,80 @@ def test_failed_and_pruned_tells_are_not_repeated_at_warning(caplog):
     assert study.sampler.optimizer.n_failed >= 4
 
 
-def test_threads_share_one_optimizer():
+def _told_rows_are_the_trials(sampler: GenerativeSampler, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """Each finished trial told exactly once, with its own row and value (FAIL/PRUNED as NaN)."""
+    told = sampler.optimizer.evaluations
+    finished = [t for t in trials if t.state.is_finished()]
+    assert len(told) == len(finished) - 1 or len(told) == len(finished)  # the last one may finish after the last ask
+    by_row = {}
+    for x, y in zip(told.x, told.y):
+        key = x.tobytes()
+        assert key not in by_row, "a row told twice"
+        by_row[key] = y
+    for t in finished:
+        row = sampler.search_space.encode(t.params, json.loads(t.system_attrs.get("evogm:row:0", "null")))
+        if row.tobytes() not in by_row:
+            continue
+        y = by_row[row.tobytes()]
+        assert (t.state == optuna.trial.TrialState.COMPLETE) == np.isfinite(y)
+        if np.isfinite(y):
+            assert y == t.value
+
+
+def flaky(trial: optuna.Trial) -> float:
+    value = objective(trial)
+    if trial.number % 7 == 3:
+        raise optuna.TrialPruned()
+    if trial.number % 7 == 5:
+        raise RuntimeError("a failed evaluation")
+    return value
+
+
+def test_threads_share_one_optimizer_and_tell_each_trial_once():
     sampler = GenerativeSampler(seed=0)
     study = optuna.create_study(sampler=sampler)
-    study.optimize(objective, n_trials=40, n_jobs=2)
-    assert len(study.trials) == 40
-    assert sampler.optimizer.n_evals >= 38
-
-
-def test_axis_round_trips_and_rounds_ints_and_steps():
-    log_axis = _axis(optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True))
-    assert log_axis.from_unit(log_axis.to_unit(3e-3)) == pytest.approx(3e-3)
-    assert log_axis.from_unit(0.0) == pytest.approx(10**-2.5)
-    step_axis = _axis(optuna.distributions.FloatDistribution(0.0, 1.0, step=0.25))
-    assert step_axis.from_unit(0.05) == 0.5
-    int_axis = _axis(optuna.distributions.IntDistribution(2, 10, step=2))
-    assert int_axis.from_unit(-1.0) == 2 and int_axis.from_unit(0.1) in (6, 8)
+    study.optimize(flaky, n_trials=48, n_jobs=4, catch=(RuntimeError,))
+    trials = study.get_trials()
+    assert len(trials) == 48 and sorted(t.number for t in trials) == list(range(48))
+    assert all(t.state.is_finished() for t in trials)
+    rows = [t.system_attrs["evogm:row:0"] for t in trials if "evogm:row:0" in t.system_attrs]
+    assert len(rows) == len(set(rows)) >= 44  # no row handed out twice (the first trials are independent)
+    _told_rows_are_the_trials(sampler, trials)
+    failures = sum(t.state != optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sampler.optimizer.n_failed in (failures, failures - 1)
 
 
 def test_several_processes_share_one_sqlite_study(tmp_path: Path):
-    """Two worker processes on one SQLite study: each feeds its optimizer from the storage's finished trials."""
+    """Two worker processes with the same seed on one SQLite study: no trial lost or repeated, no row handed out
+    twice, every finished trial (failed and pruned ones as failures) told once to each process's optimizer."""
     url = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(study_name="s", storage=url)
     worker = textwrap.dedent(
         f"""
-        import optuna, sys
+        import json, optuna, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_optuna_sampler import objective
+        from test_optuna_sampler import flaky
         from evogm_opt.integrations.optuna import GenerativeSampler
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = GenerativeSampler(seed=int(sys.argv[1]))
+        sampler = GenerativeSampler(seed=0)
         study = optuna.load_study(study_name="s", storage={url!r}, sampler=sampler)
-        study.optimize(objective, n_trials=20)
-        print("told", sampler.optimizer.n_evals)
+        study.optimize(flaky, n_trials=20, catch=(RuntimeError,))
+        told = sampler.optimizer.evaluations
+        print(json.dumps({{"told": len(told), "failed": sampler.optimizer.n_failed,
+                           "distinct": len({{x.tobytes() for x in told.x}}), "numbers": sorted(sampler._told)}}))
         """
     )
-    procs = [
-        subprocess.Popen([sys.executable, "-c", worker, str(i)], stdout=subprocess.PIPE, text=True) for i in (1, 2)
-    ]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
+    procs = [subprocess.Popen([sys.executable, "-c", worker], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=300)[0].splitlines()[-1]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     study = optuna.load_study(study_name="s", storage=url)
-    assert len(study.trials) == 40
-    told = [int(out.split()[-1]) for out in outs]
-    assert max(told) > 20  # at least one process learned from trials the other one ran
+    trials = study.get_trials()
+    assert len(trials) == 40 and sorted(t.number for t in trials) == list(range(40))
+    assert all(t.state.is_finished() for t in trials)
+    rows = [t.system_attrs["evogm:row:0"] for t in trials if "evogm:row:0" in t.system_attrs]
+    assert len(rows) == len(set(rows))  # the same seed, yet no row evaluated twice
+    bad = {t.number for t in trials if t.state != optuna.trial.TrialState.COMPLETE}
+    for out in outs:
+        assert out["told"] == out["distinct"] == len(out["numbers"])  # each trial told once
+        assert out["failed"] == len(bad & set(out["numbers"]))  # failed and pruned: failures, once
+    assert max(out["told"] for out in outs) > 20  # at least one process learned from trials the other one ran

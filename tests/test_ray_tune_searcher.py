@@ -10,6 +10,7 @@ from ray import tune  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter, Searcher  # noqa: E402
 
 from evogm_opt.integrations.ray_tune import GenerativeSearch  # noqa: E402
+from evogm_opt.integrations.space import Categorical, SearchSpace  # noqa: E402
 
 SPACE = {
     "x": tune.uniform(-3.0, 3.0),
@@ -21,14 +22,18 @@ SPACE = {
 
 
 def loss(config: dict) -> float:
-    return (config["x"] - 1.0) ** 2 + (np.log10(config["lr"]) + 2.0) ** 2 + 0.1 * (config["layers"] - 5) ** 2
+    act = 0.0 if config["act"] == "gelu" else 0.5
+    return (config["x"] - 1.0) ** 2 + (np.log10(config["lr"]) + 2.0) ** 2 + 0.1 * (config["layers"] - 5) ** 2 + act
 
 
 def test_suggestions_respect_the_space_and_results_reach_the_optimizer():
-    searcher = GenerativeSearch(SPACE, metric="loss", mode="min", seed=0)
+    searcher = GenerativeSearch({**SPACE, "noise": tune.randn()}, metric="loss", mode="min", seed=0)
     assert isinstance(searcher, Searcher)
-    with pytest.warns(UserWarning, match="'act'"):
+    assert isinstance(searcher.search_space, SearchSpace)
+    assert searcher.search_space.params["act"] == Categorical(["relu", "gelu"])  # searched jointly
+    with pytest.warns(UserWarning, match="'noise'") as record:  # only the unbounded domain is sampled at random
         configs = [searcher.suggest(f"t{i}") for i in range(12)]
+    assert len(record) == 1
     for i, cfg in enumerate(configs):
         assert -3 <= cfg["x"] <= 3 and 1e-4 <= cfg["lr"] <= 1e-1
         assert isinstance(cfg["layers"], int) and 1 <= cfg["layers"] <= 8
@@ -36,6 +41,42 @@ def test_suggestions_respect_the_space_and_results_reach_the_optimizer():
         searcher.on_trial_complete(f"t{i}", {"loss": loss(cfg)})
     searcher.on_trial_complete("t3", {"loss": 0.0})  # a repeat for a finished trial changes nothing
     assert searcher.optimizer.n_evals == 12
+
+
+def test_quantised_domains_keep_tunes_bounds_and_grids():
+    space = {
+        "qu": tune.quniform(0.2, 1.0, 0.2),  # multiples of 0.2 in [0.2, 1.0]
+        "qlu": tune.qloguniform(1e-3, 1.0, 1e-3),
+        "qri": tune.qrandint(0, 20, 5),  # 0, 5, …, 20: upper inclusive for q > 1
+        "qlri": tune.qlograndint(2, 64, 2),  # even numbers, log-spaced
+        "ri": tune.randint(0, 3),  # 0, 1, 2: upper exclusive
+        "lri": tune.lograndint(1, 100),
+    }
+    searcher = GenerativeSearch(space, metric="loss", mode="min", seed=0)
+    seen = {k: set() for k in space}
+    for i in range(200):
+        cfg = searcher.suggest(f"t{i}")
+        for k, v in cfg.items():
+            seen[k].add(v)
+        searcher.on_trial_complete(f"t{i}", {"loss": float(sum(cfg.values()))})
+    assert all(0.2 - 1e-9 <= v <= 1.0 + 1e-9 and abs(v / 0.2 - round(v / 0.2)) < 1e-9 for v in seen["qu"])
+    assert all(1e-3 - 1e-12 <= v <= 1.0 and abs(v / 1e-3 - round(v / 1e-3)) < 1e-6 for v in seen["qlu"])
+    assert seen["qri"] <= {0, 5, 10, 15, 20} and {0, 20} <= seen["qri"]
+    assert all(isinstance(v, int) and v % 2 == 0 and 2 <= v <= 64 for v in seen["qlri"])
+    assert seen["ri"] == {0, 1, 2}
+    assert all(isinstance(v, int) and 1 <= v <= 99 for v in seen["lri"])
+
+
+def test_evaluated_points_are_told_as_external_rows():
+    searcher = GenerativeSearch(SPACE, metric="loss", mode="min", seed=0)
+    best = {"x": 1.0, "lr": 1e-2, "layers": 5, "act": "gelu", "fixed": 7}
+    searcher.add_evaluated_point(best, 0.0)
+    searcher.add_evaluated_point({**best, "x": 2.0}, 1.0, error=True)
+    assert searcher.optimizer.n_evals == 2 and searcher.optimizer.n_failed == 1
+    values, _ = searcher.search_space.decode(searcher.optimizer.best.x)
+    assert values["act"] == "gelu" and values["layers"] == 5 and values["x"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="lack"):
+        searcher.add_evaluated_point({"x": 0.0}, 1.0)
 
 
 def test_errored_or_metric_less_trials_are_failures_not_credited_elsewhere():
@@ -71,19 +112,17 @@ def test_save_restore_continues_identically(tmp_path):
     second = GenerativeSearch(SPACE, metric="loss", mode="min", seed=1)
     second.restore(str(tmp_path / "s.npz"))
     after_second = drive(second, range(10, 20))
-    assert [{k: v for k, v in c.items() if k != "act"} for c in after_first] == [
-        {k: v for k, v in c.items() if k != "act"} for c in after_second
-    ]
+    assert after_first == after_second
     wrong = GenerativeSearch({"x": tune.uniform(0, 1)}, metric="loss", mode="min")
-    with pytest.raises(ValueError, match="numeric parameters"):
+    with pytest.raises(ValueError, match="coordinates"):
         wrong.restore(str(tmp_path / "s.npz"))
 
 
 def test_bad_configuration_is_refused():
     with pytest.raises(ValueError, match="mode"):
         GenerativeSearch(SPACE, metric="loss", mode="up")
-    with pytest.raises(ValueError, match="numeric"):
-        GenerativeSearch({"act": tune.choice(["a", "b"])}, metric="loss", mode="min")
+    with pytest.raises(ValueError, match="searchable"):
+        GenerativeSearch({"noise": tune.randn()}, metric="loss", mode="min")
     with pytest.raises(RuntimeError, match="metric"):
         GenerativeSearch(SPACE).suggest("t")
 
@@ -97,7 +136,7 @@ def test_a_real_local_tune_run_under_a_concurrency_limiter():
         searcher = ConcurrencyLimiter(GenerativeSearch(metric="loss", mode="min", seed=0), max_concurrent=2)
         tuner = tune.Tuner(
             trainable,
-            param_space={k: v for k, v in SPACE.items() if k != "act"},
+            param_space=SPACE,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=24),
         )
         results = tuner.fit()

@@ -1,21 +1,27 @@
 """EvoGM as a nevergrad optimizer: ``register()`` adds ``"EvoGM"`` to ``ng.optimizers.registry``.
 
 Registration goes through the registry's public ``register_name`` and happens only when you call
-:func:`register` (importing this module changes nothing in nevergrad). The optimizer works on nevergrad's
-fully bounded parametrizations: ``ng.p.helpers.Normalizer`` maps nevergrad's standardized data to the unit box,
-where our ask/tell optimizer runs. A parametrization with an unbounded coordinate is refused with a
-``ValueError`` naming it (nevergrad's arctan squashing would send the box's faces to ±1.6e16).
+:func:`register` (importing this module changes nothing in nevergrad). The parametrization is searched through
+the encoding of :mod:`evogm_opt.integrations.space`, the one the Optuna sampler and the Ray Tune searcher use:
+each bounded number (``Array``/``Scalar``/``Log``, integer-cast or not, ``TransitionChoice`` as the ordered index it
+is) is one coordinate on nevergrad's own normalized scale (``ng.p.helpers.Normalizer``: log-scaled parameters in
+log space), and each ``ng.p.Choice`` is a categorical over its options (a relaxed one-hot, decoded by argmax,
+with a margin). A numeric parameter inside a ``Choice`` option is a conditional parameter: kept, and ignored
+where its option is not chosen. A number without a finite lower and upper bound is refused with a ``ValueError``
+naming it (nevergrad's arctan squashing would send the box's faces to ±1.6e16).
 
     import nevergrad as ng
     from evogm_opt.integrations.nevergrad import register
 
     register()
-    opt = ng.optimizers.registry["EvoGM"](ng.p.Array(shape=(4,), lower=-1, upper=1), budget=80)
-    best = opt.minimize(lambda x: float(((x - 0.3) ** 2).sum()))
+    param = ng.p.Dict(x=ng.p.Array(shape=(4,), lower=-1, upper=1), act=ng.p.Choice(["relu", "tanh"]))
+    opt = ng.optimizers.registry["EvoGM"](param, budget=80)
+    best = opt.minimize(lambda x, act: float(((x - 0.3) ** 2).sum()) + (act == "tanh"))
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,29 +33,53 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is installed in CI
     raise ImportError("evogm_opt.integrations.nevergrad needs nevergrad: pip install 'evogm-opt[nevergrad]'") from exc
 
-from evogm_opt.optimizer import GenerativeOptimizer
+from evogm_opt import GenerativeOptimizer
+from evogm_opt.integrations import space as enc
 
 NAME = "EvoGM"
 
 
-def _unbounded_coordinates(parametrization: Any) -> list[str]:
-    """Names of the coordinates of ``parametrization`` that lack a finite lower or upper bound, in the order of
-    its standardized data, e.g. ``["w[0]", "w[1]", "k (a Choice)"]``."""
+@dataclass(frozen=True)
+class _Slot:
+    """One data array of the parametrization: where it sits in the standardized data, and what it is."""
+
+    name: str  # nevergrad's name of the array, or of the Choice whose weights it holds
+    start: int
+    size: int
+    choice: int  # number of options when the array holds a Choice's weights (one row per repetition), else 0
+
+
+def _slots(parametrization: Any) -> list[_Slot]:
     names = {id(p): name for name, p in helpers.flatten(parametrization)}
     parents = dict(helpers.flatten(parametrization))
-    out: list[str] = []
+    out, start = [], 0
     for data in helpers.list_data(parametrization):
         name = names.get(id(data), "")
         owner = parents.get(name.rpartition(".")[0]) if "." in name else None
-        if isinstance(owner, ng.p.BaseChoice):  # its weights: unbounded by construction
-            out.append(f"{name.rpartition('.')[0]} (a {type(owner).__name__}: EvoGM searches numbers in a box)")
+        size = int(data.dimension)
+        if isinstance(owner, ng.p.Choice) and name.endswith(".indices"):
+            out.append(_Slot(name.rpartition(".")[0], start, size, len(owner)))
+        elif isinstance(owner, ng.p.TransitionChoice) and name.endswith(".indices"):  # an ordered index: a number
+            out.append(_Slot(name.rpartition(".")[0], start, size, 0))
+        else:
+            out.append(_Slot(name or "value", start, size, 0))
+        start += size
+    return out
+
+
+def _unbounded_coordinates(parametrization: Any, slots: list[_Slot]) -> list[str]:
+    """Labels of the numeric coordinates of ``parametrization`` that lack a finite lower or upper bound, in the
+    order of its standardized data, e.g. ``["w[0] (no upper)", "b (no lower or upper)"]``."""
+    out: list[str] = []
+    for slot, data in zip(slots, helpers.list_data(parametrization)):
+        if slot.choice:
             continue
         shape = np.shape(data.value)
         lower, upper = (_full(b, shape) for b in data.bounds)
         for index in np.ndindex(shape):
             side = [s for s, b in (("lower", lower[index]), ("upper", upper[index])) if not np.isfinite(b)]
             if side:
-                label = f"{name or 'value'}[{', '.join(map(str, index))}]" if index else name or "value"
+                label = f"{slot.name}[{', '.join(map(str, index))}]" if index else slot.name
                 out.append(f"{label} (no {' or '.join(side)})")
     return out
 
@@ -61,7 +91,7 @@ def _full(bound: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class _EvoGM(base.Optimizer):
-    """nevergrad ``Optimizer`` driving a :class:`GenerativeOptimizer` on the unit box."""
+    """nevergrad ``Optimizer`` driving a :class:`GenerativeOptimizer` on the shared encoding's box."""
 
     def __init__(
         self,
@@ -71,47 +101,97 @@ class _EvoGM(base.Optimizer):
         *,
         preset: str = "default",
         popsize: int | None = None,
+        categorical_margin: float = enc.DEFAULT_MARGIN,
     ) -> None:
         super().__init__(parametrization, budget=budget, num_workers=num_workers)
         self._normalizer = ng.p.helpers.Normalizer(self.parametrization)
+        self._slots = _slots(self.parametrization)
         # Refused at the first ask or tell, not here: nevergrad's ConfiguredOptimizer builds one on an unbounded
         # parametrization (an int dimension) as a self-check when it is configured.
         self._unbounded_error: str | None = None
-        if not (self._normalizer.working and self._normalizer.fully_bounded):
-            unbounded = _unbounded_coordinates(self.parametrization) or ["(nevergrad could not find its bounds)"]
+        unbounded = _unbounded_coordinates(self.parametrization, self._slots)
+        if unbounded or not self._normalizer.working:
+            unbounded = unbounded or ["(nevergrad could not find its bounds)"]
             shown = ", ".join(unbounded[:10]) + (f" and {len(unbounded) - 10} more" if len(unbounded) > 10 else "")
             self._unbounded_error = (
                 f"EvoGM needs a finite lower and upper bound on every coordinate; unbounded: {shown}. "
                 "Bound them, e.g. ng.p.Array(shape=(n,), lower=..., upper=...) or ng.p.Scalar(lower=..., upper=...)"
             )
+        params: dict[str, enc.Param] = {}
+        for slot in self._slots:
+            if slot.choice:
+                reps = slot.size // slot.choice
+                for r in range(reps):
+                    label = slot.name if reps == 1 else f"{slot.name}[{r}]"
+                    params[label] = enc.Categorical(range(slot.choice), margin=categorical_margin)
+            else:
+                for i in range(slot.size):
+                    params[f"{slot.name}#{i}"] = enc.Real(0.0, 1.0)  # nevergrad's normalized scale
+        self._encoding = enc.SearchSpace(params)
         seed = int(self._rng.randint(2**31 - 1))  # nevergrad's seeded random state: parametrization.random_state
-        self._optimizer = GenerativeOptimizer(
-            self.dimension, bounds=(0.0, 1.0), seed=seed, preset=preset, popsize=popsize
-        )
-        self._asked_points: dict[str, np.ndarray] = {}  # candidate uid -> the unit-box point we asked
+        self._margin_rng = np.random.default_rng(seed)
+        self._optimizer = GenerativeOptimizer(max(1, self._encoding.dim), seed=seed, preset=preset, popsize=popsize)
+        self._asked_rows: dict[str, np.ndarray] = {}  # candidate uid -> the row told for it
+
+    @property
+    def search_space(self) -> enc.SearchSpace:
+        """The encoding EvoGM searches: ``"name#i"`` per numeric coordinate, the Choice's name per choice."""
+        return self._encoding
 
     def _check_bounded(self) -> None:
         if self._unbounded_error is not None:
             raise ValueError(self._unbounded_error)
 
+    def _candidate(self, values: dict[str, Any]) -> Any:
+        unit = np.full(self.dimension, 0.5)
+        for slot in self._slots:
+            if not slot.choice:
+                unit[slot.start : slot.start + slot.size] = [values[f"{slot.name}#{i}"] for i in range(slot.size)]
+        candidate = self.parametrization.spawn_child().set_standardized_data(self._normalizer.backward(unit))
+        flat = dict(helpers.flatten(candidate))
+        for slot in self._slots:
+            if slot.choice:
+                reps = slot.size // slot.choice
+                labels = [slot.name] if reps == 1 else [f"{slot.name}[{r}]" for r in range(reps)]
+                flat[slot.name].indices.value = np.array([values[label] for label in labels], dtype=int)
+        return candidate
+
+    def _values(self, candidate: Any) -> dict[str, Any]:
+        unit = self._normalizer.forward(candidate.get_standardized_data(reference=self.parametrization))
+        flat = dict(helpers.flatten(candidate))
+        values: dict[str, Any] = {}
+        for slot in self._slots:
+            if slot.choice:
+                indices = np.asarray(flat[slot.name].indices.value).ravel()
+                for r, k in enumerate(indices):
+                    values[slot.name if len(indices) == 1 else f"{slot.name}[{r}]"] = int(k)
+            else:
+                for i in range(slot.size):
+                    values[f"{slot.name}#{i}"] = float(np.clip(unit[slot.start + i], 0.0, 1.0))
+        return values
+
     def _internal_ask_candidate(self) -> Any:
         self._check_bounded()
-        u = self._optimizer.ask(1)[0]
-        candidate = self.parametrization.spawn_child().set_standardized_data(self._normalizer.backward(u))
-        self._asked_points[candidate.uid] = u
+        asked = self._optimizer.ask(1)[0]
+        values, row = self._encoding.decode(asked[: self._encoding.dim], self._margin_rng)
+        candidate = self._candidate(values)
+        self._asked_rows[candidate.uid] = np.concatenate([row, asked[self._encoding.dim :]])
         return candidate
 
     def _internal_tell_candidate(self, candidate: Any, loss: float) -> None:
         self._check_bounded()
-        u = self._asked_points.pop(candidate.uid, None)
-        if u is None:  # told without an ask: its position in the unit box, told as an external row
-            data = candidate.get_standardized_data(reference=self.parametrization)
-            u = np.clip(self._normalizer.forward(data), 0.0, 1.0)
-        self._optimizer.tell(u[None, :], [float(loss)])
+        row = self._asked_rows.pop(candidate.uid, None)
+        if row is None:  # told without an ask: its values encoded, told as an external row
+            row = self._encoding.encode(self._values(candidate))
+            row = np.concatenate([row, np.zeros(self._optimizer.dim - len(row))])
+        self._optimizer.tell(row[None, :], [float(loss)])
 
     def _internal_provide_recommendation(self) -> np.ndarray | None:
         best = self._optimizer.best
-        return None if best is None else self._normalizer.backward(best.x)
+        if best is None:
+            return None
+        values, _ = self._encoding.decode(best.x[: self._encoding.dim])
+        return self._candidate(values).get_standardized_data(reference=self.parametrization)
 
 
 class EvoGM(base.ConfiguredOptimizer):
@@ -120,9 +200,13 @@ class EvoGM(base.ConfiguredOptimizer):
     Args:
         preset: a :class:`GenerativeOptimizer` preset (``"default"`` or ``"paper"``).
         popsize: population size, default 2·dimension.
+        categorical_margin: probability that a ``Choice`` is drawn uniformly instead of by EvoGM (per choice and
+            candidate; see :mod:`evogm_opt.integrations.space`).
     """
 
-    def __init__(self, *, preset: str = "default", popsize: int | None = None) -> None:
+    def __init__(
+        self, *, preset: str = "default", popsize: int | None = None, categorical_margin: float = enc.DEFAULT_MARGIN
+    ) -> None:
         super().__init__(_EvoGM, locals())
 
 

@@ -1,23 +1,27 @@
 """``GenerativeSampler``: EvoGM (or any optimizer of the core) as an Optuna sampler.
 
-Relative sampling covers the float and int parameters of the intersection search space, mapped to the box
-[-1, 1]^d the optimizer works in (log-scaled parameters in log space; ints and stepped floats rounded on the way
-out). Other parameters go to an independent sampler — ``RandomSampler`` by default — with a one-time warning that
-says why: a categorical, a single-valued range, or a float/int parameter that is not in every finished trial with
-the same range (a conditional parameter). When that joint space shrinks, the optimizer restarts on the smaller
-space, re-told every finished trial, and says so. Warnings point at the user's line, not into Optuna.
+Every parameter is searched jointly — float (linear, log, stepped), int (linear, log, stepped) and categorical —
+through the one encoding of :mod:`evogm_opt.integrations.space` (categoricals as a relaxed one-hot decoded by
+argmax, with a margin so no choice is lost). The joint space is the *union* of the parameters of the finished
+trials: a conditional parameter keeps its coordinates in every row and is ignored where a trial does not use it.
+A parameter goes to the independent sampler (``RandomSampler`` by default) only before any trial that has it has
+finished, or when finished trials disagree on its distribution (a changed range): that one says why in a one-time
+warning that points at the user's line. When the joint space changes
+the optimizer restarts on the new one and is re-told every finished trial.
 
-Distributed studies: the optimizer is fed from the *storage*, not from this process's memory. Before every
-relative sample, trials that finished since the last one (COMPLETE with their value; FAIL and PRUNED as failed
-evaluations) are told to this process's optimizer, in trial-number order, whichever process ran them; rows that
-this process did not ask are external rows to it (the core protocol takes them). So several processes sharing
-one RDB study each propose from every finished trial, and ``n_jobs > 1`` threads share one optimizer under a lock.
+Distributed studies: the optimizer is fed from the *storage*. Each trial's row (the point in the optimizer's box
+that was evaluated) is kept in the trial's system attributes. Before every relative sample, trials that finished
+since the last one (COMPLETE with their value; FAIL and PRUNED as failed evaluations, each told once) are told to
+this process's optimizer in trial-number order, whichever process ran them; rows this process did not ask are
+external rows to it (the core protocol takes them). A row that a trial of the storage already holds (another
+process with the same seed, say) is not handed out again. ``n_jobs > 1`` threads share one optimizer under a lock.
 Optuna itself reports failed and pruned trials; telling them to the optimizer is logged at DEBUG only.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import math
 import os
@@ -28,17 +32,23 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.search_space import IntersectionSearchSpace, intersection_search_space
+from optuna.storages import InMemoryStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 import evogm_opt
 from evogm_opt.base import Optimizer
-from evogm_opt.integrations._common import OptimizerFactory, ParameterAxis, default_factory
+from evogm_opt.integrations import space as enc
+from evogm_opt.integrations._common import OptimizerFactory, default_factory, derived_seed, row_key
 
 logger = logging.getLogger(__name__)
+
+_ROW_ATTR = "evogm:row"  # + ":0", ":1", …: the trial's row as JSON {name: [coordinates]}, in chunks
+_CHUNK = 2000  # RDB storages cap a system attribute at 2046 characters
+_FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+_CLAIM_ATTEMPTS = 8
 
 # Frames of these packages, and of the thread pool that runs n_jobs > 1, are not the user's line.
 _INTERNAL_PREFIXES = (
@@ -79,22 +89,69 @@ _told_by_optuna = _ToldByOptuna()
 logging.getLogger("evogm_opt").addFilter(_told_by_optuna)  # the core's logger (evogm_opt.base)
 
 
-def _axis(dist: FloatDistribution | IntDistribution) -> ParameterAxis:
-    """Optuna's grids start at ``low``; an int distribution steps by 1 unless it says otherwise."""
-    integer = isinstance(dist, IntDistribution)
-    step = (dist.step or 1) if integer else dist.step
-    return ParameterAxis(dist.low, dist.high, bool(dist.log), integer, step, float(dist.low))
+def to_param(dist: BaseDistribution, margin: float = enc.DEFAULT_MARGIN) -> enc.Param:
+    """An Optuna distribution as a parameter of the shared encoding (Optuna's grids start at ``low``)."""
+    if isinstance(dist, FloatDistribution):
+        return enc.Real(dist.low, dist.high, log=bool(dist.log), step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return enc.Integer(int(dist.low), int(dist.high), log=bool(dist.log), step=int(dist.step or 1))
+    if isinstance(dist, CategoricalDistribution):
+        return enc.Categorical(dist.choices, margin=margin)
+    raise TypeError(f"GenerativeSampler cannot encode {type(dist).__name__}")
+
+
+class _PerTrialRandomSampler(RandomSampler):
+    """``RandomSampler`` whose draws for a trial are seeded by ``(seed, trial number)``: a run repeats with its seed,
+    and two processes given the same seed draw different first trials (one shared seed would repeat them)."""
+
+    def __init__(self, seed: int | None) -> None:
+        super().__init__(seed=seed)
+        self._base_seed = seed
+        self._per_trial: dict[int, RandomSampler] = {}
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        sampler = self._per_trial.get(trial._trial_id)
+        if sampler is None:
+            sampler = self._per_trial[trial._trial_id] = RandomSampler(derived_seed(self._base_seed, trial.number))
+        return sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: list[float] | None
+    ) -> None:
+        self._per_trial.pop(trial._trial_id, None)
+
+    def reseed_rng(self) -> None:
+        pass  # draws are seeded per trial; Optuna reseeds each thread of n_jobs > 1, which changes nothing here
+
+
+def _stored_row(trial: FrozenTrial) -> dict[str, list[float]] | None:
+    attrs = trial.system_attrs
+    if f"{_ROW_ATTR}:0" not in attrs:
+        return None
+    chunks, i = [], 0
+    while f"{_ROW_ATTR}:{i}" in attrs:
+        chunks.append(attrs[f"{_ROW_ATTR}:{i}"])
+        i += 1
+    try:
+        return json.loads("".join(chunks))
+    except ValueError:  # a row half-written by a process that died: encode the trial from its params instead
+        return None
 
 
 class GenerativeSampler(BaseSampler):
     """An Optuna sampler driven by an ask/tell optimizer of ``evogm_opt`` (EvoGM's default preset by default).
 
     Args:
-        seed: seeds the optimizer and the independent sampler.
+        seed: seeds the optimizer, the categorical margin and the independent sampler.
         optimizer_factory: ``(dim, seed, maximize) -> Optimizer`` to use another optimizer or preset, e.g.
             ``lambda d, s, m: GenerativeOptimizer(d, seed=s, maximize=m, preset="paper")``.
-        independent_sampler: for parameters outside the relative search space (default ``RandomSampler``).
-        warn_independent_sampling: warn once when a parameter is sampled independently.
+        independent_sampler: for parameters outside the joint space (default: random, seeded per trial from
+            ``seed`` and the trial number, so processes that share a seed do not draw the same first trials).
+        warn_independent_sampling: warn once when a parameter is sampled independently for a reason worth knowing.
+        categorical_margin: probability that a categorical is drawn uniformly instead of by the optimizer
+            (per categorical and trial; see :mod:`evogm_opt.integrations.space`).
     """
 
     def __init__(
@@ -104,30 +161,51 @@ class GenerativeSampler(BaseSampler):
         optimizer_factory: OptimizerFactory | None = None,
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
+        categorical_margin: float = enc.DEFAULT_MARGIN,
     ) -> None:
+        if not 0.0 <= categorical_margin <= 1.0:
+            raise ValueError(f"categorical_margin must be in [0, 1], got {categorical_margin}")
         self._seed = seed
         self._factory = optimizer_factory or default_factory
-        self._independent = independent_sampler or RandomSampler(seed=seed)
+        self._independent = independent_sampler or _PerTrialRandomSampler(seed)
+        self._margin = categorical_margin
+        self._rng = np.random.default_rng(seed)
         self._warn = warn_independent_sampling
         self._warned: set[str] = set()
-        self._search_space = IntersectionSearchSpace(include_pruned=True)
         self._lock = threading.Lock()
+        self._study_id: int | None = None
         self._optimizer: Optimizer | None = None
-        self._names: tuple[str, ...] = ()
-        self._axes: list[ParameterAxis] = []
+        self._space: dict[str, BaseDistribution] = {}
+        self._encoding = enc.SearchSpace({})
         self._told: set[int] = set()
         self._queue: list[np.ndarray] = []
+        # the union search space, grown incrementally over finished trials
+        self._scanned: set[int] = set()
+        self._dists: dict[str, BaseDistribution] = {}
+        self._conflicts: set[str] = set()
+        self._taken: set[bytes] = set()  # rows some trial of the storage holds
 
     # ------------------------------------------------------------------ Optuna's sampler interface
     def reseed_rng(self) -> None:
         self._independent.reseed_rng()
+        self._rng = np.random.default_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        space = {}
-        for name, dist in self._search_space.calculate(study).items():
-            if isinstance(dist, (FloatDistribution, IntDistribution)) and not dist.single():
-                space[name] = dist
-        return space
+        with self._lock:
+            self._reset_for(study)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+                if t.number in self._scanned:
+                    continue
+                self._scanned.add(t.number)
+                for name, dist in t.distributions.items():
+                    known = self._dists.setdefault(name, dist)
+                    if known != dist:
+                        self._conflicts.add(name)
+            return {
+                name: dist
+                for name, dist in sorted(self._dists.items())
+                if name not in self._conflicts and not dist.single()
+            }
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -137,18 +215,44 @@ class GenerativeSampler(BaseSampler):
         if not search_space:
             return {}
         with self._lock:
-            self._prepare(study, search_space)
+            self._prepare(study, search_space, trial.number)
             self._sync(study)
-            if not self._queue:
-                self._queue = list(self._optimizer.ask())
-            row = self._queue.pop(0)
-        return {name: axis.from_unit(u) for name, axis, u in zip(self._names, self._axes, self._to_unit_row(row))}
+            shared = not isinstance(study._storage, InMemoryStorage)  # other processes may be sampling too
+            for attempt in range(_CLAIM_ATTEMPTS):
+                values, row = self._next()
+                self._store(study, trial, row)
+                # Two processes can pick the same row between one's read of the storage and its write (the
+                # deterministic part of an initial design, say). Whoever reads after both writes sees the clash
+                # and picks again, from a point of its queue that depends on the trial number, so processes that
+                # run in step do not clash again on the next row.
+                if not shared or attempt == _CLAIM_ATTEMPTS - 1 or not self._held_elsewhere(study, trial, row):
+                    break
+                rng = np.random.default_rng([trial.number, attempt])
+                shift = int(rng.integers(len(self._queue) + 1))
+                self._queue = self._queue[shift:] + self._queue[:shift]
+        return values
+
+    def _store(self, study: optuna.Study, trial: FrozenTrial, row: np.ndarray) -> None:
+        text = json.dumps(self._encoding.split(row))
+        for i in range(0, max(1, math.ceil(len(text) / _CHUNK))):
+            study._storage.set_trial_system_attr(
+                trial._trial_id, f"{_ROW_ATTR}:{i}", text[i * _CHUNK : (i + 1) * _CHUNK]
+            )
+
+    def _held_elsewhere(self, study: optuna.Study, trial: FrozenTrial, row: np.ndarray) -> bool:
+        key = row_key(row)
+        for t in study.get_trials(deepcopy=False):
+            if t.number != trial.number and t.number not in self._told:
+                stored = _stored_row(t)
+                if stored is not None and row_key(self._encoding.encode(t.params, stored)) == key:
+                    return True
+        return False
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
         if self._warn and param_name not in self._warned:
-            reason = self._why_independent(study, param_name, param_distribution)
+            reason = self._why_independent(param_name, param_distribution)
             if reason is not None:
                 self._warned.add(param_name)
                 _warn_at_user(
@@ -157,29 +261,16 @@ class GenerativeSampler(BaseSampler):
                 )
         return self._independent.sample_independent(study, trial, param_name, param_distribution)
 
-    def _why_independent(self, study: optuna.Study, name: str, dist: BaseDistribution) -> str | None:
-        """Why ``name`` is outside the joint space, in the user's terms; None when that is not news: no trial has
-        finished yet (the first trials are sampled independently), or ``name`` joined the space since this trial
-        started (``n_jobs > 1``)."""
-        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if not finished:
-            return None
-        if not isinstance(dist, (FloatDistribution, IntDistribution)):
-            return "only float and int parameters are searched jointly"
-        if dist.single():
-            return "its range holds a single value, so there is nothing to search"
-        if name in intersection_search_space(finished, include_pruned=True):
-            return None
-        having = [t for t in finished if name in t.params]
-        if len(having) < len(finished):
+    def _why_independent(self, name: str, dist: BaseDistribution) -> str | None:
+        """Why ``name`` is outside the joint space, in the user's terms; None when that is not news: no finished
+        trial has it yet (it joins the joint space once one has). Optuna sets single-valued ranges itself."""
+        del dist
+        if name in self._conflicts:
             return (
-                f"it is in {len(having)} of {len(finished)} finished trials (a conditional parameter?), and only "
-                "parameters present in every finished trial are searched jointly"
+                "its distribution differs between finished trials (e.g. a changed range), and only parameters with "
+                "one distribution in every finished trial that has them are searched jointly"
             )
-        return (
-            "its distribution differs between finished trials (e.g. a changed range), and only parameters with "
-            "the same distribution in every finished trial are searched jointly"
-        )
+        return None
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._independent.before_trial(study, trial)
@@ -195,42 +286,62 @@ class GenerativeSampler(BaseSampler):
         """This process's optimizer (None before the first relative sample)."""
         return self._optimizer
 
-    def _prepare(self, study: optuna.Study, search_space: dict[str, BaseDistribution]) -> None:
-        names = tuple(sorted(search_space))
-        if self._optimizer is not None and names == self._names:
+    @property
+    def search_space(self) -> enc.SearchSpace:
+        """The encoding the optimizer currently searches (parameters in name order)."""
+        return self._encoding
+
+    def _reset_for(self, study: optuna.Study) -> None:
+        if self._study_id == study._study_id:
+            return
+        self._study_id = study._study_id
+        self._scanned, self._dists, self._conflicts, self._taken = set(), {}, set(), set()
+        self._optimizer, self._space = None, {}
+
+    def _prepare(self, study: optuna.Study, search_space: dict[str, BaseDistribution], number: int) -> None:
+        if self._optimizer is not None and search_space == self._space:
             return
         if self._optimizer is not None:
-            # Optuna's intersection space only shrinks: a parameter left it (missing from a finished trial, or
-            # its range changed). A box of another dimension needs a new optimizer; the data is kept.
-            dropped = sorted(set(self._names) - set(names))
-            added = sorted(set(names) - set(self._names))
-            change = f"lost {dropped}" + (f" and gained {added}" if added else "")
-            _warn_at_user(
-                f"GenerativeSampler's joint search space {change} (a parameter missing from a finished trial or "
-                f"with a changed range): its optimizer restarts on {list(names)} after "
-                f"{self._optimizer.n_evals} evaluations and is told again every finished trial that has all of "
-                "these; what it had learned beyond those values (generator, step size) starts over"
+            dropped = sorted(set(self._space) - set(search_space))
+            added = sorted(set(search_space) - set(self._space))
+            change = (f"lost {dropped}" if dropped else "") + (" and " if dropped and added else "")
+            change += f"gained {added}" if added else ""
+            message = (
+                f"GenerativeSampler's joint search space {change or 'changed'}: its optimizer restarts on "
+                f"{len(search_space)} parameters after {self._optimizer.n_evals} evaluations and is told again every "
+                "finished trial; what it had learned beyond those values (generator, step size) starts over"
             )
-        self._names = names
-        self._axes = [_axis(search_space[n]) for n in names]
+            if dropped:  # a changed range: news to the user. A new (conditional) parameter is the normal case.
+                _warn_at_user(message + " (a parameter whose range differs between finished trials leaves it)")
+            else:
+                logger.info(message)
+        self._space = dict(search_space)
+        self._encoding = enc.SearchSpace({n: to_param(d, self._margin) for n, d in search_space.items()})
         maximize = study.direction == StudyDirection.MAXIMIZE
-        self._optimizer = self._factory(len(names), self._seed, maximize)
-        self._told = set()
+        # seeded per (seed, trial number): reproducible in one process, and processes that share a seed and a
+        # storage do not all propose the same rows
+        self._optimizer = self._factory(self._encoding.dim, derived_seed(self._seed, number), maximize)
+        self._told, self._taken = set(), set()
         self._queue = []
 
-    def _to_unit_row(self, row: np.ndarray) -> np.ndarray:
-        return self._optimizer.box.to_unit(np.asarray(row, dtype=float)[None])[0]
+    def _to_user(self, unit: np.ndarray) -> np.ndarray:
+        return self._optimizer.box.to_user(np.asarray(unit, dtype=float)[None])[0]
 
     def _sync(self, study: optuna.Study) -> None:
-        """Tell every finished trial of the storage that holds all current parameters and is not told yet."""
-        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED))
+        """Tell every finished trial of the storage not told yet; note the rows that every trial holds."""
         rows, values = [], []
-        for t in sorted(finished, key=lambda t: t.number):
-            if t.number in self._told or not all(n in t.params for n in self._names):
+        for t in study.get_trials(deepcopy=False):
+            if t.number in self._told:
+                continue
+            stored = _stored_row(t)
+            if t.state not in _FINISHED:
+                if stored is not None:  # running elsewhere (or in another thread): not to be handed out again
+                    self._taken.add(row_key(self._encoding.encode(t.params, stored)))
                 continue
             self._told.add(t.number)
-            unit = np.array([axis.to_unit(t.params[n]) for n, axis in zip(self._names, self._axes)])
-            rows.append(self._optimizer.box.to_user(unit[None])[0])
+            unit = self._encoding.encode(t.params, stored)
+            self._taken.add(row_key(unit))
+            rows.append(self._to_user(unit))
             ok = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
             values.append(float(t.value) if ok else float("nan"))
         if rows:
@@ -239,3 +350,17 @@ class GenerativeSampler(BaseSampler):
                 self._optimizer.tell(np.array(rows), values)
             finally:
                 _told_by_optuna.active.on = False
+
+    def _next(self) -> tuple[dict[str, Any], np.ndarray]:
+        """The next asked row, decoded; rows a trial of the storage already holds are passed over (a bounded
+        number of times, so an optimizer that only repeats itself still gets its rows evaluated)."""
+        for attempt in range(max(8, 2 * self._optimizer.popsize)):
+            if not self._queue:
+                self._queue = list(self._optimizer.ask())
+            asked = self._optimizer.box.to_unit(self._queue.pop(0)[None])[0]
+            values, row = self._encoding.decode(asked, self._rng)
+            key = row_key(row)
+            if key not in self._taken or attempt == max(8, 2 * self._optimizer.popsize) - 1:
+                self._taken.add(key)
+                return values, row
+        raise AssertionError("unreachable")

@@ -5,48 +5,68 @@ optimizer's current ``ask`` per suggestion and ``tell`` each result as it arrive
 results in any order and any subset of a generation). A trial that errors, or ends without the metric, is told
 as a failed evaluation, so it is never credited to another candidate. Works under ``ConcurrencyLimiter``.
 
-Search space: Tune's ``uniform``/``loguniform``/``quniform``/``randint``/``lograndint``/``qrandint`` domains are
-searched jointly (log domains in log space, quantised and integer ones rounded on the way out); ``choice`` and
-other domains are sampled at random (seeded) with a one-time warning. Constants pass through.
+Search space: every bounded domain is searched jointly through the encoding of
+:mod:`evogm_opt.integrations.space` — ``uniform``/``loguniform``/``quniform``, ``randint``/``lograndint``/
+``qrandint`` (Tune's bounds: ``randint``'s upper bound exclusive, quantised ones on multiples of q) and
+``choice`` (a relaxed one-hot decoded by argmax, with a margin). ``qloguniform`` and ``qlograndint`` are searched
+in log space and put on multiples of q on the way out. Other domains (``sample_from``, ``randn``) are sampled at
+random (seeded) with a one-time warning. Constants pass through.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ray.tune.search import Searcher
-from ray.tune.search.sample import Domain, Float, Integer, LogUniform, Quantized
+from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 from ray.tune.search.variant_generator import parse_spec_vars
 from ray.tune.utils.util import unflatten_list_dict
 
-from evogm_opt import _state
-from evogm_opt.base import Optimizer
-from evogm_opt.integrations._common import OptimizerFactory, ParameterAxis, default_factory
+from evogm_opt import Optimizer, _state
+from evogm_opt.integrations import space as enc
+from evogm_opt.integrations._common import OptimizerFactory, default_factory
 
 
-def _axis(domain: Float | Integer) -> ParameterAxis:
-    """Tune's quantised domains snap to multiples of q; ``randint``'s upper bound is exclusive."""
+def _param(domain: Float | Integer | Categorical, margin: float) -> tuple[enc.Param, float | None]:
+    """A Tune domain as a parameter of the shared encoding, and the q its decoded value is put on a multiple of
+    where the encoding cannot say it (log-scaled quantised domains); ``qlograndint`` is searched over k in q·k."""
+    if isinstance(domain, Categorical):
+        return enc.Categorical(domain.categories, margin=margin), None
     sampler = domain.get_sampler()
+    q = sampler.q if isinstance(sampler, Quantized) else None
     inner = sampler.sampler if isinstance(sampler, Quantized) else sampler
     log = isinstance(inner, LogUniform) or type(inner).__name__ == "_LogUniform"
-    integer = isinstance(domain, Integer)
-    high = float(domain.upper) - 1 if integer else float(domain.upper)
-    step = sampler.q if isinstance(sampler, Quantized) else None
-    return ParameterAxis(float(domain.lower), high, log, integer, step, 0.0)
+    lower, upper = domain.lower, domain.upper
+    if isinstance(domain, Integer):
+        if q is None or q == 1:
+            return enc.Integer(int(lower), int(upper) - 1, log=log), None
+        lo, hi = math.ceil(lower / q), math.floor(upper / q)  # multiples of q, upper inclusive
+        if log and lo >= 1:
+            return enc.Integer(lo, hi, log=True), float(q)
+        return enc.Integer(int(lo * q), int(hi * q), step=int(q)), None
+    if q is None:
+        return enc.Real(float(lower), float(upper), log=log), None
+    lo, hi = math.ceil(lower / q - 1e-9) * q, math.floor(upper / q + 1e-9) * q
+    if log:
+        return enc.Real(float(lower), float(upper), log=True), float(q)
+    return enc.Real(float(lo), float(hi), step=float(q)), None
 
 
 class GenerativeSearch(Searcher):
     """A Ray Tune searcher driven by an ask/tell optimizer of ``evogm_opt`` (EvoGM's default preset by default).
 
     Args:
-        space: a Tune search space (``{"lr": tune.loguniform(1e-4, 1e-1), ...}``); or pass it as
-            ``param_space`` to the Tuner and Tune hands it over through ``set_search_properties``.
+        space: a Tune search space (``{"lr": tune.loguniform(1e-4, 1e-1), "act": tune.choice([...]), ...}``); or
+            pass it as ``param_space`` to the Tuner and Tune hands it over through ``set_search_properties``.
         metric, mode: the reported metric and ``"min"``/``"max"``.
-        seed: seeds the optimizer and the sampling of non-numeric domains.
+        seed: seeds the optimizer, the categorical margin and the sampling of domains outside the joint search.
         optimizer_factory: ``(dim, seed, maximize) -> Optimizer`` for another optimizer or preset.
+        categorical_margin: probability that a ``choice`` is drawn uniformly instead of by the optimizer (per
+            choice and trial; see :mod:`evogm_opt.integrations.space`).
     """
 
     def __init__(
@@ -57,16 +77,20 @@ class GenerativeSearch(Searcher):
         *,
         seed: int | None = None,
         optimizer_factory: OptimizerFactory | None = None,
+        categorical_margin: float = enc.DEFAULT_MARGIN,
     ) -> None:
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if not 0.0 <= categorical_margin <= 1.0:
+            raise ValueError(f"categorical_margin must be in [0, 1], got {categorical_margin}")
         super().__init__(metric=metric, mode=mode)
         self._seed = seed
         self._factory = optimizer_factory or default_factory
+        self._margin = categorical_margin
         self._rng = np.random.default_rng(seed)
         self._space: dict[str, Any] | None = None
         self._optimizer: Optimizer | None = None
-        self._live: dict[str, np.ndarray] = {}
+        self._live: dict[str, np.ndarray] = {}  # trial id -> the row told for it (optimizer coordinates)
         self._queue: list[np.ndarray] = []
         if space:
             self._set_space(space)
@@ -83,20 +107,18 @@ class GenerativeSearch(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self._space is None or self._metric is None or self._mode is None:
-            raise RuntimeError("GenerativeSearch needs a search space, a metric and a mode before suggest()")
-        if self._optimizer is None:
-            self._optimizer = self._factory(len(self._paths), self._seed, self._mode == "max")
+        optimizer = self._ready()
         if not self._queue:
-            self._queue = list(self._optimizer.ask())
-        row = self._queue.pop(0)
-        self._live[trial_id] = row
-        unit = self._optimizer.box.to_unit(row[None])[0]
+            self._queue = list(optimizer.ask())
+        asked = optimizer.box.to_unit(self._queue.pop(0)[None])[0]
+        values, row = self._encoding.decode(asked, self._rng)
+        self._live[trial_id] = optimizer.box.to_user(row[None])[0]
         flat = dict(self._constants)
-        for path, dim, u in zip(self._paths, self._dims, unit):
-            flat["/".join(map(str, path))] = dim.from_unit(u)
-        for path, domain in self._other:
-            flat["/".join(map(str, path))] = self._sample_other(path, domain)
+        for name, value in values.items():
+            q = self._multiple[name]
+            flat[name] = value if q is None else self._on_multiple(name, value, q)
+        for name, domain in self._other.items():
+            flat[name] = self._sample_other(name, domain)
         return unflatten_list_dict(flat)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
@@ -106,9 +128,29 @@ class GenerativeSearch(Searcher):
         value = float("nan")
         if not error and result is not None and self._metric in result:
             value = float(result[self._metric])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self._optimizer.tell(row[None], [value])
+        self._tell(row, value)
+
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """Tell a configuration evaluated outside this searcher (warm start); errored or pruned ones as failed."""
+        del intermediate_values
+        optimizer = self._ready()
+        flat = _flatten(parameters)
+        missing = [name for name in self._encoding.params if name not in flat]
+        if missing:
+            raise ValueError(f"add_evaluated_point: parameters lack {missing} of the search space")
+        values = {name: flat[name] for name in self._encoding.params}
+        for name, q in self._multiple.items():
+            if q is not None and isinstance(self._encoding.params[name], enc.Integer):
+                values[name] = round(values[name] / q)
+        row = optimizer.box.to_user(self._encoding.encode(values)[None])[0]
+        self._tell(row, float("nan") if error or pruned else float(value))
 
     def save(self, checkpoint_path: str) -> None:
         """Atomic checkpoint: the optimizer's own state plus the searcher's live trials and queue (no pickle)."""
@@ -134,8 +176,11 @@ class GenerativeSearch(Searcher):
             raise RuntimeError("restore() needs the search space: construct GenerativeSearch with it")
         state = _state.load_state(Path(checkpoint_path))
         optimizer = Optimizer.from_state_dict(state["optimizer"])
-        if optimizer.dim != len(self._paths):
-            raise ValueError(f"checkpoint has {optimizer.dim} numeric parameters; this space has {len(self._paths)}")
+        if optimizer.dim != self._encoding.dim:
+            raise ValueError(
+                f"checkpoint has {optimizer.dim} coordinates; this search space encodes to {self._encoding.dim} "
+                "(a different space)"
+            )
         self._optimizer = optimizer
         self._metric, self._mode = state["metric"], state["mode"]
         rows = np.asarray(state["live_rows"], dtype=float).reshape(-1, optimizer.dim)
@@ -148,28 +193,76 @@ class GenerativeSearch(Searcher):
     def optimizer(self) -> Optimizer | None:
         return self._optimizer
 
+    @property
+    def search_space(self) -> enc.SearchSpace:
+        """The encoding the optimizer searches (parameters by their flattened path, ``"a/b"``)."""
+        return self._encoding
+
+    def _ready(self) -> Optimizer:
+        if self._space is None or self._metric is None or self._mode is None:
+            raise RuntimeError("GenerativeSearch needs a search space, a metric and a mode before suggest()")
+        if self._optimizer is None:
+            self._optimizer = self._factory(self._encoding.dim, self._seed, self._mode == "max")
+        return self._optimizer
+
+    def _tell(self, row: np.ndarray, value: float) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._optimizer.tell(row[None], [value])
+
+    def _on_multiple(self, name: str, value: float | int, q: float) -> float | int:
+        p = self._encoding.params[name]
+        if isinstance(p, enc.Integer):  # searched over k; the value is q·k
+            return int(round(value * q))
+        lo, hi = math.ceil(p.low / q - 1e-9) * q, math.floor(p.high / q + 1e-9) * q
+        return float(min(max(round(value / q) * q, lo), hi))
+
     def _set_space(self, config: dict[str, Any]) -> None:
         resolved, domains, grids = parse_spec_vars(config)
         if grids:
             raise ValueError("grid_search is not supported by GenerativeSearch; use Tune's BasicVariantGenerator")
-        self._constants = {"/".join(map(str, path)): value for path, value in resolved}
-        self._paths, self._dims, self._other = [], [], []
+        self._constants = {_path(path): value for path, value in resolved}
+        params: dict[str, enc.Param] = {}
+        self._multiple: dict[str, float | None] = {}
+        self._other: dict[str, Domain] = {}
         for path, domain in sorted(domains, key=lambda pd: tuple(map(str, pd[0]))):
-            if isinstance(domain, (Float, Integer)) and domain.lower is not None and domain.upper is not None:
-                self._paths.append(path)
-                self._dims.append(_axis(domain))
+            name = _path(path)
+            bounded = isinstance(domain, (Float, Integer)) and all(
+                b is not None and math.isfinite(b) for b in (domain.lower, domain.upper)
+            )
+            if bounded or isinstance(domain, Categorical):
+                params[name], self._multiple[name] = _param(domain, self._margin)
             else:
-                self._other.append((path, domain))
-        if not self._paths:
-            raise ValueError("GenerativeSearch needs at least one numeric (uniform/loguniform/randint) parameter")
+                self._other[name] = domain
+        self._encoding = enc.SearchSpace(params)
+        if self._encoding.dim == 0:
+            raise ValueError(
+                "GenerativeSearch needs at least one searchable domain (uniform/loguniform/randint/choice …)"
+            )
         self._space = config
         self._warned: set[str] = set()
 
-    def _sample_other(self, path: tuple, domain: Domain) -> Any:
-        name = "/".join(map(str, path))
+    def _sample_other(self, name: str, domain: Domain) -> Any:
         if name not in self._warned:
             self._warned.add(name)
             warnings.warn(
-                f"GenerativeSearch samples {name!r} at random: only numeric domains are searched", stacklevel=3
+                f"GenerativeSearch samples {name!r} ({type(domain).__name__}) at random: only bounded numeric "
+                "domains and choices are searched",
+                stacklevel=3,
             )
         return domain.sample(random_state=np.random.RandomState(int(self._rng.integers(2**31))))
+
+
+def _path(path: tuple) -> str:
+    return "/".join(map(str, path))
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "/"))
+        else:
+            out[name] = value
+    return out
