@@ -102,6 +102,40 @@ def test_categorical_and_conditional_parameters_are_searched_jointly_without_a_w
     assert study.best_value < 1.0
 
 
+def test_startup_trials_reveal_conditional_parameters_so_the_optimizer_starts_on_the_whole_space(caplog):
+    def conditional(trial: optuna.Trial) -> float:
+        depth = trial.suggest_int("depth", 1, 3)
+        widths = [trial.suggest_int(f"width{i}", 8, 64, step=8) for i in range(depth)]
+        return abs(sum(widths) - 100) + depth
+
+    sampler = GenerativeSampler(seed=1)
+    study = optuna.create_study(sampler=sampler)
+    with caplog.at_level(logging.INFO, logger="evogm_opt"):
+        study.optimize(conditional, n_trials=30)
+    assert all("evogm:row:0" not in t.system_attrs for t in study.trials[:10])  # sampled at random
+    assert all("evogm:row:0" in t.system_attrs for t in study.trials[10:])
+    assert set(sampler.search_space.params) == {"depth", "width0", "width1", "width2"}
+    assert not [r for r in caplog.records if "restarts" in r.getMessage()]  # one optimizer for the whole study
+    assert sampler.optimizer.popsize == 8  # min(10, 2 · dim)
+
+
+def test_a_configuration_already_measured_is_not_run_again_and_its_value_is_told():
+    def small(trial: optuna.Trial) -> float:  # 3 · 3 · 2 = 18 configurations
+        a, b = trial.suggest_int("a", 0, 2), trial.suggest_int("b", 0, 2)
+        return (a - 1) ** 2 + (b - 2) ** 2 + (trial.suggest_categorical("c", [None, "x"]) is None)
+
+    def distinct(sampler: GenerativeSampler) -> int:
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(small, n_trials=14)
+        return len({tuple(sorted(t.params.items(), key=str)) for t in study.trials})
+
+    sampler = GenerativeSampler(seed=0, n_startup_trials=2)
+    plain = GenerativeSampler(seed=0, n_startup_trials=2, skip_duplicates=False)
+    assert distinct(sampler) > distinct(plain)
+    assert sampler.duplicates_skipped > 0 and plain.duplicates_skipped == 0
+    assert sampler.optimizer.n_evals == 13 + sampler.duplicates_skipped  # each skipped one told its known value
+
+
 def test_rows_kept_in_the_storage_decode_to_the_trials_params():
     sampler = GenerativeSampler(seed=0)
     study = optuna.create_study(sampler=sampler)
@@ -109,7 +143,7 @@ def test_rows_kept_in_the_storage_decode_to_the_trials_params():
         warnings.simplefilter("ignore")
         study.optimize(lambda t: objective(t) + (t.suggest_categorical("act", ["relu", "tanh", "gelu"]) == "relu"), 30)
     stored = [t for t in study.trials if "evogm:row:0" in t.system_attrs]
-    assert len(stored) == 29  # all but the first trial, sampled before any trial had finished
+    assert len(stored) == 20  # all but the 10 startup trials, sampled at random
     for t in stored:
         values, _ = sampler.search_space.decode(
             sampler.search_space.encode({}, json.loads(t.system_attrs["evogm:row:0"]))
@@ -125,7 +159,7 @@ def test_warnings_say_why_a_parameter_is_sampled_independently_and_point_at_the_
         y = trial.suggest_float("y", -1.0, high)  # its range changes: it leaves the joint space
         return x**2 + y**2 + fixed
 
-    sampler = GenerativeSampler(seed=0)
+    sampler = GenerativeSampler(seed=0, n_startup_trials=0)
     study = optuna.create_study(sampler=sampler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -193,7 +227,7 @@ def test_threads_share_one_optimizer_and_tell_each_trial_once():
     assert len(trials) == 48 and sorted(t.number for t in trials) == list(range(48))
     assert all(t.state.is_finished() for t in trials)
     rows = [t.system_attrs["evogm:row:0"] for t in trials if "evogm:row:0" in t.system_attrs]
-    assert len(rows) == len(set(rows)) >= 44  # no row handed out twice (the first trials are independent)
+    assert len(rows) == len(set(rows)) >= 34  # no row handed out twice (10 startup trials are independent)
     _told_rows_are_the_trials(sampler, trials)
     failures = sum(t.state != optuna.trial.TrialState.COMPLETE for t in trials)
     assert sampler.optimizer.n_failed in (failures, failures - 1)

@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 import evogm_opt
 from evogm_opt.base import Optimizer
 from evogm_opt.integrations import space as enc
-from evogm_opt.integrations._common import OptimizerFactory, default_factory, derived_seed, row_key
+from evogm_opt.integrations._common import OptimizerFactory, derived_seed, row_key, sampler_factory
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,12 @@ class GenerativeSampler(BaseSampler):
         warn_independent_sampling: warn once when a parameter is sampled independently for a reason worth knowing.
         categorical_margin: probability that a categorical is drawn uniformly instead of by the optimizer
             (per categorical and trial; see :mod:`evogm_opt.integrations.space`).
+        n_startup_trials: the first trials are sampled independently (at random), as Optuna's TPE and GP samplers
+            do; they reveal the conditional parameters, so the optimizer starts on (nearly) the whole space.
+        popsize: trials per generation of the default optimizer (default: see ``sampler_factory``).
+        skip_duplicates: a proposal that repeats a finished trial's configuration (equal values for every
+            parameter that trial used) is not run again: the optimizer is told that trial's value and the next
+            proposal is taken. Turn off for a noisy objective you want re-measured.
     """
 
     def __init__(
@@ -162,11 +168,21 @@ class GenerativeSampler(BaseSampler):
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
         categorical_margin: float = enc.DEFAULT_MARGIN,
+        n_startup_trials: int = 10,
+        popsize: int | None = None,
+        skip_duplicates: bool = True,
     ) -> None:
         if not 0.0 <= categorical_margin <= 1.0:
             raise ValueError(f"categorical_margin must be in [0, 1], got {categorical_margin}")
+        if n_startup_trials < 0 or (popsize is not None and popsize < 2):
+            raise ValueError(f"n_startup_trials must be >= 0 and popsize >= 2, got {n_startup_trials}, {popsize}")
+        if popsize is not None and optimizer_factory is not None:
+            raise ValueError("give popsize to your optimizer_factory's optimizer, not to GenerativeSampler")
         self._seed = seed
-        self._factory = optimizer_factory or default_factory
+        self._factory = optimizer_factory or sampler_factory(popsize)
+        self._n_startup = n_startup_trials
+        self._skip_duplicates = skip_duplicates
+        self.duplicates_skipped = 0
         self._independent = independent_sampler or _PerTrialRandomSampler(seed)
         self._margin = categorical_margin
         self._rng = np.random.default_rng(seed)
@@ -201,6 +217,8 @@ class GenerativeSampler(BaseSampler):
                     known = self._dists.setdefault(name, dist)
                     if known != dist:
                         self._conflicts.add(name)
+            if len(study.get_trials(deepcopy=False, states=_FINISHED)) < self._n_startup:
+                return {}
             return {
                 name: dist
                 for name, dist in sorted(self._dists.items())
@@ -322,6 +340,7 @@ class GenerativeSampler(BaseSampler):
         # storage do not all propose the same rows
         self._optimizer = self._factory(self._encoding.dim, derived_seed(self._seed, number), maximize)
         self._told, self._taken = set(), set()
+        self._known: dict[tuple[str, ...], dict[tuple, float]] = {}  # names used -> their values -> the value
         self._queue = []
 
     def _to_user(self, unit: np.ndarray) -> np.ndarray:
@@ -344,6 +363,9 @@ class GenerativeSampler(BaseSampler):
             rows.append(self._to_user(unit))
             ok = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
             values.append(float(t.value) if ok else float("nan"))
+            if t.state != TrialState.PRUNED and t.params:  # a pruned value says nothing about a full run
+                names = tuple(sorted(t.params))
+                self._known.setdefault(names, {})[_hashable(t.params[n] for n in names)] = values[-1]
         if rows:
             _told_by_optuna.active.on = True
             try:
@@ -352,15 +374,42 @@ class GenerativeSampler(BaseSampler):
                 _told_by_optuna.active.on = False
 
     def _next(self) -> tuple[dict[str, Any], np.ndarray]:
-        """The next asked row, decoded; rows a trial of the storage already holds are passed over (a bounded
-        number of times, so an optimizer that only repeats itself still gets its rows evaluated)."""
-        for attempt in range(max(8, 2 * self._optimizer.popsize)):
+        """The next asked row, decoded. Passed over: rows a trial of the storage already holds, and (with
+        ``skip_duplicates``) configurations a finished trial has measured, whose value is told instead. Both a
+        bounded number of times, so an optimizer that only repeats itself still gets its rows evaluated."""
+        limit = max(8, 2 * self._optimizer.popsize)
+        for attempt in range(limit):
             if not self._queue:
                 self._queue = list(self._optimizer.ask())
             asked = self._optimizer.box.to_unit(self._queue.pop(0)[None])[0]
             values, row = self._encoding.decode(asked, self._rng)
             key = row_key(row)
-            if key not in self._taken or attempt == max(8, 2 * self._optimizer.popsize) - 1:
-                self._taken.add(key)
-                return values, row
+            if attempt < limit - 1:
+                if key in self._taken:
+                    continue
+                known = self._known_value(values) if self._skip_duplicates else None
+                if known is not None:
+                    self._taken.add(key)
+                    self.duplicates_skipped += 1
+                    _told_by_optuna.active.on = True
+                    try:
+                        self._optimizer.tell(self._to_user(row)[None], [known])
+                    finally:
+                        _told_by_optuna.active.on = False
+                    continue
+            self._taken.add(key)
+            return values, row
         raise AssertionError("unreachable")
+
+    def _known_value(self, values: dict[str, Any]) -> float | None:
+        """The value of a finished trial whose every parameter has the same value in ``values``, if any."""
+        for names, table in self._known.items():
+            if all(n in values for n in names):
+                found = table.get(_hashable(values[n] for n in names))
+                if found is not None:
+                    return found
+        return None
+
+
+def _hashable(values: Any) -> tuple:
+    return tuple(repr(v) if isinstance(v, (list, dict)) else v for v in values)

@@ -28,7 +28,7 @@ from ray.tune.utils.util import unflatten_list_dict
 
 from evogm_opt import Optimizer, _state
 from evogm_opt.integrations import space as enc
-from evogm_opt.integrations._common import OptimizerFactory, default_factory
+from evogm_opt.integrations._common import OptimizerFactory, sampler_factory
 
 
 def _param(domain: Float | Integer | Categorical, margin: float) -> tuple[enc.Param, float | None]:
@@ -64,7 +64,8 @@ class GenerativeSearch(Searcher):
             pass it as ``param_space`` to the Tuner and Tune hands it over through ``set_search_properties``.
         metric, mode: the reported metric and ``"min"``/``"max"``.
         seed: seeds the optimizer, the categorical margin and the sampling of domains outside the joint search.
-        optimizer_factory: ``(dim, seed, maximize) -> Optimizer`` for another optimizer or preset.
+        optimizer_factory: ``(dim, seed, maximize) -> Optimizer`` for another optimizer or preset (default: EvoGM's
+            default preset, 10 trials per generation; see ``evogm_opt.integrations._common.sampler_factory``).
         categorical_margin: probability that a ``choice`` is drawn uniformly instead of by the optimizer (per
             choice and trial; see :mod:`evogm_opt.integrations.space`).
     """
@@ -85,7 +86,7 @@ class GenerativeSearch(Searcher):
             raise ValueError(f"categorical_margin must be in [0, 1], got {categorical_margin}")
         super().__init__(metric=metric, mode=mode)
         self._seed = seed
-        self._factory = optimizer_factory or default_factory
+        self._factory = optimizer_factory or sampler_factory()
         self._margin = categorical_margin
         self._rng = np.random.default_rng(seed)
         self._space: dict[str, Any] | None = None
