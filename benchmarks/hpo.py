@@ -182,7 +182,10 @@ def make_sampler(name: str, seed: int) -> Any:
     from evogm_opt.integrations.optuna import GenerativeSampler
 
     if name == "evogm":  # EVOGM_HPO_KWARGS: research runs of non-default settings (docs/hpo.md); unset for the table
-        return GenerativeSampler(seed=seed, **json.loads(os.environ.get("EVOGM_HPO_KWARGS", "{}")))
+        kwargs = json.loads(os.environ.get("EVOGM_HPO_KWARGS", "{}"))
+        if "config" in kwargs:  # EvoGM settings over the default preset, e.g. {"config": {"n_rounds": 1}}
+            kwargs["optimizer_factory"] = _evogm_factory(kwargs.pop("config"), kwargs.pop("popsize", None))
+        return GenerativeSampler(seed=seed, **kwargs)
     if name == "tpe":
         return optuna.samplers.TPESampler(multivariate=True, seed=seed)
     if name == "gp":
@@ -192,6 +195,20 @@ def make_sampler(name: str, seed: int) -> Any:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+
+
+def _evogm_factory(overrides: dict[str, Any], popsize: int | None) -> Callable[[int, int | None, bool], Any]:
+    import dataclasses
+
+    from evogm_opt import PRESETS, GenerativeOptimizer
+
+    config = dataclasses.replace(PRESETS["default"], **overrides)
+
+    def factory(dim: int, seed: int | None, maximize: bool) -> Any:
+        size = popsize or max(2, min(10, 2 * dim))
+        return GenerativeOptimizer(dim, seed=seed, maximize=maximize, popsize=size, config=config)
+
+    return factory
 
 
 def _cma_class() -> type:
