@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pytest
 from optuna.samplers import BaseSampler
 
 from evogm_opt.integrations.optuna import GenerativeSampler
@@ -190,24 +191,27 @@ def test_failed_and_pruned_tells_are_not_repeated_at_warning(caplog):
     assert study.sampler.optimizer.n_failed >= 4
 
 
-def _told_rows_are_the_trials(sampler: GenerativeSampler, trials: list[optuna.trial.FrozenTrial]) -> None:
-    """Each finished trial told exactly once, with its own row and value (FAIL/PRUNED as NaN)."""
+def _told_rows_are_the_trials(sampler: GenerativeSampler, trials: list, in_flight: int) -> None:
+    """Each told row is one finished trial's, told once with its value (FAIL/PRUNED as NaN); only trials still
+    running at the last ask (at most ``in_flight``) can be missing."""
     told = sampler.optimizer.evaluations
     finished = [t for t in trials if t.state.is_finished()]
-    assert len(told) == len(finished) - 1 or len(told) == len(finished)  # the last one may finish after the last ask
+    assert len(finished) - in_flight <= len(told) <= len(finished)
     by_row = {}
     for x, y in zip(told.x, told.y):
-        key = x.tobytes()
-        assert key not in by_row, "a row told twice"
-        by_row[key] = y
+        assert x.tobytes() not in by_row, "a row told twice"
+        by_row[x.tobytes()] = y
+    matched = 0
     for t in finished:
         row = sampler.search_space.encode(t.params, json.loads(t.system_attrs.get("evogm:row:0", "null")))
         if row.tobytes() not in by_row:
             continue
+        matched += 1
         y = by_row[row.tobytes()]
         assert (t.state == optuna.trial.TrialState.COMPLETE) == np.isfinite(y)
         if np.isfinite(y):
             assert y == t.value
+    assert matched == len(told)  # every told row is a trial's
 
 
 def flaky(trial: optuna.Trial) -> float:
@@ -219,18 +223,20 @@ def flaky(trial: optuna.Trial) -> float:
     return value
 
 
-def test_threads_share_one_optimizer_and_tell_each_trial_once():
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_threads_share_one_optimizer_and_tell_each_trial_once(storage, tmp_path):
     sampler = GenerativeSampler(seed=0)
-    study = optuna.create_study(sampler=sampler)
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'threads.db'}"
+    study = optuna.create_study(sampler=sampler, storage=url)
     study.optimize(flaky, n_trials=48, n_jobs=4, catch=(RuntimeError,))
     trials = study.get_trials()
     assert len(trials) == 48 and sorted(t.number for t in trials) == list(range(48))
     assert all(t.state.is_finished() for t in trials)
     rows = [t.system_attrs["evogm:row:0"] for t in trials if "evogm:row:0" in t.system_attrs]
     assert len(rows) == len(set(rows)) >= 34  # no row handed out twice (10 startup trials are independent)
-    _told_rows_are_the_trials(sampler, trials)
+    _told_rows_are_the_trials(sampler, trials, in_flight=4)
     failures = sum(t.state != optuna.trial.TrialState.COMPLETE for t in trials)
-    assert sampler.optimizer.n_failed in (failures, failures - 1)
+    assert failures - 4 <= sampler.optimizer.n_failed <= failures
 
 
 def test_several_processes_share_one_sqlite_study(tmp_path: Path):
