@@ -7,6 +7,7 @@ compare every tensor with ``merged/`` in fp32; each records the max abs differen
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -102,3 +103,21 @@ def test_written_recipe_validates_as_mergekits_config(workspace):  # noqa: F811
     assert "seed" not in recipe["parameters"] and "in distribution" in text
     assert recipe["dtype"] == "float32" and recipe["out_dtype"] == "bfloat16"
     assert all(m["parameters"]["density"] == 0.5 for m in recipe["models"])
+
+
+def test_merged_has_a_model_card_with_experts_lambda_scores_against_baselines_and_the_command(workspace):  # noqa: F811
+    path = write_config(workspace, "card", method={"name": "ties", "density": 0.5}, optimizer={"budget": 4})
+    cmd = [sys.executable, "-m", "evogm_opt.cli", "merge", str(path), "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = workspace / "runs" / "card"
+    card = (out / "merged" / "README.md").read_text()
+    assert card.startswith(f"---\nbase_model: {workspace / 'base'}\n")
+    for expert in ("expert0", "second", "expert2"):
+        assert expert in card
+    assert "ties" in card and "'density': 0.5" in card
+    results = json.loads((out / "results.json").read_text())
+    lam = results["best"]["lambda"]
+    assert "| all | " + " | ".join(f"{w:+.4f}" for w in lam) + " |" in card  # λ per expert, one group
+    assert results["table"] in card and "uniform TA (λ = 1/N)" in card and "| model | seen val |" in card
+    assert f"    evogm-opt merge {path} --quiet\n" in card

@@ -5,12 +5,14 @@ again, or — where mergekit cannot express the merge — a file of comments tha
 The recipe is mergekit 0.1.5's schema (``mergekit/config.py``): our methods carry mergekit's names, parameters and
 defaults (``llm_merge.merges``), so λ_i is model i's ``weight``. LoRA experts are mergekit's ``BASE+ADAPTER``
 model form, full fine-tunes their folders. Arithmetic is fp32 (``dtype: float32``) and, as here, cast once to
-the run's dtype (``out_dtype``).
+the run's dtype (``out_dtype``). ``merged/README.md`` is the model card: what was merged, how, how well, and the
+command that made it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -107,3 +109,66 @@ def recipe_text(cfg: MergeRunConfig, experts: Sequence[Any], best: dict[str, Any
         ]
     body = yaml.safe_dump(mergekit_recipe(cfg, experts, best_weights(best, layout)), sort_keys=False)
     return _comments(header) + body
+
+
+CARD = "README.md"
+
+
+def _coefficient_table(best: dict[str, Any], expert_names: Sequence[str], layout: CoefficientLayout) -> str:
+    """λ per group (rows) and expert (columns); after a basis shift, the coordinates over the rebuilt experts."""
+    shifts = best.get("basis_version") or 0
+    if shifts:
+        return (
+            f"After {shifts} EvoGM basis shift(s) the experts were rebuilt as merges of the originals; the merge is at "
+            f"coordinates {best['coordinates']} over the rebuilt experts (evogm_merge.json: shift_rows, coordinates)."
+        )
+    flat = best["coordinates"] if best.get("coordinates") is not None else best["lambda"]
+    coefficients = layout.describe(np.asarray(flat, dtype=np.float64), expert_names)
+    head = "| group | " + " | ".join(expert_names) + " |\n|---|" + "---|" * len(expert_names) + "\n"
+    rows = [f"| {g} | " + " | ".join(f"{w[e]:+.4f}" for e in expert_names) + " |" for g, w in coefficients.items()]
+    return head + "\n".join(rows)
+
+
+def model_card(
+    cfg: MergeRunConfig,
+    experts: Sequence[Any],
+    layout: CoefficientLayout,
+    results: dict[str, Any],
+    command: str,
+) -> str:
+    """``merged/README.md``: base, experts, method and parameters, λ, scores against the baselines, the command."""
+    best, sources = results["best"], mergekit_sources(cfg, experts)
+    kinds = ["LoRA" if isinstance(e, LoraExpert) else "full fine-tune" for e in experts]
+    lines = [
+        "---",
+        f"base_model: {cfg.base}",
+        "library_name: transformers",
+        "tags: [merge, evogm-opt]",
+        "---",
+        f"# A merge of {len(cfg.experts)} experts into {Path(cfg.base).name}, coefficients searched by evogm-opt",
+        "",
+        f"- **base**: `{cfg.base}`",
+        "- **experts**: " + "; ".join(f"{s.name} ({k}, `{s.path}`)" for s, k in zip(cfg.experts, kinds)),
+        f"- **method**: {cfg.method}, parameters {get_method(cfg.method, **cfg.method_options).options}",
+        f"- **layout**: {cfg.layout}" + (f", simplex (sharpness {cfg.simplex_sharpness:g})" if cfg.simplex else ""),
+        f"- **search**: {cfg.optimizer.name}, seed {cfg.optimizer.seed}, {results['n_evals']} evaluations "
+        f"(stopped: {results['stop_reason']}); seen tasks {[t.name for t in cfg.seen]} drive it, unseen "
+        f"{[t.name for t in cfg.unseen]} do not",
+        "",
+        "## λ per expert",
+        "",
+        _coefficient_table(best, [s.name for s in cfg.experts], layout),
+        "",
+        "## Scores (accuracy; the merge against the baselines)",
+        "",
+        results["table"],
+        "",
+        "## How it was made",
+        "",
+        f"    {command}",
+        "",
+        f"`mergekit.yml` beside this card is the mergekit recipe (`mergekit-yaml mergekit.yml OUT`; models "
+        f"{', '.join(f'`{s}`' for s in sources)}), or says why there is none; `evogm_merge.json` holds what "
+        "evogm-opt rebuilds the merge from.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@ chosen by task weights, scored and saved (nothing searched again).
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from llm_merge.fitness import MergeFitness
 from llm_merge.journal import RESULTS, Journal, RunError
 from llm_merge.merges import get_method
 from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
-from llm_merge.recipes import RECIPE, recipe_text
+from llm_merge.recipes import CARD, RECIPE, model_card, recipe_text
 from llm_merge.run_config import MergeRunConfig
 from llm_merge.search import Searched
 
@@ -127,6 +129,13 @@ def save_run_merge(cfg: MergeRunConfig, opt: Optimizer, asm: Assembly, best: dic
     atomic_write(journal.folder / "merged" / RECIPE, recipe_text(cfg, asm.experts, best, asm.fitness.layout))
 
 
+def invoking_command(journal: Journal) -> str:
+    """The ``evogm-opt merge`` command line of this process, or (run from Python) its equivalent."""
+    if "merge" in sys.argv[1:]:
+        return shlex.join(["evogm-opt", *sys.argv[sys.argv.index("merge") :]])
+    return f"evogm-opt merge CONFIG.yaml  # run from Python; the resolved config is {journal.folder / 'run.json'}"
+
+
 def report(
     cfg: MergeRunConfig, opt: Optimizer, searched: Searched, asm: Assembly, tasks: dict[str, Any], journal: Journal
 ) -> tuple[dict[str, Any], str]:
@@ -161,6 +170,9 @@ def report(
         results["pareto"] = _pareto(cfg, opt, searched.entries, journal, best["evaluation"])
         results["table"] = table = table + _pareto_section(results["pareto"])
     journal.write_json(RESULTS, results)
+    if cfg.save_model:
+        card = model_card(cfg, asm.experts, asm.fitness.layout, results, invoking_command(journal))
+        atomic_write(journal.folder / "merged" / CARD, card)
     title = f"{cfg.optimizer.name} · {cfg.method} · {len(asm.experts)} experts"
     plot_convergence(searched.entries, journal.folder / "convergence.png", title)
     return results, table
