@@ -121,3 +121,25 @@ def test_merged_has_a_model_card_with_experts_lambda_scores_against_baselines_an
     assert "| all | " + " | ".join(f"{w:+.4f}" for w in lam) + " |" in card  # λ per expert, one group
     assert results["table"] in card and "uniform TA (λ = 1/N)" in card and "| model | seen val |" in card
     assert f"    evogm-opt merge {path} --quiet\n" in card
+
+
+def test_a_mergekit_recipe_given_to_evogm_opt_merge_is_refused_with_our_schema_for_it(tmp_path):
+    recipe = {
+        "merge_method": "ties",
+        "base_model": "Qwen/Qwen2.5-1.5B",
+        "models": [
+            {"model": "Qwen/Qwen2.5-1.5B+adapters/math", "parameters": {"weight": 0.7, "density": 0.4}},
+            {"model": "tuned/code", "parameters": {"weight": 0.3, "density": 0.4}},
+        ],
+        "parameters": {"normalize": True},
+        "dtype": "bfloat16",
+    }
+    path = tmp_path / "mergekit.yml"
+    path.write_text(yaml.safe_dump(recipe))
+    r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge", str(path)], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "unknown keys" not in r.stderr and "this is a mergekit recipe" in r.stderr
+    assert "base: Qwen/Qwen2.5-1.5B" in r.stderr and "experts: [adapters/math, tuned/code]" in r.stderr
+    assert "method: {name: ties, normalize: True, density: 0.4}" in r.stderr
+    assert "weights are not copied: they become the searched coefficients" in r.stderr
+    assert not (tmp_path / "merge-run").exists()  # nothing written
