@@ -6,6 +6,8 @@ chosen by task weights, scored and saved (nothing searched again).
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,14 @@ import numpy as np
 import torch
 
 from evogm_opt import Optimizer
-from evogm_opt.atomic import default_file_mode
+from evogm_opt.atomic import atomic_write, default_file_mode
 from llm_merge.assemble import Assembly
 from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
 from llm_merge.fitness import MergeFitness
 from llm_merge.journal import RESULTS, Journal, RunError
 from llm_merge.merges import get_method
 from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
+from llm_merge.recipes import CARD, RECIPE, model_card, recipe_text
 from llm_merge.run_config import MergeRunConfig
 from llm_merge.search import Searched
 
@@ -108,6 +111,31 @@ def _baseline_fitness(cfg: MergeRunConfig, asm: Assembly, method: str, options: 
     return MergeFitness(asm.model, asm.tokenizer, asm.experts, fitness.tasks, get_method(method, **options))
 
 
+def save_run_merge(cfg: MergeRunConfig, opt: Optimizer, asm: Assembly, best: dict[str, Any], journal: Journal) -> None:
+    """``merged/``: the model as it is now (``best`` applied), ``evogm_merge.json`` (what rebuilds it) and
+    ``mergekit.yml`` (mergekit's recipe for it, or why there is none)."""
+    save_merged(asm, journal.folder / "merged")
+    provenance = {
+        "base": cfg.base,
+        "experts": [e.path for e in cfg.experts],
+        "method": cfg.method,
+        "method_options": cfg.method_options,
+        **best,
+    }
+    if best["basis_version"]:  # a nonlinear merge after basis shifts: the shifts rebuild its experts
+        shifts = opt.shift_rows[: best["basis_version"]]  # type: ignore[attr-defined]
+        provenance["shift_rows"] = [np.asarray(r).tolist() for r in shifts]
+    journal.write_json(Path("merged") / "evogm_merge.json", provenance)
+    atomic_write(journal.folder / "merged" / RECIPE, recipe_text(cfg, asm.experts, best, asm.fitness.layout))
+
+
+def invoking_command(journal: Journal) -> str:
+    """The ``evogm-opt merge`` command line of this process, or (run from Python) its equivalent."""
+    if "merge" in sys.argv[1:]:
+        return shlex.join(["evogm-opt", *sys.argv[sys.argv.index("merge") :]])
+    return f"evogm-opt merge CONFIG.yaml  # run from Python; the resolved config is {journal.folder / 'run.json'}"
+
+
 def report(
     cfg: MergeRunConfig, opt: Optimizer, searched: Searched, asm: Assembly, tasks: dict[str, Any], journal: Journal
 ) -> tuple[dict[str, Any], str]:
@@ -120,18 +148,7 @@ def report(
     apply_entry(asm.fitness, opt, best)
     rows = {label: score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)}
     if cfg.save_model:
-        save_merged(asm, journal.folder / "merged")
-        provenance = {
-            "base": cfg.base,
-            "experts": [e.path for e in cfg.experts],
-            "method": cfg.method,
-            "method_options": cfg.method_options,
-            **best,
-        }
-        if best["basis_version"]:  # a nonlinear merge after basis shifts: the shifts rebuild its experts
-            rows = opt.shift_rows[: best["basis_version"]]  # type: ignore[attr-defined]
-            provenance["shift_rows"] = [np.asarray(r).tolist() for r in rows]
-        journal.write_json(Path("merged") / "evogm_merge.json", provenance)
+        save_run_merge(cfg, opt, asm, best, journal)
     asm.fitness.restore()
     if cfg.baselines:
         rows.update(score_baselines(cfg, asm, tasks))
@@ -153,6 +170,9 @@ def report(
         results["pareto"] = _pareto(cfg, opt, searched.entries, journal, best["evaluation"])
         results["table"] = table = table + _pareto_section(results["pareto"])
     journal.write_json(RESULTS, results)
+    if cfg.save_model:
+        card = model_card(cfg, asm.experts, asm.fitness.layout, results, invoking_command(journal))
+        atomic_write(journal.folder / "merged" / CARD, card)
     title = f"{cfg.optimizer.name} · {cfg.method} · {len(asm.experts)} experts"
     plot_convergence(searched.entries, journal.folder / "convergence.png", title)
     return results, table

@@ -335,8 +335,46 @@ def _on_other_base(value: Any) -> str:
     return value
 
 
+_MERGEKIT_KEYS = {"merge_method", "models", "slices", "base_model"}
+
+
+def _mergekit_model(item: Any) -> str:
+    """A mergekit model reference as our expert: ``BASE+LORA`` is the LoRA folder, else the model itself."""
+    model = item.get("model", "?") if isinstance(item, dict) else item
+    return str(model).rsplit("+", 1)[-1]
+
+
+def _shared_model_parameter(models: list[Any], key: str) -> Any:
+    """A per-model mergekit parameter that every model sets to the same scalar (``None`` otherwise)."""
+    values = [(m.get("parameters") or {}).get(key) if isinstance(m, dict) else None for m in models]
+    same = values and values[0] is not None and all(v == values[0] for v in values)
+    return values[0] if same and isinstance(values[0], (int, float, bool, str)) else None
+
+
+def _refuse_mergekit_recipe(data: dict[str, Any]) -> None:
+    """A mergekit recipe given as our config: one line saying so, with the same merge in our schema."""
+    if "merge_method" not in data and not ({"models", "slices"} & set(data) and "base" not in data):
+        return
+    models = data.get("models") if isinstance(data.get("models"), list) else []
+    params = dict(data.get("parameters") or {})
+    if _shared_model_parameter(models, "density") is not None:  # the same density for every model: the method's
+        params["density"] = _shared_model_parameter(models, "density")
+    method = ", ".join(
+        [f"name: {data.get('merge_method', 'task_arithmetic')}", *(f"{k}: {v}" for k, v in params.items())]
+    )
+    experts = ", ".join(_mergekit_model(m) for m in models) or "EXPERT_FOLDERS"
+    raise ConfigError(
+        "config: this is a mergekit recipe (merge_method, models, base_model), not an evogm-opt merge config; in "
+        f"ours it reads  base: {data.get('base_model', 'BASE')}  experts: [{experts}]  method: {{{method}}}  "
+        "tasks: {seen: [{name: ..., val: ...jsonl}]}  — the models' weights are not copied: they become the "
+        "searched coefficients, one per expert (schema: docs/llm-merge.md)"
+    )
+
+
 def parse_config(data: Any, root: Path) -> MergeRunConfig:
     """Validate a loaded YAML mapping (``root``: the folder relative paths are resolved against)."""
+    if isinstance(data, dict):
+        _refuse_mergekit_recipe(data)
     data = _check_keys("config", data, _TOP_KEYS, {"base", "experts", "tasks"})
     base = _base(root, data["base"])
     experts = _experts(root, data["experts"])

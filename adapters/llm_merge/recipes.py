@@ -1,0 +1,174 @@
+"""Recipes that travel: ``merged/mergekit.yml``, the mergekit recipe that makes ``mergekit-yaml`` write ``merged/``
+again, or — where mergekit cannot express the merge — a file of comments that says why and what
+``evogm_merge.json`` holds instead.
+
+The recipe is mergekit 0.1.5's schema (``mergekit/config.py``): our methods carry mergekit's names, parameters and
+defaults (``llm_merge.merges``), so λ_i is model i's ``weight``. LoRA experts are mergekit's ``BASE+ADAPTER``
+model form, full fine-tunes their folders. Arithmetic is fp32 (``dtype: float32``) and, as here, cast once to
+the run's dtype (``out_dtype``). ``merged/README.md`` is the model card: what was merged, how, how well, and the
+command that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_merge.experts import LoraExpert
+from llm_merge.layouts import CoefficientLayout
+from llm_merge.merges import get_method
+from llm_merge.run_config import MergeRunConfig
+
+RECIPE = "mergekit.yml"
+_NOT_MERGEKIT = {"convention", "seed"}  # ours only: the convention switch and DARE's mask seed
+
+
+def mergekit_sources(cfg: MergeRunConfig, experts: Sequence[Any]) -> list[str]:
+    """Each expert as a mergekit model reference: ``BASE+LORA_FOLDER`` for a LoRA adapter, else its folder."""
+    return [
+        f"{cfg.base}+{spec.path}" if isinstance(e, LoraExpert) else spec.path for spec, e in zip(cfg.experts, experts)
+    ]
+
+
+def why_not_mergekit(cfg: MergeRunConfig, best: dict[str, Any], layout: CoefficientLayout) -> str | None:
+    """Why no mergekit recipe reproduces this merge (``None``: one does)."""
+    method = get_method(cfg.method, **cfg.method_options)
+    if method.convention != "mergekit":
+        return (
+            f"the merge uses `convention: {method.convention}` ({cfg.method} as this project first defined it), "
+            "which mergekit does not implement; evogm_merge.json holds the method, its options and λ per expert, "
+            "and evogm-opt rebuilds it from them."
+        )
+    if best.get("basis_version"):
+        return (
+            f"after {best['basis_version']} EvoGM basis shift(s) the experts of this nonlinear merge ({cfg.method}) "
+            "were rebuilt as merges of the original experts, so no weights over the original experts give it; "
+            "evogm_merge.json holds the shift rows (shift_rows) and the coordinates over the rebuilt experts "
+            "(coordinates) that rebuild it."
+        )
+    if len(layout.group_names) != 1:
+        return (
+            f"the {layout.name} layout gives every expert one λ per group of tensors "
+            f"({', '.join(layout.group_names)}), "
+            "which this recipe writer does not express as mergekit filters; evogm_merge.json holds λ per group and "
+            "expert (coefficients)."
+        )
+    return None
+
+
+def best_weights(best: dict[str, Any], layout: CoefficientLayout) -> list[float]:
+    """The merge's weight per expert (the simplex's softmax applied), from the coordinates it was evaluated at."""
+    flat = best["coordinates"] if best.get("coordinates") is not None else best["lambda"]
+    return [float(w) for w in layout.group_weights(np.asarray(flat, dtype=np.float64))[0]]
+
+
+def mergekit_recipe(cfg: MergeRunConfig, experts: Sequence[Any], weights: Sequence[float]) -> dict[str, Any]:
+    """The recipe as a mapping mergekit's ``MergeConfiguration`` validates."""
+    options = {k: v for k, v in get_method(cfg.method, **cfg.method_options).options.items() if k not in _NOT_MERGEKIT}
+    per_model = {"density": options.pop("density")} if "density" in options else {}
+    models = [
+        {"model": source, "parameters": {"weight": float(w), **per_model}}
+        for source, w in zip(mergekit_sources(cfg, experts), weights)
+    ]
+    recipe: dict[str, Any] = {
+        "merge_method": cfg.method,
+        "base_model": cfg.base,
+        "models": models,
+        "parameters": options,
+        "dtype": "float32",
+    }
+    if cfg.dtype != "float32":
+        recipe["out_dtype"] = cfg.dtype
+    return recipe
+
+
+def _comments(lines: Sequence[str]) -> str:
+    return "".join(f"# {line}\n" if line else "#\n" for line in lines)
+
+
+def recipe_text(cfg: MergeRunConfig, experts: Sequence[Any], best: dict[str, Any], layout: CoefficientLayout) -> str:
+    """The text of ``merged/mergekit.yml``: a recipe with a header, or comments only that say why there is none."""
+    import yaml
+
+    reason = why_not_mergekit(cfg, best, layout)
+    if reason is not None:
+        return _comments(["No mergekit recipe: mergekit cannot reproduce merged/ because", reason])
+    header = [
+        "The mergekit recipe of merged/ (written by evogm-opt merge; evogm_merge.json has the search's record).",
+        "Reproduce it: mergekit-yaml merged/mergekit.yml OUT",
+        "Each model's weight is the λ the search found; LoRA experts are mergekit's BASE+ADAPTER form.",
+    ]
+    if cfg.method.startswith("dare"):
+        header += [
+            "DARE: mergekit draws its own keep masks (torch's generator, mergekit-yaml --random-seed), so OUT is",
+            "the same merge in distribution, not entry by entry; merged/ used this project's seed",
+            f"{cfg.method_options.get('seed', 0)} (llm_merge.merges.mask_seed).",
+        ]
+    body = yaml.safe_dump(mergekit_recipe(cfg, experts, best_weights(best, layout)), sort_keys=False)
+    return _comments(header) + body
+
+
+CARD = "README.md"
+
+
+def _coefficient_table(best: dict[str, Any], expert_names: Sequence[str], layout: CoefficientLayout) -> str:
+    """λ per group (rows) and expert (columns); after a basis shift, the coordinates over the rebuilt experts."""
+    shifts = best.get("basis_version") or 0
+    if shifts:
+        return (
+            f"After {shifts} EvoGM basis shift(s) the experts were rebuilt as merges of the originals; the merge is at "
+            f"coordinates {best['coordinates']} over the rebuilt experts (evogm_merge.json: shift_rows, coordinates)."
+        )
+    flat = best["coordinates"] if best.get("coordinates") is not None else best["lambda"]
+    coefficients = layout.describe(np.asarray(flat, dtype=np.float64), expert_names)
+    head = "| group | " + " | ".join(expert_names) + " |\n|---|" + "---|" * len(expert_names) + "\n"
+    rows = [f"| {g} | " + " | ".join(f"{w[e]:+.4f}" for e in expert_names) + " |" for g, w in coefficients.items()]
+    return head + "\n".join(rows)
+
+
+def model_card(
+    cfg: MergeRunConfig,
+    experts: Sequence[Any],
+    layout: CoefficientLayout,
+    results: dict[str, Any],
+    command: str,
+) -> str:
+    """``merged/README.md``: base, experts, method and parameters, λ, scores against the baselines, the command."""
+    best, sources = results["best"], mergekit_sources(cfg, experts)
+    kinds = ["LoRA" if isinstance(e, LoraExpert) else "full fine-tune" for e in experts]
+    lines = [
+        "---",
+        f"base_model: {cfg.base}",
+        "library_name: transformers",
+        "tags: [merge, evogm-opt]",
+        "---",
+        f"# A merge of {len(cfg.experts)} experts into {Path(cfg.base).name}, coefficients searched by evogm-opt",
+        "",
+        f"- **base**: `{cfg.base}`",
+        "- **experts**: " + "; ".join(f"{s.name} ({k}, `{s.path}`)" for s, k in zip(cfg.experts, kinds)),
+        f"- **method**: {cfg.method}, parameters {get_method(cfg.method, **cfg.method_options).options}",
+        f"- **layout**: {cfg.layout}" + (f", simplex (sharpness {cfg.simplex_sharpness:g})" if cfg.simplex else ""),
+        f"- **search**: {cfg.optimizer.name}, seed {cfg.optimizer.seed}, {results['n_evals']} evaluations "
+        f"(stopped: {results['stop_reason']}); seen tasks {[t.name for t in cfg.seen]} drive it, unseen "
+        f"{[t.name for t in cfg.unseen]} do not",
+        "",
+        "## λ per expert",
+        "",
+        _coefficient_table(best, [s.name for s in cfg.experts], layout),
+        "",
+        "## Scores (accuracy; the merge against the baselines)",
+        "",
+        results["table"],
+        "",
+        "## How it was made",
+        "",
+        f"    {command}",
+        "",
+        f"`mergekit.yml` beside this card is the mergekit recipe (`mergekit-yaml mergekit.yml OUT`; models "
+        f"{', '.join(f'`{s}`' for s in sources)}), or says why there is none; `evogm_merge.json` holds what "
+        "evogm-opt rebuilds the merge from.",
+    ]
+    return "\n".join(lines) + "\n"
