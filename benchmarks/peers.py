@@ -223,6 +223,10 @@ class Peer:
 
 PEERS: dict[str, Peer] = {
     **{name: Peer(_registered(name, **BENCH_SETTINGS.get(name, {}))) for name in registry.names()},
+    # the default with proposals = the top-P population instead of G_lw(population): what the generator adds
+    "evogm-no-generator": Peer(
+        _registered("evogm", config=dataclasses.replace(PRESETS["default"], use_generator=False))
+    ),
     # peers from other libraries, run through the bench's own adapters above
     "lq-cmaes": Peer(LQCMAES),
     "ng-confpso": Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"),

@@ -64,6 +64,9 @@ class EvoGMConfig:
     recommendation: Recommendation = "best"
     # M > 0: the M lowest-EI asks of a screened batch become its M best-mean candidates (ours, ablation 5)
     exploit_candidates: int = 0
+    # False: the no-generator ablation — proposals are the top-P population itself instead of G_lw(population),
+    # all else equal (noise, screening, shifts); what the learned proposal adds is measured against it
+    use_generator: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.winner_fraction < 1.0:
@@ -151,6 +154,7 @@ PAPER = _every_field(
     train_window=None,  # all of H
     recommendation="best",  # paper Alg. 1: the best point ever seen
     exploit_candidates=0,
+    use_generator=True,  # paper Alg. 1: C = G_lw(population)
 )
 
 # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size control whose
@@ -187,6 +191,7 @@ DEFAULT = _every_field(
     train_window=160,  # ablation 4
     recommendation="best",  # ablation 2: the posterior did not win
     exploit_candidates=0,  # ablation 5
+    use_generator=True,  # research.md, round two: the no-generator ablation
 )
 
 PRESETS: dict[str, EvoGMConfig] = {

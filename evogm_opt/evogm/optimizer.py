@@ -210,11 +210,14 @@ class GenerativeOptimizer(Optimizer):
             if self._generation.batches == 1:
                 return proposals.initial_population(self.dim, self.popsize, self.rng)
             return proposals.uniform(self.popsize, self.dim, self.rng)
-        generators = self.generators
-        if generators is None or not self._generation.trained:
-            generators = self._train()
         population = self._history.c[self._history.ranked()[: self.popsize]]  # Alg. 1: the best P of H
-        made = generators.propose(population)  # Alg. 1: C = G_lw(population)
+        if cfg.use_generator:
+            generators = self.generators
+            if generators is None or not self._generation.trained:
+                generators = self._train()
+            made = generators.propose(population)  # Alg. 1: C = G_lw(population)
+        else:  # the no-generator ablation: the population itself, then the same noise and screening
+            made = population.copy()
         projected = np.full(len(made), self.noise == 0)  # which rows are G_lw's own, unperturbed output
         surrogate = self._surrogate() if cfg.screening > 0 else None
         if surrogate is not None:
