@@ -12,6 +12,7 @@ One step: ``X = opt.ask(min(popsize, budget − n_evals))``; ``values = evaluate
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,11 +93,14 @@ def optimize(
 
 
 def _stopped(opt: AskTell, default_rules: bool) -> bool:
-    """``opt.stop()``; the optimizers' default rules apply only when the loop has no budget of its own."""
-    if isinstance(opt, Optimizer):
-        return opt.stop(default_rules=default_rules)
+    """``opt.stop()``; the optimizers' default rules apply only when the loop has no budget of its own. Any
+    ``stop`` that takes ``default_rules`` (an :class:`Optimizer`, or a wrapper that forwards it) is told so."""
     stop = getattr(opt, "stop", None)
-    return bool(stop()) if callable(stop) else False
+    if not callable(stop):
+        return False
+    if "default_rules" in inspect.signature(stop).parameters:
+        return bool(stop(default_rules=default_rules))
+    return bool(stop())
 
 
 def _budget_reason(n_evals: int, budget: int | None) -> str | None:

@@ -407,7 +407,8 @@ def test_the_merge_search_keeps_the_optimizers_default_stopping_rules_off():
     opt = registry.create("random", 2, seed=0)
     reason = optimize(_Asking(opt, coordinates=False), lambda x: [0.5] * len(x), budget=300)
     assert opt.n_evals == 300 and reason == "evaluation budget: 300 of 300 evaluations used"
-    assert opt.stop() and not _Asking(opt, coordinates=False).stop()  # alone, the default rules would stop it
+    asking = _Asking(opt, coordinates=False)
+    assert opt.stop() and asking.stop() and not asking.stop(default_rules=False)  # the loop passes the flag through
 
 
 @pytest.mark.parametrize(

@@ -94,14 +94,13 @@ class _Asking:
     def save(self, path: Any) -> None:
         self.opt.save(path)
 
-    def stop(self) -> bool:
-        # the run has a budget and stopping rules of its own: the optimizer's default rules stay off, as
-        # optimize() keeps them off for an Optimizer it drives directly
-        return self.opt.stop(default_rules=False)
+    def stop(self, default_rules: bool = True) -> bool:
+        # forwarded: optimize() keeps the optimizer's default rules off, since the run has a budget of its own
+        return self.opt.stop(default_rules=default_rules)
 
     @property
     def stop_reason(self) -> str | None:
-        return self.opt.stop_reason if self.stop() else None
+        return self.opt.stop_reason if self.stop(default_rules=False) else None
 
     @property
     def best(self) -> Any:
