@@ -63,8 +63,8 @@ def test_llm_merge_config_example_follows_the_schema(tmp_path):
     from llm_merge.run_config import parse_config
 
     page = Path(__file__).parents[1] / "docs" / "llm-merge.md"
-    (block,) = re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S)
-    data = yaml.safe_load(block)
+    block = re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S)[0]  # the first: the Qwen example
+    data = yaml.safe_load(block)  # (the FLAN-T5 one: tests/test_llm_merge_seq2seq.py)
     for expert in data["experts"]:  # the folders and files a user of this config has (checked before loading)
         (tmp_path / (expert if isinstance(expert, str) else expert["path"])).mkdir(parents=True)
     for task in [*data["tasks"]["seen"], *data["tasks"].get("unseen", [])]:
@@ -76,7 +76,7 @@ def test_llm_merge_config_example_follows_the_schema(tmp_path):
     assert cfg.base == "Qwen/Qwen2.5-1.5B" and [e.kind for e in cfg.experts] == ["auto", "auto", "dense"]
     assert cfg.seen[1].weight == 2.0 and cfg.unseen[0].name == "medqa" and cfg.optimizer.budget == 200
     assert cfg.stopping.patience == 10 and cfg.eval_path == "auto"
-    assert cfg.layout == "per_expert" and not cfg.simplex
+    assert cfg.layout == "per_expert" and not cfg.simplex and cfg.model_type == "auto"
 
 
 def test_architecture_worked_examples_run_and_the_new_names_work_everywhere(tmp_path):

@@ -53,10 +53,12 @@ def assemble(
     batch_size: int = 32,
     layout: LayoutSpec = LayoutSpec(),
     on_other_base: str = "warn",
+    model_type: str = "auto",
 ) -> Assembly:
     """Load the base and the experts onto ``device`` and build the fitness over ``tasks`` (those that drive the
-    search; ``weights``: one per task for their weighted mean)."""
-    model, tok = load_base(base, dtype, device, tokenizer)
+    search; ``weights``: one per task for their weighted mean). ``model_type``: ``auto``, ``causal`` or
+    ``seq2seq`` (``llm_merge.loading.load_base``)."""
+    model, tok = load_base(base, dtype, device, tokenizer, model_type)
     loaded = [load_expert(e.path, model, tok, e.name, e.kind, on_other_base) for e in experts]
     merge = get_method(method, **(method_options or {}))
     touched = sorted(set().union(*(e.params for e in loaded)))
@@ -65,12 +67,28 @@ def assemble(
         touched,
         len(loaded),
         groups=layout.groups,
-        n_layers=getattr(model.config, "num_hidden_layers", None),
+        n_layers=layer_counts(model.config),
         simplex=layout.simplex,
         sharpness=layout.sharpness,
     )
     fitness = MergeFitness(model, tok, loaded, tasks, merge, weights, batch_size, coefficients)
     return Assembly(model, tok, loaded, fitness)
+
+
+def layer_counts(config) -> int | dict[str, int] | None:
+    """The decoder layers of a causal LM; an encoder–decoder's layers per stack (``{"encoder": …, "decoder": …}``:
+    T5's ``num_layers`` / ``num_decoder_layers``, BART's ``encoder_layers`` / ``decoder_layers``)."""
+    if not getattr(config, "is_encoder_decoder", False):
+        return getattr(config, "num_hidden_layers", None)
+
+    def first(*keys: str) -> int | None:
+        return next((v for v in (getattr(config, k, None) for k in keys) if isinstance(v, int)), None)
+
+    counts = {
+        "encoder": first("encoder_layers", "num_layers", "num_hidden_layers"),
+        "decoder": first("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers"),
+    }
+    return {k: v for k, v in counts.items() if v is not None} or None
 
 
 def load_tasks(cfg: MergeRunConfig) -> dict[str, Any]:
@@ -107,4 +125,5 @@ def assemble_run(cfg: MergeRunConfig, tasks: dict[str, Any]) -> Assembly:
         batch_size=cfg.batch_size,
         layout=LayoutSpec(cfg.layout, cfg.layout_groups, cfg.simplex, cfg.simplex_sharpness),
         on_other_base=cfg.on_other_base,
+        model_type=cfg.model_type,
     )

@@ -4,7 +4,8 @@ An :class:`LmEvalTask` names an lm-eval task (a registered one, or a YAML in ``i
 dataset works offline) and the metric to read (``"acc,none"``, ``"exact_match,strict-match"``, …). It is scored
 with ``lm_eval.simple_evaluate`` on an ``HFLM`` that wraps the *same* model object ``MergeFitness`` rebuilds in
 place, so nothing is copied per candidate; lm-eval's request cache stays off, since the weights change between
-calls. Use different lm-eval tasks (or splits) for ``val`` and ``test``, as with JSONL tasks.
+calls. Use different lm-eval tasks (or splits) for ``val`` and ``test``, as with JSONL tasks. lm-eval's backend is
+the base's kind (``seq2seq`` for an encoder–decoder, ``causal`` otherwise), not lm-eval's own guess.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class LmEvalTask:
         if self._cache.get("lm_key") != key:
             from lm_eval.models.huggingface import HFLM
 
-            self._cache["lm"] = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+            backend = "seq2seq" if getattr(model.config, "is_encoder_decoder", False) else "causal"
+            self._cache["lm"] = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, backend=backend)
             self._cache["lm_key"] = key
         return self._cache["lm"]
 

@@ -1,5 +1,11 @@
 """Loading what a merge run names: the base model and tokenizer, and experts from folders.
 
+The base is a causal LM (``AutoModelForCausalLM``) or an encoder–decoder (``AutoModelForSeq2SeqLM``: T5,
+FLAN-T5, BART, …), chosen from its config's ``is_encoder_decoder`` (``model_type: auto``) or asserted by the
+config key ``model_type: causal | seq2seq``. Weights that a model ties (T5's and BART's ``shared`` embedding, which
+``encoder.embed_tokens``, ``decoder.embed_tokens`` and often ``lm_head`` are) are one tensor here, named as the
+model's ``named_parameters`` names it, whichever alias a checkpoint stored.
+
 An expert folder is either a peft LoRA adapter (``adapter_config.json``) or a full fine-tuned checkpoint
 (``config.json`` + safetensors, sharded or not). Anything that would merge silently wrong is refused here, with
 the folder in the message: another architecture, resized embeddings, a tokenizer whose vocabulary differs
@@ -9,6 +15,7 @@ from the base's, pickle-only checkpoints (not read: arbitrary code), missing or 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -26,7 +33,43 @@ ARCHITECTURE_FIELDS = (
     "num_attention_heads",
     "num_key_value_heads",
     "vocab_size",
+    # encoder–decoder configs name their sizes otherwise (T5: d_model, …; BART: encoder_layers, …)
+    "is_encoder_decoder",
+    "d_model",
+    "d_ff",
+    "d_kv",
+    "num_layers",
+    "num_decoder_layers",
+    "num_heads",
+    "feed_forward_proj",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
 )
+# model_type: which transformers class loads the base (the config's own model_type, "t5" or "llama", is another thing)
+MODEL_TYPES = ("auto", "causal", "seq2seq")
+AUTO_CLASSES = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
+
+
+class BaseModelTypeError(ValueError):
+    """``model_type`` says causal or seq2seq, the base's config says the other."""
+
+
+def base_model_type(is_encoder_decoder: bool, model_type: str = "auto", source: str = "the base") -> str:
+    """``"seq2seq"`` or ``"causal"``: what the base's config says, which an explicit ``model_type`` must agree with."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
+    found = "seq2seq" if is_encoder_decoder else "causal"
+    if model_type not in ("auto", found):
+        what = "an encoder–decoder" if is_encoder_decoder else "a decoder-only model"
+        raise BaseModelTypeError(
+            f"model_type is {model_type!r}, but {source} is {what} (config is_encoder_decoder: "
+            f"{bool(is_encoder_decoder)}), which loads with {AUTO_CLASSES[found]}; set model_type: {found} or auto"
+        )
+    return found
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,17 +81,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_base(source: str, dtype: str, device: str, tokenizer: str | None = None):
-    """The base causal LM (eval mode, on ``device``) and its tokenizer (from ``tokenizer`` or the base)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_base(source: str, dtype: str, device: str, tokenizer: str | None = None, model_type: str = "auto"):
+    """The base model (eval mode, on ``device``) and its tokenizer (from ``tokenizer`` or the base): a causal LM,
+    or with a config that says ``is_encoder_decoder`` a seq2seq LM (``model_type``: ``auto``, or ``causal`` /
+    ``seq2seq`` to insist, refused with :class:`BaseModelTypeError` where the config says otherwise)."""
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    import transformers
-
+    config = AutoConfig.from_pretrained(source)
+    kind = base_model_type(getattr(config, "is_encoder_decoder", False), model_type, repr(source))
+    auto_class = getattr(transformers, AUTO_CLASSES[kind])
     major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
     key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
-    model = AutoModelForCausalLM.from_pretrained(source, **{key: DTYPES[dtype]})
+    model = auto_class.from_pretrained(source, config=config, **{key: DTYPES[dtype]})
     model = model.to(resolve_device(device)).eval()
     tok = AutoTokenizer.from_pretrained(tokenizer or source)
     if tok.pad_token is None:  # batched scoring pads; many base tokenizers ship without a pad token
@@ -93,8 +140,43 @@ def _read_checkpoint(folder: Path) -> dict[str, torch.Tensor]:
     return _read_safetensors(single)
 
 
+def tied_names(model) -> dict[str, str]:
+    """Every state-dict name -> the name of its tensor in the model's ``named_parameters`` (first alias): tied
+    weights (T5's ``shared`` = ``encoder.embed_tokens`` = ``decoder.embed_tokens``, often ``lm_head`` too) map to
+    one name, as ``MergeFitness`` and ``save_pretrained`` see them."""
+    first: dict[object, str] = {}
+    names: dict[str, str] = {}
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for name, t in tensors:
+        key = (t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, str(t.device)) if t.numel() else id(t)
+        names[name] = first.setdefault(key, name)
+    return names
+
+
+def _canonical_checkpoint(folder: Path, model, state: dict[str, torch.Tensor], names: dict[str, str]):
+    """The checkpoint keyed by the base's canonical names: an alias of a tied weight counts once (all stored
+    aliases must agree: one that differs was fine-tuned untied), keys the model drops on load are dropped."""
+    ignored = [re.compile(p) for p in (getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])]
+    out: dict[str, torch.Tensor] = {}
+    stored_as: dict[str, str] = {}
+    for key, value in state.items():
+        if key not in names and any(p.search(key) for p in ignored):
+            continue  # e.g. the relative attention bias old T5 checkpoints carry in decoder block 0's cross-attention
+        canonical = names.get(key, key)
+        if canonical in out and not torch.equal(out[canonical], value):
+            raise ExpertError(
+                f"{folder}: {stored_as[canonical]} and {key} differ in the checkpoint, but the base model ties them "
+                f"(one tensor, {canonical}): the expert was fine-tuned with them untied, so no task vector of the "
+                "base's shape holds it"
+            )
+        out[canonical] = value
+        stored_as.setdefault(canonical, key)
+    return out
+
+
 def load_dense_expert(folder: Path, model, name: str) -> Expert:
-    """θ_i − θ_pre of a full fine-tuned checkpoint, after checking that it is the base's architecture."""
+    """θ_i − θ_pre of a full fine-tuned checkpoint, after checking that it is the base's architecture. Tied weights
+    are compared once, under the base's name for them, whichever alias the checkpoint stored."""
     cfg_path = folder / "config.json"
     try:
         theirs = json.loads(cfg_path.read_text())
@@ -105,16 +187,11 @@ def load_dense_expert(folder: Path, model, name: str) -> Expert:
         if key in mine and theirs.get(key, mine[key]) != mine[key]:
             what = "resized embeddings" if key == "vocab_size" else "another base model"
             raise ExpertError(f"{folder}: {key} is {theirs.get(key)!r}, base has {mine[key]!r} ({what})")
-    expert_state = _read_checkpoint(folder)
-    base_state = {k: v.detach() for k, v in model.state_dict().items()}
-    # tied weights (lm_head = embed_tokens) are saved once; compare the copy that is on disk
-    tied = {
-        k
-        for k in set(base_state) - set(expert_state)
-        if any(base_state[k].data_ptr() == base_state[j].data_ptr() for j in expert_state if j in base_state)
-    }
-    base_state = {k: v for k, v in base_state.items() if k not in tied}
-    return dense_expert(name, {k: v.cpu() for k, v in base_state.items()}, expert_state)
+    names = tied_names(model)
+    state = model.state_dict()
+    base_state = {k: state[k].detach().cpu() for k in dict.fromkeys(names.values()) if k in state}
+    expert_state = _canonical_checkpoint(folder, model, _read_checkpoint(folder), names)
+    return dense_expert(name, base_state, expert_state)
 
 
 def load_expert(
@@ -136,5 +213,19 @@ def load_expert(
     if kind == "lora":
         shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         base_name = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
-        return load_lora_expert(folder, shapes, name=name, base_name=base_name, on_other_base=on_other_base)
+        expert = load_lora_expert(folder, shapes, name=name, base_name=base_name, on_other_base=on_other_base)
+        return _canonical_lora_names(folder, expert, tied_names(model))
     return load_dense_expert(folder, model, name)
+
+
+def _canonical_lora_names(folder: Path, expert, names: dict[str, str]):
+    """A LoRA expert whose target is an alias of a tied weight (``lm_head`` tied to the embeddings) adds its ΔW to
+    the one tensor, as peft's ``merge_and_unload`` does: keyed by the base's name for it."""
+    factors = {}
+    for param, f in expert.factors.items():
+        canonical = names.get(param, param)
+        if canonical in factors:
+            raise ExpertError(f"{folder}: targets {param} and another alias of the tied weight {canonical}")
+        factors[canonical] = f
+    expert.factors = factors
+    return expert

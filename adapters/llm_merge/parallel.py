@@ -32,6 +32,7 @@ class FitnessSpec:
     batch_size: int = 32
     max_new_tokens: int = 16
     weights: Sequence[float] | None = None
+    model_type: str = "auto"  # auto | causal | seq2seq (llm_merge.loading.load_base)
 
     def build(self):
         """The actor's fitness, built as ``evogm-opt merge`` builds a run's (``llm_merge.assemble``)."""
@@ -53,6 +54,7 @@ class FitnessSpec:
             device=self.device,
             weights=self.weights,
             batch_size=self.batch_size,
+            model_type=self.model_type,
         ).fitness
 
 

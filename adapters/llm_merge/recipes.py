@@ -7,6 +7,13 @@ defaults (``llm_merge.merges``), so λ_i is model i's ``weight``. LoRA experts a
 model form, full fine-tunes their folders. Arithmetic is fp32 (``dtype: float32``) and, as here, cast once to
 the run's dtype (``out_dtype``). ``merged/README.md`` is the model card: what was merged, how, how well, and the
 command that made it.
+
+Encoder–decoder bases: mergekit 0.1.5 defines one such architecture, ``T5ForConditionalGeneration`` with T5 v1.1's
+gated feed-forward (``DenseReluDense.wi_0``/``wi_1``: FLAN-T5, T5 v1.1; ``mergekit/_data/architectures/t5.json``),
+which takes LoRA experts and full fine-tunes alike (tested: ``mergekit-yaml``'s merge equals ``merged/``). For
+any other encoder–decoder it infers an architecture from the tensor names, which works for full fine-tunes
+(tested on BART) but stops on LoRA experts ("LoRA not merged"); an original T5 (``wi`` without the gate) stops on
+the missing ``wi_0``. Those cases get the comments-only file, saying so.
 """
 
 from __future__ import annotations
@@ -33,8 +40,53 @@ def mergekit_sources(cfg: MergeRunConfig, experts: Sequence[Any]) -> list[str]:
     ]
 
 
-def why_not_mergekit(cfg: MergeRunConfig, best: dict[str, Any], layout: CoefficientLayout) -> str | None:
-    """Why no mergekit recipe reproduces this merge (``None``: one does)."""
+def _architecture(base_config: Any) -> str:
+    names = getattr(base_config, "architectures", None) or []
+    return names[0] if names else type(base_config).__name__.removesuffix("Config")
+
+
+def _gated_t5(base_config: Any) -> bool:
+    gated = getattr(base_config, "is_gated_act", None)
+    return bool(gated) if gated is not None else str(getattr(base_config, "feed_forward_proj", "")).startswith("gated")
+
+
+def _encoder_decoder_gap(base_config: Any, experts: Sequence[Any]) -> str | None:
+    """Why mergekit 0.1.5 cannot merge this encoder–decoder base (``None``: it can)."""
+    if base_config is None or not getattr(base_config, "is_encoder_decoder", False):
+        return None
+    arch = _architecture(base_config)
+    if arch == "T5ForConditionalGeneration":
+        if _gated_t5(base_config):
+            return None
+        return (
+            "mergekit 0.1.5's T5 definition (mergekit/_data/architectures/t5.json) names the gated feed-forward "
+            "weights DenseReluDense.wi_0 / wi_1 of T5 v1.1 and FLAN-T5; this T5 (feed_forward_proj: "
+            f"{getattr(base_config, 'feed_forward_proj', '?')}) has DenseReluDense.wi instead, so mergekit-yaml stops "
+            "with 'Tensor … wi_0.weight required but not present'. evogm_merge.json holds λ per expert."
+        )
+    if any(isinstance(e, LoraExpert) for e in experts):
+        return (
+            f"mergekit 0.1.5 has no architecture definition for {arch} (among encoder–decoders only "
+            "T5ForConditionalGeneration), and the architecture it infers instead does not take LoRA experts in the "
+            "BASE+ADAPTER form (it stops with 'LoRA not merged'). Merged into the base first (peft's "
+            "merge_and_unload, saved as full models), the experts are full fine-tunes mergekit can merge; "
+            "evogm_merge.json holds λ per expert."
+        )
+    return None
+
+
+def why_not_mergekit(
+    cfg: MergeRunConfig,
+    best: dict[str, Any],
+    layout: CoefficientLayout,
+    base_config: Any = None,
+    experts: Sequence[Any] = (),
+) -> str | None:
+    """Why no mergekit recipe reproduces this merge (``None``: one does). ``base_config``: the base's transformers
+    config, for the architectures mergekit cannot merge (encoder–decoders other than a gated T5)."""
+    gap = _encoder_decoder_gap(base_config, experts)
+    if gap is not None:
+        return gap
     method = get_method(cfg.method, **cfg.method_options)
     if method.convention != "mergekit":
         return (
@@ -89,11 +141,18 @@ def _comments(lines: Sequence[str]) -> str:
     return "".join(f"# {line}\n" if line else "#\n" for line in lines)
 
 
-def recipe_text(cfg: MergeRunConfig, experts: Sequence[Any], best: dict[str, Any], layout: CoefficientLayout) -> str:
-    """The text of ``merged/mergekit.yml``: a recipe with a header, or comments only that say why there is none."""
+def recipe_text(
+    cfg: MergeRunConfig,
+    experts: Sequence[Any],
+    best: dict[str, Any],
+    layout: CoefficientLayout,
+    base_config: Any = None,
+) -> str:
+    """The text of ``merged/mergekit.yml``: a recipe with a header, or comments only that say why there is none
+    (``base_config``: the base's transformers config; ``None`` is taken for a causal LM)."""
     import yaml
 
-    reason = why_not_mergekit(cfg, best, layout)
+    reason = why_not_mergekit(cfg, best, layout, base_config, experts)
     if reason is not None:
         return _comments(["No mergekit recipe: mergekit cannot reproduce merged/ because", reason])
     header = [
@@ -101,6 +160,12 @@ def recipe_text(cfg: MergeRunConfig, experts: Sequence[Any], best: dict[str, Any
         "Reproduce it: mergekit-yaml merged/mergekit.yml OUT",
         "Each model's weight is the λ the search found; LoRA experts are mergekit's BASE+ADAPTER form.",
     ]
+    arch = _architecture(base_config) if base_config is not None else None
+    if getattr(base_config, "is_encoder_decoder", False) and arch != "T5ForConditionalGeneration":
+        header += [
+            f"mergekit 0.1.5 has no architecture definition for {arch}: it infers one from the tensor names, and",
+            "logs warnings that it does (tested for BART with full fine-tunes).",
+        ]
     if cfg.method.startswith("dare"):
         header += [
             "DARE: mergekit draws its own keep masks (torch's generator, mergekit-yaml --random-seed), so OUT is",

@@ -126,7 +126,8 @@ def save_run_merge(cfg: MergeRunConfig, opt: Optimizer, asm: Assembly, best: dic
         shifts = opt.shift_rows[: best["basis_version"]]  # type: ignore[attr-defined]
         provenance["shift_rows"] = [np.asarray(r).tolist() for r in shifts]
     journal.write_json(Path("merged") / "evogm_merge.json", provenance)
-    atomic_write(journal.folder / "merged" / RECIPE, recipe_text(cfg, asm.experts, best, asm.fitness.layout))
+    recipe = recipe_text(cfg, asm.experts, best, asm.fitness.layout, asm.model.config)
+    atomic_write(journal.folder / "merged" / RECIPE, recipe)
 
 
 def invoking_command(journal: Journal) -> str:

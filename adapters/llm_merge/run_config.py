@@ -59,6 +59,7 @@ class MergeRunConfig:
     output: str
     unseen: tuple[TaskSpec, ...] = ()
     tokenizer: str | None = None
+    model_type: str = "auto"  # auto | causal | seq2seq: the transformers class of the base (llm_merge.loading)
     dtype: str = "bfloat16"
     device: str = "auto"
     method: str = "task_arithmetic"
@@ -89,6 +90,7 @@ class MergeRunConfig:
         data.pop("stopping")  # like the budget: changing when to stop does not change what is evaluated
         data.pop("threads")  # how fast, not what
         data.pop("on_other_base")  # whether to warn
+        data.pop("model_type")  # it agrees with the base's config or the run is refused: the same model either way
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +119,7 @@ def _path(root: Path, value: Any, where: str) -> str:
 _TASK_KEYS = {"name", "val", "test", "weight", "max_new_tokens", "lm_eval"}
 _TOP_KEYS = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size"}
 _TOP_KEYS |= {"eval_path", "stopping", "layout", "simplex", "baselines", "save_model", "output", "threads"}
-_TOP_KEYS |= {"on_other_base"}
+_TOP_KEYS |= {"on_other_base", "model_type"}
 _LAYOUTS = ("per_expert", "per_layer_group", "per_module_type")
 
 
@@ -327,6 +329,32 @@ def _threads(value: Any) -> int | None:
     return value
 
 
+def _model_type(value: Any, base: str) -> str:
+    """``auto`` (the base's config decides), ``causal`` or ``seq2seq``; an explicit one is checked now against a
+    local base's ``config.json`` (a hub id's config is read, and checked, when the base loads)."""
+    from llm_merge.loading import AUTO_CLASSES, MODEL_TYPES, BaseModelTypeError, base_model_type
+
+    if value not in MODEL_TYPES:
+        classes = ", ".join(f"{k}: {v}" for k, v in AUTO_CLASSES.items())
+        raise ConfigError(
+            f"model_type must be one of {', '.join(MODEL_TYPES)}, got {value!r} (the transformers class that loads "
+            f"the base — {classes}; auto reads is_encoder_decoder from its config, whose own model_type, such as "
+            "t5 or llama, is not set here)"
+        )
+    config = Path(base) / "config.json"
+    if value != "auto" and config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except (OSError, json.JSONDecodeError):
+            return value  # transformers will say what is wrong with it when the base loads
+        if isinstance(data, dict):
+            try:
+                base_model_type(bool(data.get("is_encoder_decoder", False)), value, base)
+            except BaseModelTypeError as exc:
+                raise ConfigError(str(exc)) from exc
+    return value
+
+
 def _on_other_base(value: Any) -> str:
     from llm_merge.experts import ON_OTHER_BASE
 
@@ -377,6 +405,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         _refuse_mergekit_recipe(data)
     data = _check_keys("config", data, _TOP_KEYS, {"base", "experts", "tasks"})
     base = _base(root, data["base"])
+    model_type = _model_type(data.get("model_type", "auto"), base)
     experts = _experts(root, data["experts"])
     seen, unseen = _seen_and_unseen(root, data["tasks"])
     method, options = _method(data.get("method", "task_arithmetic"))
@@ -391,6 +420,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     return MergeRunConfig(
         base=base,
         tokenizer=_tokenizer(root, data.get("tokenizer")),
+        model_type=model_type,
         experts=experts,
         seen=seen,
         unseen=unseen,

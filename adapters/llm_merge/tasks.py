@@ -1,4 +1,4 @@
-"""Tasks as JSONL files, scored on a causal LM.
+"""Tasks as JSONL files, scored on a causal LM or an encoder–decoder (seq2seq) LM.
 
 Schema, one JSON object per line:
 
@@ -8,6 +8,12 @@ Schema, one JSON object per line:
 - generation: ``{"prompt": str, "answer": str}`` — greedy decoding for ``max_new_tokens``; correct on exact
   match after :func:`normalize` (strip, lower-case, collapse internal whitespace), comparing against the
   generated text up to the first newline.
+
+On a causal LM the prompt and the option are one sequence, tokenized without special tokens. On a seq2seq LM
+(``model.config.is_encoder_decoder``: T5, FLAN-T5, BART) the prompt is the encoder input, tokenized as the
+tokenizer does by default (T5's appends ``</s>``), and the option is the decoder target after the decoder start
+token, without special tokens — as lm-evaluation-harness scores seq2seq models (tested: the same accuracies as its
+``acc``). Generation encodes the prompt the same way (right-padded) and decodes from the decoder start token.
 
 A :class:`Task` holds one split (``val`` drives the search; ``test`` is for the report only).
 """
@@ -81,6 +87,36 @@ class Task:
         return cls(name or path.stem, kinds.pop(), examples, max_new_tokens)
 
 
+def is_seq2seq(model) -> bool:
+    """Whether ``model`` is an encoder–decoder (scored with the prompt in the encoder)."""
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
+def _pad_token(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def _padded(rows: list[list[int]], pad: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows as one (rows, width) tensor and its attention mask."""
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def _argmax_correct(examples: list[Example], scores: torch.Tensor) -> list[bool]:
+    correct, j = [], 0
+    for ex in examples:
+        n = len(ex.options)
+        correct.append(int(torch.argmax(scores[j : j + n])) == ex.answer)
+        j += n
+    return correct
+
+
 @torch.no_grad()
 def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int, before_forward=None) -> list[bool]:
     """All options of all examples, right-padded, in forwards of ``batch_size`` sequences.
@@ -88,8 +124,10 @@ def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int, befo
     ``before_forward(rows)`` is called with the example index of each row of the next forward (the batched-λ
     path sets each row's coefficients there).
     """
+    if is_seq2seq(model):
+        return _mc_correct_seq2seq(model, tokenizer, examples, batch_size, before_forward)
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = _pad_token(tokenizer)
     seqs, starts, owners = [], [], []
     for k, ex in enumerate(examples):
         prompt_ids = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
@@ -100,12 +138,7 @@ def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int, befo
     scores = torch.zeros(len(seqs))
     for lo in range(0, len(seqs), batch_size):
         chunk = seqs[lo : lo + batch_size]
-        width = max(map(len, chunk))
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, sq in enumerate(chunk):
-            ids[i, : len(sq)] = torch.tensor(sq)
-            mask[i, : len(sq)] = 1
+        ids, mask = _padded(chunk, pad)
         if before_forward is not None:
             before_forward(owners[lo : lo + batch_size])
         logprobs = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
@@ -113,31 +146,72 @@ def _mc_correct(model, tokenizer, examples: list[Example], batch_size: int, befo
         token_lp = logprobs[:, :-1].gather(-1, targets[..., None])[..., 0].cpu()
         for i, sq in enumerate(chunk):
             scores[lo + i] = token_lp[i, starts[lo + i] - 1 : len(sq) - 1].sum()
-    correct, j = [], 0
-    for ex in examples:
-        n = len(ex.options)
-        correct.append(int(torch.argmax(scores[j : j + n])) == ex.answer)
-        j += n
-    return correct
+    return _argmax_correct(examples, scores)
+
+
+def _decoder_inputs(model, labels: torch.Tensor) -> torch.Tensor:
+    """The decoder's inputs for target ``labels``: shifted right behind the decoder start token, by the model's own
+    rule (what passing ``labels=`` does, without the loss, and without BART's warning that it turns the cache off)."""
+    if hasattr(model, "prepare_decoder_input_ids_from_labels"):
+        return model.prepare_decoder_input_ids_from_labels(labels=labels)
+    start = model.config.decoder_start_token_id
+    if start is None:
+        raise TaskError(f"{type(model).__name__} has no decoder_start_token_id to score decoder targets from")
+    return torch.cat([torch.full_like(labels[:, :1], start), labels[:, :-1]], dim=1)
+
+
+@torch.no_grad()
+def _mc_correct_seq2seq(model, tokenizer, examples: list[Example], batch_size: int, before_forward) -> list[bool]:
+    """Encoder: the prompt (with the tokenizer's special tokens); decoder: the option (without), shifted right by
+    the model's rule; the option's tokens' summed log-likelihood. Rows are (example, option) pairs, as on a
+    causal LM."""
+    device = next(model.parameters()).device
+    pad = _pad_token(tokenizer)
+    prompts, targets, owners = [], [], []
+    for k, ex in enumerate(examples):
+        prompt_ids = tokenizer(ex.prompt)["input_ids"]
+        for option in ex.options:
+            option_ids = tokenizer(option, add_special_tokens=False)["input_ids"]
+            if not option_ids:
+                raise TaskError(f"option {option!r} of {ex.prompt!r} tokenizes to nothing")
+            prompts.append(prompt_ids)
+            targets.append(option_ids)
+            owners.append(k)
+    scores = torch.zeros(len(targets))
+    for lo in range(0, len(targets), batch_size):
+        ids, mask = _padded(prompts[lo : lo + batch_size], pad)
+        labels, label_mask = _padded(targets[lo : lo + batch_size], pad)
+        if before_forward is not None:
+            before_forward(owners[lo : lo + batch_size])
+        labels = labels.to(device)
+        logits = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            decoder_input_ids=_decoder_inputs(model, labels),
+            use_cache=False,
+        ).logits
+        token_lp = torch.log_softmax(logits.float(), -1).gather(-1, labels[..., None])[..., 0].cpu()
+        scores[lo : lo + len(labels)] = (token_lp * label_mask).sum(dim=1)
+    return _argmax_correct(examples, scores)
 
 
 @torch.no_grad()
 def _gen_correct(
     model, tokenizer, examples: list[Example], max_new_tokens: int, batch_size: int, before_forward=None
 ) -> list[bool]:
-    """Greedy decoding, left-padded batches, no sampling (``before_forward`` as in :func:`_mc_correct`)."""
+    """Greedy decoding, no sampling (``before_forward`` as in :func:`_mc_correct`): a causal LM's prompts
+    left-padded and continued; a seq2seq LM's prompts right-padded in the encoder, decoded from the start token."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    seq2seq = is_seq2seq(model)
     correct = []
     for lo in range(0, len(examples), batch_size):
         chunk = examples[lo : lo + batch_size]
-        prompts = [tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] for ex in chunk]
-        width = max(map(len, prompts))
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :] = torch.tensor(p)
-            mask[i, width - len(p) :] = 1
+        if seq2seq:
+            prompts = [tokenizer(ex.prompt)["input_ids"] for ex in chunk]
+        else:
+            prompts = [tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] for ex in chunk]
+        ids, mask = _padded(prompts, pad, left=not seq2seq)
         if before_forward is not None:
             before_forward(list(range(lo, lo + len(chunk))))
         out = model.generate(
@@ -145,10 +219,12 @@ def _gen_correct(
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            num_beams=1,
             pad_token_id=pad,
         )
+        new = out[:, 1:] if seq2seq else out[:, ids.shape[1] :]  # a seq2seq output starts with the decoder start
         for i, ex in enumerate(chunk):
-            text = tokenizer.decode(out[i, width:], skip_special_tokens=True).split("\n")[0]
+            text = tokenizer.decode(new[i], skip_special_tokens=True).split("\n")[0]
             correct.append(normalize(text) == normalize(str(ex.answer)))
     return correct
 
