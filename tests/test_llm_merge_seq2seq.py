@@ -553,26 +553,14 @@ def test_lm_eval_scores_a_seq2seq_model_like_the_jsonl_scorer(t5, tmp_path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llm_merge.lm_eval_tasks import LmEvalTask
 
-    folder = tmp_path / "lm_tasks"
-    folder.mkdir()
-    data = write_task(folder / "half.jsonl", half, 12, 5)
-    task = {
-        "task": "tiny_half_s2s",
-        "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"validation": str(data)}},
-        "validation_split": "validation",
-        "output_type": "multiple_choice",
-        "doc_to_text": "{{prompt}}",
-        "doc_to_choice": "{{options}}",
-        "doc_to_target": "{{answer}}",
-        "target_delimiter": "",
-        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
-    }
-    (folder / "tiny_half_s2s.yaml").write_text(yaml.safe_dump(task))
+    from tests.test_llm_merge_lm_eval import lm_eval_task_folder
+
+    folder = lm_eval_task_folder(tmp_path)  # a local lm-eval multiple-choice task (and the same rows as JSONL)
+    data = folder / "val.jsonl"
     model = transformers.AutoModelForSeq2SeqLM.from_pretrained(t5 / "base")
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     experts = [load_lora_expert(t5 / f"lora-{n}", shapes) for n in SKILLS]
-    lm_task = LmEvalTask("half", "tiny_half_s2s", include_path=str(folder))
+    lm_task = LmEvalTask("tiny", "tiny_val", include_path=str(folder))
     lm_task.check()
     via_lm_eval = MergeFitness(model, seq2seq_tokenizer(), experts, [lm_task], batch_size=4)
     lams = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, -1.0], [0.8, 0.4, 0.2]])
