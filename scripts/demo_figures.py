@@ -3,7 +3,8 @@
 Run: ``python scripts/demo_figures.py [--seeds 0 1 2] [--out merge-demo-figures]``. Each seed is a whole
 ``evogm-opt merge --demo --seed S`` (everything retrained); the page's block between the markers
 ``<!-- demo-figures:start -->`` and ``<!-- demo-figures:end -->`` is replaced with seed 0's table and the
-seen-task test accuracy of every seed, with the mean ± sd over seeds, the date, the machine and the wall time.
+seen-task test accuracy of every seed (uniform TA, best single expert, each search), the mean ± sd over seeds,
+how many seeds EvoGM beat every single expert and uniform TA in, the date, the machine, its load and the wall times.
 """
 
 from __future__ import annotations
@@ -22,37 +23,41 @@ PAGE = ROOT / "docs" / "llm-merge.md"
 START, END = "<!-- demo-figures:start -->", "<!-- demo-figures:end -->"
 
 
-def seen_test(row: dict[str, float], seen: list[str]) -> float:
-    return float(np.mean([row[f"{name}/test"] for name in seen]))
+def block(results: dict[int, object], searches: tuple[str, ...]) -> str:
+    from llm_merge.demo import UNIFORM, merge_verdict, seen_test
 
-
-def block(results: dict[int, object], seen: list[str], searches: tuple[str, ...]) -> str:
     first = min(results)
-    columns = ["uniform TA (λ = 1/N)", "best single expert", *(f"{s} λ*" for s in searches)]
-    per_seed = {}
+    columns = [UNIFORM, "best single expert", *(f"{s} λ*" for s in searches)]
+    per_seed, wins = {}, 0
     for seed, result in results.items():
         rows = result.results["rows"]
-        experts = [seen_test(v, seen) for k, v in rows.items() if k.startswith("expert ")]
-        per_seed[seed] = [seen_test(rows["uniform TA (λ = 1/N)"], seen), max(experts)]
-        per_seed[seed] += [seen_test(rows[f"{s} λ*"], seen) for s in searches]
-    values = np.array(list(per_seed.values()))
+        verdict = merge_verdict(rows)
+        wins += verdict["beats_both"]
+        per_seed[seed] = [verdict["uniform"], verdict["best_expert_score"]]
+        per_seed[seed] += [seen_test(rows[f"{s} λ*"]) for s in searches]
+        per_seed[seed].append("yes" if verdict["beats_both"] else "no")
+    values = np.array([v[:-1] for v in per_seed.values()], dtype=float)
     lines = [
-        f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores ({platform.machine()}) with "
-        f"`python scripts/demo_figures.py --seeds {' '.join(map(str, results))}`; seed {first}'s full output "
-        f"(`evogm-opt merge --demo --seed {first}`, {results[first].seconds:.0f} s):",
+        f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores ({platform.machine()}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end) with `python scripts/demo_figures.py --seeds "
+        f"{' '.join(map(str, results))}`; seed {first}'s full output (`evogm-opt merge --demo --seed {first}`, "
+        f"{results[first].seconds:.0f} s):",
         "",
         "```",
         results[first].table,
         "```",
         "",
-        "Seen-task test accuracy over seeds (each seed retrains the base and the experts):",
+        "Seen-task test accuracy over seeds (each seed retrains the base and the experts; λ chosen on validation):",
         "",
-        "| seed | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
+        "| seed | " + " | ".join(columns) + " | EvoGM beats both | wall time |",
+        "|---|" + "---|" * (len(columns) + 2),
     ]
-    lines += [f"| {seed} | " + " | ".join(f"{v:.3f}" for v in vals) + " |" for seed, vals in per_seed.items()]
+    for seed, vals in per_seed.items():
+        cells = " | ".join(f"{v:.3f}" for v in vals[:-1])
+        lines.append(f"| {seed} | {cells} | {vals[-1]} | {results[seed].seconds:.0f} s |")
     mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
-    lines.append("| mean ± sd | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd)) + " |")
+    lines.append("| mean ± sd | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd)) + " | | |")
+    lines += ["", f"EvoGM beats every single expert and uniform TA in {wins}/{len(results)} seeds."]
     return "\n".join(lines)
 
 
@@ -61,16 +66,17 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="merge-demo-figures")
     args = parser.parse_args()
-    from llm_merge.demo import SEARCHES, SEEN, run_demo
+    from llm_merge.demo import SEARCHES, run_demo
 
     results = {}
     for seed in args.seeds:
         results[seed] = run_demo(Path(args.out) / f"seed-{seed}", seed=seed, quiet=True)
-        print(f"seed {seed}: {results[seed].seconds:.0f} s", flush=True)
+        verdict = results[seed].results["verdict"]
+        print(f"seed {seed}: {results[seed].seconds:.0f} s, EvoGM beats both: {verdict['beats_both']}", flush=True)
     text = PAGE.read_text()
     if START not in text or END not in text:
         raise SystemExit(f"{PAGE} has no {START} … {END} block to replace")
-    new = block(results, list(SEEN), SEARCHES)
+    new = block(results, SEARCHES)
     PAGE.write_text(
         re.sub(f"{re.escape(START)}.*?{re.escape(END)}", lambda _: f"{START}\n{new}\n{END}", text, flags=re.S)
     )

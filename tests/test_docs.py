@@ -30,7 +30,7 @@ def merge_demo_layout(root: Path) -> None:
     char_tokenizer().save_pretrained(demo / "base")
     (demo / "tasks").mkdir(parents=True)
     write_tasks(demo / "tasks")
-    for i, name in enumerate(("add", "copy", "reverse", "next")):
+    for i, name in enumerate(("inc", "next", "mirror", "cycle")):
         make_adapter(demo / f"expert-{name}", seed=i + 1)
         kind = "mc" if i % 2 == 0 else "gen"
         (demo / "tasks" / f"{name}-val.jsonl").write_text((demo / "tasks" / f"{kind}.jsonl").read_text())

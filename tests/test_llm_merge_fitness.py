@@ -202,3 +202,42 @@ def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
     assert loaded.config.model_type == "qwen2"
     assert (tmp_path / "demo" / "runs" / "evogm" / "merged" / "model.safetensors").is_file()
     assert (tmp_path / "demo" / "config-cmaes.yaml").is_file()
+    verdict = result.results["verdict"]
+    assert verdict["beats_both"] == (verdict["merged"] > max(verdict["best_expert_score"], verdict["uniform"]))
+    assert ("Seed 0: the EvoGM merge" in result.table) and ("did NOT beat" in result.table) != verdict["beats_both"]
+
+
+def test_merge_verdict_needs_both_the_best_expert_and_uniform_ta_beaten():
+    from llm_merge.demo import SEEN, UNIFORM, merge_verdict
+
+    def row(score):
+        return {f"{n}/test": score for n in SEEN}
+
+    rows = {"expert a": row(0.6), "expert b": row(0.7), UNIFORM: row(0.5), "evogm λ*": row(0.8)}
+    v = merge_verdict(rows)
+    assert v["beats_both"] and v["best_expert"] == "b" and v["best_expert_score"] == 0.7
+    assert not merge_verdict({**rows, "evogm λ*": row(0.7)})["beats_both"]  # a tie with the best expert is no win
+    assert not merge_verdict({**rows, UNIFORM: row(0.9)})["beats_both"]
+
+
+def test_demo_figures_table_counts_the_seeds_evogm_wins(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from llm_merge.demo import SEARCHES, SEEN, UNIFORM
+
+    path = Path(__file__).parents[1] / "scripts" / "demo_figures.py"
+    spec = importlib.util.spec_from_file_location("demo_figures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def result(merged):
+        rows = {"expert a": {f"{n}/test": 0.6 for n in SEEN}, UNIFORM: {f"{n}/test": 0.5 for n in SEEN}}
+        rows |= {f"{s} λ*": {f"{n}/test": merged for n in SEEN} for s in SEARCHES}
+        return SimpleNamespace(results={"rows": rows}, table="(table)", seconds=1.0)
+
+    text = module.block({0: result(0.7), 1: result(0.55), 2: result(0.65)}, SEARCHES)
+    assert "EvoGM beats every single expert and uniform TA in 2/3 seeds." in text
+    assert "| 1 | 0.500 | 0.600 | 0.550 | 0.550 | 0.550 | no | 1 s |" in text
+    assert "| mean ± sd | 0.500 ± 0.000 | 0.600 ± 0.000 | 0.633 ± 0.076 |" in text
