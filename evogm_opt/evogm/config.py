@@ -19,7 +19,11 @@ from evogm_opt.evogm.generator import GeneratorConfig
 #: What :meth:`GenerativeOptimizer.recommend` returns: ``"best"`` the best observed point (paper Alg. 1: "return
 #: the best point ever seen"), ``"posterior"`` the evaluated point with the best GP posterior mean (research
 #: ablation 2, rejected).
-Recommendation = Literal["best", "posterior"]
+Recommendation = Literal["best", "posterior", "posterior-top"]
+#: Where the screening candidates of one proposal come from (ours, research round two): ``"noise"`` G_lw(p) plus
+#: Gaussian noise; ``"generator-input"`` G_lw(p + noise), the generator's image of a neighbourhood of p;
+#: ``"generator-line"`` p + t·(G_lw(p) − p) + noise, steps of random length t along the learned direction.
+CandidateSource = Literal["noise", "generator-input", "generator-line"]
 
 _T = TypeVar("_T")
 
@@ -67,6 +71,10 @@ class EvoGMConfig:
     # False: the no-generator ablation — proposals are the top-P population itself instead of G_lw(population),
     # all else equal (noise, screening, shifts); what the learned proposal adds is measured against it
     use_generator: bool = True
+    # where the screening candidates come from (CandidateSource); the first candidate is always G_lw(p)
+    screening_candidates: CandidateSource = "noise"
+    # "posterior-top": the recommendation is chosen by GP mean among this share of the best observed points
+    recommend_top_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.winner_fraction < 1.0:
@@ -90,7 +98,16 @@ class EvoGMConfig:
         if self.boundary not in get_args(Boundary):
             raise ValueError(f"boundary must be 'clip', 'reflect' or 'mixed', got {self.boundary!r}")
         if self.recommendation not in get_args(Recommendation):
-            raise ValueError(f"recommendation must be 'best' or 'posterior', got {self.recommendation!r}")
+            raise ValueError(
+                f"recommendation must be one of {list(get_args(Recommendation))}, got {self.recommendation!r}"
+            )
+        if self.screening_candidates not in get_args(CandidateSource):
+            raise ValueError(
+                f"screening_candidates must be one of {list(get_args(CandidateSource))}, "
+                f"got {self.screening_candidates!r}"
+            )
+        if not 0.0 < self.recommend_top_fraction <= 1.0:
+            raise ValueError(f"recommend_top_fraction must be in (0, 1], got {self.recommend_top_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -155,6 +172,8 @@ PAPER = _every_field(
     recommendation="best",  # paper Alg. 1: the best point ever seen
     exploit_candidates=0,
     use_generator=True,  # paper Alg. 1: C = G_lw(population)
+    screening_candidates="noise",  # unused without screening
+    recommend_top_fraction=0.1,  # unused with recommendation="best"
 )
 
 # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size control whose
@@ -192,6 +211,8 @@ DEFAULT = _every_field(
     recommendation="best",  # ablation 2: the posterior did not win
     exploit_candidates=0,  # ablation 5
     use_generator=True,  # research.md, round two: the no-generator ablation
+    screening_candidates="noise",  # research.md, round two
+    recommend_top_fraction=0.1,  # unused with recommendation="best"
 )
 
 PRESETS: dict[str, EvoGMConfig] = {

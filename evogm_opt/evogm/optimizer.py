@@ -211,25 +211,21 @@ class GenerativeOptimizer(Optimizer):
                 return proposals.initial_population(self.dim, self.popsize, self.rng)
             return proposals.uniform(self.popsize, self.dim, self.rng)
         population = self._history.c[self._history.ranked()[: self.popsize]]  # Alg. 1: the best P of H
-        if cfg.use_generator:
-            generators = self.generators
-            if generators is None or not self._generation.trained:
-                generators = self._train()
-            made = generators.propose(population)  # Alg. 1: C = G_lw(population)
-        else:  # the no-generator ablation: the population itself, then the same noise and screening
-            made = population.copy()
+        generate = self._generator_map()
+        made = generate(population)  # Alg. 1: C = G_lw(population)
         projected = np.full(len(made), self.noise == 0)  # which rows are G_lw's own, unperturbed output
         surrogate = self._surrogate() if cfg.screening > 0 else None
         if surrogate is not None:
-            made, projected = proposals.screened(
+            candidates = proposals.screening_candidates(
+                population,
                 made,
-                surrogate,
-                self._into_box,
+                generate,
+                source=cfg.screening_candidates,
                 variants=cfg.screening,
-                exploit=cfg.exploit_candidates,
                 sigma=self.noise,
                 rng=self.rng,
             )
+            made, projected = proposals.screened(candidates, surrogate, self._into_box, exploit=cfg.exploit_candidates)
         elif self.noise > 0:
             made = proposals.perturbed(made, self.noise, self.rng)
         if cfg.boundary == "mixed" and self.basis.version and projected.any():
@@ -241,6 +237,16 @@ class GenerativeOptimizer(Optimizer):
         if cfg.deduplicate:
             made = proposals.without_repeats(made, self._history.c, max(self.noise, 0.05), self.rng)
         return made
+
+    def _generator_map(self) -> Callable[[np.ndarray], np.ndarray]:
+        """G_lw, trained for this generation if it is not yet; the identity in the no-generator ablation
+        (proposals are then the population itself, with the same noise and screening)."""
+        if not self.config.use_generator:
+            return np.array
+        generators = self.generators
+        if generators is None or not self._generation.trained:
+            generators = self._train()
+        return generators.propose
 
     def _train(self) -> GeneratorPair:
         """Paper Alg. 1: split H into winners and losers and train the round's generators (§3.2) on them."""
@@ -280,15 +286,22 @@ class GenerativeOptimizer(Optimizer):
         ``recommendation="best"`` (paper Alg. 1): :attr:`best`. ``"posterior"``: the row of the current round's
         history with the best GP posterior mean (smoothing the noise of a finite validation set), its ``x`` mapped
         back from the normalised box (equal to the told row up to rounding) and ``y`` the value told; ``best``
-        while the GP cannot be fitted.
+        while the GP cannot be fitted. ``"posterior-top"``: the same, among the best ``recommend_top_fraction``
+        of the GP's rows by observed value only (at least three) — the GP arbitrates between lucky and good
+        observations without promoting a smooth but mediocre region.
         """
-        if self.config.recommendation != "posterior" or self._best is None:
+        if self.config.recommendation == "best" or self._best is None:
             return self._best
         surrogate, rows = self._fitted_surrogate()
         if surrogate is None:
             return self._best
         history = self._history
-        i = rows[int(np.argmin(surrogate.fitted_mean()))]
+        mean = surrogate.fitted_mean()
+        if self.config.recommendation == "posterior-top":
+            keep = max(3, int(np.ceil(self.config.recommend_top_fraction * len(rows))))
+            top = np.argsort(history.y[rows], kind="stable")[:keep]
+            mean = np.where(np.isin(np.arange(len(rows)), top), mean, np.inf)
+        i = rows[int(np.argmin(mean))]
         y = float(-history.y[i] if self.maximize else history.y[i])
         return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=y, evaluation=int(history.n[i]))
 
