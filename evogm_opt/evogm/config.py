@@ -75,6 +75,11 @@ class EvoGMConfig:
     screening_candidates: CandidateSource = "noise"
     # "posterior-top": the recommendation is chosen by GP mean among this share of the best observed points
     recommend_top_fraction: float = 0.1
+    # from this many coordinates on, the search continues as sep-CMA-ES after the initial population (ours,
+    # evogm/handoff.py); None: never
+    handoff_dim: int | None = None
+    # the handed-off sep-CMA-ES's initial step, a fraction of the box half-width
+    handoff_sigma: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.0 < self.winner_fraction < 1.0:
@@ -106,6 +111,10 @@ class EvoGMConfig:
                 f"screening_candidates must be one of {list(get_args(CandidateSource))}, "
                 f"got {self.screening_candidates!r}"
             )
+        if self.handoff_dim is not None and self.handoff_dim < 2:
+            raise ValueError(f"handoff_dim must be >= 2 or None, got {self.handoff_dim}")
+        if not self.handoff_sigma > 0:
+            raise ValueError(f"handoff_sigma must be > 0, got {self.handoff_sigma}")
         if not 0.0 < self.recommend_top_fraction <= 1.0:
             raise ValueError(f"recommend_top_fraction must be in (0, 1], got {self.recommend_top_fraction}")
 
@@ -174,6 +183,8 @@ PAPER = _every_field(
     use_generator=True,  # paper Alg. 1: C = G_lw(population)
     screening_candidates="noise",  # unused without screening
     recommend_top_fraction=0.1,  # unused with recommendation="best"
+    handoff_dim=None,  # the reference is EvoGM at every size
+    handoff_sigma=0.3,  # unused without a handoff
 )
 
 # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size control whose
@@ -213,6 +224,8 @@ DEFAULT = _every_field(
     use_generator=True,  # research.md, round two: the no-generator ablation
     screening_candidates="noise",  # research.md, round two
     recommend_top_fraction=0.1,  # unused with recommendation="best"
+    handoff_dim=None,  # the reference is EvoGM at every size
+    handoff_sigma=0.3,  # unused without a handoff
 )
 
 PRESETS: dict[str, EvoGMConfig] = {

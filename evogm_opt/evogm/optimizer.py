@@ -23,12 +23,13 @@ import numpy as np
 
 from evogm_opt.base import Best, Optimizer
 from evogm_opt.bounds import BoundsLike
-from evogm_opt.evogm import proposals
+from evogm_opt.evogm import handoff, proposals
 from evogm_opt.evogm.basis import Basis, BasisShift, fold_into_box, spread_rows
 from evogm_opt.evogm.config import PRESETS, EvoGMConfig, resolve
 from evogm_opt.evogm.generator import GeneratorPair
 from evogm_opt.evogm.history import History
 from evogm_opt.evogm.surrogate import GaussianProcess
+from evogm_opt.optimizers.cmaes import CMAES
 from evogm_opt.threads import check_thread_count, torch_threads
 
 logger = logging.getLogger("evogm_opt.evogm")
@@ -129,6 +130,8 @@ class GenerativeOptimizer(Optimizer):
         self._generation = _Generation(np.empty((0, dim)))
         # the history the GP was fitted on, the GP and the rows of that history it saw
         self._surrogate_cache: tuple[History, GaussianProcess | None, np.ndarray] | None = None
+        # sep-CMA-ES once the search has been handed off (config.handoff_dim; evogm/handoff.py), else None
+        self.handoff: CMAES | None = None
 
     @property
     def preset(self) -> str:
@@ -159,7 +162,16 @@ class GenerativeOptimizer(Optimizer):
     def _step_unit(self) -> float:
         return proposals.step_unit(self.dim, self.config.noise_per_sqrt_dim)
 
+    @property
+    def hands_off(self) -> bool:
+        """Whether this optimizer continues as sep-CMA-ES after its initial population (``dim ≥ handoff_dim``)."""
+        return self.config.handoff_dim is not None and self.dim >= self.config.handoff_dim
+
     def _repr_extra(self) -> str:
+        if self.hands_off:
+            when = "active" if self.handoff is not None else "after the initial population"
+            limit = self.config.handoff_dim
+            return f", preset={self.preset!r}, strategy=sep-CMA-ES (dim >= handoff_dim={limit}, {when})"
         return (
             f", preset={self.preset!r}, round={self.round}, iteration={self.iteration}, "
             f"basis_version={self.basis.version}, step={self.noise:.3g}"
@@ -182,6 +194,9 @@ class GenerativeOptimizer(Optimizer):
         return AskedBatch(x=x, basis_version=int(payload[0, 0]), coordinates=payload[:, 1:].copy())
 
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.handoff is not None:  # basis version 0 and c = u: the handoff starts before any shift
+            x = self.handoff.ask(n)
+            return x, np.concatenate([np.zeros((n, 1)), self.box.to_unit(x)], axis=1)
         with torch_threads(self.torch_threads):  # the only place the networks train and run
             return self._propose_rows(n)
 
@@ -314,6 +329,10 @@ class GenerativeOptimizer(Optimizer):
         start = len(self._history)
         evaluations = np.arange(self.n_evals - len(y) + 1, self.n_evals + 1)
         self._history = self._history.appended(c, u, y, evaluations)
+        if self.handoff is not None:
+            handoff.tell_inner(self.handoff, x, y)
+            self.popsize = self.handoff.es.popsize  # a generation is now sep-CMA-ES's (IPOP restarts double it)
+            return
         self._generation.told_rows.extend(range(start, start + len(y)))
         if len(self._generation.told_rows) >= self.popsize:
             self._advance()
@@ -338,8 +357,17 @@ class GenerativeOptimizer(Optimizer):
             self.last_loss,
         )
         self.iteration += 1
-        if self.iteration > self.config.iterations_per_round:
+        if self.hands_off and self._best is not None:
+            self._hand_off()
+        elif self.iteration > self.config.iterations_per_round:
             self._end_round()
+
+    def _hand_off(self) -> None:
+        """The initial population is in: continue as sep-CMA-ES from its best point (evogm/handoff.py)."""
+        seed = int(self.rng.integers(2**62))
+        self.handoff = handoff.start_inner(self.dim, self.box.state(), self._best.x, self.config.handoff_sigma, seed)
+        self.popsize = self.handoff.es.popsize
+        logger.info("dim %d >= handoff_dim: continuing as sep-CMA-ES from the best point so far", self.dim)
 
     def _end_round(self) -> None:
         cfg = self.config
@@ -374,6 +402,8 @@ class GenerativeOptimizer(Optimizer):
             self.on_basis_shift(BasisShift(self.basis.version, self.basis.matrix.copy(), top.copy()))
 
     def _algorithm_stop(self) -> str | None:
+        if self.handoff is not None:
+            return self.handoff._stop_reason(default_rules=False)  # the outer optimizer owns the budget
         if self.config.n_rounds is not None and self.round >= self.config.n_rounds:
             return f"completed n_rounds={self.config.n_rounds} rounds"
         return None
@@ -399,6 +429,7 @@ class GenerativeOptimizer(Optimizer):
             **self._history.state(),
             "last_loss": self.last_loss,
             "generators": None if self.generators is None else self.generators.state(),
+            "handoff": None if self.handoff is None else self.handoff.state_dict(),
         }
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -427,6 +458,8 @@ class GenerativeOptimizer(Optimizer):
         if state["generators"] is not None:
             self.generators = GeneratorPair(dim, self.config.generator, np.random.default_rng(0))
             self.generators.load(state["generators"])
+        inner = state.get("handoff")  # absent before handoffs existed
+        self.handoff = None if inner is None else CMAES.from_state_dict(inner)
         self._surrogate_cache = None
 
     # ------------------------------------------------------------------ introspection
