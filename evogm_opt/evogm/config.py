@@ -192,7 +192,8 @@ PAPER = _every_field(
 # coefficients reflected into the box rather than clipped, no repeats, each proposal screened among 64 noisy
 # variants by a GP surrogate, and generator and GP fitted on bounded windows of the history (most recent + best
 # eighth) so a generation's cost stays flat; a basis shift skips top points that add no direction (residual < 0.3
-# of their length), so the basis stays invertible.
+# of their length), so the basis stays invertible; from 100 coordinates on (layer-wise merges) the search continues
+# as sep-CMA-ES after the initial population.
 DEFAULT = _every_field(
     EvoGMConfig,
     generator=_every_field(
@@ -222,10 +223,10 @@ DEFAULT = _every_field(
     recommendation="best",  # ablation 2: the posterior did not win
     exploit_candidates=0,  # ablation 5
     use_generator=True,  # research.md, round two: the no-generator ablation
-    screening_candidates="noise",  # research.md, round two
-    recommend_top_fraction=0.1,  # unused with recommendation="best"
-    handoff_dim=None,  # the reference is EvoGM at every size
-    handoff_sigma=0.3,  # unused without a handoff
+    screening_candidates="noise",  # ablation 11: drawn from the generator was worse or level
+    recommend_top_fraction=0.1,  # unused with recommendation="best" (ablation 12)
+    handoff_dim=100,  # ablation 13: sep-CMA-ES after the initial population from 100 coordinates on
+    handoff_sigma=0.3,  # ablation 13
 )
 
 PRESETS: dict[str, EvoGMConfig] = {
