@@ -19,7 +19,11 @@ from evogm_opt.evogm.generator import GeneratorConfig
 #: What :meth:`GenerativeOptimizer.recommend` returns: ``"best"`` the best observed point (paper Alg. 1: "return
 #: the best point ever seen"), ``"posterior"`` the evaluated point with the best GP posterior mean (research
 #: ablation 2, rejected).
-Recommendation = Literal["best", "posterior"]
+Recommendation = Literal["best", "posterior", "posterior-top"]
+#: Where the screening candidates of one proposal come from (ours, research round two): ``"noise"`` G_lw(p) plus
+#: Gaussian noise; ``"generator-input"`` G_lw(p + noise), the generator's image of a neighbourhood of p;
+#: ``"generator-line"`` p + t·(G_lw(p) − p) + noise, steps of random length t along the learned direction.
+CandidateSource = Literal["noise", "generator-input", "generator-line"]
 
 _T = TypeVar("_T")
 
@@ -67,6 +71,15 @@ class EvoGMConfig:
     # False: the no-generator ablation — proposals are the top-P population itself instead of G_lw(population),
     # all else equal (noise, screening, shifts); what the learned proposal adds is measured against it
     use_generator: bool = True
+    # where the screening candidates come from (CandidateSource); the first candidate is always G_lw(p)
+    screening_candidates: CandidateSource = "noise"
+    # "posterior-top": the recommendation is chosen by GP mean among this share of the best observed points
+    recommend_top_fraction: float = 0.1
+    # from this many coordinates on, the search continues as sep-CMA-ES after the initial population (ours,
+    # evogm/handoff.py); None: never
+    handoff_dim: int | None = None
+    # the handed-off sep-CMA-ES's initial step, a fraction of the box half-width
+    handoff_sigma: float = 0.3
 
     def __post_init__(self) -> None:
         if not 0.0 < self.winner_fraction < 1.0:
@@ -90,7 +103,20 @@ class EvoGMConfig:
         if self.boundary not in get_args(Boundary):
             raise ValueError(f"boundary must be 'clip', 'reflect' or 'mixed', got {self.boundary!r}")
         if self.recommendation not in get_args(Recommendation):
-            raise ValueError(f"recommendation must be 'best' or 'posterior', got {self.recommendation!r}")
+            raise ValueError(
+                f"recommendation must be one of {list(get_args(Recommendation))}, got {self.recommendation!r}"
+            )
+        if self.screening_candidates not in get_args(CandidateSource):
+            raise ValueError(
+                f"screening_candidates must be one of {list(get_args(CandidateSource))}, "
+                f"got {self.screening_candidates!r}"
+            )
+        if self.handoff_dim is not None and self.handoff_dim < 2:
+            raise ValueError(f"handoff_dim must be >= 2 or None, got {self.handoff_dim}")
+        if not self.handoff_sigma > 0:
+            raise ValueError(f"handoff_sigma must be > 0, got {self.handoff_sigma}")
+        if not 0.0 < self.recommend_top_fraction <= 1.0:
+            raise ValueError(f"recommend_top_fraction must be in (0, 1], got {self.recommend_top_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -155,6 +181,10 @@ PAPER = _every_field(
     recommendation="best",  # paper Alg. 1: the best point ever seen
     exploit_candidates=0,
     use_generator=True,  # paper Alg. 1: C = G_lw(population)
+    screening_candidates="noise",  # unused without screening
+    recommend_top_fraction=0.1,  # unused with recommendation="best"
+    handoff_dim=None,  # the reference is EvoGM at every size
+    handoff_sigma=0.3,  # unused without a handoff
 )
 
 # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size control whose
@@ -162,7 +192,8 @@ PAPER = _every_field(
 # coefficients reflected into the box rather than clipped, no repeats, each proposal screened among 64 noisy
 # variants by a GP surrogate, and generator and GP fitted on bounded windows of the history (most recent + best
 # eighth) so a generation's cost stays flat; a basis shift skips top points that add no direction (residual < 0.3
-# of their length), so the basis stays invertible.
+# of their length), so the basis stays invertible; from 100 coordinates on (layer-wise merges) the search continues
+# as sep-CMA-ES after the initial population.
 DEFAULT = _every_field(
     EvoGMConfig,
     generator=_every_field(
@@ -192,6 +223,10 @@ DEFAULT = _every_field(
     recommendation="best",  # ablation 2: the posterior did not win
     exploit_candidates=0,  # ablation 5
     use_generator=True,  # research.md, round two: the no-generator ablation
+    screening_candidates="noise",  # ablation 11: drawn from the generator was worse or level
+    recommend_top_fraction=0.1,  # unused with recommendation="best" (ablation 12)
+    handoff_dim=100,  # ablation 13: sep-CMA-ES after the initial population from 100 coordinates on
+    handoff_sigma=0.3,  # ablation 13
 )
 
 PRESETS: dict[str, EvoGMConfig] = {

@@ -23,12 +23,13 @@ import numpy as np
 
 from evogm_opt.base import Best, Optimizer
 from evogm_opt.bounds import BoundsLike
-from evogm_opt.evogm import proposals
+from evogm_opt.evogm import handoff, proposals
 from evogm_opt.evogm.basis import Basis, BasisShift, fold_into_box, spread_rows
 from evogm_opt.evogm.config import PRESETS, EvoGMConfig, resolve
 from evogm_opt.evogm.generator import GeneratorPair
 from evogm_opt.evogm.history import History
 from evogm_opt.evogm.surrogate import GaussianProcess
+from evogm_opt.optimizers.cmaes import CMAES
 from evogm_opt.threads import check_thread_count, torch_threads
 
 logger = logging.getLogger("evogm_opt.evogm")
@@ -129,6 +130,8 @@ class GenerativeOptimizer(Optimizer):
         self._generation = _Generation(np.empty((0, dim)))
         # the history the GP was fitted on, the GP and the rows of that history it saw
         self._surrogate_cache: tuple[History, GaussianProcess | None, np.ndarray] | None = None
+        # sep-CMA-ES once the search has been handed off (config.handoff_dim; evogm/handoff.py), else None
+        self.handoff: CMAES | None = None
 
     @property
     def preset(self) -> str:
@@ -159,7 +162,16 @@ class GenerativeOptimizer(Optimizer):
     def _step_unit(self) -> float:
         return proposals.step_unit(self.dim, self.config.noise_per_sqrt_dim)
 
+    @property
+    def hands_off(self) -> bool:
+        """Whether this optimizer continues as sep-CMA-ES after its initial population (``dim ≥ handoff_dim``)."""
+        return self.config.handoff_dim is not None and self.dim >= self.config.handoff_dim
+
     def _repr_extra(self) -> str:
+        if self.hands_off:
+            when = "active" if self.handoff is not None else "after the initial population"
+            limit = self.config.handoff_dim
+            return f", preset={self.preset!r}, strategy=sep-CMA-ES (dim >= handoff_dim={limit}, {when})"
         return (
             f", preset={self.preset!r}, round={self.round}, iteration={self.iteration}, "
             f"basis_version={self.basis.version}, step={self.noise:.3g}"
@@ -182,6 +194,9 @@ class GenerativeOptimizer(Optimizer):
         return AskedBatch(x=x, basis_version=int(payload[0, 0]), coordinates=payload[:, 1:].copy())
 
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.handoff is not None:  # basis version 0 and c = u: the handoff starts before any shift
+            x = self.handoff.ask(n)
+            return x, np.concatenate([np.zeros((n, 1)), self.box.to_unit(x)], axis=1)
         with torch_threads(self.torch_threads):  # the only place the networks train and run
             return self._propose_rows(n)
 
@@ -211,25 +226,21 @@ class GenerativeOptimizer(Optimizer):
                 return proposals.initial_population(self.dim, self.popsize, self.rng)
             return proposals.uniform(self.popsize, self.dim, self.rng)
         population = self._history.c[self._history.ranked()[: self.popsize]]  # Alg. 1: the best P of H
-        if cfg.use_generator:
-            generators = self.generators
-            if generators is None or not self._generation.trained:
-                generators = self._train()
-            made = generators.propose(population)  # Alg. 1: C = G_lw(population)
-        else:  # the no-generator ablation: the population itself, then the same noise and screening
-            made = population.copy()
+        generate = self._generator_map()
+        made = generate(population)  # Alg. 1: C = G_lw(population)
         projected = np.full(len(made), self.noise == 0)  # which rows are G_lw's own, unperturbed output
         surrogate = self._surrogate() if cfg.screening > 0 else None
         if surrogate is not None:
-            made, projected = proposals.screened(
+            candidates = proposals.screening_candidates(
+                population,
                 made,
-                surrogate,
-                self._into_box,
+                generate,
+                source=cfg.screening_candidates,
                 variants=cfg.screening,
-                exploit=cfg.exploit_candidates,
                 sigma=self.noise,
                 rng=self.rng,
             )
+            made, projected = proposals.screened(candidates, surrogate, self._into_box, exploit=cfg.exploit_candidates)
         elif self.noise > 0:
             made = proposals.perturbed(made, self.noise, self.rng)
         if cfg.boundary == "mixed" and self.basis.version and projected.any():
@@ -241,6 +252,16 @@ class GenerativeOptimizer(Optimizer):
         if cfg.deduplicate:
             made = proposals.without_repeats(made, self._history.c, max(self.noise, 0.05), self.rng)
         return made
+
+    def _generator_map(self) -> Callable[[np.ndarray], np.ndarray]:
+        """G_lw, trained for this generation if it is not yet; the identity in the no-generator ablation
+        (proposals are then the population itself, with the same noise and screening)."""
+        if not self.config.use_generator:
+            return np.array
+        generators = self.generators
+        if generators is None or not self._generation.trained:
+            generators = self._train()
+        return generators.propose
 
     def _train(self) -> GeneratorPair:
         """Paper Alg. 1: split H into winners and losers and train the round's generators (§3.2) on them."""
@@ -280,15 +301,22 @@ class GenerativeOptimizer(Optimizer):
         ``recommendation="best"`` (paper Alg. 1): :attr:`best`. ``"posterior"``: the row of the current round's
         history with the best GP posterior mean (smoothing the noise of a finite validation set), its ``x`` mapped
         back from the normalised box (equal to the told row up to rounding) and ``y`` the value told; ``best``
-        while the GP cannot be fitted.
+        while the GP cannot be fitted. ``"posterior-top"``: the same, among the best ``recommend_top_fraction``
+        of the GP's rows by observed value only (at least three) — the GP arbitrates between lucky and good
+        observations without promoting a smooth but mediocre region.
         """
-        if self.config.recommendation != "posterior" or self._best is None:
+        if self.config.recommendation == "best" or self._best is None:
             return self._best
         surrogate, rows = self._fitted_surrogate()
         if surrogate is None:
             return self._best
         history = self._history
-        i = rows[int(np.argmin(surrogate.fitted_mean()))]
+        mean = surrogate.fitted_mean()
+        if self.config.recommendation == "posterior-top":
+            keep = max(3, int(np.ceil(self.config.recommend_top_fraction * len(rows))))
+            top = np.argsort(history.y[rows], kind="stable")[:keep]
+            mean = np.where(np.isin(np.arange(len(rows)), top), mean, np.inf)
+        i = rows[int(np.argmin(mean))]
         y = float(-history.y[i] if self.maximize else history.y[i])
         return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=y, evaluation=int(history.n[i]))
 
@@ -301,6 +329,10 @@ class GenerativeOptimizer(Optimizer):
         start = len(self._history)
         evaluations = np.arange(self.n_evals - len(y) + 1, self.n_evals + 1)
         self._history = self._history.appended(c, u, y, evaluations)
+        if self.handoff is not None:
+            handoff.tell_inner(self.handoff, x, y)
+            self.popsize = self.handoff.es.popsize  # a generation is now sep-CMA-ES's (IPOP restarts double it)
+            return
         self._generation.told_rows.extend(range(start, start + len(y)))
         if len(self._generation.told_rows) >= self.popsize:
             self._advance()
@@ -325,8 +357,17 @@ class GenerativeOptimizer(Optimizer):
             self.last_loss,
         )
         self.iteration += 1
-        if self.iteration > self.config.iterations_per_round:
+        if self.hands_off and self._best is not None:
+            self._hand_off()
+        elif self.iteration > self.config.iterations_per_round:
             self._end_round()
+
+    def _hand_off(self) -> None:
+        """The initial population is in: continue as sep-CMA-ES from its best point (evogm/handoff.py)."""
+        seed = int(self.rng.integers(2**62))
+        self.handoff = handoff.start_inner(self.dim, self.box.state(), self._best.x, self.config.handoff_sigma, seed)
+        self.popsize = self.handoff.es.popsize
+        logger.info("dim %d >= handoff_dim: continuing as sep-CMA-ES from the best point so far", self.dim)
 
     def _end_round(self) -> None:
         cfg = self.config
@@ -361,6 +402,8 @@ class GenerativeOptimizer(Optimizer):
             self.on_basis_shift(BasisShift(self.basis.version, self.basis.matrix.copy(), top.copy()))
 
     def _algorithm_stop(self) -> str | None:
+        if self.handoff is not None:
+            return self.handoff._stop_reason(default_rules=False)  # the outer optimizer owns the budget
         if self.config.n_rounds is not None and self.round >= self.config.n_rounds:
             return f"completed n_rounds={self.config.n_rounds} rounds"
         return None
@@ -386,6 +429,7 @@ class GenerativeOptimizer(Optimizer):
             **self._history.state(),
             "last_loss": self.last_loss,
             "generators": None if self.generators is None else self.generators.state(),
+            "handoff": None if self.handoff is None else self.handoff.state_dict(),
         }
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -414,6 +458,8 @@ class GenerativeOptimizer(Optimizer):
         if state["generators"] is not None:
             self.generators = GeneratorPair(dim, self.config.generator, np.random.default_rng(0))
             self.generators.load(state["generators"])
+        inner = state.get("handoff")  # absent before handoffs existed
+        self.handoff = None if inner is None else CMAES.from_state_dict(inner)
         self._surrogate_cache = None
 
     # ------------------------------------------------------------------ introspection

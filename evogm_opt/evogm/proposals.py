@@ -52,27 +52,54 @@ def perturbed(proposals: np.ndarray, sigma: float, rng: np.random.Generator) -> 
     return np.clip(proposals + sigma * rng.standard_normal(proposals.shape), -1.0, 1.0)
 
 
-def screened(
-    proposals: np.ndarray,
-    surrogate: GaussianProcess,
-    into_box: IntoBox,
+def screening_candidates(
+    population: np.ndarray,
+    made: np.ndarray,
+    generate: Callable[[np.ndarray], np.ndarray],
     *,
+    source: str,
     variants: int,
-    exploit: int,
     sigma: float,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per proposal, ``variants`` noisy variants (the first noise-free); ask the one with the highest expected
-    improvement under the GP (ours, research ablation 1). With ``exploit`` = M > 0 the M asks of lowest EI are
-    swapped for the candidates of best GP mean not already asked (ablation 5, rejected).
+) -> np.ndarray:
+    """Per proposal ``made[i]`` = G_lw(population[i]), ``variants`` candidates (n, k, dim), the first G_lw(p) itself.
 
-    Returns the chosen rows and which of them are the generator's own, noise-free proposals.
+    ``source`` (config.CandidateSource): ``"noise"`` G_lw(p) + σε — the generator gives one point, isotropic
+    noise the spread; ``"generator-input"`` G_lw(p + σε) — the generator's image of p's neighbourhood, so the
+    spread is the learned map's (contracted where it pulls towards winners, kept where it does not);
+    ``"generator-line"`` p + t·(G_lw(p) − p) + σε with t ~ U(0, 2): steps of random length along the learned
+    loser→winner direction, overshooting it as often as falling short (ours, research round two).
     """
-    n, dim = proposals.shape
+    n, dim = made.shape
     k = variants
     noise = sigma * rng.standard_normal((n, k, dim))
     noise[:, 0] = 0.0
-    candidates = clip_into_unit_box(proposals[:, None, :] + noise)
+    if source == "noise":
+        return clip_into_unit_box(made[:, None, :] + noise)
+    if source == "generator-input":
+        inputs = clip_into_unit_box(population[:, None, :] + noise)
+        out = clip_into_unit_box(generate(inputs.reshape(-1, dim))).reshape(n, k, dim)
+        out[:, 0] = made
+        return out
+    t = rng.uniform(0.0, 2.0, (n, k, 1))
+    t[:, 0] = 1.0
+    return clip_into_unit_box(population[:, None, :] + t * (made - population)[:, None, :] + noise)
+
+
+def screened(
+    candidates: np.ndarray,
+    surrogate: GaussianProcess,
+    into_box: IntoBox,
+    *,
+    exploit: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per proposal, of its candidates (n, k, dim; the first its noise-free proposal) ask the one with the highest
+    expected improvement under the GP (ours, research ablation 1). With ``exploit`` = M > 0 the M asks of lowest
+    EI are swapped for the candidates of best GP mean not already asked (ablation 5, rejected).
+
+    Returns the chosen rows and which of them are the generator's own, noise-free proposals.
+    """
+    n, k, dim = candidates.shape
     flat = candidates.reshape(-1, dim)
     own = np.zeros(len(flat), dtype=bool)
     own[::k] = True

@@ -1,0 +1,140 @@
+"""Research round two's settings: where screening candidates come from, the posterior-top recommendation and the
+high-dimensional handoff to sep-CMA-ES (docs/research.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from evogm_opt import PRESETS, GenerativeOptimizer, load
+from evogm_opt.evogm import proposals
+from evogm_opt.evogm.config import EvoGMConfig
+from tests.conftest import sphere
+
+
+def run(config, dim: int = 3, evaluations: int = 60, seed: int = 0) -> GenerativeOptimizer:
+    opt = GenerativeOptimizer(dim, seed=seed, config=config, max_evals=evaluations)
+    while not opt.stop():
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
+    return opt
+
+
+# ---------------------------------------------------------------------- screening candidates
+def _shrink(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x  # a "generator" that pulls every point halfway to the origin
+
+
+@pytest.mark.parametrize("source", ["noise", "generator-input", "generator-line"])
+def test_each_candidate_source_keeps_the_generators_own_proposal_first_and_stays_in_the_box(source):
+    rng = np.random.default_rng(0)
+    population = rng.uniform(-1, 1, (5, 4))
+    made = _shrink(population)
+    candidates = proposals.screening_candidates(
+        population, made, _shrink, source=source, variants=16, sigma=0.5, rng=rng
+    )
+    assert candidates.shape == (5, 16, 4)
+    np.testing.assert_allclose(candidates[:, 0], made)
+    assert np.all(np.abs(candidates) <= 1.0)
+
+
+def test_generator_input_candidates_are_the_generators_image_of_a_neighbourhood():
+    rng = np.random.default_rng(1)
+    population = rng.uniform(-1, 1, (3, 4))
+    candidates = proposals.screening_candidates(
+        population, _shrink(population), _shrink, source="generator-input", variants=32, sigma=0.4, rng=rng
+    )
+    # the map halves everything: every candidate lies in [-0.5, 0.5], which plain noise around G(p) leaves
+    assert np.all(np.abs(candidates) <= 0.5 + 1e-12)
+    noisy = proposals.screening_candidates(
+        population, _shrink(population), _shrink, source="noise", variants=32, sigma=0.4, rng=np.random.default_rng(1)
+    )
+    assert np.abs(noisy).max() > 0.5
+
+
+def test_generator_line_candidates_lie_near_the_line_through_p_and_its_image():
+    rng = np.random.default_rng(2)
+    population = rng.uniform(-0.5, 0.5, (2, 3))
+    made = _shrink(population)
+    candidates = proposals.screening_candidates(
+        population, made, _shrink, source="generator-line", variants=8, sigma=1e-9, rng=rng
+    )
+    for i in range(2):
+        direction = made[i] - population[i]
+        t = (candidates[i] - population[i]) @ direction / (direction @ direction)
+        np.testing.assert_allclose(candidates[i], population[i] + t[:, None] * direction, atol=1e-6)
+        assert t.min() >= 0.0 and t.max() <= 2.0 and len(np.unique(np.round(t, 6))) > 4
+
+
+def test_candidate_source_changes_the_search_and_is_validated():
+    base = run(PRESETS["default"])
+    other = run(dataclasses.replace(PRESETS["default"], screening_candidates="generator-input"))
+    assert not np.array_equal(base.evaluations.x, other.evaluations.x)
+    with pytest.raises(ValueError, match="screening_candidates"):
+        EvoGMConfig(screening_candidates="everywhere")
+
+
+# ---------------------------------------------------------------------- recommendation
+def test_posterior_top_recommends_one_of_the_best_observed_points():
+    config = dataclasses.replace(PRESETS["default"], recommendation="posterior-top", recommend_top_fraction=0.1)
+    opt = run(config, evaluations=80)
+    rec = opt.recommend()
+    y = opt.evaluations.y
+    keep = max(3, int(np.ceil(0.1 * len(y))))
+    assert rec.y <= np.sort(y)[keep - 1]  # among the best tenth by observed value (minimising)
+    np.testing.assert_allclose(opt.evaluations.x[rec.evaluation - 1], rec.x, atol=1e-9)
+    with pytest.raises(ValueError, match="recommend_top_fraction"):
+        EvoGMConfig(recommend_top_fraction=0.0)
+
+
+# ---------------------------------------------------------------------- handoff
+def test_below_handoff_dim_nothing_changes():
+    config = dataclasses.replace(PRESETS["default"], handoff_dim=4)
+    np.testing.assert_array_equal(run(config).evaluations.x, run(PRESETS["default"]).evaluations.x)
+
+
+def test_at_handoff_dim_the_search_continues_as_sep_cmaes_after_the_initial_population():
+    config = dataclasses.replace(PRESETS["default"], handoff_dim=6)
+    opt = GenerativeOptimizer(6, seed=3, config=config, max_evals=200)
+    assert "strategy=sep-CMA-ES" in repr(opt) and "after the initial population" in repr(opt)
+    first = opt.ask()
+    assert len(first) == 12  # EvoGM's initial population: 2·dim, its one-hots first
+    np.testing.assert_array_equal(first[:6], np.eye(6))
+    opt.tell(first, [sphere(row - 0.2) for row in first])
+    assert opt.handoff is not None and "active" in repr(opt)
+    assert opt.popsize == 4 + int(3 * np.log(6)) and opt.handoff.es.opts["CMA_diagonal"] is True
+    np.testing.assert_allclose(opt.handoff.es.mean, np.clip(opt.best.x, -1, 1))  # starts at the best point
+    while not opt.stop():
+        x = opt.ask()
+        opt.tell(x, [sphere(row - 0.2) for row in x])
+    assert opt.best.y < 0.05 and opt.stop_reason.startswith("evaluation budget")
+
+
+def test_a_handed_off_search_resumes_exactly(tmp_path):
+    config = dataclasses.replace(PRESETS["default"], handoff_dim=5)
+    opt = GenerativeOptimizer(5, seed=4, config=config, max_evals=120)
+    for _ in range(3):
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
+    pending = opt.ask(4)  # asked, not yet told, at the checkpoint
+    opt.save(tmp_path / "c.npz")
+    twin = load(tmp_path / "c.npz")
+    assert twin.handoff is not None and twin.popsize == opt.popsize
+    for o in (opt, twin):
+        o.tell(pending, [sphere(row) for row in pending])
+    while not opt.stop():
+        a, b = opt.ask(), twin.ask()
+        np.testing.assert_array_equal(a, b)
+        opt.tell(a, [sphere(row) for row in a])
+        twin.tell(b, [sphere(row) for row in b])
+    assert opt.best.y == twin.best.y
+
+
+def test_paper_never_hands_off_and_the_setting_is_validated():
+    assert PRESETS["paper"].handoff_dim is None
+    with pytest.raises(ValueError, match="handoff_dim"):
+        EvoGMConfig(handoff_dim=1)
+    with pytest.raises(ValueError, match="handoff_sigma"):
+        EvoGMConfig(handoff_sigma=0.0)
