@@ -84,7 +84,7 @@ def test_schema_errors_name_the_problem(workspace):
     with pytest.raises(ConfigError, match="missing keys \\['experts'\\]"):
         parse_config({k: v for k, v in config_dict().items() if k != "experts"}, workspace)
     with pytest.raises(ConfigError, match="not one of"):
-        parse_config(config_dict(method="slerp"), workspace)
+        parse_config(config_dict(method="slurp"), workspace)
     with pytest.raises(ConfigError, match="density"):
         parse_config(config_dict(method={"name": "ties", "density": 1.5}), workspace)
     with pytest.raises(ConfigError, match=r"optimizer\.name"):
