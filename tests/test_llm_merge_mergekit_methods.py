@@ -234,7 +234,7 @@ def test_without_mergekit_a_mergekit_method_says_how_to_install_it(workspace, mo
     assert parse(workspace, {"name": "ties", "density": 0.5}).method == "ties"  # ours need no mergekit
 
 
-# --- end to end: a search from a YAML config, its mergekit.yml and its rebuild --------------------------------
+# --- end to end: a search from a YAML config and its mergekit.yml --------------------------------------------
 
 
 @pytest.mark.parametrize(
