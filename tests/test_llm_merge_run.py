@@ -300,7 +300,7 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "experts: expected a non-empty list" in r.stderr
     r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge"], capture_output=True, text=True)
-    assert r.returncode == 2 and "either CONFIG.yaml or --demo" in r.stderr
+    assert r.returncode == 2 and "give one of CONFIG.yaml, --demo or --rebuild RUN" in r.stderr
 
 
 def test_stagnation_and_wall_clock_stop_the_search_and_the_reason_is_logged(workspace):
