@@ -23,14 +23,13 @@ mergekit = pytest.importorskip(
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.experts import dense_expert, load_lora_expert  # noqa: E402
 from llm_merge.fitness import MergeFitness  # noqa: E402
 from llm_merge.mergekit_methods import MergekitMethod, seeded_torch  # noqa: E402
 from llm_merge.merges import get_method, mask_seed  # noqa: E402
 from llm_merge.recipes import RECIPE  # noqa: E402
 from llm_merge.run_config import ConfigError, parse_config  # noqa: E402
 
-from tests.test_llm_merge_mergekit import llama_workspace  # noqa: E402, F401
+from tests.test_llm_merge_mergekit import base_and_experts, llama_workspace  # noqa: E402, F401
 from tests.test_llm_merge_recipes import mergekit_yaml  # noqa: E402
 from tests.test_llm_merge_run import config_dict, quiet_run, workspace, write_config  # noqa: E402, F401
 
@@ -120,15 +119,7 @@ def test_a_mergekit_computed_merge_equals_run_merge_on_the_same_recipe(
     seeded_mergekit(method.seed)
     reference = run_merge_on(recipe_for(root, name, options, weights), tmp_path / "out", root / "lora-cache")
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(root / "base").float()
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    pristine = {k: v.clone() for k, v in model.state_dict().items()}
-    tuned = transformers.AutoModelForCausalLM.from_pretrained(root / "tuned").float().state_dict()
-    experts = [
-        dense_expert("tuned", pristine, tuned),
-        load_lora_expert(root / "lora0", shapes, base_name=str(root / "base"), on_other_base="error"),
-        load_lora_expert(root / "lora1", shapes, base_name=str(root / "base"), on_other_base="error"),
-    ]
+    model, pristine, experts = base_and_experts(root)
     MergeFitness(model, None, experts, [], method=method).apply(np.array(weights))
     worst, err = max_abs_diff(model.state_dict(), reference)
     record_property("max_abs_diff", err)
