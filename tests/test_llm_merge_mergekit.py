@@ -198,6 +198,21 @@ def llama_workspace(tmp_path_factory):
     return root
 
 
+def base_and_experts(root: Path):
+    """The workspace's base model (fp32), a copy of its weights, and its three experts as ours (full fine-tune, then
+    the two LoRA adapters: mergekit's model order)."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(root / "base").float()
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    pristine = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned = transformers.AutoModelForCausalLM.from_pretrained(root / "tuned").float().state_dict()
+    experts = [
+        dense_expert("tuned", pristine, tuned),
+        load_lora_expert(root / "lora0", shapes, base_name=str(root / "base"), on_other_base="error"),
+        load_lora_expert(root / "lora1", shapes, base_name=str(root / "base"), on_other_base="error"),
+    ]
+    return model, pristine, experts
+
+
 def run_mergekit(root: Path, name: str, options: dict, weights, out: Path) -> dict[str, torch.Tensor]:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge
@@ -248,15 +263,7 @@ def test_mergekit_yaml_run_on_a_tiny_llama_equals_our_merge(
         monkeypatch.setattr(GeneralizedTaskArithmeticMerge, "merge_group", seeded)
     reference = run_mergekit(root, name, options, weights, tmp_path / "out")
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(root / "base").float()
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    pristine = {k: v.clone() for k, v in model.state_dict().items()}
-    tuned = transformers.AutoModelForCausalLM.from_pretrained(root / "tuned").float().state_dict()
-    experts = [
-        dense_expert("tuned", pristine, tuned),
-        load_lora_expert(root / "lora0", shapes, base_name=str(root / "base"), on_other_base="error"),
-        load_lora_expert(root / "lora1", shapes, base_name=str(root / "base"), on_other_base="error"),
-    ]
+    model, pristine, experts = base_and_experts(root)
     fitness = MergeFitness(model, None, experts, [], method=get_method(name, **options))
     fitness.apply(np.array(weights))
     merged = model.state_dict()

@@ -84,7 +84,7 @@ def test_schema_errors_name_the_problem(workspace):
     with pytest.raises(ConfigError, match="missing keys \\['experts'\\]"):
         parse_config({k: v for k, v in config_dict().items() if k != "experts"}, workspace)
     with pytest.raises(ConfigError, match="not one of"):
-        parse_config(config_dict(method="slerp"), workspace)
+        parse_config(config_dict(method="slurp"), workspace)
     with pytest.raises(ConfigError, match="density"):
         parse_config(config_dict(method={"name": "ties", "density": 1.5}), workspace)
     with pytest.raises(ConfigError, match=r"optimizer\.name"):
@@ -300,7 +300,7 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "experts: expected a non-empty list" in r.stderr
     r = subprocess.run([sys.executable, "-m", "evogm_opt.cli", "merge"], capture_output=True, text=True)
-    assert r.returncode == 2 and "either CONFIG.yaml or --demo" in r.stderr
+    assert r.returncode == 2 and "give one of CONFIG.yaml, --demo or --rebuild RUN" in r.stderr
 
 
 def test_stagnation_and_wall_clock_stop_the_search_and_the_reason_is_logged(workspace):

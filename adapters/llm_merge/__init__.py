@@ -1,10 +1,11 @@
 """LLM merge adapter (``llm`` extra): experts as exact task vectors, merge methods, tasks, fitness and runs.
 
 ``experts`` / ``loading`` read LoRA and full fine-tuned experts (refusing what would merge wrong); ``merges`` is
-the TA / TIES / DARE registry; ``tasks`` scores JSONL tasks; ``fitness.MergeFitness`` rebuilds the model in place
-per candidate; ``run`` is ``evogm-opt merge CONFIG.yaml`` (schema in ``run_config``), in four steps: ``assemble``
-(the fitness from the config), ``journal`` (the run folder), ``search`` (the ask/tell loop), ``report`` (scores,
-tables, plots, ``--pick``); ``demo`` is the CPU demo.
+the TA / TIES / DARE registry, ``mergekit_methods`` any other mergekit method (computed by mergekit); ``tasks``
+scores JSONL tasks; ``fitness.MergeFitness`` rebuilds the model in place per candidate; ``run`` is ``evogm-opt
+merge CONFIG.yaml`` (schema in ``run_config``), in four steps: ``assemble`` (the fitness from the config),
+``journal`` (the run folder), ``search`` (the ask/tell loop), ``report`` (scores, tables, plots, ``--pick``);
+``rebuild`` writes ``merged/`` again from its record; ``demo`` is the CPU demo.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _EXPORTS = {
     "MERGE_METHODS": "merges",
     "MergeMethod": "merges",
     "get_method": "merges",
+    "MergekitMethod": "mergekit_methods",
     "validate_method": "merges",
     "RunError": "run",
     "run_merge": "run",
@@ -52,6 +54,7 @@ __all__ = [
     "LoraFactors",
     "MergeFitness",
     "MergeMethod",
+    "MergekitMethod",
     "RunError",
     "Task",
     "TaskError",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_merge.experts import Expert
-from llm_merge.fitness import MergeFitness
+from llm_merge.fitness import MergeFitness, merged_parameters
 from llm_merge.layouts import make_layout
 from llm_merge.loading import load_base, load_expert
 from llm_merge.merges import get_method
@@ -61,10 +61,9 @@ def assemble(
     model, tok = load_base(base, dtype, device, tokenizer, model_type)
     loaded = [load_expert(e.path, model, tok, e.name, e.kind, on_other_base) for e in experts]
     merge = get_method(method, **(method_options or {}))
-    touched = sorted(set().union(*(e.params for e in loaded)))
     coefficients = make_layout(
         layout.name,
-        touched,
+        merged_parameters(model, loaded, merge),
         len(loaded),
         groups=layout.groups,
         n_layers=layer_counts(model.config),

@@ -1,4 +1,5 @@
-"""``evogm-opt merge``: search merge coefficients for LLM experts from a YAML config, or run the CPU demo.
+"""``evogm-opt merge``: search merge coefficients for LLM experts from a YAML config, rebuild a run's merge from its
+record (``--rebuild``), or run the CPU demo.
 
 Registered as the ``merge`` entry point of ``evogm_opt.commands``. Nothing heavy is imported until the command
 runs, so a missing ``llm`` extra is reported with the install line that brings it.
@@ -22,9 +23,13 @@ def _merge(args: argparse.Namespace) -> int:
         return 2
     if args.quiet:
         _silence_libraries()
-    if args.demo == (args.config is not None):
-        print("evogm-opt merge: give either CONFIG.yaml or --demo (see docs/llm-merge.md)", file=sys.stderr)
+    if sum((args.demo, args.config is not None, args.rebuild is not None)) != 1:
+        print(
+            "evogm-opt merge: give one of CONFIG.yaml, --demo or --rebuild RUN (see docs/llm-merge.md)", file=sys.stderr
+        )
         return 2
+    if args.rebuild is not None:
+        return _rebuild(args)
     if args.demo:
         result = run_demo(Path(args.out or "merge-demo"), budget_per_dim=args.budget, seed=args.seed, quiet=args.quiet)
         print()
@@ -61,6 +66,24 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    from llm_merge.experts import ExpertError
+    from llm_merge.rebuild import rebuild
+    from llm_merge.run import RunError
+
+    if args.out is None:
+        print("evogm-opt merge --rebuild: give --out OUT, a new folder for the rebuilt merge", file=sys.stderr)
+        return 2
+    say = (lambda *a: None) if args.quiet else print
+    try:
+        rebuild(args.rebuild, args.out, device=args.device, say=say)
+    except (RunError, ExpertError, ValueError, OSError) as exc:
+        print(f"evogm-opt merge --rebuild: {exc}", file=sys.stderr)
+        return 2
+    say(f"rebuilt merge in {args.out}")
+    return 0
+
+
 def _silence_libraries() -> None:
     """``--quiet``: transformers' and the hub's own progress bars ("Loading weights", "Writing model shards") and
     info messages too, not only ours."""
@@ -82,7 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("config", nargs="?", help="CONFIG.yaml (schema: docs/llm-merge.md); resumes if interrupted")
     merge.add_argument("--demo", action="store_true", help="tiny model, 4 LoRA experts, EvoGM vs CMA-ES vs PSO")
-    merge.add_argument("--out", default=None, help="output folder (overrides the config's; demo: merge-demo)")
+    merge.add_argument(
+        "--out", default=None, help="output folder (overrides the config's; demo: merge-demo; --rebuild: a new folder)"
+    )
+    merge.add_argument(
+        "--rebuild",
+        default=None,
+        metavar="RUN",
+        help="write a run's merged/ again into --out from its evogm_merge.json (RUN: the run folder or the file) "
+        "and the base and expert folders it names",
+    )
+    merge.add_argument("--device", default=None, help="--rebuild: the device to merge on (default: the run's)")
     merge.add_argument("--restart", action="store_true", help="set an existing run in the output folder aside")
     merge.add_argument(
         "--pick",

@@ -23,6 +23,15 @@ from llm_merge.merges import MergeMethod, get_method
 from llm_merge.tasks import Task, correct_per_example, score
 
 
+def merged_parameters(model: torch.nn.Module, experts: Sequence[Expert], method: MergeMethod) -> list[str]:
+    """The parameters a candidate rewrites: those some expert changes, or every floating-point parameter where the
+    method does not give θ₀ back when all experts equal it (mergekit's linear, slerp-like methods)."""
+    touched = set().union(*(e.params for e in experts))
+    if not method.keeps_untouched:
+        touched |= {name for name, p in model.named_parameters() if p.is_floating_point()}
+    return sorted(touched)
+
+
 class MergeFitness:
     """Mean task accuracy of θ₀ ⊕ λ·experts (to maximise).
 
@@ -31,7 +40,8 @@ class MergeFitness:
         tokenizer: its tokenizer.
         experts: task vectors from :func:`llm_merge.load_lora_expert` / :func:`llm_merge.dense_expert`.
         tasks: the tasks that drive the search (use separate test tasks for the report).
-        method: a merge method name (``task_arithmetic``, ``ties``, ``dare_linear``, ``dare_ties``) or instance.
+        method: a merge method name (``task_arithmetic``, ``ties``, ``dare_linear``, ``dare_ties``, or a method of
+            mergekit's registry) or instance.
         weights: optional per-task weights for the mean.
         batch_size: examples per forward when scoring.
         layout: how the optimizer's flat vector maps to per-tensor coefficients (``llm_merge.layouts``);
@@ -59,7 +69,7 @@ class MergeFitness:
         if len(self.weights) != len(self.tasks):
             raise ValueError("one weight per task")
         params = dict(model.named_parameters())
-        touched = sorted(set().union(*(e.params for e in self.experts)))
+        touched = merged_parameters(model, self.experts, self.method)
         missing = [p for p in touched if p not in params]
         if missing:
             raise ExpertError(f"experts touch parameters the model does not have: {missing[:3]}")
@@ -128,7 +138,7 @@ class MergeFitness:
                 self._cache[name] = self._concat_factors(name, self._device)
             else:
                 deltas = [self._delta_or_zero(e, name).to(self._device) for e in self.experts]
-                self._cache[name] = self.method.prepare(name, deltas)
+                self._cache[name] = self.method.prepare_with_base(name, deltas, self._pristine[name])
 
     @torch.no_grad()
     def rebase(self, rows: np.ndarray) -> None:
@@ -156,7 +166,8 @@ class MergeFitness:
             prepared = self._cache[name]
             device = self._pristine[name].device
             merged = [self.method.merged_delta(prepared, row.to(device)) for row in weights]
-            self._cache[name] = self.method.prepare(f"{name}#basis{self.basis_version}", merged)
+            basis = f"{name}#basis{self.basis_version}"
+            self._cache[name] = self.method.prepare_with_base(basis, merged, self._pristine[name])
 
     @torch.no_grad()
     def restore(self) -> None:

@@ -25,13 +25,16 @@ tensor by tensor: tests/test_llm_merge_mergekit.py). With τ̂_i the sparsified 
 round(density·n) entries plus ties at the threshold, no election where Σ λ_i τ̂_i = 0, a Σ|λ_i| normaliser,
 ``normalize: false`` and ``density: 0.2`` by default; DARE with a drop probability ``drop`` and a 1/(1 − drop)
 rescale.
+
+Any other name — or any name with ``backend: mergekit`` — is a method of mergekit's own registry, computed by
+mergekit tensor by tensor (``llm_merge.mergekit_methods``, the ``mergekit`` extra).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -47,10 +50,30 @@ def register(cls: type[MergeMethod]) -> type[MergeMethod]:
     return cls
 
 
+BACKENDS = ("evogm", "mergekit")  # ``backend``: this registry, computed in place, or mergekit's, computed by it
+
+
+def _backend(name: str, options: Mapping[str, Any]) -> str:
+    """Who computes the merge: ``backend`` if given, else this registry for its names and mergekit for any other."""
+    backend = options.get("backend", "evogm" if name in MERGE_METHODS else "mergekit")
+    if backend not in BACKENDS:
+        raise ValueError(f"method {name}: backend must be evogm or mergekit, got {backend!r}")
+    if backend == "evogm" and name not in MERGE_METHODS:
+        raise ValueError(
+            f"method {name}: backend evogm computes {', '.join(sorted(MERGE_METHODS))} only; "
+            "backend: mergekit (the default for other names) has mergekit compute it"
+        )
+    return backend
+
+
 def get_method(name: str, **options: Any) -> MergeMethod:
-    if name not in MERGE_METHODS:
-        raise ValueError(f"unknown merge method {name!r}; choose one of {sorted(MERGE_METHODS)}")
-    return MERGE_METHODS[name](**options)
+    """The method ``name`` with its parameters: ours (in place) or, for other names or ``backend: mergekit``,
+    mergekit's (``llm_merge.mergekit_methods.MergekitMethod``)."""
+    if _backend(name, options) == "mergekit":
+        from llm_merge.mergekit_methods import MergekitMethod
+
+        return MergekitMethod(name, **options)
+    return MERGE_METHODS[name](**{k: v for k, v in options.items() if k != "backend"})
 
 
 def _is_number(value: Any) -> bool:
@@ -69,15 +92,21 @@ _CHECKS: dict[str, tuple[Any, str]] = {
 }
 
 
-def validate_method(name: str, options: Mapping[str, Any]) -> None:
+def validate_method(name: str, options: Mapping[str, Any], n_experts: int | None = None) -> None:
     """Check a method name and its parameters before anything loads; a ``ValueError`` with one line that names the
-    bad key (and lists the allowed ones) otherwise.
+    bad key (and lists the allowed ones) otherwise. ``n_experts``: also check that a mergekit method takes that many.
 
     ``validate_method("ties", {"densty": 0.2})`` raises "method ties: unknown parameter 'densty'; allowed:
     convention, density, int8_mask, lambda, normalize, rescale".
     """
-    if name not in MERGE_METHODS:
-        raise ValueError(f"unknown merge method {name!r}; choose one of {sorted(MERGE_METHODS)}")
+    if _backend(name, options) == "mergekit":
+        from llm_merge.mergekit_methods import MergekitMethod
+
+        method = MergekitMethod(name, **options)
+        if n_experts is not None:
+            method.check_experts(n_experts)
+        return
+    options = {k: v for k, v in options.items() if k != "backend"}
     cls = MERGE_METHODS[name]
     convention = options.get("convention", "mergekit")
     if convention not in cls.conventions():
@@ -110,6 +139,10 @@ class MergeMethod:
     parameters: ClassVar[dict[str, Any]] = {}  # mergekit's names and defaults
     evogm_parameters: ClassVar[dict[str, Any] | None] = None  # convention evogm-0.1 (None: no such variant)
     linear: bool = False  # True: merged delta = Σ λ_i τ_i, so factored (LoRA) rebuilds are exact
+    # True: experts that all equal θ₀ merge to θ₀ exactly, so a tensor no expert changes is never rewritten
+    keeps_untouched: bool = True
+    coefficient: str = "weight"  # the mergekit per-model parameter that a searched λ_i is
+    takes_base: bool = True  # a mergekit recipe names the base (``base_model``)
 
     def __init__(self, **options: Any) -> None:
         validate_method(self.name, options)
@@ -129,9 +162,27 @@ class MergeMethod:
             cls.evogm_parameters if convention == "evogm-0.1" and cls.evogm_parameters is not None else cls.parameters
         )
 
-    def prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
-        """λ-independent preprocessing of one parameter's task vectors (trim, drop); cached by the caller."""
+    def prepare(self, param: str, deltas: list[torch.Tensor]) -> Any:
+        """λ-independent preprocessing of one parameter's task vectors (trim, drop); cached by the caller and handed
+        back to ``merge``/``merged_delta``."""
         return deltas
+
+    def prepare_with_base(self, param: str, deltas: list[torch.Tensor], base: torch.Tensor) -> Any:
+        """``prepare`` told θ₀ of the parameter too (what ``MergeFitness`` calls): methods that merge whole tensors
+        (mergekit's) need it; the others ignore it."""
+        return self.prepare(param, deltas)
+
+    def stochastic(self, n_experts: int) -> bool:
+        """Whether the merge draws random numbers (masks), so that mergekit reproduces it only in distribution."""
+        return False
+
+    def check_coefficients(self, n_experts: int, values: Sequence[float]) -> None:
+        """Refuse coefficient values the method cannot merge at (a ``ValueError``); these take any finite λ."""
+
+    def mergekit_parameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The options as a mergekit recipe's (global ``parameters``, each model's ``parameters`` besides λ)."""
+        shared = {k: v for k, v in self.options.items() if k not in ("convention", "seed")}
+        return shared, ({"density": shared.pop("density")} if "density" in shared else {})
 
     def merge(self, base: torch.Tensor, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         """θ₀ + δ, added in fp32 and cast once to the base's dtype."""
@@ -304,6 +355,9 @@ class _Dare(MergeMethod):
             self.density = float(self.options["density"])
             self.rescale = bool(self.options["rescale"])
             self.scale = float(self.options["lambda"])
+
+    def stochastic(self, n_experts: int) -> bool:
+        return self.density < 1.0
 
     def prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
         if self.convention == "evogm-0.1":

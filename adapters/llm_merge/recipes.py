@@ -3,7 +3,8 @@ again, or — where mergekit cannot express the merge — a file of comments tha
 ``evogm_merge.json`` holds instead.
 
 The recipe is mergekit 0.1.5's schema (``mergekit/config.py``): our methods carry mergekit's names, parameters and
-defaults (``llm_merge.merges``), so λ_i is model i's ``weight``. LoRA experts are mergekit's ``BASE+ADAPTER``
+defaults (``llm_merge.merges``), so λ_i is model i's ``weight`` (a mergekit-computed method's: its searched
+per-model parameter, ``llm_merge.mergekit_methods``). LoRA experts are mergekit's ``BASE+ADAPTER``
 model form, full fine-tunes their folders. Arithmetic is fp32 (``dtype: float32``) and, as here, cast once to
 the run's dtype (``out_dtype``). ``merged/README.md`` is the model card: what was merged, how, how well, and the
 command that made it.
@@ -30,7 +31,6 @@ from llm_merge.merges import get_method
 from llm_merge.run_config import MergeRunConfig
 
 RECIPE = "mergekit.yml"
-_NOT_MERGEKIT = {"convention", "seed"}  # ours only: the convention switch and DARE's mask seed
 
 
 def mergekit_sources(cfg: MergeRunConfig, experts: Sequence[Any]) -> list[str]:
@@ -92,14 +92,14 @@ def why_not_mergekit(
         return (
             f"the merge uses `convention: {method.convention}` ({cfg.method} as this project first defined it), "
             "which mergekit does not implement; evogm_merge.json holds the method, its options and λ per expert, "
-            "and evogm-opt rebuilds it from them."
+            "and `evogm-opt merge --rebuild RUN --out OUT` rebuilds it from them."
         )
     if best.get("basis_version"):
         return (
             f"after {best['basis_version']} EvoGM basis shift(s) the experts of this nonlinear merge ({cfg.method}) "
             "were rebuilt as merges of the original experts, so no weights over the original experts give it; "
             "evogm_merge.json holds the shift rows (shift_rows) and the coordinates over the rebuilt experts "
-            "(coordinates) that rebuild it."
+            "(coordinates) that rebuild it (`evogm-opt merge --rebuild RUN --out OUT`)."
         )
     if len(layout.group_names) != 1:
         return (
@@ -119,19 +119,16 @@ def best_weights(best: dict[str, Any], layout: CoefficientLayout) -> list[float]
 
 def mergekit_recipe(cfg: MergeRunConfig, experts: Sequence[Any], weights: Sequence[float]) -> dict[str, Any]:
     """The recipe as a mapping mergekit's ``MergeConfiguration`` validates."""
-    options = {k: v for k, v in get_method(cfg.method, **cfg.method_options).options.items() if k not in _NOT_MERGEKIT}
-    per_model = {"density": options.pop("density")} if "density" in options else {}
+    method = get_method(cfg.method, **cfg.method_options)
+    shared, per_model = method.mergekit_parameters()
     models = [
-        {"model": source, "parameters": {"weight": float(w), **per_model}}
+        {"model": source, "parameters": {method.coefficient: float(w), **per_model}}
         for source, w in zip(mergekit_sources(cfg, experts), weights)
     ]
-    recipe: dict[str, Any] = {
-        "merge_method": cfg.method,
-        "base_model": cfg.base,
-        "models": models,
-        "parameters": options,
-        "dtype": "float32",
-    }
+    recipe: dict[str, Any] = {"merge_method": cfg.method}
+    if method.takes_base:  # methods that ignore a base (linear, …) merge the listed models only
+        recipe["base_model"] = cfg.base
+    recipe.update({"models": models, "parameters": shared, "dtype": "float32"})
     if cfg.dtype != "float32":
         recipe["out_dtype"] = cfg.dtype
     return recipe
@@ -155,10 +152,11 @@ def recipe_text(
     reason = why_not_mergekit(cfg, best, layout, base_config, experts)
     if reason is not None:
         return _comments(["No mergekit recipe: mergekit cannot reproduce merged/ because", reason])
+    method = get_method(cfg.method, **cfg.method_options)
     header = [
         "The mergekit recipe of merged/ (written by evogm-opt merge; evogm_merge.json has the search's record).",
         "Reproduce it: mergekit-yaml merged/mergekit.yml OUT",
-        "Each model's weight is the λ the search found; LoRA experts are mergekit's BASE+ADAPTER form.",
+        f"Each model's {method.coefficient} is the λ the search found; LoRA experts are mergekit's BASE+ADAPTER form.",
     ]
     arch = _architecture(base_config) if base_config is not None else None
     if getattr(base_config, "is_encoder_decoder", False) and arch != "T5ForConditionalGeneration":
@@ -166,11 +164,11 @@ def recipe_text(
             f"mergekit 0.1.5 has no architecture definition for {arch}: it infers one from the tensor names, and",
             "logs warnings that it does (tested for BART with full fine-tunes).",
         ]
-    if cfg.method.startswith("dare"):
+    if method.stochastic(len(cfg.experts)):
         header += [
-            "DARE: mergekit draws its own keep masks (torch's generator, mergekit-yaml --random-seed), so OUT is",
-            "the same merge in distribution, not entry by entry; merged/ used this project's seed",
-            f"{cfg.method_options.get('seed', 0)} (llm_merge.merges.mask_seed).",
+            f"{cfg.method}: mergekit draws its own random masks (torch's generator, mergekit-yaml --random-seed), so",
+            "OUT is the same merge in distribution, not entry by entry; merged/ drew them with this project's seed",
+            f"{method.options.get('seed', 0)}, per tensor (llm_merge.merges.mask_seed).",
         ]
     body = yaml.safe_dump(mergekit_recipe(cfg, experts, best_weights(best, layout)), sort_keys=False)
     return _comments(header) + body

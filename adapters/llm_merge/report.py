@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from llm_merge.assemble import Assembly
 from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
 from llm_merge.fitness import MergeFitness
 from llm_merge.journal import RESULTS, Journal, RunError
-from llm_merge.merges import get_method
+from llm_merge.merges import MergeMethod, get_method
 from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
 from llm_merge.recipes import CARD, RECIPE, model_card, recipe_text
 from llm_merge.run_config import MergeRunConfig
@@ -41,14 +42,22 @@ def best_entry(opt: Optimizer, entries: list[dict[str, Any]]) -> dict[str, Any]:
     return entries[n - 1]
 
 
-def apply_entry(fitness: MergeFitness, opt: Optimizer, entry: dict[str, Any]) -> None:
-    """Put the entry's merge into the model (replaying the recorded basis shifts for a nonlinear merge)."""
+def shifts_of(opt: Optimizer) -> list[Any]:
+    """The basis shifts the optimizer has made (EvoGM's ``shift_rows``; none for the others)."""
+    return list(getattr(opt, "shift_rows", []))
+
+
+def apply_entry(fitness: MergeFitness, shift_rows: Sequence[Any], entry: dict[str, Any]) -> None:
+    """Put the entry's merge into the model (replaying the basis shifts ``shift_rows`` — the optimizer's, or those
+    ``evogm_merge.json`` records — for a nonlinear merge)."""
     if entry["basis_version"] is None:
         fitness.apply(entry["lambda"])
         return
+    if len(shift_rows) < entry["basis_version"]:
+        raise RunError(f"the merge is at basis version {entry['basis_version']} but {len(shift_rows)} shifts are known")
     fitness.reset_basis()
-    for rows in opt.shift_rows[: entry["basis_version"]]:  # type: ignore[attr-defined]
-        fitness.rebase(rows)
+    for rows in shift_rows[: entry["basis_version"]]:
+        fitness.rebase(np.asarray(rows, dtype=np.float64))
     fitness.apply(entry["coordinates"])
 
 
@@ -111,23 +120,47 @@ def _baseline_fitness(cfg: MergeRunConfig, asm: Assembly, method: str, options: 
     return MergeFitness(asm.model, asm.tokenizer, asm.experts, fitness.tasks, get_method(method, **options))
 
 
+RECORD, RECORD_FORMAT = "evogm_merge.json", 2  # format 1 (before the rebuild command) lacked dtype, layout, kinds
+
+
+def merge_record(cfg: MergeRunConfig, method: MergeMethod, best: dict[str, Any], shift_rows: Sequence[Any]) -> dict:
+    """What ``evogm_merge.json`` holds: everything ``evogm-opt merge --rebuild`` needs besides the base and expert
+    folders it names — how they load, the method with every option resolved (DARE's seed included), the layout,
+    the best entry (λ, or the coordinates and the shift rows after EvoGM basis shifts)."""
+    record = {
+        "format": RECORD_FORMAT,
+        "base": cfg.base,
+        "model_type": cfg.model_type,
+        "tokenizer": cfg.tokenizer,
+        "dtype": cfg.dtype,
+        "device": cfg.device,
+        "experts": [e.path for e in cfg.experts],
+        "expert_names": [e.name for e in cfg.experts],
+        "expert_kinds": [e.kind for e in cfg.experts],
+        "on_other_base": cfg.on_other_base,
+        "method": cfg.method,
+        "method_options": dict(method.options),
+        "layout": {
+            "name": cfg.layout,
+            "groups": cfg.layout_groups,
+            "simplex": cfg.simplex,
+            "sharpness": cfg.simplex_sharpness,
+        },
+        **best,
+    }
+    if best["basis_version"]:  # a nonlinear merge after basis shifts: the shifts rebuild its experts
+        record["shift_rows"] = [np.asarray(r).tolist() for r in shift_rows[: best["basis_version"]]]
+    return record
+
+
 def save_run_merge(cfg: MergeRunConfig, opt: Optimizer, asm: Assembly, best: dict[str, Any], journal: Journal) -> None:
     """``merged/``: the model as it is now (``best`` applied), ``evogm_merge.json`` (what rebuilds it) and
     ``mergekit.yml`` (mergekit's recipe for it, or why there is none)."""
     save_merged(asm, journal.folder / "merged")
-    provenance = {
-        "base": cfg.base,
-        "experts": [e.path for e in cfg.experts],
-        "method": cfg.method,
-        "method_options": cfg.method_options,
-        **best,
-    }
-    if best["basis_version"]:  # a nonlinear merge after basis shifts: the shifts rebuild its experts
-        shifts = opt.shift_rows[: best["basis_version"]]  # type: ignore[attr-defined]
-        provenance["shift_rows"] = [np.asarray(r).tolist() for r in shifts]
-    journal.write_json(Path("merged") / "evogm_merge.json", provenance)
-    recipe = recipe_text(cfg, asm.experts, best, asm.fitness.layout, asm.model.config)
-    atomic_write(journal.folder / "merged" / RECIPE, recipe)
+    journal.write_json(Path("merged") / RECORD, merge_record(cfg, asm.fitness.method, best, shifts_of(opt)))
+    atomic_write(
+        journal.folder / "merged" / RECIPE, recipe_text(cfg, asm.experts, best, asm.fitness.layout, asm.model.config)
+    )
 
 
 def invoking_command(journal: Journal) -> str:
@@ -146,7 +179,7 @@ def report(
         coefficients = asm.fitness.layout.describe(np.asarray(best["lambda"]), [e.name for e in asm.experts])
         best = {**best, "coefficients": coefficients}
     label = f"{cfg.optimizer.name} λ*"
-    apply_entry(asm.fitness, opt, best)
+    apply_entry(asm.fitness, shifts_of(opt), best)
     rows = {label: score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)}
     if cfg.save_model:
         save_run_merge(cfg, opt, asm, best, journal)
@@ -227,7 +260,7 @@ def pick(
         raise RunError(f"--pick: {why}; seen tasks: {names}")
     point = opt.archive.pick([float(weights.get(n, 0.0)) for n in names])
     entry = entries[point.evaluation - 1]
-    apply_entry(asm.fitness, opt, entry)
+    apply_entry(asm.fitness, shifts_of(opt), entry)
     row = score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)
     if cfg.save_model:
         save_merged(asm, journal.folder / "merged-pick")

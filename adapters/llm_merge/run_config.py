@@ -11,7 +11,10 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm_merge.merges import MergeMethod
 
 
 class ConfigError(ValueError):
@@ -216,21 +219,40 @@ def _experts(root: Path, raw: Any) -> tuple[ExpertSpec, ...]:
     return tuple(experts)
 
 
-def _method(method: Any) -> tuple[str, dict[str, Any]]:
-    """A merge method name, or a mapping with ``name`` and the method's parameters (each checked by name)."""
-    from llm_merge.merges import MERGE_METHODS, validate_method
+def _method(method: Any, n_experts: int) -> tuple[str, dict[str, Any], MergeMethod]:
+    """A merge method name, or a mapping with ``name`` and the method's parameters (each checked by name): ours, or
+    any other name from mergekit's registry (``llm_merge.mergekit_methods``). Also the method built from them."""
+    from llm_merge.merges import get_method, validate_method
 
     options: dict[str, Any] = {}
     if isinstance(method, dict):
         options = dict(method)
         method = options.pop("name", None)
-    if method not in MERGE_METHODS:
-        raise ConfigError(f"method: {method!r} is not one of {sorted(MERGE_METHODS)}")
+    if not isinstance(method, str):
+        raise ConfigError(f"method: expected a method name or a mapping with name:, got {method!r}")
     try:
-        validate_method(method, options)
+        validate_method(method, options, n_experts)
+        return method, options, get_method(method, **options)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    return method, options
+
+
+def _check_coefficient_range(merge: MergeMethod, spec: OptimizerSpec, simplex: bool, n: int) -> None:
+    """The method merges a small tensor at the ends of the searched range (the optimizer's bounds, or the simplex's
+    uniform point), so that coefficients it rejects (a mergekit method's) are found before anything loads."""
+    values: list[float] = [1.0 / n]
+    if not simplex:
+        import numpy as np
+
+        try:
+            box = np.asarray(spec.options.get("bounds", (-1.0, 1.0)), dtype=float).reshape(-1, 2)
+            values = [float(box[:, 0].min()), float(box[:, 1].max())]
+        except (TypeError, ValueError):
+            return  # the optimizer reports bounds it cannot read
+    try:
+        merge.check_coefficients(n, values)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _optimizer(data: Any) -> OptimizerSpec:
@@ -309,12 +331,10 @@ def _dtype_and_batch_size(data: dict[str, Any]) -> tuple[str, int]:
     return dtype, batch_size
 
 
-def _eval_path(eval_path: Any, method: str, options: dict[str, Any]) -> str:
-    from llm_merge.merges import get_method
-
+def _eval_path(eval_path: Any, merge: MergeMethod) -> str:
     if eval_path not in ("auto", "rebuild", "batched"):
         raise ConfigError(f"eval_path must be auto, rebuild or batched, got {eval_path!r}")
-    if eval_path == "batched" and not get_method(method, **options).linear:
+    if eval_path == "batched" and not merge.linear:
         raise ConfigError(
             "eval_path: batched needs a linear merge (task_arithmetic without normalize or lambda ≠ 1) and LoRA experts"
         )
@@ -385,8 +405,10 @@ def _refuse_mergekit_recipe(data: dict[str, Any]) -> None:
         return
     models = data.get("models") if isinstance(data.get("models"), list) else []
     params = dict(data.get("parameters") or {})
-    if _shared_model_parameter(models, "density") is not None:  # the same density for every model: the method's
-        params["density"] = _shared_model_parameter(models, "density")
+    per_model = {k for m in models if isinstance(m, dict) for k in (m.get("parameters") or {})} - {"weight"}
+    for key in sorted(per_model):  # density, epsilon, gamma, … the same for every model: the method's parameter
+        if _shared_model_parameter(models, key) is not None:
+            params[key] = _shared_model_parameter(models, key)
     method = ", ".join(
         [f"name: {data.get('merge_method', 'task_arithmetic')}", *(f"{k}: {v}" for k, v in params.items())]
     )
@@ -408,7 +430,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     model_type = _model_type(data.get("model_type", "auto"), base)
     experts = _experts(root, data["experts"])
     seen, unseen = _seen_and_unseen(root, data["tasks"])
-    method, options = _method(data.get("method", "task_arithmetic"))
+    method, options, merge = _method(data.get("method", "task_arithmetic"), len(experts))
     spec = _optimizer(data.get("optimizer", {}))
     dtype, batch_size = _dtype_and_batch_size(data)
     stopping = _stopping(data.get("stopping"))
@@ -416,7 +438,8 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     if layout == "per_expert":  # other layouts' dims need the model's layers; their optimizer is built at load
         _check_optimizer_builds(spec, len(experts))
     simplex, sharpness = _simplex(data.get("simplex", False))
-    eval_path = _eval_path(data.get("eval_path", "auto"), method, options)
+    _check_coefficient_range(merge, spec, simplex, len(experts))
+    eval_path = _eval_path(data.get("eval_path", "auto"), merge)
     return MergeRunConfig(
         base=base,
         tokenizer=_tokenizer(root, data.get("tokenizer")),

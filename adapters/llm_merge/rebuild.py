@@ -1,0 +1,131 @@
+"""``evogm-opt merge --rebuild RUN --out OUT``: ``merged/`` written again from ``evogm_merge.json`` and the base and
+expert folders it names — no config, no search, no task data.
+
+The merge is put together the way the run did it (``assemble`` with the recorded method, options and layout, then
+``report.apply_entry``: λ, or the coordinates after replaying the recorded basis shifts), so on the same device
+the tensors are the run's. Records of format 1 (written before this command) lack the dtype, the layout and the
+experts' kinds; those are read from the run folder's ``run.json`` when it is there, and refused otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llm_merge.assemble import LayoutSpec, assemble
+from llm_merge.journal import RUN, RunError
+from llm_merge.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
+from llm_merge.run_config import ExpertSpec
+
+_REBUILD_KEYS = ("tokenizer", "dtype", "device", "expert_names", "expert_kinds", "on_other_base", "layout")
+
+
+def find_record(source: str | Path) -> Path:
+    """``evogm_merge.json`` itself, or the one in a run folder's ``merged/`` (or in a ``merged/`` folder)."""
+    source = Path(source)
+    for path in (source, source / "merged" / RECORD, source / RECORD):
+        if path.is_file():
+            return path
+    raise RunError(f"{source}: no {RECORD} there (give a run folder, its merged/ folder, or the file)")
+
+
+def _from_run_json(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A format-1 record completed from its run folder's ``run.json`` (the resolved config)."""
+    run_file = path.parent.parent / RUN
+    try:
+        config = json.loads(run_file.read_text())["config"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        raise RunError(
+            f"{path} predates the rebuild command (no dtype, layout or expert kinds in it) and no readable {RUN} "
+            f"beside its run folder ({run_file}) holds them; rebuild from the run folder, or run the merge again"
+        ) from None
+    if config.get("base") != record["base"] or config.get("method") != record["method"]:
+        raise RunError(f"{run_file} is the config of another run than {path} (base or method differ)")
+    specs = config["experts"]
+    return {
+        **record,
+        "tokenizer": config.get("tokenizer"),
+        "dtype": config["dtype"],
+        "device": config.get("device", "auto"),
+        "expert_names": [e["name"] for e in specs],
+        "expert_kinds": [e.get("kind", "auto") for e in specs],
+        "on_other_base": config.get("on_other_base", "warn"),
+        "layout": {
+            "name": config.get("layout", "per_expert"),
+            "groups": config.get("layout_groups", 4),
+            "simplex": config.get("simplex", False),
+            "sharpness": config.get("simplex_sharpness", 4.0),
+        },
+    }
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The record, checked for what a rebuild needs (format 1 completed from ``run.json``)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: unreadable ({exc})") from None
+    fmt = record.get("format", 1)
+    if not isinstance(fmt, int) or fmt > RECORD_FORMAT:
+        raise RunError(f"{path}: format {fmt!r}, newer than this evogm-opt reads ({RECORD_FORMAT}); upgrade evogm-opt")
+    missing = [k for k in ("base", "experts", "method", "lambda", "basis_version") if k not in record]
+    if missing:
+        raise RunError(f"{path}: not an evogm-opt merge record (missing {', '.join(missing)})")
+    if fmt == 1:
+        record = _from_run_json(record, path)
+    missing = [k for k in _REBUILD_KEYS if k not in record]
+    if record["basis_version"] and ("shift_rows" not in record or record.get("coordinates") is None):
+        missing.append("shift_rows/coordinates")
+    if missing:
+        raise RunError(f"{path}: cannot rebuild, missing {', '.join(missing)}")
+    return record
+
+
+def rebuild(
+    source: str | Path, out: str | Path, *, device: str | None = None, say: Callable[..., Any] = print
+) -> dict[str, Any]:
+    """Write the merge ``source`` records (a run folder or its ``evogm_merge.json``) into the new folder ``out``:
+    weights, config, tokenizer and a copy of the record. Refuses an existing ``out``; returns the record."""
+    out = Path(out)
+    if out.exists():
+        raise RunError(f"--out {out} exists; the rebuild writes a new folder and overwrites nothing")
+    path = find_record(source)
+    record = read_record(path)
+    experts = [
+        ExpertSpec(p, n, k) for p, n, k in zip(record["experts"], record["expert_names"], record["expert_kinds"])
+    ]
+    asm = assemble(
+        record["base"],
+        experts,
+        [],
+        method=record["method"],
+        method_options=record["method_options"],
+        dtype=record["dtype"],
+        device=device or record["device"],
+        tokenizer=record["tokenizer"],
+        layout=LayoutSpec(**record["layout"]),
+        on_other_base=record["on_other_base"],
+        model_type=record.get("model_type", "auto"),  # absent before encoder–decoders: auto reads the base
+    )
+    shifts = record.get("shift_rows", [])
+    say(
+        f"rebuilding {record['method']} of {len(experts)} experts on {asm.model.device}"
+        + (f", after {len(shifts)} basis shift(s)" if record["basis_version"] else "")
+    )
+    apply_entry(asm.fitness, shifts, record)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}-{time.time_ns()}"  # a crash leaves no half OUT
+    staging.mkdir()  # the umask's permissions (mkdtemp's would be 0700)
+    try:
+        save_merged(asm, staging)
+        shutil.copyfile(path, staging / RECORD)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return record
