@@ -269,3 +269,15 @@ def test_a_search_with_a_mergekit_method_writes_a_recipe_that_reproduces_merged(
     assert err <= TOL, f"{worst}: max |merged/ − mergekit| = {err:.3g}"
     base = load_file(str(workspace / "base" / "model.safetensors"))
     assert max((ours[k] - base[k]).abs().max().item() for k in ours) > 1e-3  # the recipe merged something
+
+
+@pytest.mark.parametrize(
+    "method", [{"name": "della", "coefficient": "density", "weight": 1.0, "epsilon": 0.05}, "ties"]
+)
+def test_evogm_with_other_bounds_than_the_unit_box_is_refused_for_a_nonlinear_merge(workspace, method):  # noqa: F811
+    """Under EvoGM a nonlinear merge is scored at the basis coordinates in [-1, 1], not at the bounded x."""
+    optimizer = {"name": "evogm", "options": {"bounds": [0.1, 0.9]}}
+    with pytest.raises(ConfigError, match=r"^optimizer.options.bounds: .* use cmaes") as info:
+        parse(workspace, method, optimizer=optimizer)
+    assert "\n" not in str(info.value)
+    assert parse(workspace, "task_arithmetic", optimizer=optimizer).optimizer.options["bounds"] == [0.1, 0.9]

@@ -84,6 +84,12 @@ def test_posterior_top_recommends_one_of_the_best_observed_points():
     y = opt.evaluations.y
     keep = max(3, int(np.ceil(0.1 * len(y))))
     assert rec.y <= np.sort(y)[keep - 1]  # among the best tenth by observed value (minimising)
+    surrogate, rows = opt._fitted_surrogate()  # the GP path was taken: the choice is its masked argmin
+    assert surrogate is not None
+    observed = opt._history.y[rows]
+    top = np.argsort(observed, kind="stable")[: max(3, int(np.ceil(0.1 * len(rows))))]
+    chosen = rows[top[np.argmin(surrogate.fitted_mean()[top])]]
+    assert rec.evaluation == int(opt._history.n[chosen])
     np.testing.assert_allclose(opt.evaluations.x[rec.evaluation - 1], rec.x, atol=1e-9)
     with pytest.raises(ValueError, match="recommend_top_fraction"):
         EvoGMConfig(recommend_top_fraction=0.0)
@@ -138,3 +144,35 @@ def test_paper_never_hands_off_and_the_setting_is_validated():
         EvoGMConfig(handoff_dim=1)
     with pytest.raises(ValueError, match="handoff_sigma"):
         EvoGMConfig(handoff_sigma=0.0)
+
+
+def test_rows_asked_before_the_handoff_and_external_rows_are_kept_but_do_not_steer_sep_cmaes():
+    """Parallel workers (Optuna, Ray) tell late: rows of the initial population told after the handoff, and rows
+    never asked, go into the history and the best point, not into sep-CMA-ES (whose mean stays where it started)."""
+    config = dataclasses.replace(PRESETS["default"], handoff_dim=6)
+    opt = GenerativeOptimizer(6, seed=5, config=config, max_evals=300)
+    first = opt.ask(24)  # the initial population (12) and 12 more asked before any result
+    opt.tell(first[:12], [sphere(row - 0.2) for row in first[:12]])
+    assert opt.handoff is not None
+    start = opt.handoff.es.mean.copy()
+    opt.tell(first[12:], [sphere(row - 0.2) for row in first[12:]])  # late rows of the old strategy
+    external = np.full((1, 6), 0.2)
+    opt.tell(external, [0.0])  # never asked: the best point, not a sample of sep-CMA-ES
+    np.testing.assert_array_equal(opt.handoff.es.mean, start)
+    assert opt.best.y == 0.0 and opt.n_evals == 25
+    while not opt.stop():
+        x = opt.ask()
+        opt.tell(x, [sphere(row - 0.2) for row in x])
+    assert opt.handoff.n_evals == opt.n_evals - 25  # every later row was its own
+    assert opt.handoff.best.y < 0.01  # and it found the optimum's neighbourhood by itself
+
+
+def test_cmaes_accepts_external_rows_before_its_first_ask():
+    from evogm_opt.optimizers import CMAES
+
+    opt = CMAES(4, seed=0)
+    rows = np.random.default_rng(0).uniform(-1, 1, (opt.popsize, 4))
+    opt.tell(rows, [sphere(r) for r in rows])  # used to raise pycma's "tell ... once per iteration"
+    x = opt.ask()
+    opt.tell(x, [sphere(r) for r in x])
+    assert opt.n_evals == 2 * opt.popsize

@@ -1,4 +1,4 @@
-"""The demo's skills and pre-training corpus: four small lookup tables over disjoint symbol sets.
+"""The demo's skills and pre-training corpus: six small lookup tables over disjoint symbol sets (four seen, two unseen).
 
 Why lookups over disjoint symbols: in a 2-layer model, experts for skills that share symbols or mechanisms
 (copying vs reversing, two digit tables) rewrite the same weights and cancel when summed. Each seen skill here

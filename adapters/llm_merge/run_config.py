@@ -272,7 +272,7 @@ def _optimizer(data: Any) -> OptimizerSpec:
     return spec
 
 
-def _check_optimizer_builds(spec: OptimizerSpec, dim: int) -> None:
+def _check_optimizer_builds(spec: OptimizerSpec, dim: int, merge: MergeMethod, method: str) -> None:
     """Build the optimizer once (cheap: no network is trained before the first ask), so a preset or option typo
     is a config error now, not an exception after the model has loaded."""
     from evogm_opt import registry
@@ -281,9 +281,31 @@ def _check_optimizer_builds(spec: OptimizerSpec, dim: int) -> None:
     if spec.popsize is not None:
         kwargs["popsize"] = spec.popsize
     try:
-        registry.create(spec.name, max(2, dim), **kwargs)
+        opt = registry.create(spec.name, max(2, dim), **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"optimizer ({spec.name}, options {sorted(spec.options)}): {exc}") from exc
+    problem = rebase_bounds_problem(opt, merge, method)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def rebase_bounds_problem(opt: Any, merge: MergeMethod, method: str) -> str | None:
+    """Why ``opt``'s bounds cannot drive this merge (``None``: they can). Under EvoGM a nonlinear merge is scored at
+    the optimizer's coordinates in [-1, 1] (what its basis shifts rebuild experts from), not at the bounded x, so
+    any other box would search values the user did not ask for."""
+    import numpy as np
+
+    from evogm_opt import GenerativeOptimizer
+
+    if merge.linear or not isinstance(opt, GenerativeOptimizer):
+        return None
+    if np.all(opt.box.lower == -1.0) and np.all(opt.box.upper == 1.0):
+        return None
+    return (
+        f"optimizer.options.bounds: {method} is a nonlinear merge, which EvoGM searches in its basis coordinates "
+        "over [-1, 1] (a basis shift makes whole merges the new experts), so other bounds are not supported with "
+        "evogm; for a bounded coefficient (e.g. a density) use cmaes, sep-cmaes, pso-merging or random"
+    )
 
 
 def _stopping(data: Any) -> StoppingSpec:
@@ -436,7 +458,7 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     stopping = _stopping(data.get("stopping"))
     layout, groups = _layout(data.get("layout", "per_expert"))
     if layout == "per_expert":  # other layouts' dims need the model's layers; their optimizer is built at load
-        _check_optimizer_builds(spec, len(experts))
+        _check_optimizer_builds(spec, len(experts), merge, method)
     simplex, sharpness = _simplex(data.get("simplex", False))
     _check_coefficient_range(merge, spec, simplex, len(experts))
     eval_path = _eval_path(data.get("eval_path", "auto"), merge)

@@ -25,7 +25,7 @@ from evogm_opt.loop import optimize
 from evogm_opt.stopping import StoppingMonitor, StoppingRules, budget_reason
 from llm_merge.fitness import MergeFitness
 from llm_merge.journal import Journal, RunError
-from llm_merge.run_config import MergeRunConfig
+from llm_merge.run_config import MergeRunConfig, rebase_bounds_problem
 
 
 @dataclass
@@ -54,6 +54,9 @@ def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness,
         say(f"resuming from {journal.checkpoint} at evaluation {opt.n_evals}")
     else:
         opt = new_optimizer(cfg, fitness.dim)
+    problem = rebase_bounds_problem(opt, fitness.method, cfg.method)  # the grouped layouts' optimizer is built here
+    if problem is not None:
+        raise RunError(problem)
     shifts = isinstance(opt, GenerativeOptimizer) and opt.config.n_rounds != 1
     if shifts and not fitness.method.linear and len(fitness.layout.group_names) > 1:
         raise RunError(

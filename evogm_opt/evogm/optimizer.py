@@ -330,7 +330,11 @@ class GenerativeOptimizer(Optimizer):
         evaluations = np.arange(self.n_evals - len(y) + 1, self.n_evals + 1)
         self._history = self._history.appended(c, u, y, evaluations)
         if self.handoff is not None:
-            handoff.tell_inner(self.handoff, x, y)
+            # only rows sep-CMA-ES asked itself update it; rows asked before the handoff or never asked stay in the
+            # history (and count for best/recommend) without pulling its mean away from where it searches
+            own = self.handoff._match_pending(x) >= 0
+            if own.any():
+                handoff.tell_inner(self.handoff, x[own], y[own])
             self.popsize = self.handoff.es.popsize  # a generation is now sep-CMA-ES's (IPOP restarts double it)
             return
         self._generation.told_rows.extend(range(start, start + len(y)))
@@ -357,7 +361,7 @@ class GenerativeOptimizer(Optimizer):
             self.last_loss,
         )
         self.iteration += 1
-        if self.hands_off and self._best is not None:
+        if self.hands_off and self._best is not None and self.basis.version == 0:
             self._hand_off()
         elif self.iteration > self.config.iterations_per_round:
             self._end_round()

@@ -70,7 +70,9 @@ class CMAES(Optimizer):
         self._told_y: list[float] = []
         self._buffer_x: list[np.ndarray] = []
         self._buffer_y: list[float] = []
-        self._told_since_ask = False  # cma allows one tell per iteration; see _tell_strategy
+        # cma allows one tell per iteration and none before the first ask; see _tell_strategy (True: the next tell
+        # opens an iteration itself, so rows told before any ask — external ones — are accepted)
+        self._told_since_ask = True
         self.es = self._new_strategy(self.popsize)
 
     @staticmethod
@@ -130,7 +132,7 @@ class CMAES(Optimizer):
         if self.es.stop() and self.restarts_done < self.max_restarts:
             self.restarts_done += 1
             self.es = self._new_strategy(int(round(self.es.popsize * self.incpopsize)))
-            self._told_since_ask = False
+            self._told_since_ask = True  # a new strategy: as at construction
 
     def _algorithm_stop(self) -> str | None:
         if self.restarts_done >= self.max_restarts:
