@@ -311,12 +311,11 @@ class GenerativeOptimizer(Optimizer):
         if surrogate is None:
             return self._best
         history = self._history
-        mean = surrogate.fitted_mean()
+        candidates = np.arange(len(rows))  # positions in the GP's rows
         if self.config.recommendation == "posterior-top":
             keep = max(3, int(np.ceil(self.config.recommend_top_fraction * len(rows))))
-            top = np.argsort(history.y[rows], kind="stable")[:keep]
-            mean = np.where(np.isin(np.arange(len(rows)), top), mean, np.inf)
-        i = rows[int(np.argmin(mean))]
+            candidates = np.argsort(history.y[rows], kind="stable")[:keep]
+        i = rows[candidates[int(np.argmin(surrogate.fitted_mean()[candidates]))]]
         y = float(-history.y[i] if self.maximize else history.y[i])
         return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=y, evaluation=int(history.n[i]))
 
