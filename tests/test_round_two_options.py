@@ -176,3 +176,63 @@ def test_cmaes_accepts_external_rows_before_its_first_ask():
     x = opt.ask()
     opt.tell(x, [sphere(r) for r in x])
     assert opt.n_evals == 2 * opt.popsize
+
+
+# ---------------------------------------------------------------------- final replicates
+def _noisy_run(config, dim: int = 4, evaluations: int = 64, seed: int = 0, ask: int | None = None):
+    rng = np.random.default_rng(seed)
+    opt = GenerativeOptimizer(dim, seed=seed, config=config, max_evals=evaluations)
+    while not opt.stop():
+        x = opt.ask(min(ask or opt.popsize, evaluations - opt.n_evals))
+        opt.tell(x, [sphere(row) + 0.05 * rng.standard_normal() for row in x])
+    return opt
+
+
+@pytest.mark.parametrize("ask", [None, 3])
+def test_the_final_evaluations_replicate_the_best_distinct_points_and_the_best_mean_is_recommended(ask):
+    config = dataclasses.replace(PRESETS["default"], final_replicates_per_dim=1.0)
+    opt = _noisy_run(config, ask=ask)
+    x, y = opt.evaluations.x, opt.evaluations.y
+    first, last = x[:-4], x[-4:]
+    assert len(np.unique(first, axis=0)) == len(first)  # no repeats before the final phase
+    # each of the last dim = 4 evaluations repeats a distinct earlier point: the best ones observed when asked
+    matches = [np.flatnonzero(np.all(first == row, axis=1)) for row in last]
+    assert all(len(m) == 1 for m in matches) and len({int(m[0]) for m in matches}) == 4
+    assert {int(m[0]) for m in matches} <= set(np.argsort(y[:-4])[:8].tolist())
+    rec = opt.recommend()
+    means = [(y[m[0]] + y[-4 + k]) / 2 for k, m in enumerate(matches)]
+    k = int(np.argmin(means))
+    np.testing.assert_array_equal(rec.x, last[k])
+    assert rec.y == pytest.approx(means[k]) and rec.evaluation == len(y) - 3 + k
+
+
+def test_final_replicates_need_a_budget_and_are_validated():
+    config = dataclasses.replace(PRESETS["default"], final_replicates_per_dim=1.0)
+    opt = GenerativeOptimizer(3, seed=0, config=config)  # no max_evals: nothing marks the end
+    for _ in range(5):
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
+    assert len(np.unique(opt.evaluations.x, axis=0)) == opt.n_evals and opt.recommend() is opt.best
+    with pytest.raises(ValueError, match="final_replicates_per_dim"):
+        EvoGMConfig(final_replicates_per_dim=-1.0)
+
+
+def test_a_run_in_its_final_phase_resumes_exactly(tmp_path):
+    config = dataclasses.replace(PRESETS["default"], final_replicates_per_dim=1.5)
+    opt = GenerativeOptimizer(4, seed=2, config=config, max_evals=48)
+    while opt.n_evals < 40:
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
+    pending = opt.ask(3)  # the last of them already a replicate
+    opt.save(tmp_path / "c.npz")
+    twin = load(tmp_path / "c.npz")
+    for o in (opt, twin):
+        o.tell(pending, [sphere(row) for row in pending])
+    while not opt.stop():
+        a, b = opt.ask(), twin.ask()
+        np.testing.assert_array_equal(a, b)
+        opt.tell(a, [sphere(row) for row in a])
+        twin.tell(b, [sphere(row) for row in b])
+    a, b = opt.recommend(), twin.recommend()
+    np.testing.assert_array_equal(a.x, b.x)
+    assert (a.y, a.evaluation) == (b.y, b.evaluation)

@@ -197,8 +197,51 @@ class GenerativeOptimizer(Optimizer):
         if self.handoff is not None:  # basis version 0 and c = u: the handoff starts before any shift
             x = self.handoff.ask(n)
             return x, np.concatenate([np.zeros((n, 1)), self.box.to_unit(x)], axis=1)
+        replicates = self._replicate_slots(n)
         with torch_threads(self.torch_threads):  # the only place the networks train and run
-            return self._propose_rows(n)
+            x, payload = self._propose_rows(n - replicates) if replicates < n else (np.empty((0, self.dim)), None)
+        if replicates:
+            rx, rpayload = self._replicate_rows(replicates)
+            x = np.concatenate([x, rx])
+            payload = rpayload if payload is None else np.concatenate([payload, rpayload])
+        return x, payload
+
+    def _replicate_slots(self, n: int) -> int:
+        """How many of the next ``n`` asks fall in the final ⌈r·dim⌉ evaluations of ``max_evals`` (the asks still
+        pending count as evaluations to come)."""
+        share = self.config.final_replicates_per_dim
+        if share <= 0 or self.max_evals is None:
+            return 0
+        start = self.max_evals - int(np.ceil(share * self.dim))  # evaluations before the final phase
+        first = self.n_evals + len(self._pending_x)  # evaluations told or asked before this ask
+        return int(np.clip(first + n - max(start, first), 0, n))
+
+    def _replicate_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-asks of the best observed points not yet replicated (nor pending), best first: a second, independent
+        look at the few points the recommendation chooses between, where one lucky observation can win."""
+        history = self._history
+        seen = {row.tobytes() for row in self.box.to_unit(self._pending_x)}
+        counts: dict[bytes, int] = {}
+        for row in history.u:
+            counts[row.tobytes()] = counts.get(row.tobytes(), 0) + 1
+        chosen: list[int] = []
+        for i in history.ranked():
+            key = history.u[i].tobytes()
+            if not np.isfinite(history.y[i]) or counts[key] > 1 or key in seen:
+                continue
+            seen.add(key)
+            chosen.append(int(i))
+            if len(chosen) == n:
+                break
+        if len(chosen) < n:  # fewer distinct points than slots: new proposals fill the rest
+            with torch_threads(self.torch_threads):
+                fx, fpayload = self._propose_rows(n - len(chosen))
+        else:
+            fx, fpayload = np.empty((0, self.dim)), np.empty((0, self.payload_width))
+        rows = np.asarray(chosen, dtype=np.int64)
+        x = self.box.to_user(history.u[rows])
+        payload = np.concatenate([np.full((len(rows), 1), float(self.basis.version)), history.c[rows]], axis=1)
+        return np.concatenate([x, fx]), np.concatenate([payload, fpayload])
 
     def _propose_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         generation = self._generation
@@ -303,8 +346,13 @@ class GenerativeOptimizer(Optimizer):
         back from the normalised box (equal to the told row up to rounding) and ``y`` the value told; ``best``
         while the GP cannot be fitted. ``"posterior-top"``: the same, among the best ``recommend_top_fraction``
         of the GP's rows by observed value only (at least three) — the GP arbitrates between lucky and good
-        observations without promoting a smooth but mediocre region.
+        observations without promoting a smooth but mediocre region. With ``final_replicates_per_dim`` > 0, once
+        a point has been re-evaluated, whatever the rule: the replicated point with the best mean (``y`` the mean,
+        ``evaluation`` its last look).
         """
+        replicated = self._best_replicated()
+        if replicated is not None:
+            return replicated
         if self.config.recommendation == "best" or self._best is None:
             return self._best
         surrogate, rows = self._fitted_surrogate()
@@ -318,6 +366,25 @@ class GenerativeOptimizer(Optimizer):
         i = rows[candidates[int(np.argmin(surrogate.fitted_mean()[candidates]))]]
         y = float(-history.y[i] if self.maximize else history.y[i])
         return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=y, evaluation=int(history.n[i]))
+
+    def _best_replicated(self) -> Best | None:
+        """Among points evaluated more than once (the final replicates), the one with the best mean; None if none."""
+        if self.config.final_replicates_per_dim <= 0:
+            return None
+        history = self._history
+        groups: dict[bytes, list[int]] = {}
+        for i in history.finite_rows():
+            groups.setdefault(history.u[i].tobytes(), []).append(int(i))
+        repeated = [rows for rows in groups.values() if len(rows) > 1]
+        if not repeated:
+            return None
+        rows = min(repeated, key=lambda r: float(np.mean(history.y[r])))
+        mean = float(np.mean(history.y[rows]))
+        return Best(
+            x=self.box.to_user(history.u[rows[0] : rows[0] + 1])[0],
+            y=-mean if self.maximize else mean,
+            evaluation=int(history.n[rows[-1]]),
+        )
 
     # ------------------------------------------------------------------ results
     def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:

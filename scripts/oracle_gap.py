@@ -1,0 +1,86 @@
+"""How much a better recommendation could still win: the recommendation's true value against the best true value
+among every point the run evaluated (an oracle that knows p(u)), on the merge-like suite.
+
+Usage: python scripts/oracle_gap.py OUT.jsonl [--optimizer evogm] [--seeds 0:15] [--dims 4 8 16]
+
+Each run is the bench's own (same landscape instance, evaluation noise stream and peer), so its recommendation is
+the one in the bench records. Writes one line per run and checkpoint (10·N, 20·N) and prints the mean gap by
+noise type (F: fixed validation set, R: binomial resampling), N and checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import numpy as np
+import torch
+from evogm_bench.landscapes import make_landscape, merge_suite
+from evogm_bench.peers import get_peer
+from evogm_bench.report import seed_range
+from evogm_bench.runner import Evaluator, drive
+
+CHECKPOINTS = (10, 20)
+
+
+class KeepingEvaluator(Evaluator):
+    """The bench's evaluator, keeping every evaluated point and the recommendation at each checkpoint."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.points: list[np.ndarray] = []
+        self.recommended: dict[int, np.ndarray] = {}
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        self.points.append(np.atleast_2d(np.asarray(x, dtype=float)).copy())
+        return super().evaluate(x)
+
+    def record(self, recommendation: np.ndarray | None) -> None:
+        super().record(recommendation)
+        if self.n_evals in {k * self.landscape.dim for k in CHECKPOINTS}:
+            chosen = self.best_x if recommendation is None else recommendation
+            self.recommended[self.n_evals] = np.asarray(chosen, dtype=float).copy()
+
+
+def main(out: str, optimizer: str, seeds: range, dims: list[int]) -> None:
+    torch.set_num_threads(1)
+    gaps: dict[tuple[str, int, int], list[float]] = defaultdict(list)
+    with open(out, "w") as fh:
+        for dim in dims:
+            for name in merge_suite():
+                for seed in seeds:
+                    landscape = make_landscape(name, dim, seed=seed)
+                    budget = max(CHECKPOINTS) * dim
+                    ev = KeepingEvaluator(landscape, budget, np.random.default_rng([seed, 99]))  # the bench's stream
+                    drive(get_peer(optimizer).build(dim, seed, budget), ev)
+                    true = landscape.true_value(np.concatenate(ev.points))
+                    for k in CHECKPOINTS:
+                        n = k * dim
+                        record = {
+                            "optimizer": optimizer,
+                            "landscape": name,
+                            "dim": dim,
+                            "checkpoint": k,
+                            "seed": seed,
+                            "recommended": float(landscape.true_value(ev.recommended[n].reshape(1, -1))[0]),
+                            "oracle": float(true[:n].max()),
+                        }
+                        fh.write(json.dumps(record) + "\n")
+                        gaps[(name[-4], dim, k)].append(record["oracle"] - record["recommended"])
+    for (noise, dim, k), values in sorted(gaps.items()):
+        v = np.asarray(values)
+        print(
+            f"{noise} N={dim:<3d} {k}·N: mean gap {v.mean():.4f}, median {np.median(v):.4f}, "
+            f"runs with a gap > 0.01: {100 * np.mean(v > 0.01):.0f} %"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("--optimizer", default="evogm")
+    parser.add_argument("--seeds", type=seed_range, default=range(15))
+    parser.add_argument("--dims", type=int, nargs="+", default=[4, 8, 16])
+    args = parser.parse_args()
+    main(args.out, args.optimizer, args.seeds, args.dims)
