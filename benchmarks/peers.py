@@ -83,9 +83,11 @@ class NevergradPeer:
 class OptunaPeer:
     """An Optuna sampler via ``study.ask``/``study.tell``, one trial at a time; recommends ``study.best_trial``
     (the best observed point). ``tpe``: ``TPESampler(multivariate=True)`` (10 random start-up trials); ``gp``:
-    ``GPSampler`` with its defaults (a GP with log-EI, 10 random start-up trials). Only the seed is set."""
+    ``GPSampler`` with its defaults (a GP with log-EI, 10 random start-up trials). Only the seed is set.
+    ``expert_start``: the first dim + 1 trials are EvoGM's informed start — the one-hots (each expert alone) and
+    the uniform 1/dim mix — enqueued, so a comparison can tell a better search from a better start."""
 
-    def __init__(self, dim: int, seed: int, budget: int, sampler: str = "tpe") -> None:
+    def __init__(self, dim: int, seed: int, budget: int, sampler: str = "tpe", expert_start: bool = False) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -97,6 +99,9 @@ class OptunaPeer:
                 chosen = optuna.samplers.GPSampler(seed=seed)
         self.study = optuna.create_study(direction="maximize", sampler=chosen)
         self.space = {f"x{i}": optuna.distributions.FloatDistribution(-1.0, 1.0) for i in range(dim)}
+        if expert_start:  # EvoGM's informed start, given to the peer too: the one-hots, then the uniform mix
+            for row in np.concatenate([np.eye(dim), np.full((1, dim), 1.0 / dim)]):
+                self.study.enqueue_trial({k: float(v) for k, v in zip(self.space, row)})
 
     def ask(self, n_left: int) -> np.ndarray:
         with warnings.catch_warnings():
@@ -112,8 +117,8 @@ class OptunaPeer:
         return np.array([params[k] for k in self.space])
 
 
-def _optuna(sampler: str) -> Callable[[int, int, int], OptunaPeer]:
-    return lambda dim, seed, budget: OptunaPeer(dim, seed, budget, sampler)
+def _optuna(sampler: str, expert_start: bool = False) -> Callable[[int, int, int], OptunaPeer]:
+    return lambda dim, seed, budget: OptunaPeer(dim, seed, budget, sampler, expert_start)
 
 
 def _bo(name: str) -> Callable[[int, int, int], Any]:
@@ -234,6 +239,8 @@ PEERS: dict[str, Peer] = {
     "optuna-tpe": Peer(_optuna("tpe"), "optuna", "optuna"),
     # Bayesian optimisation (evogm_bench.bo_peers): each costs seconds per evaluation here, see docs/benchmarks.md
     "optuna-gp": Peer(_optuna("gp"), "optuna", "optuna", slow=True),
+    # the same, its first N + 1 trials EvoGM's one-hots and uniform mix (enqueued): is a lead only the start?
+    "optuna-gp-experts": Peer(_optuna("gp", expert_start=True), "optuna", "optuna", slow=True),
     "botorch-qlognei": Peer(_bo("BoTorchQLogNEI"), "botorch", "bo", slow=True),
     "smac-bb": Peer(_bo("SMACBlackBox"), "smac", "bo", slow=True),
 }

@@ -326,3 +326,15 @@ def test_cli_bench_help_lists_the_optimizers_and_the_defaults():
 def test_cli_lists_every_subcommand():
     text = _cli("--help").stdout
     assert "bench" in text and "merge" in text
+
+
+def test_the_expert_started_gp_peer_first_asks_evogms_one_hots_and_uniform_mix():
+    pytest.importorskip("optuna")
+    peer = PEERS["optuna-gp-experts"].build(3, 0, 10)
+    asked = []
+    for _ in range(5):
+        x = peer.ask(1)
+        asked.append(x[0])
+        peer.tell(x, np.array([float(-np.sum(x**2))]))
+    np.testing.assert_allclose(asked[:4], np.concatenate([np.eye(3), np.full((1, 3), 1 / 3)]))
+    assert not np.allclose(asked[4], asked[3])  # then its own choices
