@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evogm_opt import PRESETS, GenerativeOptimizer, load
-from evogm_opt.evogm import proposals
+from evogm_opt.evogm import proposals, surrogate
 from evogm_opt.evogm.config import EvoGMConfig
 from tests.conftest import sphere
 
@@ -236,3 +236,42 @@ def test_a_run_in_its_final_phase_resumes_exactly(tmp_path):
     a, b = opt.recommend(), twin.recommend()
     np.testing.assert_array_equal(a.x, b.x)
     assert (a.y, a.evaluation) == (b.y, b.evaluation)
+
+
+# ---------------------------------------------------------------------- binomial-posterior recommendation
+def test_binomial_smoothing_is_closer_to_the_true_accuracy_than_the_observations():
+    rng = np.random.default_rng(0)
+    u = rng.uniform(-1, 1, (150, 3))
+    true = 0.3 + 0.5 * np.exp(-np.sum((u - 0.3) ** 2, axis=1))
+    observed = rng.binomial(200, true) / 200
+    smoothed = surrogate.binomial_smoothed(u, observed, 200)
+    assert np.sqrt(np.mean((smoothed - true) ** 2)) < 0.6 * np.sqrt(np.mean((observed - true) ** 2))
+
+
+def test_binomial_posterior_passes_over_a_lucky_lone_look_for_a_consistently_good_region():
+    rng = np.random.default_rng(1)
+    config = dataclasses.replace(PRESETS["default"], recommendation="binomial-posterior", binomial_trials=200)
+    opt = GenerativeOptimizer(2, seed=0, maximize=True, config=config)
+    good = 0.5 + 0.05 * rng.standard_normal((20, 2))  # true accuracy 0.80 here
+    poor = -0.7 + 0.1 * rng.standard_normal((20, 2))  # 0.30 here ...
+    lucky = np.array([[-0.7, -0.7]])  # ... where one look came out at 0.86
+    opt.tell(good, 0.80 + np.array([0.01, -0.01, 0.02, -0.02, 0.0] * 4))
+    opt.tell(poor, 0.30 + np.array([0.01, -0.01, 0.02, -0.02, 0.0] * 4))
+    opt.tell(lucky, [0.86])
+    assert opt.best.y == 0.86
+    rec = opt.recommend()
+    assert rec.y == pytest.approx(0.82) and np.linalg.norm(rec.x - 0.5) < 0.3  # the best look of the good region
+    np.testing.assert_allclose(opt.evaluations.x[rec.evaluation - 1], rec.x, atol=1e-9)
+
+
+def test_binomial_posterior_needs_accuracies_and_a_trial_count(caplog):
+    with pytest.raises(ValueError, match="binomial_trials"):
+        EvoGMConfig(recommendation="binomial-posterior")
+    with pytest.raises(ValueError, match="binomial_trials"):
+        EvoGMConfig(binomial_trials=0)
+    config = dataclasses.replace(PRESETS["default"], recommendation="binomial-posterior", binomial_trials=100)
+    opt = run(config, evaluations=30)  # sphere values reach above 1: not accuracies
+    with caplog.at_level("WARNING", logger="evogm_opt"):
+        assert opt.recommend() is opt.best
+        assert opt.recommend() is opt.best
+    assert sum("binomial-posterior" in r.message for r in caplog.records) == 1

@@ -18,8 +18,10 @@ from evogm_opt.evogm.generator import GeneratorConfig
 
 #: What :meth:`GenerativeOptimizer.recommend` returns: ``"best"`` the best observed point (paper Alg. 1: "return
 #: the best point ever seen"), ``"posterior"`` the evaluated point with the best GP posterior mean (research
-#: ablation 2, rejected).
-Recommendation = Literal["best", "posterior", "posterior-top"]
+#: ablation 2, rejected), ``"posterior-top"`` the same among the best observed (ablation 12, rejected),
+#: ``"binomial-posterior"`` the same with a GP told the binomial noise of accuracies on ``binomial_trials`` freshly
+#: drawn examples (ablation 15).
+Recommendation = Literal["best", "posterior", "posterior-top", "binomial-posterior"]
 #: Where the screening candidates of one proposal come from (ours, research round two): ``"noise"`` G_lw(p) plus
 #: Gaussian noise; ``"generator-input"`` G_lw(p + noise), the generator's image of a neighbourhood of p;
 #: ``"generator-line"`` p + t·(G_lw(p) − p) + noise, steps of random length t along the learned direction.
@@ -83,6 +85,8 @@ class EvoGMConfig:
     # r > 0 (with max_evals): the last ⌈r·dim⌉ evaluations re-evaluate the best observed points once each, and the
     # recommendation is the replicated point with the best mean (ours, research round two, item 4)
     final_replicates_per_dim: float = 0.0
+    # "binomial-posterior": each evaluation is an accuracy on this many freshly drawn examples (ours, ablation 15)
+    binomial_trials: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.winner_fraction < 1.0:
@@ -120,6 +124,13 @@ class EvoGMConfig:
             raise ValueError(f"handoff_sigma must be > 0, got {self.handoff_sigma}")
         if not 0.0 < self.recommend_top_fraction <= 1.0:
             raise ValueError(f"recommend_top_fraction must be in (0, 1], got {self.recommend_top_fraction}")
+        if self.recommendation == "binomial-posterior" and (self.binomial_trials is None or self.binomial_trials < 1):
+            raise ValueError(
+                "recommendation='binomial-posterior' needs binomial_trials, the examples each evaluation draws, "
+                f"got {self.binomial_trials!r}"
+            )
+        if self.binomial_trials is not None and self.binomial_trials < 1:
+            raise ValueError(f"binomial_trials must be >= 1 or None, got {self.binomial_trials}")
         if not self.final_replicates_per_dim >= 0.0:
             raise ValueError(f"final_replicates_per_dim must be >= 0, got {self.final_replicates_per_dim}")
 
@@ -191,6 +202,7 @@ PAPER = _every_field(
     handoff_dim=None,  # the reference is EvoGM at every size
     handoff_sigma=0.3,  # unused without a handoff
     final_replicates_per_dim=0.0,  # the reference spends every evaluation on new points
+    binomial_trials=None,  # unused with recommendation="best"
 )
 
 # Ours (docs/research.md): small generator, history kept across rounds, noisy proposals with step-size control whose
@@ -233,7 +245,8 @@ DEFAULT = _every_field(
     recommend_top_fraction=0.1,  # unused with recommendation="best" (ablation 12)
     handoff_dim=100,  # ablation 13: sep-CMA-ES after the initial population from 100 coordinates on
     handoff_sigma=0.3,  # ablation 13
-    final_replicates_per_dim=0.0,
+    final_replicates_per_dim=0.0,  # ablation 14
+    binomial_trials=None,  # opt-in, for resampled validation (ablation 15)
 )
 
 PRESETS: dict[str, EvoGMConfig] = {

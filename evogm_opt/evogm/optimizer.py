@@ -28,13 +28,14 @@ from evogm_opt.evogm.basis import Basis, BasisShift, fold_into_box, spread_rows
 from evogm_opt.evogm.config import PRESETS, EvoGMConfig, resolve
 from evogm_opt.evogm.generator import GeneratorPair
 from evogm_opt.evogm.history import History
-from evogm_opt.evogm.surrogate import GaussianProcess
+from evogm_opt.evogm.surrogate import GaussianProcess, binomial_smoothed
 from evogm_opt.optimizers.cmaes import CMAES
 from evogm_opt.threads import check_thread_count, torch_threads
 
 logger = logging.getLogger("evogm_opt.evogm")
 
 BasisHook = Callable[[BasisShift], None]
+_BINOMIAL_POINTS = 400  # the binomial-posterior GP sees at most this many rows (most recent + best eighth)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +133,7 @@ class GenerativeOptimizer(Optimizer):
         self._surrogate_cache: tuple[History, GaussianProcess | None, np.ndarray] | None = None
         # sep-CMA-ES once the search has been handed off (config.handoff_dim; evogm/handoff.py), else None
         self.handoff: CMAES | None = None
+        self._warned_not_accuracy = False
 
     @property
     def preset(self) -> str:
@@ -355,6 +357,8 @@ class GenerativeOptimizer(Optimizer):
             return replicated
         if self.config.recommendation == "best" or self._best is None:
             return self._best
+        if self.config.recommendation == "binomial-posterior":
+            return self._binomial_posterior()
         surrogate, rows = self._fitted_surrogate()
         if surrogate is None:
             return self._best
@@ -366,6 +370,31 @@ class GenerativeOptimizer(Optimizer):
         i = rows[candidates[int(np.argmin(surrogate.fitted_mean()[candidates]))]]
         y = float(-history.y[i] if self.maximize else history.y[i])
         return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=y, evaluation=int(history.n[i]))
+
+    def _binomial_posterior(self) -> Best | None:
+        """``recommendation="binomial-posterior"``: among the best ``recommend_top_fraction`` of the observed points
+        (at least three), the one whose accuracy a GP with the known binomial noise puts highest (lowest when
+        minimising an error rate). ``best`` while fewer than five points are in, or if a value lies outside [0, 1]
+        (then it is not an accuracy: logged once)."""
+        history = self._history
+        rows = history.window(history.finite_rows(), _BINOMIAL_POINTS)
+        if len(rows) < 5:
+            return self._best
+        values = -history.y[rows] if self.maximize else history.y[rows]  # the user's accuracies (or error rates)
+        if values.min() < 0.0 or values.max() > 1.0:
+            if not self._warned_not_accuracy:
+                logger.warning("recommendation='binomial-posterior' needs values in [0, 1]; recommending the best")
+                self._warned_not_accuracy = True
+            return self._best
+        try:
+            smoothed = binomial_smoothed(history.u[rows], values, int(self.config.binomial_trials))
+        except np.linalg.LinAlgError:
+            return self._best
+        keep = max(3, int(np.ceil(self.config.recommend_top_fraction * len(rows))))
+        top = np.argsort(history.y[rows], kind="stable")[:keep]
+        chosen = top[int(np.argmax(smoothed[top]) if self.maximize else np.argmin(smoothed[top]))]
+        i = rows[chosen]
+        return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=float(values[chosen]), evaluation=int(history.n[i]))
 
     def _best_replicated(self) -> Best | None:
         """Among points evaluated more than once (the final replicates), the one with the best mean; None if none."""
