@@ -199,11 +199,40 @@ def test_the_final_evaluations_replicate_the_best_distinct_points_and_the_best_m
     matches = [np.flatnonzero(np.all(first == row, axis=1)) for row in last]
     assert all(len(m) == 1 for m in matches) and len({int(m[0]) for m in matches}) == 4
     assert {int(m[0]) for m in matches} <= set(np.argsort(y[:-4])[:8].tolist())
+    # eligible: every point with a look told after the first replicate was asked (the replicated points, by the mean
+    # of their looks, and new points asked beside them, by their one look)
+    start = opt._final_phase_from
+    assert start == len(y) - (8 if ask is None else 4)
+    points = {}
+    for i, row in enumerate(x):
+        points.setdefault(row.tobytes(), []).append(i)
+    eligible = {k: rows for k, rows in points.items() if max(rows) >= start}
+    assert len(eligible) == (8 if ask is None else 4)
+    key = min(eligible, key=lambda k: np.mean(y[eligible[k]]))
     rec = opt.recommend()
-    means = [(y[m[0]] + y[-4 + k]) / 2 for k, m in enumerate(matches)]
-    k = int(np.argmin(means))
-    np.testing.assert_array_equal(rec.x, last[k])
-    assert rec.y == pytest.approx(means[k]) and rec.evaluation == len(y) - 3 + k
+    assert rec.x.tobytes() == key and rec.y == pytest.approx(np.mean(y[eligible[key]]))
+    assert rec.evaluation == max(eligible[key]) + 1
+
+
+def test_repeats_before_the_final_phase_and_failed_replicates_do_not_mislead_the_recommendation():
+    config = dataclasses.replace(PRESETS["default"], final_replicates_per_dim=1.0)
+    opt = GenerativeOptimizer(3, seed=0, config=config, max_evals=30)
+    warm = np.full((2, 3), -0.9)  # the same warm start told twice: not a final-phase replicate
+    opt.tell(warm, [sphere(row) for row in warm])
+    for _ in range(2):
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
+    assert opt.recommend() is opt.best
+    while opt.n_evals < 27:
+        x = opt.ask(min(opt.popsize, 27 - opt.n_evals))
+        opt.tell(x, [sphere(row) for row in x])
+    best = opt.best
+    x = opt.ask(3)  # the final phase: the best three, the best first
+    np.testing.assert_array_equal(x[0], best.x)
+    opt.tell(x, [float("nan"), *[sphere(row) for row in x[1:]]])  # the best point's replicate fails
+    rec = opt.recommend()
+    np.testing.assert_array_equal(rec.x, best.x)  # its one finite look still counts
+    assert rec.y == best.y and rec.evaluation == best.evaluation
 
 
 def test_final_replicates_need_a_budget_and_are_validated():
@@ -213,8 +242,9 @@ def test_final_replicates_need_a_budget_and_are_validated():
         x = opt.ask()
         opt.tell(x, [sphere(row) for row in x])
     assert len(np.unique(opt.evaluations.x, axis=0)) == opt.n_evals and opt.recommend() is opt.best
-    with pytest.raises(ValueError, match="final_replicates_per_dim"):
-        EvoGMConfig(final_replicates_per_dim=-1.0)
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="final_replicates_per_dim"):
+            EvoGMConfig(final_replicates_per_dim=bad)
 
 
 def test_a_run_in_its_final_phase_resumes_exactly(tmp_path):

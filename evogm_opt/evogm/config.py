@@ -131,8 +131,8 @@ class EvoGMConfig:
             )
         if self.binomial_trials is not None and self.binomial_trials < 1:
             raise ValueError(f"binomial_trials must be >= 1 or None, got {self.binomial_trials}")
-        if not self.final_replicates_per_dim >= 0.0:
-            raise ValueError(f"final_replicates_per_dim must be >= 0, got {self.final_replicates_per_dim}")
+        if not 0.0 <= self.final_replicates_per_dim < float("inf"):
+            raise ValueError(f"final_replicates_per_dim must be finite and >= 0, got {self.final_replicates_per_dim}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

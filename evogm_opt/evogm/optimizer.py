@@ -38,6 +38,12 @@ BasisHook = Callable[[BasisShift], None]
 _BINOMIAL_POINTS = 400  # the binomial-posterior GP sees at most this many rows (most recent + best eighth)
 
 
+def _point_key(u: np.ndarray) -> bytes:
+    """One point's identity for replicates: rounded, so a told row that went through the user's bounds and back
+    still matches the row it repeats (and −0.0 matches 0.0)."""
+    return (np.round(u, 12) + 0.0).tobytes()
+
+
 @dataclass(frozen=True, eq=False)
 class AskedBatch:
     """One ask, with what adapters of nonlinear merges need beside the points.
@@ -134,6 +140,7 @@ class GenerativeOptimizer(Optimizer):
         # sep-CMA-ES once the search has been handed off (config.handoff_dim; evogm/handoff.py), else None
         self.handoff: CMAES | None = None
         self._warned_not_accuracy = False
+        self._final_phase_from: int | None = None  # told evaluations when the first final replicate was asked
 
     @property
     def preset(self) -> str:
@@ -200,6 +207,8 @@ class GenerativeOptimizer(Optimizer):
             x = self.handoff.ask(n)
             return x, np.concatenate([np.zeros((n, 1)), self.box.to_unit(x)], axis=1)
         replicates = self._replicate_slots(n)
+        if replicates and self._final_phase_from is None:
+            self._final_phase_from = self.n_evals  # rows told after this are the final phase's
         with torch_threads(self.torch_threads):  # the only place the networks train and run
             x, payload = self._propose_rows(n - replicates) if replicates < n else (np.empty((0, self.dim)), None)
         if replicates:
@@ -222,13 +231,13 @@ class GenerativeOptimizer(Optimizer):
         """Re-asks of the best observed points not yet replicated (nor pending), best first: a second, independent
         look at the few points the recommendation chooses between, where one lucky observation can win."""
         history = self._history
-        seen = {row.tobytes() for row in self.box.to_unit(self._pending_x)}
+        seen = {_point_key(row) for row in self.box.to_unit(self._pending_x)}
         counts: dict[bytes, int] = {}
         for row in history.u:
-            counts[row.tobytes()] = counts.get(row.tobytes(), 0) + 1
+            counts[_point_key(row)] = counts.get(_point_key(row), 0) + 1
         chosen: list[int] = []
         for i in history.ranked():
-            key = history.u[i].tobytes()
+            key = _point_key(history.u[i])
             if not np.isfinite(history.y[i]) or counts[key] > 1 or key in seen:
                 continue
             seen.add(key)
@@ -397,18 +406,27 @@ class GenerativeOptimizer(Optimizer):
         return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=float(values[chosen]), evaluation=int(history.n[i]))
 
     def _best_replicated(self) -> Best | None:
-        """Among points evaluated more than once (the final replicates), the one with the best mean; None if none."""
-        if self.config.final_replicates_per_dim <= 0:
+        """Once the final phase has begun: the best mean among the points with a look told in it — the replicated
+        points (every finite look counted) and the new points asked beside them, which could not have been
+        replicated. None before the final phase (the recommendation rule applies)."""
+        start = self._final_phase_from
+        if start is None:
             return None
         history = self._history
         groups: dict[bytes, list[int]] = {}
-        for i in history.finite_rows():
-            groups.setdefault(history.u[i].tobytes(), []).append(int(i))
-        repeated = [rows for rows in groups.values() if len(rows) > 1]
-        if not repeated:
+        for i in range(len(history)):
+            groups.setdefault(_point_key(history.u[i]), []).append(i)
+        best: tuple[float, list[int]] | None = None
+        for rows in groups.values():
+            finite = [i for i in rows if np.isfinite(history.y[i])]
+            if not finite or max(int(history.n[i]) for i in rows) <= start:
+                continue
+            mean = float(np.mean(history.y[finite]))
+            if best is None or mean < best[0]:
+                best = (mean, finite)
+        if best is None:
             return None
-        rows = min(repeated, key=lambda r: float(np.mean(history.y[r])))
-        mean = float(np.mean(history.y[rows]))
+        mean, rows = best
         return Best(
             x=self.box.to_user(history.u[rows[0] : rows[0] + 1])[0],
             y=-mean if self.maximize else mean,
@@ -529,6 +547,7 @@ class GenerativeOptimizer(Optimizer):
             "last_loss": self.last_loss,
             "generators": None if self.generators is None else self.generators.state(),
             "handoff": None if self.handoff is None else self.handoff.state_dict(),
+            "final_phase_from": -1 if self._final_phase_from is None else self._final_phase_from,
         }
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -559,6 +578,8 @@ class GenerativeOptimizer(Optimizer):
             self.generators.load(state["generators"])
         inner = state.get("handoff")  # absent before handoffs existed
         self.handoff = None if inner is None else CMAES.from_state_dict(inner)
+        start = int(state.get("final_phase_from", -1))  # absent before final replicates existed
+        self._final_phase_from = None if start < 0 else start
         self._surrogate_cache = None
 
     # ------------------------------------------------------------------ introspection
