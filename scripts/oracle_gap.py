@@ -57,8 +57,9 @@ def main(out: str, optimizer: str, seeds: range, dims: list[int]) -> None:
                     drive(get_peer(optimizer).build(dim, seed, budget), ev)
                     true = landscape.true_value(np.concatenate(ev.points))
                     for k in CHECKPOINTS:
-                        n = k * dim  # the oracle sees the points of batches finished by n, as the recommendation
-                        n = max(m for m in np.cumsum([len(p) for p in ev.points]) if m <= n)
+                        n = k * dim
+                        # the oracle sees the points of the batches finished by n, as the recommendation did
+                        seen = max(m for m in np.cumsum([len(p) for p in ev.points]) if m <= n)
                         record = {
                             "optimizer": optimizer,
                             "landscape": name,
@@ -66,7 +67,7 @@ def main(out: str, optimizer: str, seeds: range, dims: list[int]) -> None:
                             "checkpoint": k,
                             "seed": seed,
                             "recommended": float(landscape.true_value(ev.recommended[n].reshape(1, -1))[0]),
-                            "oracle": float(true[:n].max()),
+                            "oracle": float(true[:seen].max()),
                         }
                         fh.write(json.dumps(record) + "\n")
                         gaps[(name[-4], dim, k)].append(record["oracle"] - record["recommended"])
