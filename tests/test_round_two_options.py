@@ -22,6 +22,17 @@ def run(config, dim: int = 3, evaluations: int = 60, seed: int = 0) -> Generativ
     return opt
 
 
+def _finish_in_step(opt: GenerativeOptimizer, twin: GenerativeOptimizer, pending: np.ndarray) -> None:
+    """Tell both the rows pending at the checkpoint, then run both to the end, asserting every ask is the same."""
+    for o in (opt, twin):
+        o.tell(pending, [sphere(row) for row in pending])
+    while not opt.stop():
+        a, b = opt.ask(), twin.ask()
+        np.testing.assert_array_equal(a, b)
+        opt.tell(a, [sphere(row) for row in a])
+        twin.tell(b, [sphere(row) for row in b])
+
+
 # ---------------------------------------------------------------------- screening candidates
 def _shrink(x: np.ndarray) -> np.ndarray:
     return 0.5 * x  # a "generator" that pulls every point halfway to the origin
@@ -128,13 +139,7 @@ def test_a_handed_off_search_resumes_exactly(tmp_path):
     opt.save(tmp_path / "c.npz")
     twin = load(tmp_path / "c.npz")
     assert twin.handoff is not None and twin.popsize == opt.popsize
-    for o in (opt, twin):
-        o.tell(pending, [sphere(row) for row in pending])
-    while not opt.stop():
-        a, b = opt.ask(), twin.ask()
-        np.testing.assert_array_equal(a, b)
-        opt.tell(a, [sphere(row) for row in a])
-        twin.tell(b, [sphere(row) for row in b])
+    _finish_in_step(opt, twin, pending)
     assert opt.best.y == twin.best.y
 
 
@@ -256,13 +261,7 @@ def test_a_run_in_its_final_phase_resumes_exactly(tmp_path):
     pending = opt.ask(3)  # the last of them already a replicate
     opt.save(tmp_path / "c.npz")
     twin = load(tmp_path / "c.npz")
-    for o in (opt, twin):
-        o.tell(pending, [sphere(row) for row in pending])
-    while not opt.stop():
-        a, b = opt.ask(), twin.ask()
-        np.testing.assert_array_equal(a, b)
-        opt.tell(a, [sphere(row) for row in a])
-        twin.tell(b, [sphere(row) for row in b])
+    _finish_in_step(opt, twin, pending)
     a, b = opt.recommend(), twin.recommend()
     np.testing.assert_array_equal(a.x, b.x)
     assert (a.y, a.evaluation) == (b.y, b.evaluation)
