@@ -83,7 +83,7 @@ class EvoGMConfig:
     # the handed-off sep-CMA-ES's initial step, a fraction of the box half-width
     handoff_sigma: float = 0.3
     # r > 0 (with max_evals): the last ⌈r·dim⌉ evaluations re-evaluate the best observed points once each, and the
-    # recommendation is the replicated point with the best mean (ours, research round two, item 4)
+    # recommendation is the best mean among the points looked at in that final phase (ours, ablation 14)
     final_replicates_per_dim: float = 0.0
     # "binomial-posterior": each evaluation is an accuracy on this many freshly drawn examples (ours, ablation 15)
     binomial_trials: int | None = None

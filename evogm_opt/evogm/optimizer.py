@@ -232,13 +232,11 @@ class GenerativeOptimizer(Optimizer):
         look at the few points the recommendation chooses between, where one lucky observation can win."""
         history = self._history
         seen = {_point_key(row) for row in self.box.to_unit(self._pending_x)}
-        counts: dict[bytes, int] = {}
-        for row in history.u:
-            counts[_point_key(row)] = counts.get(_point_key(row), 0) + 1
+        looks = self._looks()
         chosen: list[int] = []
         for i in history.ranked():
             key = _point_key(history.u[i])
-            if not np.isfinite(history.y[i]) or counts[key] > 1 or key in seen:
+            if not np.isfinite(history.y[i]) or len(looks[key]) > 1 or key in seen:
                 continue
             seen.add(key)
             chosen.append(int(i))
@@ -358,8 +356,8 @@ class GenerativeOptimizer(Optimizer):
         while the GP cannot be fitted. ``"posterior-top"``: the same, among the best ``recommend_top_fraction``
         of the GP's rows by observed value only (at least three) — the GP arbitrates between lucky and good
         observations without promoting a smooth but mediocre region. With ``final_replicates_per_dim`` > 0, once
-        a point has been re-evaluated, whatever the rule: the replicated point with the best mean (``y`` the mean,
-        ``evaluation`` its last look).
+        the final phase has begun, whatever the rule: the best mean among the points with a look told in it
+        (``y`` the mean, ``evaluation`` its last finite look).
         """
         replicated = self._best_replicated()
         if replicated is not None:
@@ -405,6 +403,13 @@ class GenerativeOptimizer(Optimizer):
         i = rows[chosen]
         return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=float(values[chosen]), evaluation=int(history.n[i]))
 
+    def _looks(self) -> dict[bytes, list[int]]:
+        """History rows grouped by the point they evaluated (:func:`_point_key`), in the order told."""
+        groups: dict[bytes, list[int]] = {}
+        for i, row in enumerate(self._history.u):
+            groups.setdefault(_point_key(row), []).append(i)
+        return groups
+
     def _best_replicated(self) -> Best | None:
         """Once the final phase has begun: the best mean among the points with a look told in it — the replicated
         points (every finite look counted) and the new points asked beside them, which could not have been
@@ -413,11 +418,8 @@ class GenerativeOptimizer(Optimizer):
         if start is None:
             return None
         history = self._history
-        groups: dict[bytes, list[int]] = {}
-        for i in range(len(history)):
-            groups.setdefault(_point_key(history.u[i]), []).append(i)
         best: tuple[float, list[int]] | None = None
-        for rows in groups.values():
+        for rows in self._looks().values():
             finite = [i for i in rows if np.isfinite(history.y[i])]
             if not finite or max(int(history.n[i]) for i in rows) <= start:
                 continue

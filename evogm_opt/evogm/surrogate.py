@@ -14,6 +14,9 @@ maximum log marginal likelihood (eq. 5.8) over a small grid. Acquisition: expect
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 import torch
 from scipy import stats
@@ -37,6 +40,26 @@ def matern52(dist: torch.Tensor, length_scale: float) -> torch.Tensor:
     return (1.0 + r + r**2 / 3.0) * torch.exp(-r)
 
 
+def most_likely(
+    target: torch.Tensor, covariances: Iterable[tuple[Any, torch.Tensor]]
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Of (setting, covariance) pairs, the one of highest log marginal likelihood for ``target`` (eq. 5.8, up to a
+    constant; the first of equals wins), with its Cholesky factor and α = K⁻¹·target. Covariances that are not
+    positive definite are skipped."""
+    best = None
+    for setting, covariance in covariances:
+        chol, info = torch.linalg.cholesky_ex(covariance)
+        if int(info) != 0:
+            continue
+        alpha = torch.cholesky_solve(target[:, None], chol)[:, 0]
+        lml = float(-0.5 * target @ alpha - torch.log(torch.diagonal(chol)).sum())
+        if best is None or lml > best[0]:
+            best = (lml, setting, chol, alpha)
+    if best is None:
+        raise np.linalg.LinAlgError("no kernel setting gave a positive-definite covariance")
+    return best[1], best[2], best[3]
+
+
 class GaussianProcess:
     """Fit on (x, y) with y to be *minimised*; predict on the copula scale (lower is better).
 
@@ -52,20 +75,9 @@ class GaussianProcess:
         dim = self.x.shape[1]
         dist = distances(self.x, self.x)
         eye = torch.eye(len(self.x), dtype=torch.float64)
-        best = None
-        for ls in _LENGTH_SCALES:
-            k = matern52(dist, ls * np.sqrt(dim))
-            for noise in _NOISE_VARIANCES:
-                chol, info = torch.linalg.cholesky_ex(k + noise * eye)
-                if int(info) != 0:
-                    continue
-                alpha = torch.cholesky_solve(self.t[:, None], chol)[:, 0]
-                lml = float(-0.5 * self.t @ alpha - torch.log(torch.diagonal(chol)).sum())
-                if best is None or lml > best[0]:
-                    best = (lml, ls * np.sqrt(dim), noise, chol, alpha)
-        if best is None:
-            raise np.linalg.LinAlgError("no kernel setting gave a positive-definite covariance")
-        _, self.length_scale, self.noise, self._chol, self._alpha = best
+        kernels = ((ls * np.sqrt(dim), matern52(dist, ls * np.sqrt(dim))) for ls in _LENGTH_SCALES)
+        settings = (((ls, noise), k + noise * eye) for ls, k in kernels for noise in _NOISE_VARIANCES)
+        (self.length_scale, self.noise), self._chol, self._alpha = most_likely(self.t, settings)
 
     def _predict(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         ks = matern52(distances(torch.as_tensor(np.atleast_2d(x), dtype=torch.float64), self.x), self.length_scale)
@@ -115,17 +127,7 @@ def binomial_smoothed(u: np.ndarray, accuracy: np.ndarray, trials: int) -> np.nd
     spread = float(torch.var(y, unbiased=False)) or 1e-6
     noise = torch.clamp(y * (1.0 - y), min=0.01) / trials
     dist = distances(x, x)
-    best = None
-    for ls in _BINOMIAL_LENGTH_SCALES:
-        shape = matern52(dist, ls * np.sqrt(x.shape[1]))
-        for scale in _SIGNAL_SCALES:
-            chol, info = torch.linalg.cholesky_ex(spread * scale * shape + torch.diag(noise))
-            if int(info) != 0:
-                continue
-            alpha = torch.cholesky_solve(centred[:, None], chol)[:, 0]
-            lml = float(-0.5 * centred @ alpha - torch.log(torch.diagonal(chol)).sum())
-            if best is None or lml > best[0]:
-                best = (lml, alpha)
-    if best is None:
-        raise np.linalg.LinAlgError("no kernel setting gave a positive-definite covariance")
-    return (y - noise * best[1]).numpy()  # posterior mean at the data: y − Σ_noise·α
+    shapes = (matern52(dist, ls * np.sqrt(x.shape[1])) for ls in _BINOMIAL_LENGTH_SCALES)
+    covariances = ((None, spread * scale * k + torch.diag(noise)) for k in shapes for scale in _SIGNAL_SCALES)
+    _, _, alpha = most_likely(centred, covariances)
+    return (y - noise * alpha).numpy()  # posterior mean at the data: y − Σ_noise·α
