@@ -26,6 +26,7 @@ FAST_CONFIG = {
     "deduplicate": True,
 }
 
+
 def _registered(name: str):
     return lambda dim, **kw: registry.create(name, dim, **kw)
 

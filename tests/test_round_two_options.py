@@ -139,6 +139,8 @@ def test_a_handed_off_search_resumes_exactly(tmp_path):
     opt.save(tmp_path / "c.npz")
     twin = load(tmp_path / "c.npz")
     assert twin.handoff is not None and twin.popsize == opt.popsize
+    # the checkpoint rebuilds EvoGM's P (2·dim), not sep-CMA-ES's generation
+    assert opt.state_dict()["config"]["popsize"] == twin.state_dict()["config"]["popsize"] == 10
     _finish_in_step(opt, twin, pending)
     assert opt.best.y == twin.best.y
 

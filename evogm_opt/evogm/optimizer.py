@@ -126,6 +126,8 @@ class GenerativeOptimizer(Optimizer):
         super().__init__(dim, bounds, popsize=popsize, seed=seed, maximize=maximize, max_evals=max_evals)
         if self.popsize < 2:
             raise ValueError("GenerativeOptimizer needs popsize >= 2 (winners and losers)")
+        # P as constructed; ``popsize`` becomes sep-CMA-ES's generation after a handoff, a checkpoint keeps this
+        self._evogm_popsize = self.popsize
         self.on_basis_shift = on_basis_shift
         self.round = 0
         self.iteration = 0  # 0: the round's initial population; 1..T: generator iterations
@@ -529,7 +531,8 @@ class GenerativeOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ state
     def _config(self) -> dict[str, Any]:
-        return {**super()._config(), "config": self.config.to_dict(), "torch_threads": self.torch_threads}
+        config = {**super()._config(), "popsize": self._evogm_popsize}
+        return {**config, "config": self.config.to_dict(), "torch_threads": self.torch_threads}
 
     def _algorithm_state(self) -> dict[str, Any]:
         generation = self._generation
@@ -580,6 +583,8 @@ class GenerativeOptimizer(Optimizer):
             self.generators.load(state["generators"])
         inner = state.get("handoff")  # absent before handoffs existed
         self.handoff = None if inner is None else CMAES.from_state_dict(inner)
+        if self.handoff is not None:
+            self.popsize = self.handoff.es.popsize
         start = int(state.get("final_phase_from", -1))  # absent before final replicates existed
         self._final_phase_from = None if start < 0 else start
         self._surrogate_cache = None
