@@ -148,6 +148,11 @@ class Optimizer(abc.ABC):
             "max_evals": self.max_evals,
         }
 
+    @classmethod
+    def _constructor_arguments(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's recorded :meth:`_config` as constructor arguments (a subclass completes old records)."""
+        return config
+
     def _algorithm_state(self) -> dict[str, Any]:
         return {}
 
@@ -376,7 +381,7 @@ class Optimizer(abc.ABC):
                 f"this state was written by {name!r}, not {cls.name!r}: load it with {hint} or evogm_opt.load(path)"
             )
         try:
-            opt = target(**state["config"], **runtime)
+            opt = target(**target._constructor_arguments(state["config"]), **runtime)
             core = state["core"]
             opt.rng = _state.rng_from_state(core["rng"])
             opt.n_evals = int(core["n_evals"])

@@ -118,6 +118,25 @@ def test_presets_set_every_field_and_old_settings_take_the_papers_values():
         EvoGMConfig.from_dict({"generator": {"width": 3}})
 
 
+def test_a_dict_of_settings_changes_the_named_preset_and_an_old_checkpoint_still_gets_the_papers_values(tmp_path):
+    opt = GenerativeOptimizer(4, seed=0, config={"handoff_dim": 50, "generator": {"epochs": 7}})
+    assert opt.config == dataclasses.replace(
+        PRESETS["default"], handoff_dim=50, generator=dataclasses.replace(PRESETS["default"].generator, epochs=7)
+    )
+    assert GenerativeOptimizer(4, preset="paper", config={"n_rounds": 3}).config == dataclasses.replace(
+        PAPER, n_rounds=3
+    )
+    with pytest.raises(ValueError, match="unknown EvoGM settings"):
+        GenerativeOptimizer(4, config={"handof_dim": 50})
+    with pytest.raises(TypeError, match="EvoGMConfig or a dict"):
+        GenerativeOptimizer(4, config=[("handoff_dim", 50)])
+    opt.save(tmp_path / "c.npz")
+    assert GenerativeOptimizer.load(tmp_path / "c.npz").config == opt.config
+    state = opt.state_dict()  # as if written before screening existed: the paper's value (0), not the preset's (64)
+    del state["config"]["config"]["screening"]
+    assert GenerativeOptimizer.from_state_dict(state).config.screening == PAPER.screening == 0
+
+
 def test_preset_names_the_configuration_in_repr_and_after_load(tmp_path):
     opt = GenerativeOptimizer(3, preset="paper", seed=0)
     assert opt.preset == "paper" and "preset='paper'" in repr(opt)

@@ -357,6 +357,16 @@ def test_layer_group_layout_with_simplex_weights_end_to_end(workspace):
         workspace, "grouped-ties-cma", method="ties", layout="per_module_type", optimizer={"name": "cmaes", "budget": 8}
     )
     assert quiet_run(allowed).results["n_evals"] == 8
+    handed_off = write_config(  # EvoGM that hands off to sep-CMA-ES never shifts its basis, so it may drive TIES
+        workspace,
+        "grouped-ties-handoff",
+        method="ties",
+        layout="per_module_type",
+        baselines=False,
+        optimizer={"name": "evogm", "budget": 30, "seed": 3, "options": {"config": {"handoff_dim": 2}}},
+    )
+    done = quiet_run(handed_off).results
+    assert done["n_evals"] == 30 and done["best"]["basis_version"] == 0
     with pytest.raises(ConfigError, match="groups"):
         parse_config(config_dict(layout={"name": "per_module_type", "groups": 2}), workspace)
 

@@ -57,11 +57,12 @@ def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness,
     problem = rebase_bounds_problem(opt, fitness.method, cfg.method)  # the grouped layouts' optimizer is built here
     if problem is not None:
         raise RunError(problem)
-    shifts = isinstance(opt, GenerativeOptimizer) and opt.config.n_rounds != 1
+    shifts = isinstance(opt, GenerativeOptimizer) and opt.config.n_rounds != 1 and not opt.hands_off
     if shifts and not fitness.method.linear and len(fitness.layout.group_names) > 1:
         raise RunError(
             f"{cfg.method} with the {cfg.layout} layout under EvoGM's basis shifts is not defined (a shift makes "
-            "whole merges the new experts); use task_arithmetic, layout per_expert, or an optimizer without shifts"
+            "whole merges the new experts); use task_arithmetic, layout per_expert, or an optimizer without shifts "
+            f"(EvoGM with optimizer.options.config.handoff_dim <= {opt.dim}, this search's dimension, hands off first)"
         )
     return opt
 

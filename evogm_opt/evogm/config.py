@@ -143,14 +143,18 @@ class EvoGMConfig:
     def from_dict(cls, data: dict[str, Any]) -> EvoGMConfig:
         """Settings as :meth:`to_dict` writes them. A setting missing from ``data`` (a checkpoint of an older
         version, written before the setting existed) takes the paper's value — what the algorithm did then."""
+        return PAPER.with_settings(data)
+
+    def with_settings(self, data: dict[str, Any]) -> EvoGMConfig:
+        """This configuration with the settings ``data`` names replaced (``generator`` a dict of its own);
+        how a user's partial dict is layered over a preset."""
         data = dict(data)
-        _refuse_unknown(cls, data, "EvoGM")
+        _refuse_unknown(type(self), data, "EvoGM")
         gen = dict(data.pop("generator", {}))
         _refuse_unknown(GeneratorConfig, gen, "generator")
         if "hidden" in gen:
             gen["hidden"] = tuple(int(h) for h in gen["hidden"])
-        generator = dataclasses.replace(PAPER.generator, **gen)
-        return dataclasses.replace(PAPER, generator=generator, **data)
+        return dataclasses.replace(self, generator=dataclasses.replace(self.generator, **gen), **data)
 
 
 def _refuse_unknown(cls: type, data: dict[str, Any], what: str) -> None:
@@ -259,12 +263,14 @@ PRESETS: dict[str, EvoGMConfig] = {
 }
 
 
-def resolve(preset: str, config: EvoGMConfig | None) -> EvoGMConfig:
-    """The configuration a GenerativeOptimizer runs: ``config`` if given, else the named preset."""
-    if config is not None:
-        if not isinstance(config, EvoGMConfig):
-            raise TypeError(f"config must be an EvoGMConfig, got {type(config).__name__}")
+def resolve(preset: str, config: EvoGMConfig | dict[str, Any] | None) -> EvoGMConfig:
+    """The configuration a GenerativeOptimizer runs: an ``EvoGMConfig`` as given; a dict's settings over the
+    named preset (so ``{"handoff_dim": 50}`` changes one setting of the default, not of the paper); else the
+    preset."""
+    if isinstance(config, EvoGMConfig):
         return config
+    if config is not None and not isinstance(config, dict):
+        raise TypeError(f"config must be an EvoGMConfig or a dict of its settings, got {type(config).__name__}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[preset]
+    return PRESETS[preset] if config is None else PRESETS[preset].with_settings(config)

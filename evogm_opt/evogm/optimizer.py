@@ -92,7 +92,8 @@ class GenerativeOptimizer(Optimizer):
         bounds: ``(lower, upper)`` for every coordinate or an array of shape ``(dim, 2)``.
         popsize: P, default 2·dim as in the paper.
         preset: ``"default"`` (ours), ``"paper"`` (the reference), ``"paper-single-generator"``, ``"paper-no-rounds"``.
-        config: an :class:`EvoGMConfig` (or its ``to_dict()``) replacing the preset entirely.
+        config: an :class:`EvoGMConfig` replacing the preset entirely, or a dict of settings replacing the
+            preset's (``{"handoff_dim": 50}``: the named preset with that one setting changed).
         on_basis_shift: called with a :class:`BasisShift` after each shift; adapters of nonlinear merges (TIES,
             DARE) materialise the new experts there (``np.asarray(shift)`` is the new basis matrix).
         torch_threads: torch threads for the generators' training and proposals (default 1: the networks are
@@ -120,8 +121,6 @@ class GenerativeOptimizer(Optimizer):
         torch_threads: int = 1,
     ) -> None:
         self.torch_threads = check_thread_count(torch_threads, "torch_threads")
-        if isinstance(config, dict):
-            config = EvoGMConfig.from_dict(config)
         self.config = resolve(preset, config)
         super().__init__(dim, bounds, popsize=popsize, seed=seed, maximize=maximize, max_evals=max_evals)
         if self.popsize < 2:
@@ -175,7 +174,8 @@ class GenerativeOptimizer(Optimizer):
 
     @property
     def hands_off(self) -> bool:
-        """Whether this optimizer continues as sep-CMA-ES after its initial population (``dim ≥ handoff_dim``)."""
+        """Whether this optimizer continues as sep-CMA-ES after its initial population (``dim ≥ handoff_dim``);
+        such a search never shifts its basis, so nonlinear merges with several coefficient groups can use it."""
         return self.config.handoff_dim is not None and self.dim >= self.config.handoff_dim
 
     def _repr_extra(self) -> str:
@@ -478,8 +478,9 @@ class GenerativeOptimizer(Optimizer):
             self.last_loss,
         )
         self.iteration += 1
-        if self.hands_off and self._best is not None and self.basis.version == 0:
-            self._hand_off()
+        if self.hands_off:  # never a basis shift: the search continues as sep-CMA-ES once a result is finite
+            if self._best is not None:
+                self._hand_off()
         elif self.iteration > self.config.iterations_per_round:
             self._end_round()
 
@@ -533,6 +534,14 @@ class GenerativeOptimizer(Optimizer):
     def _config(self) -> dict[str, Any]:
         config = {**super()._config(), "popsize": self._evogm_popsize}
         return {**config, "config": self.config.to_dict(), "torch_threads": self.torch_threads}
+
+    @classmethod
+    def _constructor_arguments(cls, config: dict[str, Any]) -> dict[str, Any]:
+        # a recorded configuration is complete, or older than some setting: that one takes the paper's value (what
+        # the algorithm did then), never the preset's, which a partial dict from a user is layered over
+        if isinstance(config.get("config"), dict):
+            return {**config, "config": EvoGMConfig.from_dict(config["config"])}
+        return config
 
     def _algorithm_state(self) -> dict[str, Any]:
         generation = self._generation
