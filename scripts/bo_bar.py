@@ -3,8 +3,9 @@
 Usage: python scripts/bo_bar.py RECORDS.jsonl [OPTIMIZER] [--seeds A:B]
 
 Cells: every merge-like landscape × N × checkpoint (10·N, 20·N) in the file. The best BO peer of a cell is the BO
-peer (``optuna-gp``, ``botorch-qlognei``, ``smac-bb``, whichever the file has for that cell) with the highest
-median; a peer run on fewer seeds is taken as it is (its median is then noisier — say so when reporting).
+peer (``optuna-gp``, ``optuna-gp-experts``, ``botorch-qlognei``, ``smac-bb``, whichever the file has for that
+cell) with the highest median; a peer run on fewer seeds is taken as it is (its median is then noisier — say
+so when reporting).
 Significance: two-sided Mann–Whitney of the optimizer against that peer, Holm-corrected over all cells printed.
 Prints one line per cell and a summary per N and overall: cells where the optimizer's median is higher, and
 cells significantly better / worse.
@@ -19,7 +20,7 @@ import numpy as np
 from evogm_bench import stats
 from evogm_bench.report import load_cells, seed_range
 
-BO_PEERS = ("optuna-gp", "botorch-qlognei", "smac-bb")
+BO_PEERS = ("optuna-gp", "optuna-gp-experts", "botorch-qlognei", "smac-bb")
 
 
 def main(path: str, name: str = "evogm", seeds: range | None = None) -> None:

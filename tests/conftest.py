@@ -5,8 +5,8 @@ import pytest
 
 from evogm_opt import registry
 
-# Small but real settings: the paper preset's generator is full size, only its epochs are cut for speed where the
-# test is about the protocol rather than the preset (those use FAST_PAPER).
+# Small but real settings over the paper preset (a small generator, few epochs, rounds that never end), for tests
+# about the protocol rather than a preset: "evogm-fast" below.
 FAST_CONFIG = {
     "generator": {
         "hidden": [16, 16],
@@ -35,7 +35,7 @@ def _registered(name: str):
 # full-size generators are pinned by test_paper_preset.py; "evogm-fast" keeps the contract tests quick)
 FACTORIES = {
     "evogm-default": _registered("evogm"),
-    "evogm-fast": lambda dim, **kw: registry.create("evogm", dim, config=FAST_CONFIG, **kw),
+    "evogm-fast": lambda dim, **kw: registry.create("evogm", dim, preset="paper", config=FAST_CONFIG, **kw),
     "cmaes": _registered("cmaes"),
     "pso-merging": _registered("pso-merging"),
     "model-swarms": _registered("model-swarms"),

@@ -367,6 +367,8 @@ def test_layer_group_layout_with_simplex_weights_end_to_end(workspace):
     )
     done = quiet_run(handed_off).results
     assert done["n_evals"] == 30 and done["best"]["basis_version"] == 0
+    searched = Optimizer.load(workspace / "runs" / "grouped-ties-handoff" / "checkpoint.evogm")
+    assert searched.handoff is not None and searched.never_shifts  # sep-CMA-ES searched; it was not refused
     with pytest.raises(ConfigError, match="groups"):
         parse_config(config_dict(layout={"name": "per_module_type", "groups": 2}), workspace)
 

@@ -145,6 +145,20 @@ def test_a_handed_off_search_resumes_exactly(tmp_path):
     assert opt.best.y == twin.best.y
 
 
+def test_a_search_that_shifted_before_handing_off_goes_on_as_evogm():
+    """Version 0.2 shifted a handing-off search whose whole initial population failed; such a checkpoint must
+    resume as it ran (EvoGM in the shifted basis), not hand off with rows labelled basis 0."""
+    config = dataclasses.replace(PRESETS["default"], handoff_dim=5)
+    fresh = GenerativeOptimizer(5, seed=6, config=config, max_evals=100)
+    shifted = GenerativeOptimizer(5, seed=6, config=config, max_evals=100)
+    shifted.basis = shifted.basis.shifted(0.9 * np.eye(5))
+    assert fresh.never_shifts and not shifted.never_shifts
+    for opt in (fresh, shifted):
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
+    assert fresh.handoff is not None and shifted.handoff is None and shifted.basis_version == 1
+
+
 def test_paper_never_hands_off_and_the_setting_is_validated():
     assert PRESETS["paper"].handoff_dim is None
     with pytest.raises(ValueError, match="handoff_dim"):

@@ -46,6 +46,38 @@ def test_expected_improvement_prefers_the_predicted_minimum_region():
     assert ei[0] > ei[1] >= 0
 
 
+def test_a_believed_point_keeps_the_mean_and_removes_the_improvement_expected_there():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (30, 2))
+    gp = GaussianProcess(x, np.sum((x - 0.5) ** 2, axis=1))
+    peak, elsewhere = np.array([[0.5, 0.5]]), np.array([[0.5, -0.5], [-0.6, 0.2]])
+    believed = gp.believing(peak)
+    np.testing.assert_allclose(believed.predict(elsewhere)[0], gp.predict(elsewhere)[0], atol=0.05)
+    np.testing.assert_allclose(believed.predict(peak)[0], gp.predict(peak)[0], atol=1e-6)
+    assert believed.predict(peak)[1][0] < 0.5 * gp.predict(peak)[1][0]
+    assert believed.expected_improvement(peak)[0] < 0.5 * gp.expected_improvement(peak)[0]
+    assert believed.incumbent == min(gp.incumbent, gp.predict(peak)[0][0]) and len(gp.x) == 30  # original kept
+
+
+def test_a_believer_batch_spreads_picks_that_independent_screening_stacks():
+    """Two proposals with the same candidates: independently both ask the EI peak; believing, the second moves."""
+    from evogm_opt.evogm.proposals import screened
+
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (30, 2))
+    gp = GaussianProcess(x, np.sum((x - 0.5) ** 2, axis=1))
+    shared = rng.uniform(-1, 1, (64, 2))
+    candidates = np.stack([shared, shared])
+    identity = lambda u, own: u  # noqa: E731
+    independent, _ = screened(candidates, gp, identity, exploit=0)
+    believer, _ = screened(candidates, gp, identity, exploit=0, believer=True)
+    np.testing.assert_array_equal(independent[0], independent[1])
+    np.testing.assert_array_equal(believer[0], independent[0])  # the first pick is the same
+    assert not np.array_equal(believer[1], believer[0])
+    with pytest.raises(ValueError, match="screening_batch"):
+        EvoGMConfig(screening_batch="kriging")
+
+
 def test_gp_needs_two_points():
     with pytest.raises(ValueError, match="at least two"):
         GaussianProcess(np.zeros((1, 2)), np.zeros(1))

@@ -57,7 +57,7 @@ def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness,
     problem = rebase_bounds_problem(opt, fitness.method, cfg.method)  # the grouped layouts' optimizer is built here
     if problem is not None:
         raise RunError(problem)
-    shifts = isinstance(opt, GenerativeOptimizer) and opt.config.n_rounds != 1 and not opt.hands_off
+    shifts = isinstance(opt, GenerativeOptimizer) and opt.config.n_rounds != 1 and not opt.never_shifts
     if shifts and not fitness.method.linear and len(fitness.layout.group_names) > 1:
         raise RunError(
             f"{cfg.method} with the {cfg.layout} layout under EvoGM's basis shifts is not defined (a shift makes "

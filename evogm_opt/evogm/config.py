@@ -26,6 +26,7 @@ Recommendation = Literal["best", "posterior", "posterior-top", "binomial-posteri
 #: Gaussian noise; ``"generator-input"`` G_lw(p + noise), the generator's image of a neighbourhood of p;
 #: ``"generator-line"`` p + t·(G_lw(p) − p) + noise, steps of random length t along the learned direction.
 CandidateSource = Literal["noise", "generator-input", "generator-line"]
+ScreeningBatch = Literal["independent", "believer"]
 
 _T = TypeVar("_T")
 
@@ -75,6 +76,9 @@ class EvoGMConfig:
     use_generator: bool = True
     # where the screening candidates come from (CandidateSource); the first candidate is always G_lw(p)
     screening_candidates: CandidateSource = "noise"
+    # how a generation's screened asks are chosen together (ScreeningBatch): each by its own EI, or one after
+    # another with the earlier ones added to the GP at its mean ("kriging believer"), so a batch spreads out
+    screening_batch: ScreeningBatch = "independent"
     # "posterior-top": the recommendation is chosen by GP mean among this share of the best observed points
     recommend_top_fraction: float = 0.1
     # from this many coordinates on, the search continues as sep-CMA-ES after the initial population (ours,
@@ -122,6 +126,10 @@ class EvoGMConfig:
             raise ValueError(f"handoff_dim must be >= 2 or None, got {self.handoff_dim}")
         if not self.handoff_sigma > 0:
             raise ValueError(f"handoff_sigma must be > 0, got {self.handoff_sigma}")
+        if self.screening_batch not in get_args(ScreeningBatch):
+            raise ValueError(
+                f"screening_batch must be one of {list(get_args(ScreeningBatch))}, got {self.screening_batch!r}"
+            )
         if not 0.0 < self.recommend_top_fraction <= 1.0:
             raise ValueError(f"recommend_top_fraction must be in (0, 1], got {self.recommend_top_fraction}")
         if self.recommendation == "binomial-posterior" and (self.binomial_trials is None or self.binomial_trials < 1):
@@ -202,6 +210,7 @@ PAPER = _every_field(
     exploit_candidates=0,
     use_generator=True,  # paper Alg. 1: C = G_lw(population)
     screening_candidates="noise",  # unused without screening
+    screening_batch="independent",  # unused without screening
     recommend_top_fraction=0.1,  # unused with recommendation="best"
     handoff_dim=None,  # the reference is EvoGM at every size
     handoff_sigma=0.3,  # unused without a handoff
@@ -246,6 +255,7 @@ DEFAULT = _every_field(
     exploit_candidates=0,  # ablation 5
     use_generator=True,  # research.md, round two: the no-generator ablation
     screening_candidates="noise",  # ablation 11: drawn from the generator was worse or level
+    screening_batch="independent",
     recommend_top_fraction=0.1,  # unused with recommendation="best" (ablation 12)
     handoff_dim=100,  # ablation 13: sep-CMA-ES after the initial population from 100 coordinates on
     handoff_sigma=0.3,  # ablation 13

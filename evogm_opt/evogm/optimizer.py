@@ -175,8 +175,15 @@ class GenerativeOptimizer(Optimizer):
     @property
     def hands_off(self) -> bool:
         """Whether this optimizer continues as sep-CMA-ES after its initial population (``dim ≥ handoff_dim``);
-        such a search never shifts its basis, so nonlinear merges with several coefficient groups can use it."""
+        such a search does not shift its basis (:attr:`never_shifts`), so nonlinear merges with several
+        coefficient groups can use it."""
         return self.config.handoff_dim is not None and self.dim >= self.config.handoff_dim
+
+    @property
+    def never_shifts(self) -> bool:
+        """Whether this search will never shift its basis: it hands off, and has not shifted yet (a checkpoint
+        of a version before 0.3 may have, when its whole initial population failed; it then goes on as EvoGM)."""
+        return self.hands_off and self.basis.version == 0
 
     def _repr_extra(self) -> str:
         if self.hands_off:
@@ -294,7 +301,13 @@ class GenerativeOptimizer(Optimizer):
                 sigma=self.noise,
                 rng=self.rng,
             )
-            made, projected = proposals.screened(candidates, surrogate, self._into_box, exploit=cfg.exploit_candidates)
+            made, projected = proposals.screened(
+                candidates,
+                surrogate,
+                self._into_box,
+                exploit=cfg.exploit_candidates,
+                believer=cfg.screening_batch == "believer",
+            )
         elif self.noise > 0:
             made = proposals.perturbed(made, self.noise, self.rng)
         if cfg.boundary == "mixed" and self.basis.version and projected.any():
@@ -478,7 +491,7 @@ class GenerativeOptimizer(Optimizer):
             self.last_loss,
         )
         self.iteration += 1
-        if self.hands_off:  # never a basis shift: the search continues as sep-CMA-ES once a result is finite
+        if self.never_shifts:  # the search continues as sep-CMA-ES once a result is finite, without a shift
             if self._best is not None:
                 self._hand_off()
         elif self.iteration > self.config.iterations_per_round:

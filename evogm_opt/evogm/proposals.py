@@ -92,10 +92,13 @@ def screened(
     into_box: IntoBox,
     *,
     exploit: int,
+    believer: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per proposal, of its candidates (n, k, dim; the first its noise-free proposal) ask the one with the highest
-    expected improvement under the GP (ours, research ablation 1). With ``exploit`` = M > 0 the M asks of lowest
-    EI are swapped for the candidates of best GP mean not already asked (ablation 5, rejected).
+    expected improvement under the GP (ours, research ablation 1). With ``believer`` the proposals pick in turn,
+    each earlier pick added to the GP at its posterior mean (:meth:`GaussianProcess.believing`), so that two
+    proposals whose candidates overlap do not both ask the same peak of EI. With ``exploit`` = M > 0 the M asks
+    of lowest EI are swapped for the candidates of best GP mean not already asked (ablation 5, rejected).
 
     Returns the chosen rows and which of them are the generator's own, noise-free proposals.
     """
@@ -103,9 +106,19 @@ def screened(
     flat = candidates.reshape(-1, dim)
     own = np.zeros(len(flat), dtype=bool)
     own[::k] = True
-    ei, mean = surrogate.expected_improvement_and_mean(into_box(flat, own))
+    boxed = into_box(flat, own)
+    ei, mean = surrogate.expected_improvement_and_mean(boxed)
     ei = ei.reshape(n, k)
     pick = np.argmax(ei, axis=1)
+    if believer:
+        boxed = boxed.reshape(n, k, dim)
+        believed = surrogate
+        for i in range(n):
+            if i:
+                ei[i] = believed.expected_improvement(boxed[i])
+                pick[i] = int(np.argmax(ei[i]))
+            if i + 1 < n:
+                believed = believed.believing(boxed[i, pick[i]])
     chosen = candidates[np.arange(n), pick]
     projected = pick == 0
     m = min(exploit, n)

@@ -78,6 +78,28 @@ class GaussianProcess:
         kernels = ((ls * np.sqrt(dim), matern52(dist, ls * np.sqrt(dim))) for ls in _LENGTH_SCALES)
         settings = (((ls, noise), k + noise * eye) for ls, k in kernels for noise in _NOISE_VARIANCES)
         (self.length_scale, self.noise), self._chol, self._alpha = most_likely(self.t, settings)
+        self.incumbent = float(torch.min(self.t - self.noise * self._alpha))  # the best posterior mean observed
+
+    def believing(self, x: np.ndarray) -> GaussianProcess:
+        """This GP with the points ``x`` added as observed, without noise, at its own posterior mean (the "kriging
+        believer" of batch BO, Ginsbourger et al. 2010): the mean is unchanged everywhere, the uncertainty at ``x``
+        vanishes, so the expected improvement of the next pick of a batch moves away from the picks before it.
+        The kernel settings stay those fitted to the real data; the incumbent becomes the best of the real
+        posterior means and the believed values, as if the picks had been observed."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        mean, _ = self._predict(x)
+        new = object.__new__(GaussianProcess)
+        new.x = torch.cat([self.x, torch.as_tensor(x)])
+        new.t = torch.cat([self.t, mean])
+        new.length_scale, new.noise = self.length_scale, self.noise
+        new.incumbent = min(self.incumbent, float(torch.min(mean)))
+        new._fantasies = getattr(self, "_fantasies", 0) + len(x)
+        jitter = torch.full((len(new.x),), self.noise, dtype=torch.float64)
+        jitter[len(new.x) - new._fantasies :] = 1e-8  # a believed value is exact; real ones keep the fitted noise
+        covariance = matern52(distances(new.x, new.x), new.length_scale) + torch.diag(jitter)
+        new._chol = torch.linalg.cholesky(covariance)
+        new._alpha = torch.cholesky_solve(new.t[:, None], new._chol)[:, 0]
+        return new
 
     def _predict(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         ks = matern52(distances(torch.as_tensor(np.atleast_2d(x), dtype=torch.float64), self.x), self.length_scale)
@@ -101,7 +123,7 @@ class GaussianProcess:
 
     def expected_improvement_and_mean(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """EI (as :meth:`expected_improvement`) and the posterior mean, from one prediction."""
-        incumbent = float(np.min(self.fitted_mean()))
+        incumbent = self.incumbent
         mean, sd = self._predict(x)
         z = (incumbent - mean) / sd
         pdf = torch.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
