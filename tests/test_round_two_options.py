@@ -146,7 +146,7 @@ def test_a_handed_off_search_resumes_exactly(tmp_path):
 
 
 def test_a_search_that_shifted_before_handing_off_goes_on_as_evogm():
-    """Version 0.2 shifted a handing-off search whose whole initial population failed; such a checkpoint must
+    """Earlier code shifted a handing-off search whose whole initial population failed; such a checkpoint must
     resume as it ran (EvoGM in the shifted basis), not hand off with rows labelled basis 0."""
     config = dataclasses.replace(PRESETS["default"], handoff_dim=5)
     fresh = GenerativeOptimizer(5, seed=6, config=config, max_evals=100)

@@ -182,7 +182,7 @@ class GenerativeOptimizer(Optimizer):
     @property
     def never_shifts(self) -> bool:
         """Whether this search will never shift its basis: it hands off, and has not shifted yet (a checkpoint
-        of a version before 0.3 may have, when its whole initial population failed; it then goes on as EvoGM)."""
+        written before this rule may have, when its whole initial population failed; it then goes on as EvoGM)."""
         return self.hands_off and self.basis.version == 0
 
     def _repr_extra(self) -> str:
