@@ -320,3 +320,37 @@ def test_binomial_posterior_needs_accuracies_and_a_trial_count(caplog):
         assert opt.recommend() is opt.best
         assert opt.recommend() is opt.best
     assert sum("binomial-posterior" in r.message for r in caplog.records) == 1
+
+
+# ---------------------------------------------------------------------- ablations 16 and 17
+def test_screening_scales_give_candidates_of_each_scale_and_one_scale_is_the_default():
+    rng = np.random.default_rng(0)
+    made = np.zeros((2, 40))
+    args = dict(source="noise", variants=6, sigma=0.1, rng=rng)
+    plain = proposals.screening_candidates(made, made, np.array, **args)
+    scaled = proposals.screening_candidates(made, made, np.array, scales=(1.0, 0.01), **args)
+    spread = np.linalg.norm(scaled, axis=2)  # distance from the proposal, per candidate
+    assert np.all(spread[:, 1::2] < 0.05) and np.all(spread[:, 2::2] > 0.3)  # fine and coarse alternate
+    assert np.all(np.linalg.norm(plain[:, 1:], axis=2) > 0.3)
+    config = dataclasses.replace(PRESETS["default"], screening_scales=[1, 0.25])
+    assert config.screening_scales == (1.0, 0.25) and PRESETS["default"].screening_scales == (1.0,)
+    assert EvoGMConfig.from_dict(config.to_dict()) == config
+    for bad in ((), (1.0, 0.0), 0.5, ("a",)):
+        with pytest.raises(ValueError, match="screening_scales"):
+            dataclasses.replace(PRESETS["default"], screening_scales=bad)
+
+
+def test_keeping_the_step_across_rounds_skips_the_raise_back_to_the_initial_step():
+    base = dataclasses.replace(PRESETS["default"], iterations_per_round=1, max_proposal_noise=1.2)
+    kept = dataclasses.replace(base, keep_step_across_rounds=True)
+    steps = {}
+    for name, config in (("raised", base), ("kept", kept)):
+        opt = GenerativeOptimizer(4, seed=1, config=config, max_evals=200)
+        x = opt.ask()  # the initial population
+        opt.tell(x, [sphere(row) for row in x])
+        opt.noise = 1e-3  # as if the 1/5th rule had shrunk it; the round ends with the next generation
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
+        assert opt.round == 1
+        steps[name] = opt.noise
+    assert steps["raised"] >= PRESETS["default"].proposal_noise / 2 - 1e-12 and steps["kept"] < 0.01

@@ -79,6 +79,11 @@ class EvoGMConfig:
     # how a generation's screened asks are chosen together (ScreeningBatch): each by its own EI, or one after
     # another with the earlier ones added to the GP at its mean ("kriging believer"), so a batch spreads out
     screening_batch: ScreeningBatch = "independent"
+    # without reinit_each_round: keep the adapted step σ across a basis shift instead of raising it back to σ₀
+    keep_step_across_rounds: bool = False
+    # screening candidates' noise as multiples of σ, the candidates split evenly among them: (1.0,) one scale;
+    # (1.0, 0.25, 0.0625) lets expected improvement also choose fine steps where the GP is sure
+    screening_scales: tuple[float, ...] = (1.0,)
     # "posterior-top": the recommendation is chosen by GP mean among this share of the best observed points
     recommend_top_fraction: float = 0.1
     # from this many coordinates on, the search continues as sep-CMA-ES after the initial population (ours,
@@ -93,6 +98,12 @@ class EvoGMConfig:
     binomial_trials: int | None = None
 
     def __post_init__(self) -> None:
+        scales = self.screening_scales
+        if isinstance(scales, (int, float)) or not all(isinstance(v, (int, float)) for v in scales):
+            raise ValueError(f"screening_scales must be a sequence of numbers, got {scales!r}")
+        object.__setattr__(self, "screening_scales", tuple(float(v) for v in scales))
+        if not self.screening_scales or not all(0.0 < v < float("inf") for v in self.screening_scales):
+            raise ValueError(f"screening_scales must be positive and finite, got {scales!r}")
         if not 0.0 < self.winner_fraction < 1.0:
             raise ValueError(f"winner_fraction must be in (0, 1), got {self.winner_fraction}")
         if self.iterations_per_round < 1:
@@ -145,6 +156,7 @@ class EvoGMConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["generator"]["hidden"] = list(self.generator.hidden)
+        data["screening_scales"] = list(self.screening_scales)
         return data
 
     @classmethod
@@ -211,6 +223,8 @@ PAPER = _every_field(
     use_generator=True,  # paper Alg. 1: C = G_lw(population)
     screening_candidates="noise",  # unused without screening
     screening_batch="independent",  # unused without screening
+    keep_step_across_rounds=False,  # unused without noise
+    screening_scales=(1.0,),  # unused without screening
     recommend_top_fraction=0.1,  # unused with recommendation="best"
     handoff_dim=None,  # the reference is EvoGM at every size
     handoff_sigma=0.3,  # unused without a handoff
@@ -256,6 +270,8 @@ DEFAULT = _every_field(
     use_generator=True,  # research.md, round two: the no-generator ablation
     screening_candidates="noise",  # ablation 11: drawn from the generator was worse or level
     screening_batch="independent",
+    keep_step_across_rounds=False,
+    screening_scales=(1.0,),
     recommend_top_fraction=0.1,  # unused with recommendation="best" (ablation 12)
     handoff_dim=100,  # ablation 13: sep-CMA-ES after the initial population from 100 coordinates on
     handoff_sigma=0.3,  # ablation 13

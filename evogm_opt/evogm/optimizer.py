@@ -300,6 +300,7 @@ class GenerativeOptimizer(Optimizer):
                 variants=cfg.screening,
                 sigma=self.noise,
                 rng=self.rng,
+                scales=cfg.screening_scales,
             )
             made, projected = proposals.screened(
                 candidates,
@@ -515,7 +516,7 @@ class GenerativeOptimizer(Optimizer):
             self._history = History.empty(self.dim)
         else:
             self._history = self._history.in_basis(self.basis)
-        if not cfg.reinit_each_round:
+        if not cfg.reinit_each_round and not cfg.keep_step_across_rounds:
             self.noise = max(self.noise, cfg.proposal_noise * self._step_unit)
 
     def _shift_basis(self) -> None:

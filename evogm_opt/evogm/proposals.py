@@ -61,6 +61,7 @@ def screening_candidates(
     variants: int,
     sigma: float,
     rng: np.random.Generator,
+    scales: tuple[float, ...] = (1.0,),
 ) -> np.ndarray:
     """Per proposal ``made[i]`` = G_lw(population[i]), ``variants`` candidates (n, k, dim), the first G_lw(p) itself.
 
@@ -69,10 +70,13 @@ def screening_candidates(
     spread is the learned map's (contracted where it pulls towards winners, kept where it does not);
     ``"generator-line"`` p + t·(G_lw(p) − p) + σε with t ~ U(0, 2): steps of random length along the learned
     loser→winner direction, overshooting it as often as falling short (ours, research round two).
+    ``scales``: multiples of σ, the candidates' noise cycling through them (ablation 16).
     """
     n, dim = made.shape
     k = variants
     noise = sigma * rng.standard_normal((n, k, dim))
+    if len(scales) > 1:  # candidate j's noise at scales[j % len(scales)]: coarse and fine steps side by side
+        noise *= np.resize(np.asarray(scales), k)[None, :, None]
     noise[:, 0] = 0.0
     if source == "noise":
         return clip_into_unit_box(made[:, None, :] + noise)
