@@ -354,3 +354,30 @@ def test_keeping_the_step_across_rounds_skips_the_raise_back_to_the_initial_step
         assert opt.round == 1
         steps[name] = opt.noise
     assert steps["raised"] >= PRESETS["default"].proposal_noise / 2 - 1e-12 and steps["kept"] < 0.01
+
+
+def test_global_screening_candidates_reach_the_whole_box_and_leave_the_generators_own_first():
+    config = dataclasses.replace(  # a small step: candidates near a proposal stay near it
+        PRESETS["default"], screening_global=0.5, screening=8, proposal_noise=0.01, max_proposal_noise=0.02
+    )
+    opt = GenerativeOptimizer(3, seed=2, config=config, max_evals=200)
+    seen = []
+    original = proposals.screened
+
+    def spy(candidates, *args, **kwargs):
+        seen.append(candidates.copy())
+        return original(candidates, *args, **kwargs)
+
+    proposals.screened = spy
+    try:
+        for _ in range(3):
+            x = opt.ask()
+            opt.tell(x, [sphere(row - 0.8) for row in x])
+    finally:
+        proposals.screened = original
+    candidates = seen[-1]
+    near, far = candidates[:, 1:4], candidates[:, 4:]  # 8 · 0.5 = 4 drawn over the whole box
+    spread = lambda c: np.linalg.norm(c - candidates[:, :1], axis=2).mean()  # noqa: E731
+    assert spread(near) < 0.05 < 0.5 < spread(far) and np.all(np.abs(far) <= 1)
+    with pytest.raises(ValueError, match="screening_global"):
+        dataclasses.replace(PRESETS["default"], screening_global=1.0)

@@ -84,6 +84,9 @@ class EvoGMConfig:
     # screening candidates' noise as multiples of σ, the candidates split evenly among them: (1.0,) one scale;
     # (1.0, 0.25, 0.0625) lets expected improvement also choose fine steps where the GP is sure
     screening_scales: tuple[float, ...] = (1.0,)
+    # share of each proposal's screening candidates drawn uniformly from the whole box instead of near it, so
+    # expected improvement can send an ask far away while the GP is flat (a plateau at chance accuracy)
+    screening_global: float = 0.0
     # "posterior-top": the recommendation is chosen by GP mean among this share of the best observed points
     recommend_top_fraction: float = 0.1
     # from this many coordinates on, the search continues as sep-CMA-ES after the initial population (ours,
@@ -104,6 +107,8 @@ class EvoGMConfig:
         object.__setattr__(self, "screening_scales", tuple(float(v) for v in scales))
         if not self.screening_scales or not all(0.0 < v < float("inf") for v in self.screening_scales):
             raise ValueError(f"screening_scales must be positive and finite, got {scales!r}")
+        if not 0.0 <= self.screening_global < 1.0:
+            raise ValueError(f"screening_global must be in [0, 1), got {self.screening_global}")
         if not 0.0 < self.winner_fraction < 1.0:
             raise ValueError(f"winner_fraction must be in (0, 1), got {self.winner_fraction}")
         if self.iterations_per_round < 1:
@@ -225,6 +230,7 @@ PAPER = _every_field(
     screening_batch="independent",  # unused without screening
     keep_step_across_rounds=False,  # unused without noise
     screening_scales=(1.0,),  # unused without screening
+    screening_global=0.0,  # unused without screening
     recommend_top_fraction=0.1,  # unused with recommendation="best"
     handoff_dim=None,  # the reference is EvoGM at every size
     handoff_sigma=0.3,  # unused without a handoff
@@ -272,6 +278,7 @@ DEFAULT = _every_field(
     screening_batch="independent",
     keep_step_across_rounds=False,
     screening_scales=(1.0,),
+    screening_global=0.0,
     recommend_top_fraction=0.1,  # unused with recommendation="best" (ablation 12)
     handoff_dim=100,  # ablation 13: sep-CMA-ES after the initial population from 100 coordinates on
     handoff_sigma=0.3,  # ablation 13
