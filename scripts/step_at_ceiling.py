@@ -1,0 +1,48 @@
+"""How often the default's step σ sits at its ceiling on the merge-like suite (research, round two, continued).
+
+Usage: python scripts/step_at_ceiling.py [--seeds K]
+
+Runs the default preset on every merge-like landscape at N ∈ {4, 8, 16} for 20·N evaluations (seeds 0..K-1, the
+bench's instances and noise streams) and counts the generations after the first generator iteration whose σ is
+within 5 % of ``max_proposal_noise``·(step unit). A high share means the 1/5th success rule never shrinks the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from evogm_bench.landscapes import make_landscape
+
+from evogm_opt import GenerativeOptimizer
+
+SUITE = [f"merge-f{f}-{v}200" for f in (1, 7, 10, 15, 21) for v in "FR"]
+
+
+def share_at_ceiling(dim: int, seeds: int) -> tuple[int, int]:
+    at = total = 0
+    for name in SUITE:
+        for seed in range(seeds):
+            landscape, rng = make_landscape(name, dim, seed=seed), np.random.default_rng(seed)
+            opt = GenerativeOptimizer(dim, seed=seed, max_evals=20 * dim, maximize=True)
+            ceiling = opt.config.max_proposal_noise * opt._step_unit
+            while not opt.stop():
+                x = opt.ask()
+                opt.tell(x, landscape.observe(x, rng))
+                if opt.iteration > 1 or opt.round > 0:
+                    total += 1
+                    at += opt.noise >= 0.95 * ceiling
+    return at, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    for dim in (4, 8, 16):
+        at, total = share_at_ceiling(dim, args.seeds)
+        print(f"N={dim}: σ within 5 % of its ceiling after {at}/{total} generations ({100 * at / total:.0f} %)")
+
+
+if __name__ == "__main__":
+    main()
