@@ -301,13 +301,9 @@ class GenerativeOptimizer(Optimizer):
                 sigma=self.noise,
                 rng=self.rng,
                 scales=cfg.screening_scales,
+                far=min(int(round(cfg.screening_global * cfg.screening)), cfg.screening - 1),
+                to_current=self.basis.to_current if self.basis.version else np.asarray,
             )
-            far = min(int(round(cfg.screening_global * cfg.screening)), cfg.screening - 1)
-            if far:  # the last candidates of each proposal: uniform over the box, in current coordinates
-                n, k = candidates.shape[:2]
-                u = proposals.uniform(n * far, self.dim, self.rng)
-                c = u if self.basis.version == 0 else self.basis.to_current(u)
-                candidates[:, k - far :] = c.reshape(n, far, self.dim)
             made, projected = proposals.screened(
                 candidates,
                 surrogate,

@@ -62,6 +62,8 @@ def screening_candidates(
     sigma: float,
     rng: np.random.Generator,
     scales: tuple[float, ...] = (1.0,),
+    far: int = 0,
+    to_current: Callable[[np.ndarray], np.ndarray] = np.asarray,
 ) -> np.ndarray:
     """Per proposal ``made[i]`` = G_lw(population[i]), ``variants`` candidates (n, k, dim), the first G_lw(p) itself.
 
@@ -70,7 +72,9 @@ def screening_candidates(
     spread is the learned map's (contracted where it pulls towards winners, kept where it does not);
     ``"generator-line"`` p + t·(G_lw(p) − p) + σε with t ~ U(0, 2): steps of random length along the learned
     loser→winner direction, overshooting it as often as falling short (ours, research round two).
-    ``scales``: multiples of σ, the candidates' noise cycling through them (ablation 16).
+    ``scales``: multiples of σ, the candidates' noise cycling through them (ablation 16). ``far``: the last ``far``
+    candidates of each proposal are drawn uniformly over the box instead (original coordinates, mapped by
+    ``to_current``), so expected improvement can leave a plateau (ablation 16).
     """
     n, dim = made.shape
     k = variants
@@ -79,15 +83,18 @@ def screening_candidates(
         noise *= np.resize(np.asarray(scales), k)[None, :, None]
     noise[:, 0] = 0.0
     if source == "noise":
-        return clip_into_unit_box(made[:, None, :] + noise)
-    if source == "generator-input":
+        out = clip_into_unit_box(made[:, None, :] + noise)
+    elif source == "generator-input":
         inputs = clip_into_unit_box(population[:, None, :] + noise)
         out = clip_into_unit_box(generate(inputs.reshape(-1, dim))).reshape(n, k, dim)
         out[:, 0] = made
-        return out
-    t = rng.uniform(0.0, 2.0, (n, k, 1))
-    t[:, 0] = 1.0
-    return clip_into_unit_box(population[:, None, :] + t * (made - population)[:, None, :] + noise)
+    else:
+        t = rng.uniform(0.0, 2.0, (n, k, 1))
+        t[:, 0] = 1.0
+        out = clip_into_unit_box(population[:, None, :] + t * (made - population)[:, None, :] + noise)
+    if far:
+        out[:, k - far :] = to_current(uniform(n * far, dim, rng)).reshape(n, far, dim)
+    return out
 
 
 def screened(

@@ -79,6 +79,7 @@ class GaussianProcess:
         settings = (((ls, noise), k + noise * eye) for ls, k in kernels for noise in _NOISE_VARIANCES)
         (self.length_scale, self.noise), self._chol, self._alpha = most_likely(self.t, settings)
         self.incumbent = float(torch.min(self.t - self.noise * self._alpha))  # the best posterior mean observed
+        self._fantasies = 0  # the last rows of x that :meth:`believing` added
 
     def believing(self, x: np.ndarray) -> GaussianProcess:
         """This GP with the points ``x`` added as observed, without noise, at its own posterior mean (the "kriging
@@ -93,7 +94,7 @@ class GaussianProcess:
         new.t = torch.cat([self.t, mean])
         new.length_scale, new.noise = self.length_scale, self.noise
         new.incumbent = min(self.incumbent, float(torch.min(mean)))
-        new._fantasies = getattr(self, "_fantasies", 0) + len(x)
+        new._fantasies = self._fantasies + len(x)
         jitter = torch.full((len(new.x),), self.noise, dtype=torch.float64)
         jitter[len(new.x) - new._fantasies :] = 1e-8  # a believed value is exact; real ones keep the fitted noise
         covariance = matern52(distances(new.x, new.x), new.length_scale) + torch.diag(jitter)
