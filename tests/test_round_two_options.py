@@ -381,3 +381,43 @@ def test_global_screening_candidates_reach_the_whole_box_and_leave_the_generator
     assert spread(near) < 0.05 < 0.5 < spread(far) and np.all(np.abs(far) <= 1)
     with pytest.raises(ValueError, match="screening_global"):
         dataclasses.replace(PRESETS["default"], screening_global=1.0)
+
+
+def test_refined_asks_climb_expected_improvement_locally_and_never_lose_it():
+    """The second screening keeps the ask itself among its candidates, so EI at the ask can only rise."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 3))
+    gp = surrogate.GaussianProcess(x, np.array([sphere(row - 0.3) for row in x]))
+    coarse = 0.3 + rng.uniform(-0.4, 0.4, (12, 3))  # near the data's best, where EI is about the mean
+    projected = np.ones(12, dtype=bool)
+    into_box = lambda c, _own: c  # noqa: E731
+    fine, still_own = proposals.refined(coarse, projected, gp, into_box, variants=32, sigma=0.2, rng=rng)
+    before, after = gp.expected_improvement(coarse), gp.expected_improvement(fine)
+    assert np.all(after >= before - 1e-12) and np.mean(after > before) > 0.5
+    moved = np.any(fine != coarse, axis=1)
+    assert np.array_equal(still_own, ~moved)  # a row that moved is no longer the generator's own
+    assert np.all(np.abs(fine - coarse) < 5 * 0.2 + 1e-12)  # polished locally, within a few fine steps
+
+
+def test_screening_refine_runs_in_the_optimizer_and_checks_its_settings():
+    config = dataclasses.replace(PRESETS["default"], screening_refine=16)
+    calls = []
+    original = proposals.refined
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["sigma"])
+        return original(*args, **kwargs)
+
+    proposals.refined = spy
+    try:
+        opt = GenerativeOptimizer(3, seed=0, config=config, max_evals=60)
+        for _ in range(3):
+            x = opt.ask()
+            opt.tell(x, [sphere(row) for row in x])
+    finally:
+        proposals.refined = original
+    assert calls and calls[0] == pytest.approx(opt.config.screening_refine_scale * 0.6 / np.sqrt(3))
+    assert EvoGMConfig.from_dict(config.to_dict()) == config
+    for bad in ({"screening_refine": 1}, {"screening_refine": -2}, {"screening_refine_scale": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GenerativeOptimizer(3, config=bad)

@@ -311,6 +311,16 @@ class GenerativeOptimizer(Optimizer):
                 exploit=cfg.exploit_candidates,
                 believer=cfg.screening_batch == "believer",
             )
+            if cfg.screening_refine:
+                made, projected = proposals.refined(
+                    made,
+                    projected,
+                    surrogate,
+                    self._into_box,
+                    variants=cfg.screening_refine,
+                    sigma=self.noise * cfg.screening_refine_scale,
+                    rng=self.rng,
+                )
         elif self.noise > 0:
             made = proposals.perturbed(made, self.noise, self.rng)
         if cfg.boundary == "mixed" and self.basis.version and projected.any():
@@ -481,7 +491,7 @@ class GenerativeOptimizer(Optimizer):
             top = set(self._history.ranked()[: self.popsize].tolist())
             success = np.mean([row in top for row in told])
             ceiling = self.config.max_proposal_noise * self._step_unit
-            self.noise = proposals.adapted_step(self.noise, success, ceiling)
+            self.noise = proposals.adapted_step(self.noise, success, ceiling, self.config.success_target)
         self._generation = _Generation(np.empty((0, self.dim)))
         best = "none" if self._best is None else f"{self._best.y:.6g}"
         logger.info(

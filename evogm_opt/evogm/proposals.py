@@ -38,12 +38,12 @@ def step_unit(dim: int, per_sqrt_dim: bool) -> float:
     return 1.0 / np.sqrt(dim) if per_sqrt_dim else 1.0
 
 
-def adapted_step(sigma: float, success: float, ceiling: float) -> float:
-    """1/5th success rule (Rechenberg 1973), smooth form: σ ← σ·exp((s − 1/5)/(1 − 1/5)), kept in [1e-3, ceiling].
+def adapted_step(sigma: float, success: float, ceiling: float, target: float = 0.2) -> float:
+    """Success rule (Rechenberg 1973), smooth form: σ ← σ·exp((s − t)/(1 − t)), kept in [1e-3, ceiling].
 
     ``success`` is the share of a generation's results that entered the best P of H (ours; the reference has
-    no exploration noise)."""
-    return float(np.clip(sigma * np.exp((success - 0.2) / 0.8), 1e-3, ceiling))
+    no exploration noise); ``target`` t = 1/5 is the classic rule."""
+    return float(np.clip(sigma * np.exp((success - target) / (1.0 - target)), 1e-3, ceiling))
 
 
 # ---------------------------------------------------------------------- proposals
@@ -140,6 +140,34 @@ def screened(
         chosen[weakest] = flat[best]
         projected[weakest] = own[best]
     return chosen, projected
+
+
+def refined(
+    chosen: np.ndarray,
+    projected: np.ndarray,
+    surrogate: GaussianProcess,
+    into_box: IntoBox,
+    *,
+    variants: int,
+    sigma: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A second, finer screening around each chosen ask (ours, ablation 17): ``variants`` points at σ around it,
+    the ask itself among them, and the one of highest expected improvement replaces it.
+
+    Why: a wide cloud of candidates finds *where* EI is high but samples its peak coarsely (64 points at σ ≈ 0.6
+    per coordinate in 4 dimensions); Bayesian optimisers polish the acquisition's maximum locally, and this is
+    the cheapest form of that polish. A row that moves is no longer the generator's own proposal."""
+    n, dim = chosen.shape
+    candidates = np.repeat(chosen[:, None, :], variants, axis=1)
+    candidates[:, 1:] += sigma * rng.standard_normal((n, variants - 1, dim))
+    candidates = clip_into_unit_box(candidates)
+    flat = candidates.reshape(-1, dim)
+    own = np.zeros(len(flat), dtype=bool)
+    own[::variants] = projected
+    ei = surrogate.expected_improvement(into_box(flat, own)).reshape(n, variants)
+    pick = np.argmax(ei, axis=1)
+    return candidates[np.arange(n), pick], projected & (pick == 0)
 
 
 def without_repeats(proposals: np.ndarray, evaluated: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
