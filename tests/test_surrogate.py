@@ -31,6 +31,23 @@ def test_gp_interpolates_a_smooth_function_and_is_uncertain_far_from_data():
     assert sd_far[0] > 5 * np.median(sd)
 
 
+def test_standardized_values_are_an_affine_map_of_y_and_locate_a_bowls_bottom():
+    """z-scores keep the values' shape (the copula keeps only their order), which is what ablation 17 measured."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(-1, 1, (30, 2)), 0.35 + 0.05 * rng.standard_normal((30, 2))])
+    y = np.sum((x - 0.3) ** 2, axis=1)
+    gp = GaussianProcess(x, y, values="standardized")
+    t = gp.t.numpy()
+    assert np.corrcoef(t, y)[0, 1] == pytest.approx(1.0) and np.std(t) == pytest.approx(1.0)
+    assert np.corrcoef(GaussianProcess(x, y).t.numpy(), y)[0, 1] < 0.99  # ranks bend a quadratic
+    grid = np.stack(np.meshgrid(np.linspace(0, 0.6, 61), np.linspace(0, 0.6, 61)), -1).reshape(-1, 2)
+    mean, _ = gp.predict(grid)
+    assert np.linalg.norm(grid[np.argmin(mean)] - 0.3) <= 0.015  # within one grid step of the bottom
+    assert np.all(GaussianProcess(x, np.ones(60), values="standardized").t.numpy() == 0)  # all equal: no NaN
+    with pytest.raises(KeyError):
+        GaussianProcess(x, y, values="ranks")
+
+
 def test_fitted_mean_matches_predict_at_the_data():
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (40, 3))
@@ -93,6 +110,8 @@ def test_bad_surrogate_settings_are_refused():
         EvoGMConfig(screening=-1)
     with pytest.raises(ValueError, match="recommendation"):
         EvoGMConfig(recommendation="luckiest")
+    with pytest.raises(ValueError, match="surrogate_values"):
+        GenerativeOptimizer(3, config={"surrogate_values": "ranks"})
 
 
 def test_posterior_recommendation_is_a_told_point_with_its_own_evaluation_number():

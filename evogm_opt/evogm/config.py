@@ -26,6 +26,7 @@ Recommendation = Literal["best", "posterior", "posterior-top", "binomial-posteri
 #: Gaussian noise; ``"generator-input"`` G_lw(p + noise), the generator's image of a neighbourhood of p;
 #: ``"generator-line"`` p + t·(G_lw(p) − p) + noise, steps of random length t along the learned direction.
 CandidateSource = Literal["noise", "generator-input", "generator-line"]
+SurrogateValues = Literal["copula", "standardized"]
 ScreeningBatch = Literal["independent", "believer"]
 
 _T = TypeVar("_T")
@@ -68,6 +69,9 @@ class EvoGMConfig:
     screening: int = 0
     # the GP is fitted on at most this many points, the most recent + the best eighth (ours, ablation 4)
     surrogate_points: int = 300
+    # how the GP sees the values (surrogate.VALUE_TRANSFORMS): "copula" ranks (ours, robust to tails and ties) or
+    # "standardized" z-scores, which keep a smooth optimum's shape (ablation 17)
+    surrogate_values: SurrogateValues = "copula"
     # the generator trains on at most this many points (same rule; ours, ablation 4); None: all of H (reference)
     train_window: int | None = None
     # see Recommendation; the reference returns the best observed point
@@ -155,6 +159,10 @@ class EvoGMConfig:
             raise ValueError(f"handoff_dim must be >= 2 or None, got {self.handoff_dim}")
         if not self.handoff_sigma > 0:
             raise ValueError(f"handoff_sigma must be > 0, got {self.handoff_sigma}")
+        if self.surrogate_values not in get_args(SurrogateValues):
+            raise ValueError(
+                f"surrogate_values must be one of {list(get_args(SurrogateValues))}, got {self.surrogate_values!r}"
+            )
         if self.screening_batch not in get_args(ScreeningBatch):
             raise ValueError(
                 f"screening_batch must be one of {list(get_args(ScreeningBatch))}, got {self.screening_batch!r}"
@@ -236,6 +244,7 @@ PAPER = _every_field(
     deduplicate=False,  # the reference re-evaluates repeats (~10 of 160 evaluations)
     screening=0,
     surrogate_points=300,  # unused without screening or the posterior recommendation
+    surrogate_values="copula",  # unused without screening or the posterior recommendation
     train_window=None,  # all of H
     recommendation="best",  # paper Alg. 1: the best point ever seen
     exploit_candidates=0,
@@ -287,6 +296,7 @@ DEFAULT = _every_field(
     deduplicate=True,
     screening=64,  # ablation 1
     surrogate_points=160,  # ablation 4
+    surrogate_values="copula",  # ablation 17
     train_window=160,  # ablation 4
     recommendation="best",  # ablation 2: the posterior did not win
     exploit_candidates=0,  # ablation 5

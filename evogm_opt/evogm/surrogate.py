@@ -31,6 +31,18 @@ def copula(y: np.ndarray) -> np.ndarray:
     return stats.norm.ppf((ranks + 0.5) / len(y))
 
 
+def standardized(y: np.ndarray) -> np.ndarray:
+    """(y − mean)/sd: keeps the values' shape (a quadratic bowl stays one), as Optuna's GPSampler and BoTorch
+    model them; an all-equal y maps to zeros."""
+    sd = float(np.std(y))
+    return (y - np.mean(y)) / (sd if sd > 0 else 1.0)
+
+
+#: How observed values become the GP's targets: "copula" (ranks, robust to tails and ties; ours) or "standardized"
+#: (shape-keeping; ablation 17).
+VALUE_TRANSFORMS = {"copula": copula, "standardized": standardized}
+
+
 def distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cdist(a, b)
 
@@ -67,11 +79,11 @@ class GaussianProcess:
     numpy's OpenBLAS threads made the generator's small multi-threaded matmuls several times slower.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, values: str = "copula") -> None:
         if len(x) < 2:
             raise ValueError("a surrogate needs at least two finite observations")
         self.x = torch.as_tensor(np.asarray(x, dtype=np.float64))
-        self.t = torch.as_tensor(copula(np.asarray(y, dtype=float)))
+        self.t = torch.as_tensor(VALUE_TRANSFORMS[values](np.asarray(y, dtype=float)))
         dim = self.x.shape[1]
         dist = distances(self.x, self.x)
         eye = torch.eye(len(self.x), dtype=torch.float64)
