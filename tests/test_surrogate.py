@@ -48,6 +48,23 @@ def test_standardized_values_are_an_affine_map_of_y_and_locate_a_bowls_bottom():
         GaussianProcess(x, y, values="ranks")
 
 
+def test_a_noise_floor_makes_a_plateau_of_noise_sized_bumps_look_flat():
+    """Accuracies at chance level that differ only by a smooth validation-set field of sd 0.02: rescaled to unit
+    spread they look like signal, and the GP's mean ranges as widely as on a real slope; told that the noise is
+    0.03 in the values' own units, the GP calls the plateau (almost) flat, and a real slope stays a slope."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (40, 3))
+    bumps = 0.27 + 0.02 * np.sin(4 * x[:, 0]) * np.cos(3 * x[:, 1])
+    slope = 0.27 + 0.3 * (x[:, 0] + 1)
+    grid = rng.uniform(-1, 1, (500, 3))
+    span = lambda gp: float(np.ptp(gp.predict(grid)[0]))  # noqa: E731
+    free, floored = GaussianProcess(x, -bumps), GaussianProcess(x, -bumps, noise_floor=0.03)
+    assert floored.noise >= (0.03 / np.std(bumps)) ** 2 - 1e-12 and floored.noise > free.noise
+    assert span(floored) < 0.5 * span(free)
+    assert stats.spearmanr(GaussianProcess(x, -slope, noise_floor=0.03).predict(grid)[0], -grid[:, 0]).statistic > 0.9
+    assert GaussianProcess(x, np.full(40, 0.27), noise_floor=0.03).noise == 1e3  # all equal: nothing but noise
+
+
 def test_fitted_mean_matches_predict_at_the_data():
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (40, 3))
@@ -112,6 +129,8 @@ def test_bad_surrogate_settings_are_refused():
         EvoGMConfig(recommendation="luckiest")
     with pytest.raises(ValueError, match="surrogate_values"):
         GenerativeOptimizer(3, config={"surrogate_values": "ranks"})
+    with pytest.raises(ValueError, match="surrogate_noise_floor"):
+        GenerativeOptimizer(3, config={"surrogate_noise_floor": -0.1})
 
 
 def test_posterior_recommendation_is_a_told_point_with_its_own_evaluation_number():

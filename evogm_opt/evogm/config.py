@@ -72,6 +72,9 @@ class EvoGMConfig:
     # how the GP sees the values (surrogate.VALUE_TRANSFORMS): "copula" ranks (ours, robust to tails and ties) or
     # "standardized" z-scores, which keep a smooth optimum's shape (ablation 17)
     surrogate_values: SurrogateValues = "copula"
+    # the observations' noise sd in the values' own units, if known (an accuracy on n examples: about √(p(1−p)/n));
+    # the GP's noise variance never goes below it, so a plateau of noise-sized bumps looks flat (ablation 18)
+    surrogate_noise_floor: float = 0.0
     # the generator trains on at most this many points (same rule; ours, ablation 4); None: all of H (reference)
     train_window: int | None = None
     # see Recommendation; the reference returns the best observed point
@@ -159,6 +162,8 @@ class EvoGMConfig:
             raise ValueError(f"handoff_dim must be >= 2 or None, got {self.handoff_dim}")
         if not self.handoff_sigma > 0:
             raise ValueError(f"handoff_sigma must be > 0, got {self.handoff_sigma}")
+        if not 0.0 <= self.surrogate_noise_floor < float("inf"):
+            raise ValueError(f"surrogate_noise_floor must be finite and >= 0, got {self.surrogate_noise_floor}")
         if self.surrogate_values not in get_args(SurrogateValues):
             raise ValueError(
                 f"surrogate_values must be one of {list(get_args(SurrogateValues))}, got {self.surrogate_values!r}"
@@ -245,6 +250,7 @@ PAPER = _every_field(
     screening=0,
     surrogate_points=300,  # unused without screening or the posterior recommendation
     surrogate_values="copula",  # unused without screening or the posterior recommendation
+    surrogate_noise_floor=0.0,  # unused without screening or the posterior recommendation
     train_window=None,  # all of H
     recommendation="best",  # paper Alg. 1: the best point ever seen
     exploit_candidates=0,
@@ -297,6 +303,7 @@ DEFAULT = _every_field(
     screening=64,  # ablation 1
     surrogate_points=160,  # ablation 4
     surrogate_values="copula",  # ablation 17
+    surrogate_noise_floor=0.0,  # ablation 18
     train_window=160,  # ablation 4
     recommendation="best",  # ablation 2: the posterior did not win
     exploit_candidates=0,  # ablation 5

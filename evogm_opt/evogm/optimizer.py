@@ -368,7 +368,12 @@ class GenerativeOptimizer(Optimizer):
         if len(rows) >= max(5, self.dim // 2 + 2):
             rows = history.window(rows, self.config.surrogate_points)
             try:
-                model = GaussianProcess(history.u[rows], history.y[rows], self.config.surrogate_values)
+                model = GaussianProcess(
+                    history.u[rows],
+                    history.y[rows],
+                    self.config.surrogate_values,
+                    self.config.surrogate_noise_floor,
+                )
             except np.linalg.LinAlgError:
                 model = None
         self._surrogate_cache = (history, model, rows)

@@ -79,16 +79,25 @@ class GaussianProcess:
     numpy's OpenBLAS threads made the generator's small multi-threaded matmuls several times slower.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, values: str = "copula") -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray, values: str = "copula", noise_floor: float = 0.0) -> None:
+        """``noise_floor``: the observations' noise standard deviation in the values' own units, if known (0: fit
+        it freely). Both transforms rescale the values to unit spread, so on a plateau whose values differ only by
+        noise its bumps look like signal; with the floor the fitted noise variance is never below
+        (noise_floor / sd(y))², and such a plateau looks flat (research ablation 18)."""
         if len(x) < 2:
             raise ValueError("a surrogate needs at least two finite observations")
+        y = np.asarray(y, dtype=float)
         self.x = torch.as_tensor(np.asarray(x, dtype=np.float64))
-        self.t = torch.as_tensor(VALUE_TRANSFORMS[values](np.asarray(y, dtype=float)))
+        self.t = torch.as_tensor(VALUE_TRANSFORMS[values](y))
         dim = self.x.shape[1]
         dist = distances(self.x, self.x)
         eye = torch.eye(len(self.x), dtype=torch.float64)
+        floor, spread = 0.0, float(np.std(y))
+        if noise_floor > 0:  # in units of the transformed values, whose spread is about 1
+            floor = min((noise_floor / spread) ** 2, 1e3) if spread > 0 else 1e3
+        noises = sorted({max(v, floor) for v in _NOISE_VARIANCES})
         kernels = ((ls * np.sqrt(dim), matern52(dist, ls * np.sqrt(dim))) for ls in _LENGTH_SCALES)
-        settings = (((ls, noise), k + noise * eye) for ls, k in kernels for noise in _NOISE_VARIANCES)
+        settings = (((ls, noise), k + noise * eye) for ls, k in kernels for noise in noises)
         (self.length_scale, self.noise), self._chol, self._alpha = most_likely(self.t, settings)
         self.incumbent = float(torch.min(self.t - self.noise * self._alpha))  # the best posterior mean observed
         self._fantasies = 0  # the last rows of x that :meth:`believing` added
