@@ -399,7 +399,7 @@ def test_refined_asks_climb_expected_improvement_locally_and_never_lose_it():
     assert np.all(np.abs(fine - coarse) < 5 * 0.2 + 1e-12)  # polished locally, within a few fine steps
 
 
-def test_screening_refine_runs_in_the_optimizer_and_checks_its_settings():
+def test_screening_refine_runs_in_the_optimizer_and_checks_its_settings(monkeypatch):
     config = dataclasses.replace(PRESETS["default"], screening_refine=16)
     calls = []
     original = proposals.refined
@@ -408,16 +408,14 @@ def test_screening_refine_runs_in_the_optimizer_and_checks_its_settings():
         calls.append(kwargs["sigma"])
         return original(*args, **kwargs)
 
-    proposals.refined = spy
-    try:
-        opt = GenerativeOptimizer(3, seed=0, config=config, max_evals=60)
-        for _ in range(3):
-            x = opt.ask()
-            opt.tell(x, [sphere(row) for row in x])
-    finally:
-        proposals.refined = original
+    monkeypatch.setattr(proposals, "refined", spy)
+    opt = GenerativeOptimizer(3, seed=0, config=config, max_evals=60)
+    for _ in range(3):
+        x = opt.ask()
+        opt.tell(x, [sphere(row) for row in x])
     assert calls and calls[0] == pytest.approx(opt.config.screening_refine_scale * 0.6 / np.sqrt(3))
     assert EvoGMConfig.from_dict(config.to_dict()) == config
-    for bad in ({"screening_refine": 1}, {"screening_refine": -2}, {"screening_refine_scale": 0.0}):
+    bad_settings = ({"screening_refine": 1}, {"screening_refine": -2}, {"screening_refine": 2.5})
+    for bad in (*bad_settings, {"screening_refine_scale": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             GenerativeOptimizer(3, config=bad)

@@ -44,12 +44,14 @@ def test_standardized_values_are_an_affine_map_of_y_and_locate_a_bowls_bottom():
     mean, _ = gp.predict(grid)
     assert np.linalg.norm(grid[np.argmin(mean)] - 0.3) <= 0.015  # within one grid step of the bottom
     assert np.all(GaussianProcess(x, np.ones(60), values="standardized").t.numpy() == 0)  # all equal: no NaN
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="values"):
         GaussianProcess(x, y, values="ranks")
+    with pytest.raises(ValueError, match="noise_floor"):
+        GaussianProcess(x, y, noise_floor=float("nan"))
 
 
 def test_a_noise_floor_makes_a_plateau_of_noise_sized_bumps_look_flat():
-    """Accuracies at chance level that differ only by a smooth validation-set field of sd 0.02: rescaled to unit
+    """Accuracies at chance level that differ only by a smooth validation-set field of amplitude 0.02: rescaled to unit
     spread they look like signal, and the GP's mean ranges as widely as on a real slope; told that the noise is
     0.03 in the values' own units, the GP calls the plateau (almost) flat, and a real slope stays a slope."""
     rng = np.random.default_rng(5)
@@ -63,6 +65,21 @@ def test_a_noise_floor_makes_a_plateau_of_noise_sized_bumps_look_flat():
     assert span(floored) < 0.5 * span(free)
     assert stats.spearmanr(GaussianProcess(x, -slope, noise_floor=0.03).predict(grid)[0], -grid[:, 0]).statistic > 0.9
     assert GaussianProcess(x, np.full(40, 0.27), noise_floor=0.03).noise == 1e3  # all equal: nothing but noise
+
+
+def test_the_optimizers_gp_takes_the_surrogate_settings():
+    fits = {}
+    for name, config in (("set", {"surrogate_values": "standardized", "surrogate_noise_floor": 0.5}), ("plain", {})):
+        opt = GenerativeOptimizer(3, seed=0, config=config)
+        for _ in range(2):
+            x = opt.ask()
+            opt.tell(x, [float(np.sum(row**2)) for row in x])
+        gp, rows = opt._fitted_surrogate()
+        fits[name] = gp, opt._history.y[rows]
+    (gp, y), (plain, plain_y) = fits["set"], fits["plain"]
+    assert np.corrcoef(gp.t.numpy(), y)[0, 1] == pytest.approx(1.0)  # z-scores
+    assert gp.noise >= (0.5 / np.std(y)) ** 2 - 1e-12  # the floor reached the fit
+    assert np.corrcoef(plain.t.numpy(), plain_y)[0, 1] < 0.99 and plain.noise < gp.noise  # the default: ranks
 
 
 def test_fitted_mean_matches_predict_at_the_data():

@@ -56,8 +56,8 @@ class EvoGMConfig:
     adapt_noise: bool = False
     # the 1/5th rule never raises σ above this
     max_proposal_noise: float = 1.0
-    # the success share at which the rule holds σ still: 0.2 is Rechenberg's 1/5th; screened asks succeed more
-    # often than unscreened ones, so a higher target shrinks σ where the 1/5th rule would only raise it
+    # the success share at which the rule holds σ still (with adapt_noise): 0.2 is Rechenberg's 1/5th; screened asks
+    # succeed more often than unscreened ones, so a higher target shrinks σ where the 1/5th rule would only raise it
     success_target: float = 0.2
     # True: σ₀ and the cap are lengths of the whole perturbation, σ = value/√dim (ours, ablation 7)
     noise_per_sqrt_dim: bool = False
@@ -73,7 +73,9 @@ class EvoGMConfig:
     # "standardized" z-scores, which keep a smooth optimum's shape (ablation 17)
     surrogate_values: SurrogateValues = "copula"
     # the observations' noise sd in the values' own units, if known (an accuracy on n examples: about √(p(1−p)/n));
-    # the GP's noise variance never goes below it, so a plateau of noise-sized bumps looks flat (ablation 18)
+    # the GP's noise variance is kept at or above (s / sd(y))² of its targets' unit spread — exact for
+    # "standardized", approximate for the copula — so a plateau of noise-sized bumps looks flat (ablation 18).
+    # Both surrogate_* settings apply to the screening GP and the GP-mean recommendations, not to "binomial-posterior"
     surrogate_noise_floor: float = 0.0
     # the generator trains on at most this many points (same rule; ours, ablation 4); None: all of H (reference)
     train_window: int | None = None
@@ -98,7 +100,8 @@ class EvoGMConfig:
     # expected improvement can send an ask far away while the GP is flat (a plateau at chance accuracy)
     screening_global: float = 0.0
     # R > 0: each screened ask is polished by a second screening of R points around it at σ·screening_refine_scale
-    # (ours, ablation 17), so EI's peak is sampled finely as well as found
+    # (ours, ablation 17), so EI's peak is sampled finely as well as found; needs screening. It scores with the
+    # plain GP, so it may undo what screening_batch="believer" spread and replaces exploit_candidates' rows
     screening_refine: int = 0
     screening_refine_scale: float = 0.25
     # "posterior-top": the recommendation is chosen by GP mean among this share of the best observed points
@@ -123,7 +126,7 @@ class EvoGMConfig:
             raise ValueError(f"screening_scales must be positive and finite, got {scales!r}")
         if not 0.0 <= self.screening_global < 1.0:
             raise ValueError(f"screening_global must be in [0, 1), got {self.screening_global}")
-        if self.screening_refine < 0 or self.screening_refine == 1:
+        if not isinstance(self.screening_refine, int) or self.screening_refine < 0 or self.screening_refine == 1:
             raise ValueError(f"screening_refine must be 0 (off) or >= 2, got {self.screening_refine}")
         if not 0.0 < self.screening_refine_scale < float("inf"):
             raise ValueError(f"screening_refine_scale must be positive and finite, got {self.screening_refine_scale}")

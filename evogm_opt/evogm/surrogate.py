@@ -6,7 +6,8 @@ worth evaluating (the idea of surrogate-assisted EAs, e.g. lq-CMA-ES; here with 
 multimodal landscapes).
 
 Model: zero-mean GP on a rank-based Gaussian copula of the values, y' = Φ⁻¹((rank + ½)/n) — robust to the
-heavy tails of raw objectives and to the ties of quantised accuracies — with an isotropic Matérn-5/2 kernel
+heavy tails of raw objectives and to the ties of quantised accuracies; z-scores and a known noise floor are
+options, measured and not adopted (research ablations 17, 18) — with an isotropic Matérn-5/2 kernel
 (Rasmussen & Williams 2006, eq. 4.17), unit signal variance, and the length scale and noise variance chosen by
 maximum log marginal likelihood (eq. 5.8) over a small grid. Acquisition: expected improvement (Jones et al.
 1998) for minimisation. A fit on a few hundred points takes milliseconds.
@@ -73,19 +74,26 @@ def most_likely(
 
 
 class GaussianProcess:
-    """Fit on (x, y) with y to be *minimised*; predict on the copula scale (lower is better).
+    """Fit on (x, y) with y to be *minimised*; predict on the transformed scale (copula ranks by default; lower
+    is better).
 
     Linear algebra runs in torch (float64), like the generator, so one thread pool does all the work: mixing in
     numpy's OpenBLAS threads made the generator's small multi-threaded matmuls several times slower.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, values: str = "copula", noise_floor: float = 0.0) -> None:
-        """``noise_floor``: the observations' noise standard deviation in the values' own units, if known (0: fit
-        it freely). Both transforms rescale the values to unit spread, so on a plateau whose values differ only by
-        noise its bumps look like signal; with the floor the fitted noise variance is never below
-        (noise_floor / sd(y))², and such a plateau looks flat (research ablation 18)."""
+        """``values``: a key of :data:`VALUE_TRANSFORMS`. ``noise_floor``: the observations' noise standard
+        deviation in the values' own units, if known (0: fit the noise freely). Both transforms spread the values
+        to about unit variance, so on a plateau whose values differ only by noise its bumps look like signal; with
+        the floor the fitted noise variance is at least (noise_floor / sd(y))² — noise_floor in the targets' units
+        exactly for z-scores, roughly for ranks, which do not scale linearly — and such a plateau looks flat
+        (research ablation 18)."""
         if len(x) < 2:
             raise ValueError("a surrogate needs at least two finite observations")
+        if values not in VALUE_TRANSFORMS:
+            raise ValueError(f"values must be one of {sorted(VALUE_TRANSFORMS)}, got {values!r}")
+        if not 0.0 <= noise_floor < float("inf"):
+            raise ValueError(f"noise_floor must be finite and >= 0, got {noise_floor}")
         y = np.asarray(y, dtype=float)
         self.x = torch.as_tensor(np.asarray(x, dtype=np.float64))
         self.t = torch.as_tensor(VALUE_TRANSFORMS[values](y))
@@ -94,7 +102,7 @@ class GaussianProcess:
         eye = torch.eye(len(self.x), dtype=torch.float64)
         floor, spread = 0.0, float(np.std(y))
         if noise_floor > 0:  # in units of the transformed values, whose spread is about 1
-            floor = min((noise_floor / spread) ** 2, 1e3) if spread > 0 else 1e3
+            floor = min((noise_floor / spread) ** 2, 1e3) if spread > noise_floor * 1e-3 else 1e3
         noises = sorted({max(v, floor) for v in _NOISE_VARIANCES})
         kernels = ((ls * np.sqrt(dim), matern52(dist, ls * np.sqrt(dim))) for ls in _LENGTH_SCALES)
         settings = (((ls, noise), k + noise * eye) for ls, k in kernels for noise in noises)
