@@ -160,8 +160,8 @@ def refined(
     the cheapest form of that polish. A row that moves is no longer the generator's own proposal."""
     n, dim = chosen.shape
     candidates = np.repeat(chosen[:, None, :], variants, axis=1)
-    candidates[:, 1:] += sigma * rng.standard_normal((n, variants - 1, dim))
-    candidates = clip_into_unit_box(candidates)
+    # the ask itself stays as chosen (a whole-box candidate may lie outside [-1, 1] in shifted coordinates)
+    candidates[:, 1:] = clip_into_unit_box(candidates[:, 1:] + sigma * rng.standard_normal((n, variants - 1, dim)))
     flat = candidates.reshape(-1, dim)
     own = np.zeros(len(flat), dtype=bool)
     own[::variants] = projected
