@@ -104,6 +104,7 @@ def screened(
     *,
     exploit: int,
     believer: bool = False,
+    first_own: np.ndarray | bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per proposal, of its candidates (n, k, dim; the first its noise-free proposal) ask the one with the highest
     expected improvement under the GP (ours, research ablation 1). With ``believer`` the proposals pick in turn,
@@ -111,12 +112,14 @@ def screened(
     proposals whose candidates overlap do not both ask the same peak of EI. With ``exploit`` = M > 0 the M asks
     of lowest EI are swapped for the candidates of best GP mean not already asked (ablation 5, rejected).
 
-    Returns the chosen rows and which of them are the generator's own, noise-free proposals.
+    ``first_own``: which proposals' first candidate is the generator's own output (all of them, unless a proposal
+    was already moved, as in :func:`refined`). Returns the chosen rows and which of them are the generator's own,
+    noise-free proposals.
     """
     n, k, dim = candidates.shape
     flat = candidates.reshape(-1, dim)
     own = np.zeros(len(flat), dtype=bool)
-    own[::k] = True
+    own[::k] = first_own
     boxed = into_box(flat, own)
     ei, mean = surrogate.expected_improvement_and_mean(boxed)
     ei = ei.reshape(n, k)
@@ -131,7 +134,7 @@ def screened(
             if i + 1 < n:
                 believed = believed.believing(boxed[i, pick[i]])
     chosen = candidates[np.arange(n), pick]
-    projected = pick == 0
+    projected = own[np.arange(n) * k + pick]
     m = min(exploit, n)
     if m:
         taken = set((np.arange(n) * k + pick).tolist())
@@ -162,12 +165,7 @@ def refined(
     candidates = np.repeat(chosen[:, None, :], variants, axis=1)
     # the ask itself stays as chosen (a whole-box candidate may lie outside [-1, 1] in shifted coordinates)
     candidates[:, 1:] = clip_into_unit_box(candidates[:, 1:] + sigma * rng.standard_normal((n, variants - 1, dim)))
-    flat = candidates.reshape(-1, dim)
-    own = np.zeros(len(flat), dtype=bool)
-    own[::variants] = projected
-    ei = surrogate.expected_improvement(into_box(flat, own)).reshape(n, variants)
-    pick = np.argmax(ei, axis=1)
-    return candidates[np.arange(n), pick], projected & (pick == 0)
+    return screened(candidates, surrogate, into_box, exploit=0, first_own=projected)
 
 
 def without_repeats(proposals: np.ndarray, evaluated: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
