@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def compare(args: argparse.Namespace) -> None:
+    from evogm_bench import stats
     from scipy.stats import mannwhitneyu
 
     def load(path: str) -> dict:
@@ -122,6 +123,7 @@ def compare(args: argparse.Namespace) -> None:
 
     base, other = load(args.base), load(args.other)
     higher = lower = 0
+    pvalues, directions = [], []
     for cell in sorted(set(base) & set(other), key=lambda c: (c[1], c[0])):
         seeds = sorted(set(base[cell]) & set(other[cell]))
         for k in ("true_10N", "true_20N"):
@@ -130,12 +132,17 @@ def compare(args: argparse.Namespace) -> None:
             higher += np.median(b) > np.median(a)
             lower += np.median(b) < np.median(a)
             p = mannwhitneyu(a, b).pvalue
+            pvalues.append(p)
+            directions.append(np.sign(np.median(b) - np.median(a)) or np.sign(np.mean(b - a)))
             print(
                 f"{cell[0]:15s} N={cell[1]:2d} {k[5:]:>3s}  medians {np.median(a):.3f} → {np.median(b):.3f}  "
                 f"runs < 0.5: {int(np.sum(a < 0.5)):2d} → {int(np.sum(b < 0.5)):2d}  mean diff {np.mean(b - a):+.4f}  "
                 f"p = {p:.3f} (unadjusted)"
             )
-    print(f"median higher in {higher} cells, lower in {lower}")
+    adjusted = stats.holm(pvalues)
+    better = sum(q < 0.05 and d > 0 for q, d in zip(adjusted, directions))
+    worse = sum(q < 0.05 and d < 0 for q, d in zip(adjusted, directions))
+    print(f"median higher in {higher} cells, lower in {lower}; significant (Holm) better {better}, worse {worse}")
 
 
 def main() -> None:
