@@ -25,17 +25,21 @@ import argparse
 import json
 import multiprocessing
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from evogm_opt.evogm.surrogate import GaussianProcess
 
 SUITE_FUNCTIONS = (1, 7, 10, 15, 21)
 ASCENT = {"ei-ascent": (30, 0.05), "ei-polish": (10, 0.01)}
 
 
-def _log_expected_improvement(gp, u):
-    """log EI of the screening GP at ``u`` (a torch tensor), differentiable; the GP's own formulas."""
-    import torch
-
+def _log_expected_improvement(gp: GaussianProcess, u: torch.Tensor) -> torch.Tensor:
+    """log EI of the screening GP at ``u``, differentiable in ``u``: the GP's own formulas, written out in torch
+    because its public methods return numpy."""
     from evogm_opt.evogm.surrogate import matern52
 
     ks = matern52(torch.cdist(u, gp.x), gp.length_scale)
@@ -47,15 +51,17 @@ def _log_expected_improvement(gp, u):
     return torch.log(torch.clamp(sd * (z * torch.special.ndtr(z) + pdf), min=1e-300))
 
 
-_PATCHED: list[str] = []  # a worker runs many jobs: patch it once, not once per job (wrappers would nest)
+_PATCHED: list[str] = []  # the variant this process runs; a worker runs many jobs and is patched once
 
 
 def _patch(variant: str) -> None:
-    if variant in _PATCHED:
+    """Apply ``variant`` to this process, once: patched once per job, the ascent's wrappers nested and a run's
+    result depended on the jobs before it in the same worker."""
+    if _PATCHED:
+        if _PATCHED != [variant]:
+            raise RuntimeError(f"this process already runs {_PATCHED[0]!r}; one variant per process")
         return
     _PATCHED.append(variant)
-    import torch
-
     from evogm_opt.evogm import optimizer, surrogate
 
     if variant == "noise-grid":
@@ -64,7 +70,7 @@ def _patch(variant: str) -> None:
         steps, rate = ASCENT[variant]
         original = optimizer.GenerativeOptimizer._make_proposals
 
-        def climbed(self):
+        def climbed(self: optimizer.GenerativeOptimizer) -> np.ndarray:
             made = original(self)
             gp = self._surrogate() if self.iteration > 0 and self.config.screening > 0 else None
             if gp is None:
@@ -88,7 +94,7 @@ def _patch(variant: str) -> None:
         raise SystemExit(f"unknown variant {variant!r}; expected default, noise-grid, {', '.join(ASCENT)}")
 
 
-def _one(job: tuple[str, str, int, int]) -> dict:
+def _one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     variant, landscape, dim, seed = job
     _patch(variant)
     from evogm_bench.runner import RunSpec, run_one
@@ -112,18 +118,20 @@ def run(args: argparse.Namespace) -> None:
 
 def compare(args: argparse.Namespace) -> None:
     from evogm_bench import stats
-    from scipy.stats import mannwhitneyu
 
-    def load(path: str) -> dict:
-        cells: dict = defaultdict(dict)
-        for line in open(path):
-            r = json.loads(line)
-            cells[(r["landscape"], r["dim"])][r["seed"]] = r
+    def load(path: str) -> dict[tuple[str, int], dict[int, dict[str, Any]]]:
+        cells: dict[tuple[str, int], dict[int, dict[str, Any]]] = defaultdict(dict)
+        with open(path) as lines:
+            for line in lines:
+                r = json.loads(line)
+                cells[(r["landscape"], r["dim"])][r["seed"]] = r
         return cells
 
     base, other = load(args.base), load(args.other)
     higher = lower = 0
-    pvalues, directions = [], []
+    pvalues, a12s = [], []
+    if set(base) != set(other):
+        print(f"note: only the {len(set(base) & set(other))} cells in both files are compared")
     for cell in sorted(set(base) & set(other), key=lambda c: (c[1], c[0])):
         seeds = sorted(set(base[cell]) & set(other[cell]))
         for k in ("true_10N", "true_20N"):
@@ -131,17 +139,19 @@ def compare(args: argparse.Namespace) -> None:
             b = np.array([other[cell][s][k] for s in seeds])
             higher += np.median(b) > np.median(a)
             lower += np.median(b) < np.median(a)
-            p = mannwhitneyu(a, b).pvalue
+            if len(seeds) < len(base[cell]) or len(seeds) < len(other[cell]):
+                print(f"note: {cell[0]} N={cell[1]}: only the {len(seeds)} seeds in both files are compared")
+            p = stats.mann_whitney(a, b)
             pvalues.append(p)
-            directions.append(np.sign(np.median(b) - np.median(a)) or np.sign(np.mean(b - a)))
+            a12s.append(stats.a12(-b, -a))  # true values are maximised; a12 reads losses: > 0.5 means b is better
             print(
                 f"{cell[0]:15s} N={cell[1]:2d} {k[5:]:>3s}  medians {np.median(a):.3f} → {np.median(b):.3f}  "
                 f"runs < 0.5: {int(np.sum(a < 0.5)):2d} → {int(np.sum(b < 0.5)):2d}  mean diff {np.mean(b - a):+.4f}  "
                 f"p = {p:.3f} (unadjusted)"
             )
     adjusted = stats.holm(pvalues)
-    better = sum(q < 0.05 and d > 0 for q, d in zip(adjusted, directions))
-    worse = sum(q < 0.05 and d < 0 for q, d in zip(adjusted, directions))
+    better = sum(q < 0.05 and a > 0.5 for q, a in zip(adjusted, a12s))
+    worse = sum(q < 0.05 and a < 0.5 for q, a in zip(adjusted, a12s))
     print(f"median higher in {higher} cells, lower in {lower}; significant (Holm) better {better}, worse {worse}")
 
 
@@ -159,7 +169,10 @@ def main() -> None:
     c.add_argument("base")
     c.add_argument("other")
     args = parser.parse_args()
-    run(args) if args.command == "run" else compare(args)
+    if args.command == "run":
+        run(args)
+    else:
+        compare(args)
 
 
 if __name__ == "__main__":

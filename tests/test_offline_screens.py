@@ -25,7 +25,7 @@ def _run(tmp_path: Path, variant: str, *args: str) -> dict:
 def test_ascent_changes_runs_and_does_not_depend_on_earlier_jobs(tmp_path: Path) -> None:
     default = _run(tmp_path, "default", "--seeds", "1", "--first-seed", "1")
     alone = _run(tmp_path, "ei-ascent", "--seeds", "1", "--first-seed", "1")
-    after_others = _run(tmp_path, "ei-ascent", "--seeds", "2")  # seed 0's ten jobs run first in the same worker
+    after_others = _run(tmp_path, "ei-ascent", "--seeds", "2")  # seed 1's jobs follow others in one worker
     assert len(default) == len(alone) == 10
     assert any(default[key] != alone[key] for key in default), "the ascent patch changed no run"
     assert all(after_others[key] == alone[key] for key in alone)
