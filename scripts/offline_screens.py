@@ -38,17 +38,8 @@ ASCENT = {"ei-ascent": (30, 0.05), "ei-polish": (10, 0.01)}
 
 
 def _log_expected_improvement(gp: GaussianProcess, u: torch.Tensor) -> torch.Tensor:
-    """log EI of the screening GP at ``u``, differentiable in ``u``: the GP's own formulas, written out in torch
-    because its public methods return numpy."""
-    from evogm_opt.evogm.surrogate import matern52
-
-    ks = matern52(torch.cdist(u, gp.x), gp.length_scale)
-    mean = ks @ gp._alpha
-    v = torch.linalg.solve_triangular(gp._chol, ks.T, upper=False)
-    sd = torch.sqrt(torch.clamp(1.0 - (v**2).sum(dim=0), min=1e-12))
-    z = (gp.incumbent - mean) / sd
-    pdf = torch.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
-    return torch.log(torch.clamp(sd * (z * torch.special.ndtr(z) + pdf), min=1e-300))
+    """log EI of the screening GP at ``u``, differentiable in ``u`` (the log keeps far-off gradients alive)."""
+    return torch.log(torch.clamp(gp._expected_improvement(u)[0], min=1e-300))
 
 
 _PATCHED: list[str] = []  # the variant this process runs; a worker runs many jobs and is patched once
@@ -98,11 +89,12 @@ def _one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     variant, landscape, dim, seed = job
     _patch(variant)
     from evogm_bench.runner import RunSpec, run_one
+    from evogm_bench.stats import value_at
 
     record = run_one(RunSpec("evogm", landscape, dim, 20 * dim, seed))
     out = {"variant": variant, "landscape": landscape, "dim": dim, "seed": seed}
     for k in (10, 20):
-        out[f"true_{k}N"] = [t for t in record["trace"] if t["evals"] <= k * dim][-1]["true_of_best"]
+        out[f"true_{k}N"] = value_at(record, k * dim)
     return out
 
 

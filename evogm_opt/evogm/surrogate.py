@@ -131,8 +131,11 @@ class GaussianProcess:
         new._alpha = torch.cholesky_solve(new.t[:, None], new._chol)[:, 0]
         return new
 
-    def _predict(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        ks = matern52(distances(torch.as_tensor(np.atleast_2d(x), dtype=torch.float64), self.x), self.length_scale)
+    def _predict(self, x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and sd as tensors; a tensor ``x`` keeps its autograd graph (research scripts climb EI)."""
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.atleast_2d(x), dtype=torch.float64)
+        ks = matern52(distances(x, self.x), self.length_scale)
         mean = ks @ self._alpha
         v = torch.linalg.solve_triangular(self._chol, ks.T, upper=False)
         var = torch.clamp(1.0 - (v**2).sum(dim=0), min=1e-12)
@@ -153,11 +156,15 @@ class GaussianProcess:
 
     def expected_improvement_and_mean(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """EI (as :meth:`expected_improvement`) and the posterior mean, from one prediction."""
-        incumbent = self.incumbent
+        ei, mean = self._expected_improvement(x)
+        return ei.numpy(), mean.numpy()
+
+    def _expected_improvement(self, x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """EI and the posterior mean as tensors (Jones et al. 1998, for minimisation)."""
         mean, sd = self._predict(x)
-        z = (incumbent - mean) / sd
+        z = (self.incumbent - mean) / sd
         pdf = torch.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
-        return (sd * (z * torch.special.ndtr(z) + pdf)).numpy(), mean.numpy()
+        return sd * (z * torch.special.ndtr(z) + pdf), mean
 
 
 _SIGNAL_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)  # times the variance of the observed values
