@@ -18,6 +18,7 @@ from evogm_opt import registry
 from evogm_opt.base import Best, Optimizer
 from evogm_opt.bounds import BoundsLike
 from evogm_opt.loop import optimize
+from evogm_opt.resume import setup_mismatch
 from evogm_opt.stopping import StoppingMonitor, StoppingRules
 
 
@@ -74,16 +75,14 @@ def minimize(
     if not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be a positive integer, got {budget!r}")
     path = None if checkpoint is None else Path(checkpoint)
-    if path is not None and path.exists():
-        opt = Optimizer.load(path)
-        if opt.dim != dim:
-            raise ValueError(f"checkpoint {path} is for dim {opt.dim}, not {dim}")
-    elif isinstance(optimizer, Optimizer):
+    if isinstance(optimizer, Optimizer):
         opt = optimizer
         if opt.dim != dim:
             raise ValueError(f"optimizer has dim {opt.dim}, not {dim}")
     else:
         opt = registry.create(optimizer, dim, bounds=bounds, seed=seed, maximize=maximize, **options)
+    if path is not None and path.exists():
+        opt = _resumed(path, opt, seed_given=seed is not None or isinstance(optimizer, Optimizer))
     monitor = StoppingMonitor(StoppingRules(budget, max_seconds, patience, min_improvement), maximize=opt.maximize)
 
     def evaluate(x: np.ndarray) -> list[Any]:
@@ -106,3 +105,18 @@ def minimize(
     if reco is None:
         raise RuntimeError("every evaluation failed; nothing to recommend")
     return MinimizeResult(x=reco.x, y=reco.y, n_evals=opt.n_evals, stop_reason=reason, optimizer=opt)
+
+
+def _resumed(path: Path, expected: Optimizer, seed_given: bool) -> Optimizer:
+    """The checkpoint at ``path`` if it is this call's own run (same optimizer and settings but the budget, and
+    the seed when none was given); a ``ValueError`` naming the first difference otherwise."""
+    loaded = Optimizer.load(path)
+    if loaded.dim != expected.dim:
+        raise ValueError(f"checkpoint {path} is for dim {loaded.dim}, not {expected.dim}")
+    mismatch = setup_mismatch(loaded, expected, ignore=frozenset() if seed_given else frozenset({"seed"}))
+    if mismatch is not None:
+        raise ValueError(
+            f"checkpoint {path} belongs to another run ({mismatch}); give another checkpoint path, or move that "
+            "file away to start afresh"
+        )
+    return loaded

@@ -1,0 +1,42 @@
+"""Does a checkpoint belong to this run? The constructor settings of a loaded optimizer against a fresh one.
+
+Why: a checkpoint file found at a run's path is resumed only if it is the run's own. One copied there from
+another run (another optimizer, seed, preset or box) would otherwise continue with a foreign state while every
+report names the optimizer the caller asked for. The budget (``max_evals``) is not part of the comparison:
+raising it is how a finished run is continued.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from evogm_opt.base import Optimizer
+
+__all__ = ["setup_mismatch"]
+
+_NOT_COMPARED = frozenset({"max_evals"})
+
+
+def setup_mismatch(loaded: Optimizer, expected: Optimizer, *, ignore: frozenset[str] = frozenset()) -> str | None:
+    """``None`` if ``loaded`` was built as ``expected`` was (same optimizer, same constructor settings but the
+    budget and ``ignore``); otherwise the first difference in words, e.g. ``"optimizer is 'cmaes', not 'evogm'"``."""
+    if loaded.name != expected.name:
+        return f"optimizer is {loaded.name!r}, not {expected.name!r}"
+    theirs, ours = _plain(loaded._config()), _plain(expected._config())
+    for key in sorted(set(theirs) | set(ours)):
+        if key in _NOT_COMPARED or key in ignore:
+            continue
+        if theirs.get(key) != ours.get(key):
+            return f"{key} is {_short(theirs.get(key))}, not {_short(ours.get(key))}"
+    return None
+
+
+def _plain(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as JSON values (numpy arrays and scalars as lists and numbers), so ``==`` compares contents."""
+    return json.loads(json.dumps(config, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
