@@ -156,6 +156,15 @@ class Optimizer(abc.ABC):
     def _algorithm_state(self) -> dict[str, Any]:
         return {}
 
+    def _check_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Refuse an algorithm state no run could have written, before :meth:`_load_algorithm_state` uses it.
+
+        Called with the core (counters, bounds, record) already restored. Raise through :func:`_state.require` and
+        its helpers, naming fields relative to the algorithm state (``"noise"``), so the error names the file and
+        ``algorithm.noise``. Keep it cheap: a few array checks, no replay.
+        """
+        del state
+
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         del state
 
@@ -382,43 +391,103 @@ class Optimizer(abc.ABC):
             )
         try:
             opt = target(**target._constructor_arguments(state["config"]), **runtime)
-            core = state["core"]
-            opt.rng = _state.rng_from_state(core["rng"])
-            opt.n_evals = int(core["n_evals"])
-            opt.n_failed = int(core["n_failed"])
-            opt.n_asked = int(core["n_asked"])
-            best = core["best"]
-            opt._best = (
-                None if best is None else Best(np.asarray(best["x"], float), float(best["y"]), int(best["evaluation"]))
-            )
-            opt._best_internal = float(core["best_internal"])
-            opt._pending_x = np.asarray(core["pending_x"], float).reshape(-1, opt.dim)
-            opt._pending_payload = np.asarray(core["pending_payload"], float).reshape(
-                len(opt._pending_x), opt.payload_width
-            )
-            if core.get("n_objectives") is not None:  # absent in checkpoints of scalar runs and older versions
-                opt.n_objectives = int(core["n_objectives"])
-                weights = core.get("objective_weights")
-                opt.objective_weights = None if weights is None else np.asarray(weights, float).ravel()
-                opt.archive = ParetoArchive(opt.dim, opt.n_objectives, opt.maximize)
-                opt.archive.load(core["archive"])
-            if "told_x" in core:  # absent before version 0.2: the record then starts at the resume
-                told_y = np.asarray(core["told_y"], float).ravel()
-                opt._record_x = [np.asarray(core["told_x"], float).reshape(len(told_y), opt.dim)]
-                opt._record_y = [told_y]
-            opt._load_algorithm_state(state["algorithm"])
+            opt._load_core(state["core"])
+            algorithm = state["algorithm"]
+            try:
+                opt._check_algorithm_state(algorithm)
+                opt._load_algorithm_state(algorithm)
+            except _state.InvalidState as exc:
+                raise exc.within("algorithm") from None
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"state for {name!r} is incomplete or malformed: {exc!r}") from exc
         return opt  # type: ignore[return-value]
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Atomic checkpoint (JSON metadata + numpy arrays in one ``.npz``; no pickle)."""
-        _state.save_state(path, self.state_dict())
+    def _load_core(self, core: dict[str, Any]) -> None:
+        """Restore the shared bookkeeping, refusing what no run could have written (:class:`_state.InvalidState`)."""
+        require, dim, box = _state.require, self.dim, self.box
+        n_evals = _state.count(core["n_evals"], "core.n_evals")
+        n_failed = _state.count(core["n_failed"], "core.n_failed")
+        n_asked = _state.count(core["n_asked"], "core.n_asked")
+        require(n_failed <= n_evals, "core.n_failed", f"is {n_failed}, more than core.n_evals = {n_evals}")
+
+        def inside(rows: np.ndarray) -> bool:
+            return bool(np.all((rows >= box.lower) & (rows <= box.upper)))
+
+        best, best_internal = core["best"], core["best_internal"]
+        if best is None:
+            require(n_failed == n_evals, "core.best", f"is missing though {n_evals - n_failed} evaluations succeeded")
+            require(best_internal == np.inf, "core.best_internal", f"is {best_internal!r} without a best point")
+        else:
+            require(isinstance(best, dict), "core.best", "is not a record of x, y and evaluation")
+            best_x = _state.array(best["x"], "core.best.x", (dim,))
+            require(inside(best_x), "core.best.x", "lies outside the bounds")
+            best_y = _state.number(best["y"], "core.best.y")
+            evaluation = _state.count(best["evaluation"], "core.best.evaluation", low=1)
+            require(evaluation <= n_evals, "core.best.evaluation", f"is {evaluation}, beyond core.n_evals = {n_evals}")
+            require(
+                best_internal == (-best_y if self.maximize else best_y),
+                "core.best_internal",
+                f"is {best_internal!r}, which is not core.best.y = {best_y!r} as minimised",
+            )
+        pending_x = _state.array(core["pending_x"], "core.pending_x", (None, dim))
+        require(inside(pending_x), "core.pending_x", "has rows outside the bounds")
+        require(len(pending_x) <= n_asked, "core.pending_x", f"has {len(pending_x)} rows; only {n_asked} were asked")
+        pending_payload = _state.array(
+            core["pending_payload"], "core.pending_payload", (len(pending_x), self.payload_width)
+        )
+        record: tuple[np.ndarray, np.ndarray] | None = None
+        if "told_x" in core:  # absent before version 0.2: the record then starts at the resume
+            told_y = _state.array(core["told_y"], "core.told_y", (None,), finite=False)
+            require(len(told_y) == n_evals, "core.told_y", f"has {len(told_y)} rows but core.n_evals is {n_evals}")
+            require(not np.isinf(told_y).any(), "core.told_y", "holds infinite values (failures are NaN)")
+            failed = int(np.isnan(told_y).sum())
+            require(failed == n_failed, "core.told_y", f"has {failed} failures but core.n_failed is {n_failed}")
+            told_x = _state.array(core["told_x"], "core.told_x", (n_evals, dim))
+            require(inside(told_x), "core.told_x", "has rows outside the bounds")
+            if best is not None:
+                row = evaluation - 1
+                require(told_y[row] == best_y, "core.best.y", f"is not the value told at evaluation {evaluation}")
+                require(np.array_equal(told_x[row], best_x), "core.best.x", f"is not the row told at {evaluation}")
+            record = told_x, told_y
+
+        self.rng = _state.rng_from_state(core["rng"])
+        self.n_evals, self.n_failed, self.n_asked = n_evals, n_failed, n_asked
+        self._best = None if best is None else Best(best_x, best_y, evaluation)
+        self._best_internal = float(best_internal)
+        self._pending_x = pending_x
+        self._pending_payload = pending_payload
+        if core.get("n_objectives") is not None:  # absent in checkpoints of scalar runs and older versions
+            self.n_objectives = int(core["n_objectives"])
+            weights = core.get("objective_weights")
+            self.objective_weights = None if weights is None else np.asarray(weights, float).ravel()
+            self.archive = ParetoArchive(self.dim, self.n_objectives, self.maximize)
+            self.archive.load(core["archive"])
+        if record is not None:
+            self._record_x = [record[0]]
+            self._record_y = [record[1]]
+
+    def save(self, path: str | os.PathLike[str], *, owner: str | None = None) -> None:
+        """Atomic checkpoint (JSON metadata + numpy arrays in one ``.npz``; no pickle), with a checksum.
+
+        ``owner``: an opaque string (e.g. a run fingerprint) stored in the file, so that ``load(path, owner=...)``
+        can refuse a checkpoint that belongs to another run.
+        """
+        _state.save_state(path, self.state_dict(), owner=owner)
 
     @classmethod
-    def load(cls: type[OptimizerT], path: str | os.PathLike[str], **runtime: Any) -> OptimizerT:
-        state = _state.load_state(path)
-        return cls.from_state_dict(state, **runtime)
+    def load(
+        cls: type[OptimizerT], path: str | os.PathLike[str], *, owner: str | None = None, **runtime: Any
+    ) -> OptimizerT:
+        """Rebuild the optimizer a checkpoint holds; ``ValueError`` (one line naming the file) for a damaged or
+        edited file, a state no run could have written, or — when ``owner`` is given — a file that belongs to
+        another owner or to none."""
+        state = _state.load_state(path, owner=owner)
+        try:
+            return cls.from_state_dict(state, **runtime)
+        except _state.InvalidState as exc:
+            raise exc.at(path) from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
     def __repr__(self) -> str:
         budget = "" if self.max_evals is None else f"/{self.max_evals}"
@@ -439,6 +508,7 @@ def registered_optimizers() -> dict[str, type[Optimizer]]:
     return {name: registry.get(name).cls for name in registry.names()}
 
 
-def load(path: str | os.PathLike[str], **runtime: Any) -> Optimizer:
-    """Load any checkpoint written by :meth:`Optimizer.save`, whichever optimizer wrote it."""
-    return Optimizer.load(path, **runtime)
+def load(path: str | os.PathLike[str], *, owner: str | None = None, **runtime: Any) -> Optimizer:
+    """Load any checkpoint written by :meth:`Optimizer.save`, whichever optimizer wrote it (``owner``: refuse a
+    checkpoint saved with another owner, or none)."""
+    return Optimizer.load(path, owner=owner, **runtime)

@@ -111,7 +111,7 @@ def test_checkpoint_has_no_pickle_and_is_versioned(tmp_path: Path):
     with np.load(tmp_path / "c.ckpt", allow_pickle=False) as npz:
         meta = json.loads(npz["__meta__"].tobytes())
         assert all(npz[k].dtype != object for k in npz.files)
-    assert meta["format"] == "evogm-opt-checkpoint" and meta["version"] == 1
+    assert meta["format"] == "evogm-opt-checkpoint" and meta["version"] == 2
     assert meta["state"]["optimizer"] == "evogm" and meta["state"]["state_version"] == 2  # the registry's name
 
 
