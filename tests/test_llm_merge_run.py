@@ -182,11 +182,11 @@ def test_crash_then_resume_continues_bit_identically(workspace, monkeypatch, met
     else:  # a crash after the log was written but before the checkpoint: the log is cut back and the step re-run
         original = Optimizer.save
 
-        def flaky(self, p):
+        def flaky(self, p, **kw):  # **kw: the run's owner string
             calls["n"] += 1
             if calls["n"] == 3:
                 raise Crash("simulated crash while checkpointing")
-            return original(self, p)
+            return original(self, p, **kw)
 
         monkeypatch.setattr(Optimizer, "save", flaky)
     with pytest.raises(Crash):
@@ -195,8 +195,15 @@ def test_crash_then_resume_continues_bit_identically(workspace, monkeypatch, met
     crashed = workspace / "runs" / f"{name}-crashed"
     with open(crashed / "log.jsonl", "a") as fh:
         fh.write('{"evaluation": 99, "gener')  # and a torn line
+    before = (crashed / "log.jsonl").read_bytes()
     quiet_run(path)
-    assert log_without_timing(crashed) == log_without_timing(straight)
+    # the old log is kept whole beside the new one, and the new one says so in one event line
+    (aside,) = crashed.glob("log-aside-*.jsonl")
+    assert aside.read_bytes() == before
+    resumed = log_without_timing(crashed)
+    (event,) = [e for e in resumed if e.get("event") == "log-set-aside"]
+    assert event["file"] == aside.name and "torn" in event["reason"]
+    assert [e for e in resumed if e is not event] == log_without_timing(straight)
     a, b = (json.loads((d / "results.json").read_text()) for d in (straight, crashed))
     assert a["best"]["lambda"] == b["best"]["lambda"] and a["rows"] == b["rows"]
     if optimizer["name"] == "evogm-paper":
@@ -464,11 +471,11 @@ def test_restart_after_a_killed_run_moves_every_old_file_byte_for_byte(workspace
     original = Optimizer.save
     calls = {"n": 0}
 
-    def dies(self, p):  # then a longer one killed mid-way: merged/, plots and a half-written log all exist
+    def dies(self, p, **kw):  # then a longer one killed mid-way: merged/, plots and a half-written log all exist
         calls["n"] += 1
         if calls["n"] == 2:
             raise Crash("killed")
-        return original(self, p)
+        return original(self, p, **kw)
 
     monkeypatch.setattr(Optimizer, "save", dies)
     with pytest.raises(Crash):

@@ -1,31 +1,180 @@
 """The run folder of ``evogm-opt merge``: who owns it, what was evaluated, and the files written atomically.
 
-- ``run.json``: the resolved config and its fingerprint; a resume with another config is refused, ``--restart``
-  moves the old run aside (into ``previous-<time>/``, nothing deleted);
+- ``run.lock``: held (``flock``) by the one process working in the folder, from the claim — before any model
+  loads — to the end of the report; a second process is refused, naming the holder. The kernel releases the
+  lock of a killed process, so a lock left by ``kill -9`` is simply taken over (and said so);
+- ``run.json``: the resolved config, its fingerprint, the run's ``owner`` string (saved inside every checkpoint,
+  so a checkpoint proves which run wrote it) and the content identity of its inputs (:mod:`llm_merge.identity`);
+  a resume with another config, or with an input whose content changed, is refused; ``--restart`` moves the old
+  run aside (into ``previous-<time>/``, nothing deleted; the lock file stays with its holder);
 - ``checkpoint.evogm``: the optimizer after its last ``tell``;
-- ``log.jsonl``: one line per evaluation, appended (and fsynced) *before* the ``tell`` it belongs to. After a
-  crash the log may run ahead of the checkpoint; :meth:`Journal.replay` cuts it back, so the step is re-run.
+- ``log.jsonl``: one line per evaluation, appended (and fsynced) *before* the ``tell`` it belongs to. On resume
+  the log's first ``n_evals`` evaluation lines must agree with the checkpoint's record (λ, and the score); after
+  a crash the log may run ahead of the checkpoint: :meth:`Journal.replay` then copies the whole old log to
+  ``log-aside-<time>.jsonl`` and continues from the agreed lines — nothing is cut or rewritten in place.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_write
+from llm_merge.identity import compare_inputs, run_inputs
 from llm_merge.run_config import MergeRunConfig
 
-CHECKPOINT, LOG, RUN, RESULTS = "checkpoint.evogm", "log.jsonl", "run.json", "results.json"
+CHECKPOINT, LOG, RUN, RESULTS, LOCK = "checkpoint.evogm", "log.jsonl", "run.json", "results.json", "run.lock"
+_ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[^.]+)?$")  # evogm_opt.atomic's temporary names
+# what a damaged or foreign checkpoint can raise while loading; each becomes one RunError line
+_LOAD_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError, EOFError, NotImplementedError)
 
 
 class RunError(RuntimeError):
     """A run that cannot continue without losing or mixing up results (the message says what to do)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (a message quoted inside another must not break it)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; any damage (unreadable, not UTF-8, not JSON, not an object) is one line."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise RunError(f"{path} is unreadable ({one_line(exc)}); {what}") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path} is not a JSON object (found {type(data).__name__}); {what}")
+    return data
+
+
+def takes_owner(method: Any) -> bool:
+    """Whether the core's ``save``/``load`` take ``owner=`` (evogm-opt after 0.1.0)."""
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "owner" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+class FolderLock:
+    """An exclusive lock on the run folder, through ``flock`` on ``run.lock`` (``msvcrt`` on Windows).
+
+    Why ``flock``: the kernel drops it when the holder dies, however it dies, so a stale lock never blocks a
+    resume; the pid, host and start time written into the file only serve the message to the refused process.
+    Where the file system cannot lock (some network mounts), the run goes on unlocked and says so.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self.taken_over: dict[str, Any] | None = None  # a dead holder's record found in the file
+        self.note: str | None = None  # why the folder could not be locked
+
+    def acquire(self) -> None:
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            try:
+                locked = _try_lock(fd)
+            except OSError as exc:  # no lock support here (ENOLCK, EOPNOTSUPP): better unlocked than no run
+                self.note = f"{self.path}: the file system cannot lock ({one_line(exc)}); run one process per folder"
+                os.close(fd)
+                return
+            if not locked:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise RunError(
+                    f"{self.path.parent} is in use by another evogm-opt merge ({_describe(holder)}); wait for it to "
+                    "end or stop it (two processes on one run folder would log every evaluation twice)"
+                )
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # locked a file its holder had just removed on release: lock the one there now
+        else:
+            raise RunError(f"{self.path}: could not lock the run folder (the lock file keeps being replaced)")
+        self.taken_over = _read_holder(fd) or None
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(me).encode())
+        except OSError:
+            pass  # the record only words the message; the lock itself is held
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file and unlock. A lock file found later, with a record in it, was left by a holder
+        that died (a process waiting on the removed file notices and locks the new one: see :meth:`acquire`)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            self.path.unlink()
+        except OSError:
+            try:  # Windows cannot remove an open file: clear the record instead
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+        finally:
+            os.close(fd)  # closing the last descriptor releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None  # type: ignore[assignment]
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        import msvcrt  # Windows
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        return True
+    except ImportError:
+        raise OSError("no fcntl or msvcrt on this platform") from None
+    except (BlockingIOError, PermissionError):
+        return False
+    except OSError as exc:
+        if exc.errno in (11, 13, 35, 36):  # EAGAIN/EACCES/EWOULDBLOCK/EDEADLK: held by another process
+            return False
+        raise
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "holder unknown: it is just starting"
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
 
 
 class Journal:
@@ -35,24 +184,67 @@ class Journal:
         self.folder = Path(folder)
         self.checkpoint = self.folder / CHECKPOINT
         self.log = self.folder / LOG
+        self.lock = FolderLock(self.folder / LOCK)
+        self.owner: str | None = None  # the string saved inside this run's checkpoints
+        self.owned_checkpoints = False  # whether every checkpoint of this run carries the owner
+        self._inputs_checked = False
 
     @classmethod
     def claim(cls, cfg: MergeRunConfig, restart: bool = False) -> Journal:
-        """Create the output folder, or check that it holds a run of this very config."""
+        """Lock the output folder, then create the run there or check that it holds a run of this very config.
+        Nothing heavy has loaded yet: a refusal comes at once. The lock is held until :meth:`release`."""
         journal = cls(cfg.output)
         journal.folder.mkdir(parents=True, exist_ok=True)
-        run_file = journal.folder / RUN
-        if run_file.exists() and restart:
-            journal._set_aside()
-        elif run_file.exists():
-            journal._check_fingerprint(cfg)
-        if not run_file.exists():
-            journal.write_json(RUN, {"fingerprint": cfg.fingerprint(), "config": cfg.to_dict()})
+        journal.lock.acquire()
+        try:
+            journal._clear_temp_files()
+            run_file = journal.folder / RUN
+            if run_file.exists() and restart:
+                journal._set_aside()
+            elif run_file.exists():
+                journal._check_fingerprint(cfg)
+            if not run_file.exists():
+                journal._create(cfg)
+        except BaseException:
+            journal.release()
+            raise
         return journal
+
+    def release(self) -> None:
+        """Give the folder up (at the end of the run, or when it fails)."""
+        self.lock.release()
+
+    def inputs(self) -> dict[str, Any] | None:
+        """The content identities ``run.json`` records (``None`` where it has none)."""
+        try:
+            inputs = self._run_json().get("inputs")
+        except RunError:
+            return None
+        return inputs if isinstance(inputs, dict) else None
+
+    def _clear_temp_files(self) -> None:
+        """Remove the temporary files of atomic writes that a killed process left here (``.name.<hex>.tmp.ext``);
+        only this process works in the folder now."""
+        for path in self.folder.glob(".*.tmp*"):
+            if _ATOMIC_TEMP.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+
+    def _create(self, cfg: MergeRunConfig) -> None:
+        self.owner = f"{cfg.fingerprint()}-{uuid.uuid4().hex[:12]}"
+        self.owned_checkpoints = takes_owner(Optimizer.save)
+        run = {
+            "fingerprint": cfg.fingerprint(),
+            "config": cfg.to_dict(),
+            "owner": self.owner,
+            "owned_checkpoints": self.owned_checkpoints,
+            "inputs": run_inputs(cfg),
+        }
+        self.write_json(RUN, run)
+        self._inputs_checked = True
 
     def _set_aside(self) -> None:
         """Move *everything* of the old run (merged model, plots, picks included) into ``previous-<time>/``;
-        earlier ``previous-*`` folders stay where they are. Nothing is deleted."""
+        earlier ``previous-*`` folders and the lock file (held by this process) stay. Nothing is deleted."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         keep = self.folder / f"previous-{stamp}"
         n = 1
@@ -60,7 +252,7 @@ class Journal:
             keep, n = self.folder / f"previous-{stamp}-{n}", n + 1
         keep.mkdir()
         for path in sorted(self.folder.iterdir()):
-            if path != keep and not path.name.startswith("previous-"):
+            if path != keep and path.name != LOCK and not path.name.startswith("previous-"):
                 shutil.move(str(path), str(keep / path.name))
 
     def completed(self, cfg: MergeRunConfig) -> dict[str, Any] | None:
@@ -70,65 +262,160 @@ class Journal:
         if not results_file.exists():
             return None
         try:
-            results = json.loads(results_file.read_text())
-        except json.JSONDecodeError:
+            results = read_json_object(results_file, "")
+        except RunError:
+            return None  # damaged: the report is written again
+        if results.get("fingerprint") != cfg.fingerprint() or not isinstance(results.get("n_evals"), int):
             return None
-        if results.get("fingerprint") != cfg.fingerprint():
-            return None
-        if results.get("n_evals", 0) >= cfg.optimizer.budget:
+        if results["n_evals"] >= cfg.optimizer.budget:
             return results
         same_rules = results.get("budget") == cfg.optimizer.budget and results.get("stopping") == asdict(cfg.stopping)
         return results if same_rules else None
 
+    def _run_json(self) -> dict[str, Any]:
+        return read_json_object(self.folder / RUN, "use another output folder or --restart")
+
     def _check_fingerprint(self, cfg: MergeRunConfig) -> None:
-        run_file = self.folder / RUN
-        try:
-            previous = json.loads(run_file.read_text())["fingerprint"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise RunError(f"{run_file} is unreadable ({exc}); use another output folder or --restart") from exc
+        run = self._run_json()
+        previous = run.get("fingerprint")
+        if previous is None:
+            raise RunError(f"{self.folder / RUN} has no fingerprint; use another output folder or --restart")
         if previous != cfg.fingerprint():
             raise RunError(
                 f"{self.folder} holds a run of a different config (fingerprint {previous}, this one "
                 f"{cfg.fingerprint()}); use another output folder, or --restart to set the old run aside (it is "
                 "moved, not deleted)"
             )
+        self.owner = run.get("owner") if isinstance(run.get("owner"), str) else None
+        self.owned_checkpoints = run.get("owned_checkpoints") is True
+
+    def verify_inputs(self, cfg: MergeRunConfig) -> str | None:
+        """Refuse a resume whose base, experts or task files changed content since the run started (same paths,
+        other weights would mix two runs in one). A run started before identities were recorded gets them now;
+        the returned note says so (``None`` otherwise)."""
+        if self._inputs_checked:
+            return None
+        self._inputs_checked = True
+        run = self._run_json()
+        current = run_inputs(cfg)
+        if not isinstance(run.get("inputs"), dict):
+            self.owner = self.owner or f"{cfg.fingerprint()}-{uuid.uuid4().hex[:12]}"
+            run.update(owner=self.owner, inputs=current, inputs_recorded=time.strftime("%Y-%m-%d %H:%M:%S %z"))
+            run["inputs_note"] = "recorded at a resume: this run was started without input identities"
+            self.write_json(RUN, run)  # owned_checkpoints stays unset: its checkpoint may carry no owner
+            return (
+                f"{self.folder / RUN}: this run was started by an evogm-opt that did not record its inputs' contents; "
+                "recorded them now (a change made before this resume cannot be detected)"
+            )
+        changed = compare_inputs(run["inputs"], current)
+        if changed is not None:
+            raise RunError(
+                f"{self.folder}: {changed} changed since the run started; restore it or --restart (the old run is "
+                "moved aside, not deleted)"
+            )
+        return None
 
     def load_optimizer(self, dim: int) -> Optimizer | None:
-        """The checkpointed optimizer (``None`` for a new run); refused if unreadable or for another ``dim``."""
+        """The checkpointed optimizer (``None`` for a new run); refused if unreadable, written by another run
+        (its owner), or for another ``dim``. Every refusal is one line."""
         if not self.checkpoint.exists():
             return None
         try:
-            opt = Optimizer.load(self.checkpoint)
-        except (ValueError, KeyError, OSError) as exc:
-            raise RunError(f"{self.checkpoint}: cannot resume ({exc}); use --restart to set it aside") from exc
+            opt = self._load_owned()
+        except RunError:
+            raise
+        except _LOAD_ERRORS as exc:
+            why = one_line(exc)
+            raise RunError(f"{self.checkpoint}: cannot resume ({why}); use --restart to set it aside") from None
         if opt.dim != dim:
             raise RunError(f"{self.checkpoint} searches {opt.dim} coefficients but this config has {dim}")
         return opt
 
-    def replay(self, n_evals: int) -> list[dict[str, Any]]:
-        """The log's first ``n_evals`` entries; the log is cut back to them (later lines belong to a re-run step)."""
-        entries = self._read_evaluations()
-        if len(entries) < n_evals:
+    def _load_owned(self) -> Optimizer:
+        """Load the checkpoint, requiring this run's owner where the run's checkpoints carry one. A run started
+        by evogm-opt 0.1.0 wrote checkpoints without an owner: those are not refused on that alone (the
+        optimizer's config is still checked, in ``search.open_optimizer``)."""
+        if self.owner is None or not takes_owner(Optimizer.load):
+            return Optimizer.load(self.checkpoint)
+        try:
+            return Optimizer.load(self.checkpoint, owner=self.owner)
+        except ValueError as exc:
+            refusal = exc
+        opt = Optimizer.load(self.checkpoint)  # readable at all? (a corrupt file says so in the caller)
+        if self.owned_checkpoints:
             raise RunError(
-                f"{self.log} has {len(entries)} evaluations but the checkpoint {n_evals}: the log was edited or "
+                f"{self.checkpoint} is not this run's checkpoint ({one_line(refusal)}); put this run's checkpoint "
+                "back, or --restart to set the old run aside"
+            )
+        return opt
+
+    def replay(self, opt: Optimizer, say: Any = None) -> list[dict[str, Any]]:
+        """The log's evaluation lines that the checkpoint ``opt`` has told, checked against its record.
+
+        Lines past them (a step interrupted between its log lines and its checkpoint) or a torn line: the whole
+        old log is copied to ``log-aside-<time>.jsonl`` and the log continues from the agreed lines — said through
+        ``say`` and recorded as an event line. A log with fewer lines, or one that disagrees with the checkpoint,
+        is refused and left as it is."""
+        n = opt.n_evals
+        raw = self.log.read_bytes() if self.log.exists() else b""
+        *complete, torn = raw.split(b"\n")
+        entries: list[dict[str, Any]] = []
+        prefix = 0  # lines of the log that the checkpoint accounts for (event lines among them included)
+        for i, line in enumerate(complete):
+            if len(entries) == n:
+                break
+            entry = _parse(line)
+            if entry is None:
+                raise RunError(
+                    f"{self.log}: line {i + 1} is not a log line, before the checkpoint's {n} evaluations; restore "
+                    "the log or use --restart"
+                )
+            if "evaluation" in entry:
+                entries.append(entry)
+            prefix = i + 1
+        if len(entries) < n:
+            raise RunError(
+                f"{self.log} has {len(entries)} evaluations but the checkpoint {n}: the log was edited or "
                 "lost; restore it or use --restart"
             )
-        entries = entries[:n_evals]
-        atomic_write(self.log, "".join(json.dumps(e) + "\n" for e in entries))
+        problem = disagreement(entries, opt)
+        if problem is not None:
+            raise RunError(
+                f"{self.log} disagrees with {self.checkpoint} ({problem}): they are not of one run; restore the log "
+                "of this checkpoint, or --restart to set the old run aside (nothing is deleted)"
+            )
+        tail = [_parse(line) for line in complete[prefix:]]
+        ahead = sum(1 for e in tail if e is not None and "evaluation" in e)
+        if ahead == 0 and torn == b"" and all(e is not None for e in tail):
+            return entries  # only event lines after them: the log goes on as it is
+        reasons = [f"{ahead} evaluation line(s) past the checkpoint's {n}"] if ahead else []
+        if torn or any(e is None for e in tail):
+            reasons.append("a torn or unreadable line")
+        self._set_log_aside(complete[:prefix], " and ".join(reasons), n, say)
         return entries
 
-    def _read_evaluations(self) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        if not self.log.exists():
-            return entries
-        for line in self.log.read_text().splitlines():
+    def _set_log_aside(self, keep: list[bytes], reason: str, n: int, say: Any) -> None:
+        """Copy the whole log to a new ``log-aside-<time>.jsonl`` (a name never used before), then replace the log
+        by the lines ``keep`` and an event line saying so. A crash in between leaves both files whole."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside, k = self.folder / f"log-aside-{stamp}.jsonl", 1
+        while True:
             try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line torn by the crash: it and anything after it belong to the re-run step
-            if "evaluation" in entry:  # event lines (why the last invocation stopped) are written again
-                entries.append(entry)
-        return entries
+                fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                aside, k = self.folder / f"log-aside-{stamp}-{k}.jsonl", k + 1
+        with os.fdopen(fd, "wb") as fh, open(self.log, "rb") as old:
+            shutil.copyfileobj(old, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        event = {"event": "log-set-aside", "file": aside.name, "reason": reason, "kept_evaluations": n}
+        atomic_write(self.log, b"".join(line + b"\n" for line in keep) + json.dumps(event).encode() + b"\n")
+        if say is not None:
+            say(
+                f"{self.log}: {reason}; the whole old log is kept as {aside.name}, the search continues from the "
+                f"checkpoint's {n} evaluations"
+            )
 
     def append(self, lines: list[dict[str, Any]]) -> None:
         """Append evaluation lines durably (fsync): they must be on disk before the ``tell`` they belong to."""
@@ -138,10 +425,60 @@ class Journal:
             os.fsync(fh.fileno())
 
     def append_event(self, event: dict[str, Any]) -> None:
-        """An event line (e.g. why the search stopped); replay skips these."""
+        """An event line (e.g. why the search stopped); replay skips these. The same event as the log's last
+        line (a finished search resumed only to report again) is not written twice."""
+        if self.log.exists():
+            with open(self.log, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+                last = fh.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+            if _parse(last) == json.loads(json.dumps(event)):
+                return
         with open(self.log, "a") as fh:
             fh.write(json.dumps(event) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     def write_json(self, name: str | Path, data: Any) -> Path:
         """``data`` as indented JSON at ``name`` (relative to the folder), written atomically."""
         return atomic_write(self.folder / name, json.dumps(data, indent=2))
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def disagreement(entries: list[dict[str, Any]], opt: Optimizer) -> str | None:
+    """Where the log's evaluation lines and the checkpoint's record of told evaluations differ (``None``: they
+    agree). λ is compared exactly (as the optimizer clipped it: the told row is the logged one within float
+    noise of the bounds); the score where the record has it — exactly for one task, to 1e-12 relative for
+    several (the record holds their weighted mean, computed over the batch)."""
+    for i, e in enumerate(entries):
+        if e.get("evaluation") != i + 1:
+            return f"the line of evaluation {i + 1} is numbered {e.get('evaluation')!r}"
+    record = opt.evaluations
+    offset = len(entries) - len(record)  # checkpoints older than 0.2 recorded only what came after a resume
+    box = getattr(opt, "box", None)
+    for j in range(max(0, -offset), len(record)):
+        e = entries[offset + j]
+        try:
+            lam = np.asarray(e["lambda"], dtype=float)
+            if box is not None and lam.shape == record.x[j].shape:
+                lam = np.clip(lam, box.lower, box.upper)
+            score = e["score"]
+        except (KeyError, TypeError, ValueError):
+            return f"the line of evaluation {offset + j + 1} is not a complete log line"
+        if lam.shape != record.x[j].shape or not np.array_equal(lam, record.x[j]):
+            return f"evaluation {offset + j + 1}: λ differs"
+        y = float(record.y[j])
+        if np.isnan(y) or score is None:
+            if np.isnan(y) != (score is None):
+                return f"evaluation {offset + j + 1}: failed in one, scored in the other"
+            continue
+        several = isinstance(e.get("tasks"), dict) and len(e["tasks"]) >= 2
+        if not (score == y or (several and abs(score - y) <= 1e-12 * max(1.0, abs(y)))):
+            return f"evaluation {offset + j + 1}: score {score!r} in the log, {y!r} in the checkpoint"
+    return None

@@ -9,7 +9,6 @@ experts' kinds; those are read from the run folder's ``run.json`` when it is the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from llm_merge.assemble import LayoutSpec, assemble
-from llm_merge.journal import RUN, RunError
+from llm_merge.identity import input_identity, what_changed
+from llm_merge.journal import RUN, RunError, read_json_object
 from llm_merge.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
 from llm_merge.run_config import ExpertSpec
 
@@ -38,15 +38,19 @@ def _from_run_json(record: dict[str, Any], path: Path) -> dict[str, Any]:
     """A format-1 record completed from its run folder's ``run.json`` (the resolved config)."""
     run_file = path.parent.parent / RUN
     try:
-        config = json.loads(run_file.read_text())["config"]
-    except (OSError, json.JSONDecodeError, KeyError):
+        config = read_json_object(run_file, "")["config"]
+        if not isinstance(config, dict) or not isinstance(config.get("experts"), list):
+            raise KeyError("experts")
+    except (RunError, KeyError):
         raise RunError(
             f"{path} predates the rebuild command (no dtype, layout or expert kinds in it) and no readable {RUN} "
             f"beside its run folder ({run_file}) holds them; rebuild from the run folder, or run the merge again"
         ) from None
     if config.get("base") != record["base"] or config.get("method") != record["method"]:
         raise RunError(f"{run_file} is the config of another run than {path} (base or method differ)")
-    specs = config["experts"]
+    specs = [e if isinstance(e, dict) else {"path": e, "name": Path(str(e)).name} for e in config["experts"]]
+    if "dtype" not in config:
+        raise RunError(f"{run_file}: its config has no dtype; rebuild from a run folder written by this evogm-opt")
     return {
         **record,
         "tokenizer": config.get("tokenizer"),
@@ -65,11 +69,9 @@ def _from_run_json(record: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """The record, checked for what a rebuild needs (format 1 completed from ``run.json``)."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"{path}: unreadable ({exc})") from None
+    """The record, checked for what a rebuild needs (format 1 completed from ``run.json``); any damage — not
+    JSON, not an object, a missing or mistyped field — is one line naming the file and the field."""
+    record = read_json_object(path, "give the evogm_merge.json a run wrote")
     fmt = record.get("format", 1)
     if not isinstance(fmt, int) or fmt > RECORD_FORMAT:
         raise RunError(f"{path}: format {fmt!r}, newer than this evogm-opt reads ({RECORD_FORMAT}); upgrade evogm-opt")
@@ -78,12 +80,71 @@ def read_record(path: Path) -> dict[str, Any]:
         raise RunError(f"{path}: not an evogm-opt merge record (missing {', '.join(missing)})")
     if fmt == 1:
         record = _from_run_json(record, path)
-    missing = [k for k in _REBUILD_KEYS if k not in record]
+    missing = [k for k in (*_REBUILD_KEYS, "method_options") if k not in record]
     if record["basis_version"] and ("shift_rows" not in record or record.get("coordinates") is None):
         missing.append("shift_rows/coordinates")
     if missing:
         raise RunError(f"{path}: cannot rebuild, missing {', '.join(missing)}")
+    _check_types(record, path)
     return record
+
+
+def _check_types(record: dict[str, Any], path: Path) -> None:
+    """Each field the rebuild reads has the type a run writes (an edited record is refused, not half-used)."""
+
+    def strings(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(s, str) for s in v)
+
+    n = len(record["experts"]) if isinstance(record["experts"], list) else -1
+    checks = {
+        "base": isinstance(record["base"], str),
+        "experts": strings(record["experts"]) and n > 0,
+        "expert_names": strings(record["expert_names"]) and len(record["expert_names"]) == n,
+        "expert_kinds": strings(record["expert_kinds"]) and len(record["expert_kinds"]) == n,
+        "method": isinstance(record["method"], str),
+        "method_options": isinstance(record["method_options"], dict),
+        "dtype": isinstance(record["dtype"], str),
+        "device": isinstance(record["device"], str),
+        "tokenizer": record["tokenizer"] is None or isinstance(record["tokenizer"], str),
+        "layout": isinstance(record["layout"], dict)
+        and set(record["layout"]) <= {"name", "groups", "simplex", "sharpness"},
+        "lambda": isinstance(record["lambda"], list) and all(isinstance(v, (int, float)) for v in record["lambda"]),
+        "basis_version": record["basis_version"] is None or type(record["basis_version"]) is int,
+    }
+    if record["basis_version"]:
+        checks["coordinates"] = isinstance(record["coordinates"], list)
+        checks["shift_rows"] = isinstance(record["shift_rows"], list)
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise RunError(
+            f"{path}: {bad[0]} is not what a run writes there ({record[bad[0]]!r:.60}); the record was edited"
+        )
+
+
+def check_inputs(record: dict[str, Any], path: Path) -> None:
+    """Refuse an expert (or base) whose content differs from what the run loaded: the rebuild would write
+    another merge under the run's name. Records written before identities were recorded are not checked."""
+    recorded = [("base", record.get("base_input"))]
+    inputs = record.get("expert_inputs")
+    if isinstance(inputs, list):
+        recorded += [(f"expert '{e.get('name')}'", e) for e in inputs if isinstance(e, dict)]
+    for label, entry in recorded:
+        if not isinstance(entry, dict) or not isinstance(entry.get("identity"), dict) or "path" not in entry:
+            continue
+        source, identity = str(entry["path"]), entry["identity"]
+        if "hub" in identity:
+            continue
+        if not Path(source).exists():
+            raise RunError(
+                f"{path}: {label} is no longer at {source} (moved or deleted after the run loaded it); put it back "
+                "there to rebuild"
+            )
+        why = what_changed(identity, input_identity(source))
+        if why is not None:
+            raise RunError(
+                f"{path}: {label} at {source} changed since the run loaded it ({why}); restore it — the rebuild "
+                "would write another merge"
+            )
 
 
 def rebuild(
@@ -96,6 +157,7 @@ def rebuild(
         raise RunError(f"--out {out} exists; the rebuild writes a new folder and overwrites nothing")
     path = find_record(source)
     record = read_record(path)
+    check_inputs(record, path)
     experts = [
         ExpertSpec(p, n, k) for p, n, k in zip(record["experts"], record["expert_names"], record["expert_kinds"])
     ]

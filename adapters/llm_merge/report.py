@@ -6,8 +6,11 @@ chosen by task weights, scored and saved (nothing searched again).
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -17,10 +20,11 @@ import numpy as np
 import torch
 
 from evogm_opt import Optimizer
-from evogm_opt.atomic import atomic_write, default_file_mode
+from evogm_opt.atomic import atomic_path, atomic_write, default_file_mode
 from llm_merge.assemble import Assembly
 from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
 from llm_merge.fitness import MergeFitness
+from llm_merge.identity import input_identity
 from llm_merge.journal import RESULTS, Journal, RunError
 from llm_merge.merges import MergeMethod, get_method
 from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
@@ -89,9 +93,53 @@ def plot_convergence(entries: list[dict[str, Any]], path: Path, title: str) -> b
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # a fault mid-write leaves the old plot or none, never half of one
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
     return True
+
+
+class _NotDrawn(Exception):
+    """Nothing to draw (no matplotlib, or one task): the temporary file is dropped, no plot is written."""
+
+
+def _plot_front_atomically(summary: dict[str, Any], entries: list[dict[str, Any]], path: Path, chosen: int) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            if not plot_front(summary, entries, tmp, chosen):
+                raise _NotDrawn
+    except _NotDrawn:
+        pass
+
+
+def staging_folder(target: Path) -> Path:
+    """A new hidden folder beside ``target`` to write a model folder into before :func:`publish` renames it."""
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}-{time.time_ns()}")
+    staging.mkdir()  # the umask's permissions (mkdtemp's would be 0700)
+    return staging
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Put the finished ``staging`` folder at ``target``; an earlier one there (this run's previous report) is
+    replaced whole. A fault before the rename leaves ``target`` as it was; the stray folders are this run's and
+    are removed by its next report (:func:`clear_leftovers`)."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = target.with_name(f".{target.name}.replaced-{os.getpid()}-{time.time_ns()}")
+    os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def clear_leftovers(folder: Path) -> None:
+    """Remove the half-written model folders a killed report left (the caller holds the run folder's lock, so no
+    other process is writing them)."""
+    for pattern in (".merged.partial-*", ".merged.replaced-*", ".merged-pick.partial-*", ".merged-pick.replaced-*"):
+        for path in folder.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def score_baselines(cfg: MergeRunConfig, asm: Assembly, tasks: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -123,10 +171,18 @@ def _baseline_fitness(cfg: MergeRunConfig, asm: Assembly, method: str, options: 
 RECORD, RECORD_FORMAT = "evogm_merge.json", 2  # format 1 (before the rebuild command) lacked dtype, layout, kinds
 
 
-def merge_record(cfg: MergeRunConfig, method: MergeMethod, best: dict[str, Any], shift_rows: Sequence[Any]) -> dict:
+def merge_record(
+    cfg: MergeRunConfig,
+    method: MergeMethod,
+    best: dict[str, Any],
+    shift_rows: Sequence[Any],
+    inputs: dict[str, Any] | None = None,
+) -> dict:
     """What ``evogm_merge.json`` holds: everything ``evogm-opt merge --rebuild`` needs besides the base and expert
     folders it names — how they load, the method with every option resolved (DARE's seed included), the layout,
-    the best entry (λ, or the coordinates and the shift rows after EvoGM basis shifts)."""
+    the best entry (λ, or the coordinates and the shift rows after EvoGM basis shifts). With ``inputs`` (``run.json``'s
+    content identities): per expert and for the base, what the run loaded and whether it is still there, unchanged,
+    when the report is written (``--rebuild`` refuses an expert that changed)."""
     record = {
         "format": RECORD_FORMAT,
         "base": cfg.base,
@@ -150,17 +206,32 @@ def merge_record(cfg: MergeRunConfig, method: MergeMethod, best: dict[str, Any],
     }
     if best["basis_version"]:  # a nonlinear merge after basis shifts: the shifts rebuild its experts
         record["shift_rows"] = [np.asarray(r).tolist() for r in shift_rows[: best["basis_version"]]]
+    if inputs is not None:
+        experts = inputs.get("experts", {})
+        record["base_input"] = _input_record(cfg.base, inputs.get("base"))
+        record["expert_inputs"] = [{"name": e.name, **_input_record(e.path, experts.get(e.name))} for e in cfg.experts]
     return record
 
 
-def save_run_merge(cfg: MergeRunConfig, opt: Optimizer, asm: Assembly, best: dict[str, Any], journal: Journal) -> None:
-    """``merged/``: the model as it is now (``best`` applied), ``evogm_merge.json`` (what rebuilds it) and
-    ``mergekit.yml`` (mergekit's recipe for it, or why there is none)."""
-    save_merged(asm, journal.folder / "merged")
-    journal.write_json(Path("merged") / RECORD, merge_record(cfg, asm.fitness.method, best, shifts_of(opt)))
-    atomic_write(
-        journal.folder / "merged" / RECIPE, recipe_text(cfg, asm.experts, best, asm.fitness.layout, asm.model.config)
-    )
+def _input_record(source: str, identity: dict[str, Any] | None) -> dict[str, Any]:
+    """An input as the run loaded it and as it is now (an expert moved or deleted after loading is noted)."""
+    entry: dict[str, Any] = {"path": source, "identity": identity}
+    if identity is None or "hub" in identity:
+        return entry
+    entry["present_at_report"] = Path(source).exists()
+    entry["unchanged_at_report"] = entry["present_at_report"] and input_identity(source) == identity
+    return entry
+
+
+def save_run_merge(
+    cfg: MergeRunConfig, opt: Optimizer, asm: Assembly, best: dict[str, Any], folder: Path, journal: Journal
+) -> None:
+    """Into ``folder`` (the staging folder of ``merged/``): the model as it is now (``best`` applied),
+    ``evogm_merge.json`` (what rebuilds it) and ``mergekit.yml`` (mergekit's recipe for it, or why there is none)."""
+    save_merged(asm, folder)
+    record = merge_record(cfg, asm.fitness.method, best, shifts_of(opt), journal.inputs())
+    atomic_write(folder / RECORD, json.dumps(record, indent=2))
+    atomic_write(folder / RECIPE, recipe_text(cfg, asm.experts, best, asm.fitness.layout, asm.model.config))
 
 
 def invoking_command(journal: Journal) -> str:
@@ -179,36 +250,43 @@ def report(
         coefficients = asm.fitness.layout.describe(np.asarray(best["lambda"]), [e.name for e in asm.experts])
         best = {**best, "coefficients": coefficients}
     label = f"{cfg.optimizer.name} λ*"
+    clear_leftovers(journal.folder)
     apply_entry(asm.fitness, shifts_of(opt), best)
     rows = {label: score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)}
-    if cfg.save_model:
-        save_run_merge(cfg, opt, asm, best, journal)
-    asm.fitness.restore()
-    if cfg.baselines:
-        rows.update(score_baselines(cfg, asm, tasks))
-    table = _summary(cfg, rows, label)
-    results = {
-        "fingerprint": cfg.fingerprint(),
-        "optimizer": cfg.optimizer.name,
-        "method": cfg.method,
-        "budget": cfg.optimizer.budget,
-        "stopping": asdict(cfg.stopping),
-        "n_evals": opt.n_evals,
-        "stop_reason": searched.reason,
-        "best": best,
-        "rows": rows,
-        "search_seconds": searched.entries[-1]["elapsed_s"] if searched.entries else 0.0,
-        "table": table,
-    }
-    if opt.archive is not None:
-        results["pareto"] = _pareto(cfg, opt, searched.entries, journal, best["evaluation"])
-        results["table"] = table = table + _pareto_section(results["pareto"])
-    journal.write_json(RESULTS, results)
-    if cfg.save_model:
-        card = model_card(cfg, asm.experts, asm.fitness.layout, results, invoking_command(journal))
-        atomic_write(journal.folder / "merged" / CARD, card)
-    title = f"{cfg.optimizer.name} · {cfg.method} · {len(asm.experts)} experts"
-    plot_convergence(searched.entries, journal.folder / "convergence.png", title)
+    staging = staging_folder(journal.folder / "merged") if cfg.save_model else None
+    try:
+        if staging is not None:
+            save_run_merge(cfg, opt, asm, best, staging, journal)
+        asm.fitness.restore()
+        if cfg.baselines:
+            rows.update(score_baselines(cfg, asm, tasks))
+        table = _summary(cfg, rows, label)
+        results = {
+            "fingerprint": cfg.fingerprint(),
+            "optimizer": cfg.optimizer.name,
+            "method": cfg.method,
+            "budget": cfg.optimizer.budget,
+            "stopping": asdict(cfg.stopping),
+            "n_evals": opt.n_evals,
+            "stop_reason": searched.reason,
+            "best": best,
+            "rows": rows,
+            "search_seconds": searched.entries[-1]["elapsed_s"] if searched.entries else 0.0,
+            "table": table,
+        }
+        if opt.archive is not None:
+            results["pareto"] = _pareto(cfg, opt, searched.entries, journal, best["evaluation"])
+            results["table"] = table = table + _pareto_section(results["pareto"])
+        if staging is not None:
+            card = model_card(cfg, asm.experts, asm.fitness.layout, results, invoking_command(journal))
+            atomic_write(staging / CARD, card)
+            publish(staging, journal.folder / "merged")
+        title = f"{cfg.optimizer.name} · {cfg.method} · {len(asm.experts)} experts"
+        plot_convergence(searched.entries, journal.folder / "convergence.png", title)
+        journal.write_json(RESULTS, results)  # last: results.json marks the run complete
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     return results, table
 
 
@@ -232,7 +310,7 @@ def _pareto(
     """The front of the seen tasks as ``pareto.json`` and ``pareto.png`` (``chosen``: the reported evaluation)."""
     summary = pareto_summary(opt, entries, [t.name for t in cfg.seen])
     journal.write_json("pareto.json", summary)
-    plot_front(summary, entries, journal.folder / "pareto.png", chosen)
+    _plot_front_atomically(summary, entries, journal.folder / "pareto.png", chosen)
     return summary
 
 
@@ -260,10 +338,16 @@ def pick(
         raise RunError(f"--pick: {why}; seen tasks: {names}")
     point = opt.archive.pick([float(weights.get(n, 0.0)) for n in names])
     entry = entries[point.evaluation - 1]
+    clear_leftovers(journal.folder)
     apply_entry(asm.fitness, shifts_of(opt), entry)
     row = score_tasks(asm.model, asm.tokenizer, tasks, cfg.batch_size)
     if cfg.save_model:
-        save_merged(asm, journal.folder / "merged-pick")
+        staging = staging_folder(journal.folder / "merged-pick")
+        try:
+            save_merged(asm, staging)
+            publish(staging, journal.folder / "merged-pick")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already where it was published
     asm.fitness.restore()
     label = "picked (" + ", ".join(f"{n}={weights.get(n, 0.0):g}" for n in names) + ")"
     result = {"weights": {n: float(weights.get(n, 0.0)) for n in names}, "entry": entry, "rows": {label: row}}

@@ -2,10 +2,13 @@
 
 The output folder holds:
 
-- ``run.json`` — the resolved config and its fingerprint (a resume with another config is refused);
+- ``run.lock`` — held by the one process working in the folder (a second one is refused, naming the holder);
+- ``run.json`` — the resolved config, its fingerprint and the content identity of the inputs (a resume with
+  another config, or with an expert, base or task file whose content changed, is refused);
 - ``checkpoint.evogm`` — the optimizer, saved atomically after every ``tell``;
 - ``log.jsonl`` — one line per evaluation (λ, per-task scores, best so far), written *before* the ``tell`` it
-  belongs to, so after a crash the log is cut back to the checkpoint and the step is re-run; since evaluation is
+  belongs to, so after a crash the log's lines past the checkpoint are set aside (the whole old log is kept as
+  ``log-aside-<time>.jsonl``) and the step is re-run; since evaluation is
   deterministic and the optimizer resumes exactly, the continuation is the same as an uninterrupted run (on the
   same device and torch thread count);
 - at the end: ``results.json`` (best λ and baselines on val/test of seen and unseen tasks), ``convergence.png``
@@ -62,25 +65,57 @@ def _run(
     cfg: MergeRunConfig, restart: bool, progress: bool, say: Callable[..., Any], pick: dict[str, float] | None
 ) -> RunResult:
     start = time.perf_counter()
-    journal = Journal.claim(cfg, restart)
+    journal = Journal.claim(cfg, restart)  # the folder is locked before anything heavy loads
+    try:
+        return _claimed(cfg, journal, start, progress, say, pick)
+    finally:
+        journal.release()
+
+
+def _claimed(
+    cfg: MergeRunConfig,
+    journal: Journal,
+    start: float,
+    progress: bool,
+    say: Callable[..., Any],
+    pick: dict[str, float] | None,
+) -> RunResult:
+    """The run, while this process holds the folder's lock."""
+    for note in (journal.lock.note, _taken_over(journal)):
+        if note:
+            say(note)
     done = journal.completed(cfg) if pick is None else None
     if done is not None:  # nothing to search: say so instead of re-scoring and rewriting merged/
         say(
             f"{journal.folder} holds a complete run of this config ({done['n_evals']} evaluations; stopped: "
-            f"{done['stop_reason']}); results.json and merged/ are from it. To continue it, raise optimizer.budget "
-            f"(now {cfg.optimizer.budget}) or loosen stopping: and run again; --restart starts over (the old run is "
-            "moved to previous-*/)."
+            f"{done.get('stop_reason')}); results.json and merged/ are from it. To continue it, raise "
+            f"optimizer.budget (now {cfg.optimizer.budget}) or loosen stopping: and run again; --restart starts over "
+            "(the old run is moved to previous-*/)."
         )
         return RunResult(done, done.get("table", ""), journal.folder, time.perf_counter() - start, complete=True)
+    note = journal.verify_inputs(cfg)  # the base, experts and task files are what the run started with
+    if note:
+        say(note)
     tasks = load_tasks(cfg)
     asm = assemble_run(cfg, tasks)
     names = ", ".join(e.name for e in asm.experts)
     say(f"{len(asm.experts)} experts ({names}), {len(tasks)} task splits, on {asm.model.device}")
     opt = open_optimizer(cfg, journal, asm.fitness, say)
-    searched = search(cfg, asm.fitness, opt, journal, progress)
+    searched = search(cfg, asm.fitness, opt, journal, progress, say=say)
     say(f"search ended: {searched.reason}")
     if pick is not None:
         results, table = pick_point(cfg, pick, opt, searched.entries, asm, tasks, journal)
     else:
         results, table = report(cfg, opt, searched, asm, tasks, journal)
     return RunResult(results, table, journal.folder, time.perf_counter() - start)
+
+
+def _taken_over(journal: Journal) -> str | None:
+    """A line about the record a killed process left in the lock file (its lock went with it)."""
+    held = journal.lock.taken_over
+    if not held:
+        return None
+    return (
+        f"{journal.folder}: the run of pid {held.get('pid')} on {held.get('host')} (since {held.get('started')}) "
+        "ended without releasing the folder; continuing from its checkpoint"
+    )

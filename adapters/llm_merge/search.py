@@ -13,6 +13,7 @@ come with the asked rows (``ask_with_coordinates``).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from evogm_opt import AskedBatch, BasisShift, GenerativeOptimizer, Optimizer, re
 from evogm_opt.loop import optimize
 from evogm_opt.stopping import StoppingMonitor, StoppingRules, budget_reason
 from llm_merge.fitness import MergeFitness
-from llm_merge.journal import Journal, RunError
+from llm_merge.journal import Journal, RunError, takes_owner
 from llm_merge.run_config import MergeRunConfig, rebase_bounds_problem
 
 
@@ -50,10 +51,17 @@ def new_optimizer(cfg: MergeRunConfig, dim: int) -> Optimizer:
 def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness, say: Callable[..., Any]) -> Optimizer:
     """The checkpointed optimizer of a resumed run, or a new one; refused where the merge cannot follow it."""
     opt = journal.load_optimizer(fitness.dim)
+    fresh = new_optimizer(cfg, fitness.dim)
     if opt is not None:
+        problem = foreign_optimizer(opt, fresh)
+        if problem is not None:
+            raise RunError(
+                f"{journal.checkpoint} is not this run's checkpoint: {problem}; put this run's checkpoint back, or "
+                "--restart to set the old run aside"
+            )
         say(f"resuming from {journal.checkpoint} at evaluation {opt.n_evals}")
     else:
-        opt = new_optimizer(cfg, fitness.dim)
+        opt = fresh
     problem = rebase_bounds_problem(opt, fitness.method, cfg.method)  # the grouped layouts' optimizer is built here
     if problem is not None:
         raise RunError(problem)
@@ -65,6 +73,36 @@ def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness,
             f"(EvoGM with optimizer.options.config.handoff_dim <= {opt.dim}, this search's dimension, hands off first)"
         )
     return opt
+
+
+def _plain(value: Any) -> Any:
+    """Config values as JSON would hold them (arrays as lists), so two configs compare by value."""
+    return json.loads(json.dumps(value, default=lambda v: np.asarray(v).tolist()))
+
+
+def _first_difference(a: Any, b: Any, path: str) -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+        return None
+    return None if a == b else f"{path or 'config'} is {a!r} there, {b!r} here"
+
+
+def foreign_optimizer(loaded: Optimizer, expected: Optimizer) -> str | None:
+    """Why a checkpointed optimizer is not the one this config builds (``None``: it is) — its name and
+    constructor config (dimension, seed, population, options or preset, sense), the budget (``max_evals``) left
+    out: a resume may raise it. Whoever wrote the checkpoint, only this run's optimizer may continue it."""
+    if loaded.name != expected.name:
+        return f"it was written by {loaded.name!r}, this config runs {expected.name!r}"
+    a, b = (_plain(o.state_dict()["config"]) for o in (loaded, expected))
+    for config in (a, b):
+        config.pop("max_evals", None)
+    weights = [None if o.objective_weights is None else _plain(o.objective_weights) for o in (loaded, expected)]
+    if loaded.n_evals and weights[0] is not None and weights[0] != weights[1]:
+        return f"its task weights are {weights[0]}, this config's {weights[1]}"
+    return _first_difference(a, b, "")
 
 
 def replay_monitor(cfg: MergeRunConfig, entries: list[dict[str, Any]]) -> tuple[StoppingMonitor, str | None]:
@@ -82,8 +120,8 @@ class _Asking:
     """The optimizer as the loop drives it; with ``coordinates``, ``ask`` keeps the asked rows' basis version and
     current coordinates (:class:`AskedBatch`) for the step that scores them."""
 
-    def __init__(self, opt: Optimizer, coordinates: bool) -> None:
-        self.opt, self.coordinates = opt, coordinates
+    def __init__(self, opt: Optimizer, coordinates: bool, owner: str | None = None) -> None:
+        self.opt, self.coordinates, self.owner = opt, coordinates, owner
         self.asked: AskedBatch | None = None  # the last ask's rows, basis version and coordinates
 
     def ask(self, n: int) -> np.ndarray:
@@ -96,7 +134,11 @@ class _Asking:
         self.opt.tell(x, y)
 
     def save(self, path: Any) -> None:
-        self.opt.save(path)
+        """The checkpoint, carrying the run's owner string (which proves on resume whose checkpoint it is)."""
+        if self.owner is not None and takes_owner(self.opt.save):
+            self.opt.save(path, owner=self.owner)
+        else:
+            self.opt.save(path)
 
     def stop(self, default_rules: bool = True) -> bool:
         # forwarded: optimize() keeps the optimizer's default rules off, since the run has a budget of its own
@@ -181,9 +223,17 @@ class _Step:
         }
 
 
-def search(cfg: MergeRunConfig, fitness: MergeFitness, opt: Optimizer, journal: Journal, progress: bool) -> Searched:
-    """Run (or resume) the search until the budget, the optimizer or the stopping rules end it."""
-    entries = journal.replay(opt.n_evals)
+def search(
+    cfg: MergeRunConfig,
+    fitness: MergeFitness,
+    opt: Optimizer,
+    journal: Journal,
+    progress: bool,
+    say: Callable[..., Any] | None = None,
+) -> Searched:
+    """Run (or resume) the search until the budget, the optimizer or the stopping rules end it. ``say`` hears
+    of a log set aside on resume."""
+    entries = journal.replay(opt, say)
     rebasing = isinstance(opt, GenerativeOptimizer) and not fitness.method.linear
     if rebasing:
         for rows in opt.shift_rows:  # replay the shifts a resumed run has been through
@@ -193,7 +243,7 @@ def search(cfg: MergeRunConfig, fitness: MergeFitness, opt: Optimizer, journal: 
             fitness.rebase(shift.rows)
 
         opt.on_basis_shift = rebase
-    asking = _Asking(opt, coordinates=rebasing)
+    asking = _Asking(opt, coordinates=rebasing, owner=journal.owner)
     step = _Step(cfg, fitness, asking, journal, entries)
     monitor, reason = replay_monitor(cfg, entries)
     bar = _Progress(cfg, opt, step, progress)

@@ -1,0 +1,173 @@
+"""A cheap content identity of a merge run's inputs, so that a resume (or ``--rebuild``) never mixes weights.
+
+The run's fingerprint covers the config, i.e. paths; an expert replaced in place between a kill and the resume
+(same path, other weights) would otherwise score the same λ differently from one evaluation to the next. What
+is read, per input:
+
+- a folder (the base, each expert, a tokenizer folder): every top-level file the loaders may read, by name and
+  size (hidden files, ``*.md`` and images are left out: editing a README changes no weight). Files up to
+  :data:`SMALL` bytes are hashed whole — configs, tokenizers and LoRA adapters (a LoRA expert's weights are
+  small, so its identity is exact). A larger ``.safetensors`` file is identified by its JSON header (every
+  tensor's name, dtype, shape and offsets) and a sample of *every* tensor's bytes (the first, middle and last
+  :data:`SAMPLE` bytes): a fine-tune changes essentially every element of a tensor it trains, so a retrained
+  expert of the same shape differs in its samples even where only one layer was trained, while reading a
+  7B-parameter model costs a few MB instead of 15 GB. Other large files: size and their first and last MB.
+  The modification time is deliberately *not* part of it: a file restored from a backup or copied back
+  (``cp`` without ``-p``) is the same input, and the resume should accept it;
+- a hub id (the base named as ``org/model``, not a folder): the id itself, nothing to read;
+- a task file (JSONL, small): hashed whole; an lm-evaluation-harness task name: the name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+SMALL = 64 * 1024 * 1024  # bytes: hashed whole below this (configs, tokenizers, LoRA adapters)
+SAMPLE = 4096  # bytes sampled at the start, middle and end of each tensor of a large safetensors file
+_EDGE = 1024 * 1024  # bytes hashed at each end of a large file that is not safetensors
+_SKIPPED_SUFFIXES = (".md", ".png", ".jpg", ".jpeg", ".gif", ".svg")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def _safetensors_identity(path: Path, size: int) -> dict[str, Any]:
+    """Header hash and per-tensor samples of a large safetensors file (its layout: 8-byte header length, JSON
+    header, then the tensors' bytes at the header's offsets)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return {"size": size, "sha256": _hash_file(path)}
+        (n,) = struct.unpack("<Q", head)
+        if n > min(size - 8, 100 * 1024 * 1024):
+            return {"size": size, "edges": _edges(path, size)}  # not a safetensors file after all
+        header = fh.read(n)
+        try:
+            tensors = json.loads(header)
+        except ValueError:
+            return {"size": size, "edges": _edges(path, size)}
+        digest = hashlib.sha256()
+        start = 8 + n
+        for name in sorted(k for k in tensors if k != "__metadata__"):
+            offsets = tensors[name].get("data_offsets") if isinstance(tensors[name], dict) else None
+            if not (isinstance(offsets, list) and len(offsets) == 2):
+                continue
+            lo, hi = (start + int(o) for o in offsets)
+            for at in sorted({lo, max(lo, (lo + hi) // 2 - SAMPLE // 2), max(lo, hi - SAMPLE)}):
+                fh.seek(at)
+                digest.update(fh.read(min(SAMPLE, hi - at)))
+    return {"size": size, "header": _sha(header), "samples": digest.hexdigest()[:32]}
+
+
+def _edges(path: Path, size: int) -> str:
+    with open(path, "rb") as fh:
+        first = fh.read(_EDGE)
+        fh.seek(max(0, size - _EDGE))
+        return _sha(first + fh.read(_EDGE))
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """One file: its size and a hash of all of it (small) or of its header and samples (large)."""
+    size = path.stat().st_size
+    if size <= SMALL:
+        return {"size": size, "sha256": _hash_file(path)}
+    if path.suffix == ".safetensors":
+        return _safetensors_identity(path, size)
+    return {"size": size, "edges": _edges(path, size)}
+
+
+def _read_by_loaders(path: Path) -> bool:
+    name = path.name
+    return not name.startswith(".") and not name.lower().endswith(_SKIPPED_SUFFIXES) and path.is_file()
+
+
+def input_identity(source: str) -> dict[str, Any]:
+    """The identity of a base, expert or tokenizer: a folder's files, a file's hash, or a hub id."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if _read_by_loaders(p))
+        return {"files": {p.name: file_identity(p) for p in files}}
+    if path.is_file():
+        return {"file": file_identity(path)}
+    return {"hub": source}
+
+
+def run_inputs(cfg: Any) -> dict[str, Any]:
+    """What ``run.json`` records of a config's inputs (``cfg``: a ``MergeRunConfig``)."""
+    tasks: dict[str, Any] = {}
+    for spec in (*cfg.seen, *cfg.unseen):
+        for split in ("val", "test"):
+            source = getattr(spec, split)
+            if source is not None:
+                tasks[f"{spec.name}/{split}"] = (
+                    {"lm_eval": source} if spec.lm_eval is not None else input_identity(source)
+                )
+    inputs: dict[str, Any] = {
+        "base": input_identity(cfg.base),
+        "experts": {e.name: input_identity(e.path) for e in cfg.experts},
+        "tasks": tasks,
+    }
+    if cfg.tokenizer is not None:
+        inputs["tokenizer"] = input_identity(cfg.tokenizer)
+    return inputs
+
+
+def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why two identities of one input differ, in a few words (``None``: the same)."""
+    if old == new:
+        return None
+    if "files" in old and "files" in new:
+        a, b = old["files"], new["files"]
+        gone, added = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        if gone:
+            return f"{', '.join(gone)} missing"
+        if added:
+            return f"{', '.join(added)} added"
+        for name in sorted(a):
+            if a[name] != b[name]:
+                return f"{name} {_file_change(a[name], b[name])}"
+    if "file" in old and "file" in new:
+        return _file_change(old["file"], new["file"])
+    kind = {"files": "a folder", "file": "a file", "hub": "a hub id"}
+    return f"was {kind.get(next(iter(old), ''), 'other')}, now {kind.get(next(iter(new), ''), 'other')}"
+
+
+def _file_change(a: dict[str, Any], b: dict[str, Any]) -> str:
+    if a.get("size") != b.get("size"):
+        return f"size changed ({a.get('size')} -> {b.get('size')} bytes)"
+    if a.get("header") is not None and a.get("header") != b.get("header"):
+        return "tensor layout changed (safetensors header)"
+    return "content changed"
+
+
+def compare_inputs(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first input of ``new`` that differs from ``old``, as ``"expert 'x' (a.safetensors content changed)"``."""
+    labels: list[tuple[str, Any, Any]] = [("the base", old.get("base"), new.get("base"))]
+    if "tokenizer" in old or "tokenizer" in new:
+        labels.append(("the tokenizer", old.get("tokenizer"), new.get("tokenizer")))
+    for group, what in (("experts", "expert"), ("tasks", "task file")):
+        a, b = old.get(group, {}), new.get(group, {})
+        for name in sorted(set(a) | set(b)):
+            labels.append((f"{what} '{name}'", a.get(name), b.get(name)))
+    for label, a, b in labels:
+        if a is None or b is None:
+            if a != b:
+                return f"{label} ({'not recorded' if a is None else 'no longer in the config'})"
+            continue
+        why = what_changed(a, b)
+        if why is not None:
+            return f"{label} ({why})"
+    return None
