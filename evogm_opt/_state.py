@@ -274,8 +274,9 @@ class InvalidState(ValueError):
         self.what = what
 
     def within(self, prefix: str) -> InvalidState:
-        """The same problem, its field named from an enclosing state (``algorithm``, ``algorithm.handoff``)."""
-        return InvalidState(f"{prefix}.{self.field}", self.what)
+        """The same problem, its field named from an enclosing state (``algorithm``, ``algorithm.handoff``);
+        a field of the shared ``core.`` an algorithm's check cross-examines keeps its name."""
+        return self if self.field.startswith("core.") else InvalidState(f"{prefix}.{self.field}", self.what)
 
     def at(self, path: str | os.PathLike[str]) -> ValueError:
         """The one-line error for a checkpoint file: the file and the field."""

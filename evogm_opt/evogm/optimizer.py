@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from evogm_opt import _state
 from evogm_opt.base import Best, Optimizer
 from evogm_opt.bounds import BoundsLike
 from evogm_opt.evogm import handoff, proposals
@@ -595,6 +596,44 @@ class GenerativeOptimizer(Optimizer):
             "final_phase_from": -1 if self._final_phase_from is None else self._final_phase_from,
         }
 
+    def _check_algorithm_state(self, state: dict[str, Any]) -> None:
+        """What a run of EvoGM can write: counters in range, a finite step size, basis, queue and history (a NaN
+        there makes every later ask NaN, clipped to a face; a negative iteration makes the paper preset's next ask
+        run for minutes)."""
+        cfg, dim, require = self.config, self.dim, _state.require
+        round_ = _state.count(state["round"], "round")
+        if cfg.n_rounds is not None:
+            require(round_ <= cfg.n_rounds, "round", f"is {round_}, beyond n_rounds = {cfg.n_rounds}")
+        iteration = _state.count(state["iteration"], "iteration")
+        if not self.hands_off:  # a search that hands off counts initial populations until one succeeds
+            limit = cfg.iterations_per_round
+            require(iteration <= limit, "iteration", f"is {iteration}, beyond iterations_per_round = {limit}")
+        require(_state.number(state["noise"], "noise") >= 0, "noise", f"is {state['noise']}; it must be >= 0")
+        _state.array(state["basis"], "basis", (dim, dim))
+        if "shift_rows" in state:
+            _state.array(state["shift_rows"], "shift_rows", (None, dim, dim))
+        _state.count(state["basis_version"], "basis_version")
+        require(isinstance(state["trained"], (bool, np.bool_)), "trained", f"is {state['trained']!r}, not a bool")
+        _state.array(state["queue"], "queue", (None, dim))
+        _state.count(state["batches_made"], "batches_made")
+        _state.count(state["told_in_generation"], "told_in_generation")
+        _state.number(state["last_loss"], "last_loss", nan=True)
+        c = _state.array(state["hist_c"], "hist_c", (None, dim))
+        u = _state.array(state["hist_u"], "hist_u", (len(c), dim))
+        require(np.all(np.abs(u) <= 1.0 + 1e-9), "hist_u", "has rows outside the normalised box [-1, 1]")
+        y = _state.array(state["hist_y"], "hist_y", (len(c),), finite=False)
+        require(not np.isnan(y).any() and not np.isneginf(y).any(), "hist_y", "holds NaN or -inf (failures are +inf)")
+        n = _state.array(state["hist_n"], "hist_n", (len(c),), dtype=np.int64)
+        require(np.all((n >= 1) & (n <= self.n_evals)), "hist_n", f"has evaluation numbers outside 1..{self.n_evals}")
+        rows = _state.array(state["generation_rows"], "generation_rows", (None,), dtype=np.int64)
+        require(np.all((rows >= 0) & (rows < len(c))), "generation_rows", f"has rows outside the {len(c)} of hist_y")
+        if state["generators"] is not None:
+            for key in ("weights", "adam_exp_avg", "adam_exp_avg_sq"):
+                _state.array(state["generators"][key], f"generators.{key}", (None,), dtype=np.float32)
+            _state.number(state["generators"]["adam_step"], "generators.adam_step")
+        start = _state.count(state.get("final_phase_from", -1), "final_phase_from", low=-1)
+        require(start <= self.n_evals, "final_phase_from", f"is {start}, beyond core.n_evals = {self.n_evals}")
+
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         dim = self.dim
         self.round = int(state["round"])
@@ -622,7 +661,10 @@ class GenerativeOptimizer(Optimizer):
             self.generators = GeneratorPair(dim, self.config.generator, np.random.default_rng(0))
             self.generators.load(state["generators"])
         inner = state.get("handoff")  # absent before handoffs existed
-        self.handoff = None if inner is None else CMAES.from_state_dict(inner)
+        try:
+            self.handoff = None if inner is None else CMAES.from_state_dict(inner)
+        except _state.InvalidState as exc:
+            raise exc.within("handoff") from None
         if self.handoff is not None:
             self.popsize = self.handoff.es.popsize
         start = int(state.get("final_phase_from", -1))  # absent before final replicates existed

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from evogm_opt import _state
 from evogm_opt.base import Optimizer
 from evogm_opt.bounds import BoundsLike
 
@@ -161,6 +162,25 @@ class CMAES(Optimizer):
             "buffer_y": np.asarray(self._buffer_y, dtype=float),
         }
 
+    def _check_algorithm_state(self, state: dict[str, Any]) -> None:
+        """The log must account for exactly the asks and tells the core counted (a forged log could otherwise
+        replay millions of asks), and every told row be finite (failures are +inf, never NaN)."""
+        require = _state.require
+        log = _state.array(state["op_log"], "op_log", (None,), dtype=np.int64)
+        asked, told = int(log[log > 0].sum()), int(-log[log < 0].sum())
+        require(not (log == 0).any(), "op_log", "has zero entries (asks are > 0, tells < 0)")
+        require(asked == self.n_asked, "op_log", f"asks {asked} rows but core.n_asked is {self.n_asked}")
+        told_x = _state.array(state["told_x"], "told_x", (told, self.dim))
+        told_y = _state.array(state["told_y"], "told_y", (told,), finite=False)
+        buffer_x = _state.array(state["buffer_x"], "buffer_x", (None, self.dim))
+        buffer_y = _state.array(state["buffer_y"], "buffer_y", (len(buffer_x),), finite=False)
+        for name, values in (("told_y", told_y), ("buffer_y", buffer_y)):
+            require(not np.isnan(values).any() and not np.isneginf(values).any(), name, "holds NaN or -inf")
+        for name, rows in (("told_x", told_x), ("buffer_x", buffer_x)):
+            require(np.all(np.abs(rows) <= 1.0 + 1e-9), name, "has rows outside the normalised box [-1, 1]")
+        total = told + len(buffer_x)
+        require(total == self.n_evals, "told_y", f"and buffer_y hold {total} rows but core.n_evals is {self.n_evals}")
+
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         told_x = np.asarray(state["told_x"], dtype=float).reshape(-1, self.dim)
         told_y = np.asarray(state["told_y"], dtype=float).ravel()
@@ -170,15 +190,13 @@ class CMAES(Optimizer):
                 self._propose(int(op))
             else:
                 k = int(-op)
-                if cursor + k > len(told_x) or k != self.es.popsize:
-                    raise ValueError("CMA-ES checkpoint log is inconsistent with its told rows")
+                popsize = self.es.popsize
+                _state.require(k == popsize, "op_log", f"tells {k} rows where cma's generation had {popsize}")
                 self._op_log.append(-k)
                 batch_x, batch_y = list(told_x[cursor : cursor + k]), told_y[cursor : cursor + k].tolist()
                 self._told_x.extend(batch_x)
                 self._told_y.extend(batch_y)
                 self._tell_strategy(batch_x, batch_y)
                 cursor += k
-        if cursor != len(told_x):
-            raise ValueError("CMA-ES checkpoint has told rows the log does not account for")
         self._buffer_x = list(np.asarray(state["buffer_x"], dtype=float).reshape(-1, self.dim))
         self._buffer_y = np.asarray(state["buffer_y"], dtype=float).ravel().tolist()

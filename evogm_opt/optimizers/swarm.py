@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from evogm_opt import _state
 from evogm_opt.base import Optimizer
 
 
@@ -107,13 +108,33 @@ class SwarmOptimizer(Optimizer):
             "told_count": self.told_count,
         }
 
+    def _check_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Shapes as this swarm's, finite positions and velocities in the normalised box, counters in range, and
+        pending asks that name a particle of this swarm."""
+        require = _state.require
+        for name, current in self._swarm_fields().items():
+            if isinstance(current, np.ndarray):
+                finite = name not in ("pbest_y", "last_y")  # +inf: not told yet / failed
+                value = _state.array(state[name], name, current.shape, finite=finite, dtype=current.dtype)
+                if not finite:
+                    require(not np.isnan(value).any(), name, "holds NaN (failures are +inf)")
+                if name in ("x", "pbest"):
+                    require(np.all(np.abs(value) <= 1.0 + 1e-9), name, "has rows outside the normalised box [-1, 1]")
+        _state.array(state["gbest"], "gbest", (self.dim,))
+        _state.number(state["gbest_y"], "gbest_y", finite=False)
+        generation = _state.count(state["generation"], "generation")
+        told = _state.count(state["told_count"], "told_count")
+        require(told < max(self.popsize, 1), "told_count", f"is {told}; the swarm moves at {self.popsize}")
+        particle, asked_in = self._pending_payload[:, 0], self._pending_payload[:, 1]
+        n = len(self.x)
+        valid = (particle == np.round(particle)) & (particle >= -1) & (particle < n) & (asked_in <= generation)
+        require(valid.all(), "core.pending_payload", f"names particles outside -1..{n - 1} or a later generation")
+
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         for name, current in self._swarm_fields().items():
             value = state[name]
             if isinstance(current, np.ndarray):
                 value = np.asarray(value, dtype=current.dtype)
-                if value.shape != current.shape:
-                    raise ValueError(f"swarm state {name!r} has shape {value.shape}, expected {current.shape}")
             setattr(self, name, value)
         self.generation = int(self.generation)
         self.gbest_y = float(self.gbest_y)
