@@ -11,6 +11,7 @@ Adding an optimizer: write it in one file under ``evogm_opt/optimizers/`` (a sub
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,24 @@ class OptimizerEntry:
     summary: str
 
 
-_ENTRIES: dict[str, OptimizerEntry] = {}
+@dataclass(frozen=True)
+class _Builtin:
+    """A built-in name before its module is imported: the class is named, not loaded, so that reading the table
+    (``names()``, a config's ``optimizer.name``) does not pull in torch or cma (about 2 s) before any optimizer is
+    built."""
+
+    name: str
+    module: str  # where ``cls_name`` lives
+    cls_name: str
+    summary: str
+    factory: Callable[[type[Optimizer]], Callable[..., Optimizer]] | None = None  # None: the class is the factory
+
+    def resolve(self) -> OptimizerEntry:
+        cls = getattr(importlib.import_module(self.module), self.cls_name)
+        return OptimizerEntry(self.name, cls if self.factory is None else self.factory(cls), cls, self.summary)
+
+
+_ENTRIES: dict[str, OptimizerEntry | _Builtin] = {}
 # checkpoints of format 1 named the class, not the public name
 _LEGACY_CHECKPOINT_NAMES: dict[str, str] = {}
 _builtins_loaded = False
@@ -48,11 +66,11 @@ def register(
     _add(OptimizerEntry(name, factory, cls, summary), legacy_names)
 
 
-def _add(entry: OptimizerEntry, legacy_names: tuple[str, ...]) -> None:
+def _add(entry: OptimizerEntry | _Builtin, legacy_names: tuple[str, ...]) -> None:
     if not entry.name or entry.name != entry.name.strip() or "+" in entry.name or "@" in entry.name:
         raise ValueError(f"optimizer name {entry.name!r} must be non-empty, without spaces at the ends, '+' or '@'")
     if entry.name in _ENTRIES:
-        raise ValueError(f"optimizer {entry.name!r} is already registered (by {_ENTRIES[entry.name].cls.__name__})")
+        raise ValueError(f"optimizer {entry.name!r} is already registered (by {_class_name(_ENTRIES[entry.name])})")
     for old in legacy_names:
         if old in _LEGACY_CHECKPOINT_NAMES:
             raise ValueError(f"legacy checkpoint name {old!r} is already mapped to {_LEGACY_CHECKPOINT_NAMES[old]!r}")
@@ -71,7 +89,14 @@ def get(name: str) -> OptimizerEntry:
     _ensure_builtins()
     if not isinstance(name, str) or name not in _ENTRIES:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(_ENTRIES)}")
-    return _ENTRIES[name]
+    entry = _ENTRIES[name]
+    if isinstance(entry, _Builtin):
+        entry = _ENTRIES[name] = entry.resolve()  # same position: names() keeps its order
+    return entry
+
+
+def _class_name(entry: OptimizerEntry | _Builtin) -> str:
+    return entry.cls_name if isinstance(entry, _Builtin) else entry.cls.__name__
 
 
 def create(name: str, dim: int, **kwargs: Any) -> Optimizer:
@@ -89,7 +114,7 @@ def class_for_checkpoint(name: str) -> type[Optimizer]:
     key = _LEGACY_CHECKPOINT_NAMES.get(name, name)
     if key not in _ENTRIES:
         raise ValueError(f"the checkpoint is for an unknown optimizer {name!r}; known: {', '.join(_ENTRIES)}")
-    return _ENTRIES[key].cls
+    return get(key).cls
 
 
 def _ensure_builtins() -> None:
@@ -99,51 +124,45 @@ def _ensure_builtins() -> None:
         _register_builtins()
 
 
-def _evogm(preset: str) -> Callable[..., Optimizer]:
-    from evogm_opt.evogm import GenerativeOptimizer
+def _evogm(preset: str) -> Callable[[type[Optimizer]], Callable[..., Optimizer]]:
+    def factory(cls: type[Optimizer]) -> Callable[..., Optimizer]:
+        def build(dim: int, **kwargs: Any) -> Optimizer:
+            return cls(dim, **{"preset": preset, **kwargs})
 
+        return build
+
+    return factory
+
+
+def _sep_cmaes(cls: type[Optimizer]) -> Callable[..., Optimizer]:
     def build(dim: int, **kwargs: Any) -> Optimizer:
-        return GenerativeOptimizer(dim, **{"preset": preset, **kwargs})
+        """sep-CMA-ES (Ros & Hansen 2008): a diagonal covariance, O(dim) per sample, for high dimensions."""
+        options = {**dict(kwargs.pop("cma_options", None) or {}), "CMA_diagonal": True}
+        return cls(dim, cma_options=options, **kwargs)
 
     return build
 
 
-def _sep_cmaes(dim: int, **kwargs: Any) -> Optimizer:
-    """sep-CMA-ES (Ros & Hansen 2008): a diagonal covariance, O(dim) per sample, for high dimensions."""
-    from evogm_opt.optimizers import CMAES
-
-    options = {**dict(kwargs.pop("cma_options", None) or {}), "CMA_diagonal": True}
-    return CMAES(dim, cma_options=options, **kwargs)
-
-
 def _register_builtins() -> None:
-    # imported here, not at the top: the optimizers import evogm_opt.base, which reads this registry
-    from evogm_opt.evogm import GenerativeOptimizer
-    from evogm_opt.optimizers import CMAES, ModelSwarms, PSOMerging, RandomSearch
-
-    evogm_legacy = ("GenerativeOptimizer",)
+    # named, not imported: the optimizers import evogm_opt.base (which reads this registry) and torch or cma
+    evogm, opts = ("evogm_opt.evogm", "GenerativeOptimizer"), ("evogm_opt.optimizers",)
     for entry, legacy in [
-        (OptimizerEntry("evogm", _evogm("default"), GenerativeOptimizer, "EvoGM, our default preset"), evogm_legacy),
-        (OptimizerEntry("evogm-paper", _evogm("paper"), GenerativeOptimizer, "EvoGM, the reference's choices"), ()),
+        (_Builtin("evogm", *evogm, "EvoGM, our default preset", _evogm("default")), ("GenerativeOptimizer",)),
+        (_Builtin("evogm-paper", *evogm, "EvoGM, the reference's choices", _evogm("paper")), ()),
         (
-            OptimizerEntry(
+            _Builtin(
                 "evogm-paper-single-generator",
-                _evogm("paper-single-generator"),
-                GenerativeOptimizer,
+                *evogm,
                 "paper ablation: no cycle (G_lw alone)",
+                _evogm("paper-single-generator"),
             ),
             (),
         ),
-        (
-            OptimizerEntry(
-                "evogm-paper-no-rounds", _evogm("paper-no-rounds"), GenerativeOptimizer, "paper ablation: one round"
-            ),
-            (),
-        ),
-        (OptimizerEntry("cmaes", CMAES, CMAES, "CMA-ES (pycma), optional IPOP restarts"), ("CMAES",)),
-        (OptimizerEntry("sep-cmaes", _sep_cmaes, CMAES, "sep-CMA-ES (pycma, diagonal covariance)"), ()),
-        (OptimizerEntry("pso-merging", PSOMerging, PSOMerging, "PSO-Merging"), ("PSOMerging",)),
-        (OptimizerEntry("model-swarms", ModelSwarms, ModelSwarms, "Model Swarms"), ("ModelSwarms",)),
-        (OptimizerEntry("random", RandomSearch, RandomSearch, "uniform random search"), ("RandomSearch",)),
+        (_Builtin("evogm-paper-no-rounds", *evogm, "paper ablation: one round", _evogm("paper-no-rounds")), ()),
+        (_Builtin("cmaes", *opts, "CMAES", "CMA-ES (pycma), optional IPOP restarts"), ("CMAES",)),
+        (_Builtin("sep-cmaes", *opts, "CMAES", "sep-CMA-ES (pycma, diagonal covariance)", _sep_cmaes), ()),
+        (_Builtin("pso-merging", *opts, "PSOMerging", "PSO-Merging"), ("PSOMerging",)),
+        (_Builtin("model-swarms", *opts, "ModelSwarms", "Model Swarms"), ("ModelSwarms",)),
+        (_Builtin("random", *opts, "RandomSearch", "uniform random search"), ("RandomSearch",)),
     ]:
         _add(entry, legacy)

@@ -9,93 +9,210 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+PROG = "evogm-opt merge"
+# exit codes (docs/llm-merge.md): 2 the command or the config is wrong and nothing ran; 1 the run started and the
+# file system stopped it (full, read-only, not permitted); 130 interrupted (128 + SIGINT, as a shell reports it)
+EXIT_USAGE, EXIT_FILE_SYSTEM, EXIT_INTERRUPTED = 2, 1, 130
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return code
 
 
 def _merge(args: argparse.Namespace) -> int:
-    try:
-        from llm_merge.demo import run_demo
-        from llm_merge.run import RunError, run_merge
-        from llm_merge.run_config import ConfigError, load_config
-    except ImportError as exc:
-        print(f"evogm-opt merge: {exc}; install the extra: pip install 'evogm-opt[llm]'", file=sys.stderr)
-        return 2
-    if args.quiet:
-        _silence_libraries()
     if sum((args.demo, args.config is not None, args.rebuild is not None)) != 1:
-        print(
-            "evogm-opt merge: give one of CONFIG.yaml, --demo or --rebuild RUN (see docs/llm-merge.md)", file=sys.stderr
-        )
-        return 2
+        return _fail("give one of CONFIG.yaml, --demo or --rebuild RUN (see docs/llm-merge.md)", EXIT_USAGE)
     if args.rebuild is not None:
         return _rebuild(args)
     if args.demo:
-        result = run_demo(Path(args.out or "merge-demo"), budget_per_dim=args.budget, seed=args.seed, quiet=args.quiet)
-        print()
-        print(result.table)
-        print(
-            f"\nmerge demo: {result.seconds:.0f} s; experts, tasks, configs and results in {args.out or 'merge-demo'}"
-        )
-        return 0
-    from llm_merge.experts import ExpertError
-    from llm_merge.tasks import TaskError
-
+        return _demo(args)
+    pick = None
+    if args.pick:
+        try:
+            pick = {k.strip(): float(v) for k, v in (item.split("=") for item in args.pick.split(","))}
+        except ValueError:
+            return _fail(f"--pick wants task=weight,task=weight; got {args.pick!r}", EXIT_USAGE)
+    # the config first, before torch and transformers load (seconds): a mistake is reported at once
+    try:
+        from llm_merge.run_config import ConfigError, load_config
+    except ImportError as exc:
+        return _missing_extra(exc)
     try:
         cfg = load_config(args.config)
-        if args.out:
-            cfg = dataclasses.replace(cfg, output=args.out)
+    except ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if args.out:
+        cfg = dataclasses.replace(cfg, output=args.out)
+    with _run_folder_errors(Path(cfg.output), resumable=True) as outcome:
+        try:
+            from llm_merge.experts import ExpertError
+            from llm_merge.run import RunError, run_merge
+            from llm_merge.tasks import TaskError
+        except ImportError as exc:
+            return _missing_extra(exc)
         say = (lambda *a: None) if args.quiet else print
-        pick = None
-        if args.pick:
-            try:
-                pick = {k.strip(): float(v) for k, v in (item.split("=") for item in args.pick.split(","))}
-            except ValueError:
-                print(f"evogm-opt merge: --pick wants task=weight,task=weight; got {args.pick!r}", file=sys.stderr)
-                return 2
-        result = run_merge(cfg, restart=args.restart, progress=not args.quiet, say=say, pick=pick)
-    except (ConfigError, RunError, ExpertError, TaskError) as exc:
-        print(f"evogm-opt merge: {exc}", file=sys.stderr)
-        return 2
-    print()
-    print(result.table)
-    if pick is not None:
-        print(f"\npicked from the Pareto front without new search steps; pick.json and merged-pick/ in {result.output}")
-    else:
-        print(f"\n{result.results['n_evals']} evaluations; results.json, log.jsonl, convergence.png in {result.output}")
-    return 0
+        try:
+            with _library_output(args.quiet):
+                result = run_merge(cfg, restart=args.restart, progress=not args.quiet, say=say, pick=pick)
+        except (ConfigError, RunError, ExpertError, TaskError) as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        print()
+        print(result.table)
+        if pick is not None:
+            print(f"\npicked from the Pareto front, no new search steps; pick.json and merged-pick/ in {result.output}")
+        else:
+            n = result.results["n_evals"]
+            print(f"\n{n} evaluations; results.json, log.jsonl, convergence.png in {result.output}")
+        return 0
+    return outcome.code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    out = Path(args.out or "merge-demo")
+    with _run_folder_errors(out, resumable=False) as outcome:
+        try:
+            from llm_merge.demo import run_demo
+        except ImportError as exc:
+            return _missing_extra(exc)
+        with _library_output(args.quiet):
+            result = run_demo(out, budget_per_dim=args.budget, seed=args.seed, quiet=args.quiet)
+        print()
+        print(result.table)
+        print(f"\nmerge demo: {result.seconds:.0f} s; experts, tasks, configs and results in {out}")
+        return 0
+    return outcome.code
+
+
+def _missing_extra(exc: ImportError) -> int:
+    return _fail(f"{exc}; install the extra: pip install -e '.[llm]' (docs/quickstart.md)", EXIT_USAGE)
+
+
+@dataclasses.dataclass
+class _Outcome:
+    code: int = 0
+
+
+@contextmanager
+def _run_folder_errors(folder: Path, *, resumable: bool) -> Iterator[_Outcome]:
+    """A full or read-only disk and Ctrl-C become one line on stderr and an exit code (not a traceback), saying
+    where the run can be resumed from: the run folder is written so that the same command resumes it exactly.
+
+    ``KeyboardInterrupt`` can arrive anywhere (inside ``os.fsync`` too); a second Ctrl-C while the line is being
+    composed is ignored."""
+    outcome = _Outcome()
+    try:
+        yield outcome
+    except KeyboardInterrupt:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if resumable:
+                where = f"resume in {folder} after evaluation {_saved_evaluations(folder)}"
+            else:
+                where = f"start it again (the demo does not resume; its files are in {folder})"
+            outcome.code = _fail(f"interrupted; run the same command to {where}", EXIT_INTERRUPTED)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE | _NOT_WRITABLE:
+            raise
+        outcome.code = _fail(_file_system_message(exc, folder, resumable), EXIT_FILE_SYSTEM)
+
+
+def _file_system_message(exc: OSError, folder: Path, resumable: bool) -> str:
+    path = exc.filename if exc.filename is not None else folder
+    reason = exc.strerror or str(exc)
+    fix = "free space" if exc.errno in _NO_SPACE else f"make {folder} writable"
+    if not resumable:
+        return f"cannot write {path}: {reason}; {fix} and run the same command (the demo starts again)"
+    saved = _saved_evaluations(folder)
+    kept = f"evaluations up to {saved} are saved" if saved else "no evaluation was saved yet"
+    return f"cannot write {path}: {reason}; {fix} and run the same command to resume ({kept})"
+
+
+def _saved_evaluations(folder: Path) -> int:
+    """How many evaluations a resume keeps: the checkpoint's count (the log may run one step ahead, and that step
+    is evaluated again). 0 when there is no readable checkpoint."""
+    checkpoint = folder / "checkpoint.evogm"
+    if not checkpoint.is_file():
+        return 0
+    try:
+        from evogm_opt import load
+
+        return int(load(checkpoint).n_evals)
+    except Exception:  # only a number for a message; the resume itself says what is wrong
+        return 0
+
+
+@contextmanager
+def _library_output(quiet: bool) -> Iterator[None]:
+    """transformers' and the hub's progress bars ("Loading weights", "Writing model shards") off, so that only the
+    run's own progress is printed; with ``--quiet`` their info and warning messages too (errors stay). Restored on
+    exit, for callers of :func:`main` in a longer-lived process."""
+    try:
+        import transformers
+    except ImportError:
+        yield
+        return
+    logging = transformers.utils.logging
+    bars, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    hub = _hub_progress_bars()
+    logging.disable_progress_bar()
+    if hub is not None:
+        hub[1]()
+    if quiet:
+        logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+        if hub is not None and hub[0]:
+            hub[2]()
+
+
+def _hub_progress_bars() -> tuple[bool, Callable[[], Any], Callable[[], Any]] | None:
+    """(enabled now, disable, enable) for huggingface_hub's bars; ``None`` without the hub."""
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    except ImportError:
+        return None
+    return not are_progress_bars_disabled(), disable_progress_bars, enable_progress_bars
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from llm_merge.experts import ExpertError
-    from llm_merge.rebuild import rebuild
-    from llm_merge.run import RunError
-
     if args.out is None:
-        print("evogm-opt merge --rebuild: give --out OUT, a new folder for the rebuilt merge", file=sys.stderr)
-        return 2
-    say = (lambda *a: None) if args.quiet else print
-    try:
-        rebuild(args.rebuild, args.out, device=args.device, say=say)
-    except (RunError, ExpertError, ValueError, OSError) as exc:
-        print(f"evogm-opt merge --rebuild: {exc}", file=sys.stderr)
-        return 2
-    say(f"rebuilt merge in {args.out}")
-    return 0
+        return _fail("--rebuild: give --out OUT, a new folder for the rebuilt merge", EXIT_USAGE)
+    out = Path(args.out)
+    with _run_folder_errors(out, resumable=False) as outcome:
+        from llm_merge.experts import ExpertError
+        from llm_merge.rebuild import rebuild
+        from llm_merge.run import RunError
 
-
-def _silence_libraries() -> None:
-    """``--quiet``: transformers' and the hub's own progress bars ("Loading weights", "Writing model shards") and
-    info messages too, not only ours."""
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    try:
-        from huggingface_hub.utils import disable_progress_bars
-    except ImportError:
-        return
-    disable_progress_bars()
+        say = (lambda *a: None) if args.quiet else print
+        try:
+            with _library_output(args.quiet):
+                rebuild(args.rebuild, args.out, device=args.device, say=say)
+        except (RunError, ExpertError, ValueError) as exc:
+            return _fail(f"--rebuild: {exc}", EXIT_USAGE)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE | _NOT_WRITABLE:
+                raise
+            return _fail(f"--rebuild: {exc}", EXIT_USAGE)
+        say(f"rebuilt merge in {args.out}")
+        return 0
+    return outcome.code
 
 
 def build_parser() -> argparse.ArgumentParser:

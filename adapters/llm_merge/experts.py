@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from llm_merge.run_config import ON_OTHER_BASE  # the schema's names, torch-free (re-exported)
+
 
 class ExpertError(ValueError):
     """An expert that cannot be merged correctly with this base."""
@@ -33,9 +35,6 @@ class ExpertError(ValueError):
 
 class BaseModelMismatchWarning(UserWarning):
     """An adapter names another base model than the one being merged (its shapes fit, so nothing else stops it)."""
-
-
-ON_OTHER_BASE = ("warn", "error", "ignore")
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,15 @@ from pathlib import Path
 import torch
 
 from llm_merge.experts import Expert, ExpertError, _read_safetensors, dense_expert, load_lora_expert
+from llm_merge.run_config import (  # noqa: F401  (the schema's names, re-exported where they were first defined)
+    AUTO_CLASSES,
+    DTYPE_NAMES,
+    MODEL_TYPES,
+    BaseModelTypeError,
+    base_model_type,
+)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 # config fields that must agree between a full fine-tuned expert and the base (others, e.g. dropout, may differ)
 ARCHITECTURE_FIELDS = (
@@ -49,27 +56,6 @@ ARCHITECTURE_FIELDS = (
     "encoder_ffn_dim",
     "decoder_ffn_dim",
 )
-# model_type: which transformers class loads the base (the config's own model_type, "t5" or "llama", is another thing)
-MODEL_TYPES = ("auto", "causal", "seq2seq")
-AUTO_CLASSES = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
-
-
-class BaseModelTypeError(ValueError):
-    """``model_type`` says causal or seq2seq, the base's config says the other."""
-
-
-def base_model_type(is_encoder_decoder: bool, model_type: str = "auto", source: str = "the base") -> str:
-    """``"seq2seq"`` or ``"causal"``: what the base's config says, which an explicit ``model_type`` must agree with."""
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
-    found = "seq2seq" if is_encoder_decoder else "causal"
-    if model_type not in ("auto", found):
-        what = "an encoder–decoder" if is_encoder_decoder else "a decoder-only model"
-        raise BaseModelTypeError(
-            f"model_type is {model_type!r}, but {source} is {what} (config is_encoder_decoder: "
-            f"{bool(is_encoder_decoder)}), which loads with {AUTO_CLASSES[found]}; set model_type: {found} or auto"
-        )
-    return found
 
 
 def resolve_device(name: str) -> torch.device:

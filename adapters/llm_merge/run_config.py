@@ -21,6 +21,33 @@ class ConfigError(ValueError):
     """A merge config that does not follow the schema."""
 
 
+# The schema's names live here, not beside the code that uses them (llm_merge.loading, llm_merge.experts), because
+# those modules import torch, and a typo in a config should be reported before torch and transformers load.
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+# model_type: which transformers class loads the base (the config's own model_type, "t5" or "llama", is another thing)
+MODEL_TYPES = ("auto", "causal", "seq2seq")
+AUTO_CLASSES = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
+ON_OTHER_BASE = ("warn", "error", "ignore")
+
+
+class BaseModelTypeError(ValueError):
+    """``model_type`` says causal or seq2seq, the base's config says the other."""
+
+
+def base_model_type(is_encoder_decoder: bool, model_type: str = "auto", source: str = "the base") -> str:
+    """``"seq2seq"`` or ``"causal"``: what the base's config says, which an explicit ``model_type`` must agree with."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
+    found = "seq2seq" if is_encoder_decoder else "causal"
+    if model_type not in ("auto", found):
+        what = "an encoder–decoder" if is_encoder_decoder else "a decoder-only model"
+        raise BaseModelTypeError(
+            f"model_type is {model_type!r}, but {source} is {what} (config is_encoder_decoder: "
+            f"{bool(is_encoder_decoder)}), which loads with {AUTO_CLASSES[found]}; set model_type: {found} or auto"
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class ExpertSpec:
     path: str
@@ -77,7 +104,7 @@ class MergeRunConfig:
     eval_path: str = "auto"  # auto | rebuild | batched (MergeFitness.choose_path)
     baselines: bool = True
     save_model: bool = True
-    threads: int | None = None  # torch threads for the model's work; None: torch's own default (evogm_opt.threads)
+    threads: int | None = 1  # torch threads for the model's work (see _threads); None: torch's own default
     on_other_base: str = "warn"  # a LoRA adapter trained on another base model: warn | error | ignore
 
     def fingerprint(self) -> str:
@@ -119,6 +146,10 @@ def _path(root: Path, value: Any, where: str) -> str:
     return str(p if p.is_absolute() else (root / p))
 
 
+# One torch thread unless the config says otherwise. Measured on the demo's model on this project's 2-core machine
+# (docs/llm-merge.md, "threads"): idle, 1 and 2 threads both took 0.07 s per evaluation; beside other work, torch's
+# default (2 threads here) took 0.16–1.04 s against 0.09–0.11 s on one, since its threads spin waiting for each other.
+DEFAULT_THREADS = 1
 _TASK_KEYS = {"name", "val", "test", "weight", "max_new_tokens", "lm_eval"}
 _TOP_KEYS = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size"}
 _TOP_KEYS |= {"eval_path", "stopping", "layout", "simplex", "baselines", "save_model", "output", "threads"}
@@ -342,20 +373,22 @@ def _simplex(data: Any) -> tuple[bool, float]:
 
 
 def _dtype_and_batch_size(data: dict[str, Any]) -> tuple[str, int]:
-    from llm_merge.loading import DTYPES
-
     dtype = data.get("dtype", "bfloat16")
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if dtype not in DTYPE_NAMES:
+        raise ConfigError(f"dtype must be one of {sorted(DTYPE_NAMES)}, got {dtype!r}")
     batch_size = data.get("batch_size", 32)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     return dtype, batch_size
 
 
-def _eval_path(eval_path: Any, merge: MergeMethod) -> str:
+def _eval_path_name(eval_path: Any) -> str:
     if eval_path not in ("auto", "rebuild", "batched"):
         raise ConfigError(f"eval_path must be auto, rebuild or batched, got {eval_path!r}")
+    return eval_path
+
+
+def _eval_path(eval_path: str, merge: MergeMethod) -> str:
     if eval_path == "batched" and not merge.linear:
         raise ConfigError(
             "eval_path: batched needs a linear merge (task_arithmetic without normalize or lambda ≠ 1) and LoRA experts"
@@ -364,7 +397,11 @@ def _eval_path(eval_path: Any, merge: MergeMethod) -> str:
 
 
 def _threads(value: Any) -> int | None:
-    if value is None or value == "auto":
+    """A positive count, or ``auto`` (``None``: torch's own default, one thread per core), which must be asked for:
+    it was faster nowhere we measured and up to 11× slower beside other work. Empty (``threads:``): the default."""
+    if value is None:
+        return DEFAULT_THREADS
+    if value == "auto":
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"threads must be a positive integer or auto, got {value!r}")
@@ -374,8 +411,6 @@ def _threads(value: Any) -> int | None:
 def _model_type(value: Any, base: str) -> str:
     """``auto`` (the base's config decides), ``causal`` or ``seq2seq``; an explicit one is checked now against a
     local base's ``config.json`` (a hub id's config is read, and checked, when the base loads)."""
-    from llm_merge.loading import AUTO_CLASSES, MODEL_TYPES, BaseModelTypeError, base_model_type
-
     if value not in MODEL_TYPES:
         classes = ", ".join(f"{k}: {v}" for k, v in AUTO_CLASSES.items())
         raise ConfigError(
@@ -398,8 +433,6 @@ def _model_type(value: Any, base: str) -> str:
 
 
 def _on_other_base(value: Any) -> str:
-    from llm_merge.experts import ON_OTHER_BASE
-
     if value not in ON_OTHER_BASE:
         raise ConfigError(f"on_other_base must be one of {', '.join(ON_OTHER_BASE)}, got {value!r}")
     return value
@@ -448,20 +481,25 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     if isinstance(data, dict):
         _refuse_mergekit_recipe(data)
     data = _check_keys("config", data, _TOP_KEYS, {"base", "experts", "tasks"})
+    # first what needs neither torch nor cma (a typo is reported in well under a second) ...
     base = _base(root, data["base"])
     model_type = _model_type(data.get("model_type", "auto"), base)
     experts = _experts(root, data["experts"])
     seen, unseen = _seen_and_unseen(root, data["tasks"])
-    method, options, merge = _method(data.get("method", "task_arithmetic"), len(experts))
     spec = _optimizer(data.get("optimizer", {}))
     dtype, batch_size = _dtype_and_batch_size(data)
     stopping = _stopping(data.get("stopping"))
     layout, groups = _layout(data.get("layout", "per_expert"))
+    simplex, sharpness = _simplex(data.get("simplex", False))
+    eval_path = _eval_path_name(data.get("eval_path", "auto"))
+    threads = _threads(data.get("threads", DEFAULT_THREADS))
+    on_other_base = _on_other_base(data.get("on_other_base", "warn"))
+    # ... then what builds the merge method (torch) and the optimizer (torch for EvoGM, cma for CMA-ES)
+    method, options, merge = _method(data.get("method", "task_arithmetic"), len(experts))
     if layout == "per_expert":  # other layouts' dims need the model's layers; their optimizer is built at load
         _check_optimizer_builds(spec, len(experts), merge, method)
-    simplex, sharpness = _simplex(data.get("simplex", False))
     _check_coefficient_range(merge, spec, simplex, len(experts))
-    eval_path = _eval_path(data.get("eval_path", "auto"), merge)
+    eval_path = _eval_path(eval_path, merge)
     return MergeRunConfig(
         base=base,
         tokenizer=_tokenizer(root, data.get("tokenizer")),
@@ -484,12 +522,13 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         eval_path=eval_path,
         baselines=bool(data.get("baselines", True)),
         save_model=bool(data.get("save_model", True)),
-        threads=_threads(data.get("threads")),
-        on_other_base=_on_other_base(data.get("on_other_base", "warn")),
+        threads=threads,
+        on_other_base=on_other_base,
     )
 
 
 def load_config(path: str | Path) -> MergeRunConfig:
+    """Read and validate ``path``; every mistake is a one-line :class:`ConfigError`."""
     import yaml
 
     path = Path(path)
@@ -498,5 +537,15 @@ def load_config(path: str | Path) -> MergeRunConfig:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        raise ConfigError(_yaml_error(path, exc)) from exc
     return parse_config(data, path.resolve().parent)
+
+
+def _yaml_error(path: Path, exc: Exception) -> str:
+    """One line, ``FILE:LINE:COLUMN: invalid YAML: what`` (1-based, as editors count), instead of PyYAML's
+    multi-line message with a caret drawing."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: invalid YAML: {problem}" + (f" ({context})" if context else "")
