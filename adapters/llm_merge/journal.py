@@ -384,6 +384,8 @@ class Journal:
                 f"{self.log} disagrees with {self.checkpoint} ({problem}): they are not of one run; restore the log "
                 "of this checkpoint, or --restart to set the old run aside (nothing is deleted)"
             )
+        while prefix < len(complete) and "evaluation" not in (_parse(complete[prefix]) or {"evaluation": None}):
+            prefix += 1  # event lines right after them (why the last invocation stopped) stay too
         tail = [_parse(line) for line in complete[prefix:]]
         ahead = sum(1 for e in tail if e is not None and "evaluation" in e)
         if ahead == 0 and torn == b"" and all(e is not None for e in tail):

@@ -13,7 +13,6 @@ come with the asked rows (``ask_with_coordinates``).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 
 from evogm_opt import AskedBatch, BasisShift, GenerativeOptimizer, Optimizer, registry
 from evogm_opt.loop import optimize
+from evogm_opt.resume import setup_mismatch
 from evogm_opt.stopping import StoppingMonitor, StoppingRules, budget_reason
 from llm_merge.fitness import MergeFitness
 from llm_merge.journal import Journal, RunError, takes_owner
@@ -75,34 +75,20 @@ def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness,
     return opt
 
 
-def _plain(value: Any) -> Any:
-    """Config values as JSON would hold them (arrays as lists), so two configs compare by value."""
-    return json.loads(json.dumps(value, default=lambda v: np.asarray(v).tolist()))
-
-
-def _first_difference(a: Any, b: Any, path: str) -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
-            if found is not None:
-                return found
-        return None
-    return None if a == b else f"{path or 'config'} is {a!r} there, {b!r} here"
-
-
 def foreign_optimizer(loaded: Optimizer, expected: Optimizer) -> str | None:
-    """Why a checkpointed optimizer is not the one this config builds (``None``: it is) — its name and
-    constructor config (dimension, seed, population, options or preset, sense), the budget (``max_evals``) left
-    out: a resume may raise it. Whoever wrote the checkpoint, only this run's optimizer may continue it."""
-    if loaded.name != expected.name:
-        return f"it was written by {loaded.name!r}, this config runs {expected.name!r}"
-    a, b = (_plain(o.state_dict()["config"]) for o in (loaded, expected))
-    for config in (a, b):
-        config.pop("max_evals", None)
-    weights = [None if o.objective_weights is None else _plain(o.objective_weights) for o in (loaded, expected)]
+    """Why a checkpointed optimizer is not the one this config builds (``None``: it is): its name and
+    constructor settings (dimension, seed, population, options or preset, sense; the budget left out, a resume
+    may raise it) by :func:`evogm_opt.resume.setup_mismatch`, and the task weights of a multi-task search.
+    Whoever wrote the checkpoint, only this run's optimizer may continue it."""
+    problem = setup_mismatch(loaded, expected)
+    if problem is not None:
+        return problem
+    weights = [
+        None if o.objective_weights is None else np.asarray(o.objective_weights).tolist() for o in (loaded, expected)
+    ]
     if loaded.n_evals and weights[0] is not None and weights[0] != weights[1]:
-        return f"its task weights are {weights[0]}, this config's {weights[1]}"
-    return _first_difference(a, b, "")
+        return f"task weights are {weights[0]}, not {weights[1]}"
+    return None
 
 
 def replay_monitor(cfg: MergeRunConfig, entries: list[dict[str, Any]]) -> tuple[StoppingMonitor, str | None]:
