@@ -26,6 +26,21 @@ with warnings.catch_warnings():  # cma warns at import when matplotlib is missin
 _FAILED_MARGIN = 1.0
 
 
+class _OneCoordinateScaling(cma.transformations.DiagonalDecoding):
+    """pycma's per-coordinate step scaling, usable at one coordinate.
+
+    Why: pycma caps each coordinate's standard deviation at ``maxstd`` (a third of the bound range by default) by
+    rescaling that coordinate with ``set_i``, which refuses ("not yet initialized (dimension needed)") whenever its
+    scaling vector has a single entry — always the case at dim 1, so a 1-D search whose step outgrows the box
+    crashed within a few generations. This ``set_i`` does what pycma's does at every other dimension.
+    """
+
+    def set_i(self, index: int, value: float) -> None:
+        self.scaling = np.array(self.scaling, dtype=float).reshape(1)
+        self.is_identity = False
+        self.scaling[index] = value
+
+
 class CMAES(Optimizer):
     """CMA-ES (``cma.CMAEvolutionStrategy``), optionally with IPOP restarts.
 
@@ -74,6 +89,11 @@ class CMAES(Optimizer):
         # cma allows one tell per iteration and none before the first ask; see _tell_strategy (True: the next tell
         # opens an iteration itself, so rows told before any ask — external ones — are accepted)
         self._told_since_ask = True
+        # TPA (pycma's step-size rule from 300 coordinates on) puts two samples mirrored along the last mean shift
+        # first in an iteration's asks and reads their ranks at the tell: a second mirror drawn for a one-row ask and
+        # not yet handed out, and the identity (bytes of their normalised told rows) of both, for the tell's order
+        self._held: list[np.ndarray] = []
+        self._mirror_keys: list[bytes] = []
         self.es = self._new_strategy(self.popsize)
 
     @staticmethod
@@ -94,21 +114,63 @@ class CMAES(Optimizer):
         x0 = np.zeros(self.dim) if self.x0 is None else self.box.to_unit(self.x0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return cma.CMAEvolutionStrategy(x0, self.sigma0, options)
+            es = cma.CMAEvolutionStrategy(x0, self.sigma0, options)
+        if self.dim == 1 and type(es.sigma_vec) is cma.transformations.DiagonalDecoding:
+            es.sigma_vec.__class__ = _OneCoordinateScaling
+        return es
 
     # ------------------------------------------------------------------ protocol hooks
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         self._op_log.append(n)
-        u = np.asarray(self.es.ask(n), dtype=float)
+        u = np.asarray(self._ask_strategy(n), dtype=float).reshape(n, self.dim)
         self._told_since_ask = False
         return self.box.to_user(u), np.empty((n, 0))
+
+    def _ask_strategy(self, n: int) -> list[np.ndarray]:
+        """``n`` samples from cma, also when cma's TPA step-size rule is on (``mean_shift_samples``).
+
+        Under TPA, pycma's first ask of an iteration returns the two mirrored mean-shift samples first, and any
+        later ask of more than one row in the same iteration raises "Mean shift samples are expected but missing"
+        — which our partial tells (the tell waits for a full generation) run into. So: the first ask draws at
+        least the two mirrors (one is held back for the next ask if one row was asked), later asks draw one row at
+        a time, as pycma advises. Without TPA (under 300 coordinates) this is ``es.ask(n)``, unchanged.
+        """
+        es = self.es
+        if not es.mean_shift_samples:
+            return list(es.ask(n))
+        rows = self._held[:n]
+        del self._held[:n]
+        n -= len(rows)
+        if n == 0:
+            return rows
+        if es.pop_injection_directions:  # the iteration's first draw: the mirrors come first
+            drawn = list(es.ask(max(n, 2)))
+            unit = self.box.to_unit(np.clip(self.box.to_user(np.asarray(drawn[:2])), self.box.lower, self.box.upper))
+            self._mirror_keys = [row.tobytes() for row in unit]  # as _observe will see them told
+            self._held = drawn[n:]
+            return rows + drawn[:n]
+        if es.countiter > 1 and n > 1:
+            return rows + [es.ask(1)[0] for _ in range(n)]
+        return rows + list(es.ask(n))
+
+    def _mirrors_first(self, batch_x: list[np.ndarray], batch_y: list[float]) -> tuple[list, list]:
+        """The batch with TPA's two mirrored samples first, where the tell must find them (told in another order,
+        pycma would read the step-size signal from two other rows); unchanged unless both are in it."""
+        keys = [row.tobytes() for row in batch_x]
+        if not self._mirror_keys or not all(key in keys for key in self._mirror_keys):
+            return batch_x, batch_y
+        first = [keys.index(key) for key in self._mirror_keys]
+        if first[0] == first[1]:
+            return batch_x, batch_y
+        order = first + [i for i in range(len(keys)) if i not in first]
+        return [batch_x[i] for i in order], [batch_y[i] for i in order]
 
     def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
         self._buffer_x.extend(self.box.to_unit(x))
         self._buffer_y.extend(y.tolist())
         while len(self._buffer_y) >= self.es.popsize:
             k = self.es.popsize
-            batch_x, batch_y = self._buffer_x[:k], self._buffer_y[:k]
+            batch_x, batch_y = self._mirrors_first(self._buffer_x[:k], self._buffer_y[:k])
             del self._buffer_x[:k], self._buffer_y[:k]
             self._op_log.append(-k)
             self._told_x.extend(batch_x)
@@ -130,6 +192,7 @@ class CMAES(Optimizer):
                 self.es.ask()
             self.es.tell([np.asarray(v) for v in batch_x], values.tolist())
         self._told_since_ask = True
+        self._held, self._mirror_keys = [], []  # the iteration they belong to is over
         if self.es.stop() and self.restarts_done < self.max_restarts:
             self.restarts_done += 1
             self.es = self._new_strategy(int(round(self.es.popsize * self.incpopsize)))
