@@ -1,0 +1,60 @@
+"""A checkpoint proves which run it belongs to: ``save(path, owner=...)`` and ``load(path, owner=...)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evogm_opt import CMAES, GenerativeOptimizer, RandomSearch
+from evogm_opt import base as base_module
+from evogm_opt._state import checkpoint_owner
+
+
+def _told(opt):
+    x = opt.ask()
+    opt.tell(x, [float(np.sum(r**2)) for r in x])
+    return opt
+
+
+def test_the_owner_is_stored_and_read_back(tmp_path: Path):
+    path = tmp_path / "run.ckpt"
+    _told(RandomSearch(2, seed=0)).save(path, owner="run-fingerprint-1")
+    assert checkpoint_owner(path) == "run-fingerprint-1"
+    assert RandomSearch.load(path, owner="run-fingerprint-1").n_evals == 4
+    assert base_module.load(path, owner="run-fingerprint-1").n_evals == 4
+    assert RandomSearch.load(path).n_evals == 4  # no owner asked for: no check
+
+
+def test_a_checkpoint_of_another_run_is_refused_in_one_line(tmp_path: Path):
+    path = tmp_path / "run.ckpt"
+    _told(CMAES(4, seed=0)).save(path, owner="della-cma")
+    for load in (CMAES.load, GenerativeOptimizer.load, base_module.load):
+        with pytest.raises(ValueError) as info:
+            load(path, owner="evogm-ta")
+        assert str(info.value) == f"{path} belongs to 'della-cma', not 'evogm-ta'"
+
+
+def test_a_checkpoint_without_an_owner_cannot_prove_it_belongs(tmp_path: Path):
+    path = tmp_path / "run.ckpt"
+    _told(RandomSearch(2, seed=0)).save(path)
+    assert checkpoint_owner(path) is None
+    with pytest.raises(ValueError, match=r"run\.ckpt was written without an owner") as info:
+        base_module.load(path, owner="mine")
+    assert "\n" not in str(info.value)
+
+
+def test_an_edited_owner_fails_the_checksum(tmp_path: Path):
+    path = tmp_path / "run.ckpt"
+    _told(RandomSearch(2, seed=0)).save(path, owner="aaaa")
+    data = path.read_bytes()
+    assert data.count(b'"owner": "aaaa"') == 1
+    path.write_bytes(data.replace(b'"owner": "aaaa"', b'"owner": "bbbb"'))  # same length: the zip stays valid
+    with pytest.raises(ValueError, match="corrupt"):
+        checkpoint_owner(path)
+
+
+def test_the_owner_must_be_a_string(tmp_path: Path):
+    with pytest.raises(TypeError, match="owner must be a string"):
+        RandomSearch(2, seed=0).save(tmp_path / "run.ckpt", owner=17)  # type: ignore[arg-type]
