@@ -129,6 +129,8 @@ def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     """Why two identities of one input differ, in a few words (``None``: the same)."""
     if old == new:
         return None
+    if "hub" in new and "hub" not in old:
+        return "no longer there"
     if "files" in old and "files" in new:
         a, b = old["files"], new["files"]
         gone, added = sorted(set(a) - set(b)), sorted(set(b) - set(a))
@@ -138,7 +140,7 @@ def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             return f"{', '.join(added)} added"
         for name in sorted(a):
             if a[name] != b[name]:
-                return f"{name} {_file_change(a[name], b[name])}"
+                return f"{name}: {_file_change(a[name], b[name])}"
     if "file" in old and "file" in new:
         return _file_change(old["file"], new["file"])
     kind = {"files": "a folder", "file": "a file", "hub": "a hub id"}
@@ -147,14 +149,14 @@ def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 def _file_change(a: dict[str, Any], b: dict[str, Any]) -> str:
     if a.get("size") != b.get("size"):
-        return f"size changed ({a.get('size')} -> {b.get('size')} bytes)"
+        return f"size {a.get('size')} -> {b.get('size')} bytes"
     if a.get("header") is not None and a.get("header") != b.get("header"):
-        return "tensor layout changed (safetensors header)"
-    return "content changed"
+        return "tensor layout (safetensors header)"
+    return "content"
 
 
 def compare_inputs(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first input of ``new`` that differs from ``old``, as ``"expert 'x' (a.safetensors content changed)"``."""
+    """The first input of ``new`` that differs from ``old``, as ``"expert 'x' changed (a.safetensors: content)"``."""
     labels: list[tuple[str, Any, Any]] = [("the base", old.get("base"), new.get("base"))]
     if "tokenizer" in old or "tokenizer" in new:
         labels.append(("the tokenizer", old.get("tokenizer"), new.get("tokenizer")))
@@ -169,5 +171,5 @@ def compare_inputs(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             continue
         why = what_changed(a, b)
         if why is not None:
-            return f"{label} ({why})"
+            return f"{label} changed ({why})"
     return None

@@ -32,6 +32,7 @@ import numpy as np
 
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_write
+from evogm_opt.resume import setup_mismatch
 from llm_merge.identity import compare_inputs, run_inputs
 from llm_merge.run_config import MergeRunConfig
 
@@ -310,42 +311,40 @@ class Journal:
         changed = compare_inputs(run["inputs"], current)
         if changed is not None:
             raise RunError(
-                f"{self.folder}: {changed} changed since the run started; restore it or --restart (the old run is "
+                f"{self.folder}: {changed} since the run started; restore it or --restart (the old run is "
                 "moved aside, not deleted)"
             )
         return None
 
-    def load_optimizer(self, dim: int) -> Optimizer | None:
-        """The checkpointed optimizer (``None`` for a new run); refused if unreadable, written by another run
-        (its owner), or for another ``dim``. Every refusal is one line."""
+    def load_optimizer(self, dim: int, expected: Optimizer | None = None) -> Optimizer | None:
+        """The checkpointed optimizer (``None`` for a new run). Refused, in one line, if unreadable, for another
+        ``dim``, not the optimizer ``expected`` (the one this config builds: name and constructor settings, the
+        budget aside) or written by another run (its owner, where this run's checkpoints carry one; a run started
+        by evogm-opt 0.1.0 wrote none, and is not refused on that alone)."""
         if not self.checkpoint.exists():
             return None
+        refusal: str | None = None
         try:
-            opt = self._load_owned()
-        except RunError:
-            raise
+            if self.owner is None or not takes_owner(Optimizer.load):
+                opt = Optimizer.load(self.checkpoint)
+            else:
+                try:
+                    opt = Optimizer.load(self.checkpoint, owner=self.owner)
+                except ValueError as exc:
+                    refusal = one_line(exc)
+                    opt = Optimizer.load(self.checkpoint)  # readable at all? (if not, that is the message)
         except _LOAD_ERRORS as exc:
             why = one_line(exc)
             raise RunError(f"{self.checkpoint}: cannot resume ({why}); use --restart to set it aside") from None
         if opt.dim != dim:
             raise RunError(f"{self.checkpoint} searches {opt.dim} coefficients but this config has {dim}")
-        return opt
-
-    def _load_owned(self) -> Optimizer:
-        """Load the checkpoint, requiring this run's owner where the run's checkpoints carry one. A run started
-        by evogm-opt 0.1.0 wrote checkpoints without an owner: those are not refused on that alone (the
-        optimizer's config is still checked, in ``search.open_optimizer``)."""
-        if self.owner is None or not takes_owner(Optimizer.load):
-            return Optimizer.load(self.checkpoint)
-        try:
-            return Optimizer.load(self.checkpoint, owner=self.owner)
-        except ValueError as exc:
-            refusal = exc
-        opt = Optimizer.load(self.checkpoint)  # readable at all? (a corrupt file says so in the caller)
-        if self.owned_checkpoints:
+        problem = None if expected is None else foreign_optimizer(opt, expected)
+        if problem is None and self.owned_checkpoints:
+            problem = refusal
+        if problem is not None:
             raise RunError(
-                f"{self.checkpoint} is not this run's checkpoint ({one_line(refusal)}); put this run's checkpoint "
-                "back, or --restart to set the old run aside"
+                f"{self.checkpoint} is not this run's checkpoint ({problem}); put this run's checkpoint back, or "
+                "--restart to set the old run aside"
             )
         return opt
 
@@ -443,6 +442,22 @@ class Journal:
     def write_json(self, name: str | Path, data: Any) -> Path:
         """``data`` as indented JSON at ``name`` (relative to the folder), written atomically."""
         return atomic_write(self.folder / name, json.dumps(data, indent=2))
+
+
+def foreign_optimizer(loaded: Optimizer, expected: Optimizer) -> str | None:
+    """Why a checkpointed optimizer is not the one this config builds (``None``: it is): its name and
+    constructor settings (dimension, seed, population, options or preset, sense; the budget left out, a resume
+    may raise it) by :func:`evogm_opt.resume.setup_mismatch`, and the task weights of a multi-task search.
+    Whoever wrote the checkpoint, only this run's optimizer may continue it."""
+    problem = setup_mismatch(loaded, expected)
+    if problem is not None:
+        return problem
+    weights = [
+        None if o.objective_weights is None else np.asarray(o.objective_weights).tolist() for o in (loaded, expected)
+    ]
+    if loaded.n_evals and weights[0] is not None and weights[0] != weights[1]:
+        return f"task weights are {weights[0]}, not {weights[1]}"
+    return None
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ import numpy as np
 
 from evogm_opt import AskedBatch, BasisShift, GenerativeOptimizer, Optimizer, registry
 from evogm_opt.loop import optimize
-from evogm_opt.resume import setup_mismatch
 from evogm_opt.stopping import StoppingMonitor, StoppingRules, budget_reason
 from llm_merge.fitness import MergeFitness
 from llm_merge.journal import Journal, RunError, takes_owner
@@ -50,15 +49,9 @@ def new_optimizer(cfg: MergeRunConfig, dim: int) -> Optimizer:
 
 def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness, say: Callable[..., Any]) -> Optimizer:
     """The checkpointed optimizer of a resumed run, or a new one; refused where the merge cannot follow it."""
-    opt = journal.load_optimizer(fitness.dim)
     fresh = new_optimizer(cfg, fitness.dim)
+    opt = journal.load_optimizer(fitness.dim, fresh)
     if opt is not None:
-        problem = foreign_optimizer(opt, fresh)
-        if problem is not None:
-            raise RunError(
-                f"{journal.checkpoint} is not this run's checkpoint: {problem}; put this run's checkpoint back, or "
-                "--restart to set the old run aside"
-            )
         say(f"resuming from {journal.checkpoint} at evaluation {opt.n_evals}")
     else:
         opt = fresh
@@ -73,22 +66,6 @@ def open_optimizer(cfg: MergeRunConfig, journal: Journal, fitness: MergeFitness,
             f"(EvoGM with optimizer.options.config.handoff_dim <= {opt.dim}, this search's dimension, hands off first)"
         )
     return opt
-
-
-def foreign_optimizer(loaded: Optimizer, expected: Optimizer) -> str | None:
-    """Why a checkpointed optimizer is not the one this config builds (``None``: it is): its name and
-    constructor settings (dimension, seed, population, options or preset, sense; the budget left out, a resume
-    may raise it) by :func:`evogm_opt.resume.setup_mismatch`, and the task weights of a multi-task search.
-    Whoever wrote the checkpoint, only this run's optimizer may continue it."""
-    problem = setup_mismatch(loaded, expected)
-    if problem is not None:
-        return problem
-    weights = [
-        None if o.objective_weights is None else np.asarray(o.objective_weights).tolist() for o in (loaded, expected)
-    ]
-    if loaded.n_evals and weights[0] is not None and weights[0] != weights[1]:
-        return f"task weights are {weights[0]}, not {weights[1]}"
-    return None
 
 
 def replay_monitor(cfg: MergeRunConfig, entries: list[dict[str, Any]]) -> tuple[StoppingMonitor, str | None]:
