@@ -98,7 +98,7 @@ def test_a_damaged_run_json_is_one_line(workspace, damage, says):  # noqa: F811
 
 
 @pytest.mark.parametrize(
-    "damage", [b"not a checkpoint", b"PK\x03\x04 torn zip", b"", "list-metadata", "edited-state", "truncated"]
+    "damage", [b"not a checkpoint", b"PK\x03\x04 torn zip", b"", "empty-metadata", "edited-state", "truncated"]
 )
 def test_a_damaged_checkpoint_is_one_line(workspace, damage):  # noqa: F811
     name = f"broken-{damage if isinstance(damage, str) else len(damage)}"
@@ -110,7 +110,7 @@ def test_a_damaged_checkpoint_is_one_line(workspace, damage):  # noqa: F811
         checkpoint.write_bytes(raw[: len(raw) // 2])
     elif damage == "edited-state":  # one byte flipped inside the zip: the checksum or the zip's CRC says so
         checkpoint.write_bytes(raw[:200] + bytes([raw[200] ^ 0xFF]) + raw[201:])
-    elif damage == "list-metadata":
+    elif damage == "empty-metadata":
         import io
         import zipfile
 
