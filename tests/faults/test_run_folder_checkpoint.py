@@ -123,3 +123,48 @@ def test_a_damaged_checkpoint_is_one_line(workspace, damage):  # noqa: F811
     rewrite(path, name, optimizer={"budget": 18, "seed": 3})
     message = refused(path)
     assert str(checkpoint) in message and "--restart" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"\xff\xfe", "is unreadable"),
+        (b"[1, 2]", "is not a JSON object"),
+        (b'{"format": 2, "base": "b", "experts": ["e"]}', "missing method, lambda, basis_version"),
+        ("no-options", "cannot rebuild, missing method_options"),
+        ("bad-lambda", "lambda is not what a run writes there"),
+        ("bad-layout", "layout is not what a run writes there"),
+    ],
+)
+def test_a_damaged_merge_record_is_one_line(tmp_path, content, says):
+    from llm_merge.rebuild import read_record
+
+    good = {
+        "format": 2,
+        "base": "base",
+        "tokenizer": None,
+        "dtype": "float32",
+        "device": "cpu",
+        "experts": ["e0"],
+        "expert_names": ["e0"],
+        "expert_kinds": ["lora"],
+        "on_other_base": "warn",
+        "method": "task_arithmetic",
+        "method_options": {},
+        "layout": {"name": "per_expert", "groups": 4, "simplex": False, "sharpness": 4.0},
+        "lambda": [0.5],
+        "basis_version": None,
+    }
+    path = tmp_path / "evogm_merge.json"
+    if content == "no-options":
+        content = json.dumps({k: v for k, v in good.items() if k != "method_options"}).encode()
+    elif content == "bad-lambda":
+        content = json.dumps({**good, "lambda": "0.5"}).encode()
+    elif content == "bad-layout":
+        content = json.dumps({**good, "layout": ["per_expert"]}).encode()
+    path.write_bytes(content)
+    with pytest.raises(RunError) as exc:
+        read_record(path)
+    assert "\n" not in str(exc.value) and says in str(exc.value) and str(path) in str(exc.value)
+    path.write_text(json.dumps(good))
+    assert read_record(path)["lambda"] == [0.5]
