@@ -9,11 +9,13 @@ raising it is how a finished run is continued.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+from evogm_opt import _state
 from evogm_opt.base import Optimizer
 
-__all__ = ["setup_mismatch"]
+__all__ = ["checkpoint_owner", "setup_mismatch"]
 
 _NOT_COMPARED = frozenset({"max_evals"})
 
@@ -30,6 +32,12 @@ def setup_mismatch(loaded: Optimizer, expected: Optimizer, *, ignore: frozenset[
         if theirs.get(key) != ours.get(key):
             return f"{key} is {_short(theirs.get(key))}, not {_short(ours.get(key))}"
     return None
+
+
+def checkpoint_owner(path: str | os.PathLike[str]) -> str | None:
+    """The owner string a checkpoint was saved with (``Optimizer.save(path, owner=...)``; ``None``: without one),
+    after the file is read and verified like any load: to tell "another run's" from "damaged" in one message."""
+    return _state.checkpoint_owner(path)
 
 
 def _plain(config: dict[str, Any]) -> dict[str, Any]:

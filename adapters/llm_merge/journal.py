@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -32,7 +31,7 @@ import numpy as np
 
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_write
-from evogm_opt.resume import setup_mismatch
+from evogm_opt.resume import checkpoint_owner, setup_mismatch
 from llm_merge.identity import compare_inputs, run_inputs
 from llm_merge.run_config import MergeRunConfig
 
@@ -60,15 +59,6 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunError(f"{path} is not a JSON object (found {type(data).__name__}); {what}")
     return data
-
-
-def takes_owner(method: Any) -> bool:
-    """Whether the core's ``save``/``load`` take ``owner=`` (evogm-opt after 0.1.0)."""
-    try:
-        params = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-    return "owner" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class FolderLock:
@@ -232,7 +222,7 @@ class Journal:
 
     def _create(self, cfg: MergeRunConfig) -> None:
         self.owner = f"{cfg.fingerprint()}-{uuid.uuid4().hex[:12]}"
-        self.owned_checkpoints = takes_owner(Optimizer.save)
+        self.owned_checkpoints = True
         run = {
             "fingerprint": cfg.fingerprint(),
             "config": cfg.to_dict(),
@@ -323,24 +313,17 @@ class Journal:
         by evogm-opt 0.1.0 wrote none, and is not refused on that alone)."""
         if not self.checkpoint.exists():
             return None
-        refusal: str | None = None
         try:
-            if self.owner is None or not takes_owner(Optimizer.load):
-                opt = Optimizer.load(self.checkpoint)
-            else:
-                try:
-                    opt = Optimizer.load(self.checkpoint, owner=self.owner)
-                except ValueError as exc:
-                    refusal = one_line(exc)
-                    opt = Optimizer.load(self.checkpoint)  # readable at all? (if not, that is the message)
+            opt = Optimizer.load(self.checkpoint)
+            theirs = checkpoint_owner(self.checkpoint)
         except _LOAD_ERRORS as exc:
             why = one_line(exc)
             raise RunError(f"{self.checkpoint}: cannot resume ({why}); use --restart to set it aside") from None
         if opt.dim != dim:
             raise RunError(f"{self.checkpoint} searches {opt.dim} coefficients but this config has {dim}")
         problem = None if expected is None else foreign_optimizer(opt, expected)
-        if problem is None and self.owned_checkpoints:
-            problem = refusal
+        if problem is None and self.owned_checkpoints and theirs != self.owner:
+            problem = "it was written without an owner" if theirs is None else f"it belongs to {theirs!r}"
         if problem is not None:
             raise RunError(
                 f"{self.checkpoint} is not this run's checkpoint ({problem}); put this run's checkpoint back, or "

@@ -24,7 +24,7 @@ from evogm_opt import AskedBatch, BasisShift, GenerativeOptimizer, Optimizer, re
 from evogm_opt.loop import optimize
 from evogm_opt.stopping import StoppingMonitor, StoppingRules, budget_reason
 from llm_merge.fitness import MergeFitness
-from llm_merge.journal import Journal, RunError, takes_owner
+from llm_merge.journal import Journal, RunError
 from llm_merge.run_config import MergeRunConfig, rebase_bounds_problem
 
 
@@ -98,10 +98,7 @@ class _Asking:
 
     def save(self, path: Any) -> None:
         """The checkpoint, carrying the run's owner string (which proves on resume whose checkpoint it is)."""
-        if self.owner is not None and takes_owner(self.opt.save):
-            self.opt.save(path, owner=self.owner)
-        else:
-            self.opt.save(path)
+        self.opt.save(path, owner=self.owner)
 
     def stop(self, default_rules: bool = True) -> bool:
         # forwarded: optimize() keeps the optimizer's default rules off, since the run has a budget of its own
