@@ -7,6 +7,7 @@ imported only when a command runs, so a missing one is named with the extra that
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ def _import_bench():
 
         return evogm_bench
     except ImportError as exc:  # the bench ships with the distribution but needs the `bench` extra's libraries
-        print(f"evogm-opt bench: {exc}; install the extra: pip install 'evogm-opt[bench]'", file=sys.stderr)
+        print(f"evogm-opt bench: {exc}; install the extra from a clone: pip install -e '.[bench]'", file=sys.stderr)
         raise SystemExit(2) from exc
 
 
@@ -105,7 +106,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
         return 2
     specs = [
-        bench.runner.RunSpec(o, ls, d, b * d if args.budget_per_dim else b, s)
+        bench.runner.RunSpec(o, ls, d, b if args.absolute_budget else b * d, s)
         for o in optimizers
         for ls in landscapes
         for d in args.dims
@@ -118,7 +119,7 @@ def _bench(args: argparse.Namespace) -> int:
     wanted = {spec.key for spec in specs}
     records = [r for r in bench.runner.load_records(out) if r["key"] in wanted]
     print()
-    if args.budget_per_dim:
+    if not args.absolute_budget:
         checkpoints = sorted({k for k in (10, 20, 50) if k <= max(args.budgets)} | set(args.budgets))
     else:
         checkpoints = [10, 20, 50]
@@ -175,9 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"])
     bench.add_argument("--dims", nargs="+", type=_positive_int, default=[8])
     bench.add_argument(
-        "--budgets", nargs="+", type=_positive_int, default=[20], help="evaluations per dim (see next flag)"
+        "--budgets",
+        nargs="+",
+        type=_positive_int,
+        default=[20],
+        help="evaluations per dimension (20 at --dims 8: 160 evaluations), unless --absolute-budget",
     )
-    bench.add_argument("--absolute-budget", dest="budget_per_dim", action="store_false", help="budgets are totals")
+    # store_true, so that the default shown beside it (False) reads right: budgets are per dimension unless given
+    bench.add_argument(
+        "--absolute-budget", action="store_true", help="--budgets are total evaluations, not per dimension"
+    )
     bench.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds (instances)")
     bench.add_argument(
         "--first-seed",
@@ -185,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seeds first-seed … first-seed+seeds−1 (fresh instances: a hold-out)",
     )
-    bench.add_argument("--workers", type=_positive_int, default=None, help="processes (default: one per core)")
+    bench.add_argument("--workers", type=_positive_int, default=None, help="processes (None: one per core)")
     bench.add_argument("--reference", default="cmaes", help="optimizer the statistics compare against")
     bench.add_argument("--out", default="bench-results/bench.jsonl")
     bench.add_argument("--quiet", action="store_true")
@@ -236,4 +244,24 @@ def main(argv: list[str]) -> int:
         args = build_coco_parser().parse_args(argv[1:])
     else:
         args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    prog = "evogm-opt bench" + (f" {argv[0]}" if argv[:1] in (["report"], ["coco"]) else "")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:  # finished runs are in --out already; `bench` skips them when run again
+        print(
+            f"{prog}: interrupted; run the same command to continue (finished runs in {args.out} are kept)",
+            file=sys.stderr,
+        )
+        return 130
+    except OSError as exc:
+        if exc.errno not in (
+            errno.ENOSPC,
+            getattr(errno, "EDQUOT", errno.ENOSPC),
+            errno.EROFS,
+            errno.EACCES,
+            errno.EPERM,
+        ):
+            raise
+        where = exc.filename if exc.filename is not None else args.out
+        print(f"{prog}: cannot write {where}: {exc.strerror}; free space or choose a writable --out", file=sys.stderr)
+        return 1

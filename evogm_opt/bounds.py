@@ -55,7 +55,8 @@ class Box:
         bad = np.flatnonzero(~(lower < upper))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"bounds need lower < upper; dimension {i} has lower={lower[i]} >= upper={upper[i]}")
+            lo, hi = float(lower[i]), float(upper[i])
+            raise ValueError(f"bounds need lower < upper; dimension {i} has lower={lo!r} >= upper={hi!r}")
         lower.setflags(write=False)
         upper.setflags(write=False)
         return cls(lower, upper)
@@ -90,8 +91,9 @@ class Box:
         if np.any(outside):
             row, col = (int(v[0]) for v in np.nonzero(outside))
             raise ValueError(
-                f"row {row} is outside the bounds: x[{col}]={x[row, col]!r} not in "
-                f"[{self.lower[col]}, {self.upper[col]}]"
+                # plain floats: numpy 2's repr of its scalars reads np.float64(1000000.0)
+                f"row {row} is outside the bounds: x[{col}]={float(x[row, col])!r} not in "
+                f"[{float(self.lower[col])!r}, {float(self.upper[col])!r}]"
             )
         return np.clip(x, self.lower, self.upper)
 

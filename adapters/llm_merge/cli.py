@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -123,14 +125,32 @@ def _run_folder_errors(folder: Path, *, resumable: bool) -> Iterator[_Outcome]:
             outcome.code = _fail(f"interrupted; run the same command to {where}", EXIT_INTERRUPTED)
         finally:
             signal.signal(signal.SIGINT, previous)
-    except OSError as exc:
-        if exc.errno not in _NO_SPACE | _NOT_WRITABLE:
+    except Exception as exc:
+        error = _file_system_error(exc)
+        if error is None:
             raise
-        outcome.code = _fail(_file_system_message(exc, folder, resumable), EXIT_FILE_SYSTEM)
+        outcome.code = _fail(_file_system_message(error, folder, resumable), EXIT_FILE_SYSTEM)
+
+
+def _file_system_error(exc: BaseException) -> OSError | None:
+    """The full-disk or not-writable ``OSError`` behind ``exc``: itself, one it was raised from, or — for writers in
+    Rust such as safetensors, which raise their own type — one its message names (``… (os error 28)``)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE | _NOT_WRITABLE:
+            return exc
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        if found and int(found[1]) in _NO_SPACE | _NOT_WRITABLE:
+            return OSError(int(found[1]), os.strerror(int(found[1])))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _file_system_message(exc: OSError, folder: Path, resumable: bool) -> str:
-    path = exc.filename if exc.filename is not None else folder
+    path = Path(exc.filename) if exc.filename is not None else folder
+    if path.name.startswith("."):  # a temporary file beside the one being written: name the folder instead
+        path = path.parent
     reason = exc.strerror or str(exc)
     fix = "free space" if exc.errno in _NO_SPACE else f"make {folder} writable"
     if not resumable:

@@ -136,9 +136,16 @@ def _run_demo(out: Path, budget_per_dim: int, seed: int, quiet: bool, expert_ste
     _train_experts(out, seed, expert_steps, say)
     _write_tasks(out, seed)
     budget = budget_per_dim * len(SEEN)
-    rows, best = _run_searches(out, budget, seed, say)
-    table = _demo_table(rows, budget, out, seed)
-    results = {"rows": rows, "best_lambda": best, "budget": budget, "verdict": merge_verdict(rows)}
+    rows, best, found_at = _run_searches(out, budget, seed, say)
+    table = _demo_table(rows, budget, out, seed, found_at)
+    results = {
+        "rows": rows,
+        "best_lambda": best,
+        "best_found_at": found_at,
+        "best_search": best_search(rows, found_at),
+        "budget": budget,
+        "verdict": merge_verdict(rows),
+    }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return DemoResult(table, results, time.perf_counter() - start)
 
@@ -252,8 +259,9 @@ def _search_config(name: str, budget: int, seed: int, first: bool) -> dict:
     }
 
 
-def _run_searches(out: Path, budget: int, seed: int, say) -> tuple[dict[str, dict[str, float]], dict]:
-    """Each search as an 'evogm-opt merge CONFIG.yaml' run; the table's rows (baselines first) and best λ."""
+def _run_searches(out: Path, budget: int, seed: int, say) -> tuple[dict[str, dict[str, float]], dict, dict]:
+    """Each search as an 'evogm-opt merge CONFIG.yaml' run; the table's rows (baselines first), each search's best
+    λ and the evaluation its best was found at (the tie rule of :func:`best_search`)."""
     import yaml
 
     from llm_merge.run import run_merge
@@ -261,19 +269,20 @@ def _run_searches(out: Path, budget: int, seed: int, say) -> tuple[dict[str, dic
 
     rows: dict[str, dict[str, float]] = {}
     best: dict[str, list[float]] = {}
+    found_at: dict[str, int] = {}
     for i, name in enumerate(SEARCHES):
         path = out / f"config-{name}.yaml"
         path.write_text(yaml.safe_dump(_search_config(name, budget, seed, i == 0), sort_keys=False))
         run = run_merge(load_config(path), restart=True, progress=False, say=lambda *a: None)
         b = run.results["best"]
-        best[name] = b["lambda"]
+        best[name], found_at[name] = b["lambda"], int(b["evaluation"])
         rows.update(run.results["rows"])
         say(
             f"{name}: {budget} evaluations, best val {b['score']:.3f} "
             f"at λ = {np.round(b['lambda'], 2).tolist()} ({path.name})"
         )
     order = [k for k in rows if not k.endswith("λ*")] + [f"{n} λ*" for n in SEARCHES]
-    return {k: rows[k] for k in order}, best
+    return {k: rows[k] for k in order}, best, found_at
 
 
 UNIFORM = "uniform TA (λ = 1/N)"
@@ -282,6 +291,17 @@ UNIFORM = "uniform TA (λ = 1/N)"
 def seen_test(row: dict[str, float]) -> float:
     """Mean test accuracy over the seen tasks: what the demo's claim is about."""
     return float(np.mean([row[f"{n}/test"] for n in SEEN]))
+
+
+def seen_val(row: dict[str, float]) -> float:
+    """Mean validation accuracy over the seen tasks: what the searches maximised, and what picks the best one."""
+    return float(np.mean([row[f"{n}/val"] for n in SEEN]))
+
+
+def best_search(rows: dict[str, dict[str, float]], found_at: dict[str, int]) -> str:
+    """The search marked ◀, chosen as a user would choose, without the test split: the highest seen-task validation
+    accuracy; ties (rounded to 1e-9) go to the search that found its best at fewer evaluations, then to the name."""
+    return min(SEARCHES, key=lambda n: (-round(seen_val(rows[f"{n} λ*"]), 9), found_at[n], n))
 
 
 def merge_verdict(rows: dict[str, dict[str, float]], search: str = "evogm") -> dict:
@@ -299,18 +319,19 @@ def merge_verdict(rows: dict[str, dict[str, float]], search: str = "evogm") -> d
     }
 
 
-def _demo_table(rows: dict[str, dict[str, float]], budget: int, out: Path, seed: int = 0) -> str:
+def _demo_table(rows: dict[str, dict[str, float]], budget: int, out: Path, seed: int, found_at: dict[str, int]) -> str:
     from llm_merge.baselines import per_task_table, summary_table
 
     table = summary_table(rows, list(SEEN), list(UNSEEN)) + "\n\nPer task:\n\n" + per_task_table(rows)
-    searched = {name: seen_test(rows[f"{name} λ*"]) for name in SEARCHES}
-    winner = max(searched, key=lambda name: searched[name])
-    others = ", ".join(f"{n} {v:.3f}" for n, v in searched.items() if n != winner)
+    winner = best_search(rows, found_at)
+    order = [winner, *(n for n in SEARCHES if n != winner)]
+    val = ", ".join(f"{n} {seen_val(rows[f'{n} λ*']):.3f} (best at evaluation {found_at[n]})" for n in order)
+    test = ", ".join(f"{n} {seen_test(rows[f'{n} λ*']):.3f}" for n in order)
     v = merge_verdict(rows)
     summary = (
-        f"Seen-task test accuracy (mean over {', '.join(SEEN)}): best search {winner} {searched[winner]:.3f} "
-        f"(marked ◀); {others}; uniform TA {v['uniform']:.3f}; best single expert ({v['best_expert']}) "
-        f"{v['best_expert_score']:.3f}."
+        f"Best search (marked ◀): {winner}, by seen-task validation accuracy (mean over {', '.join(SEEN)}; ties go "
+        f"to the best found at fewer evaluations, then to the name): {val}. Their seen-task test accuracy: {test}; "
+        f"uniform TA {v['uniform']:.3f}; best single expert ({v['best_expert']}) {v['best_expert_score']:.3f}."
     )
     verdict = (
         f"Seed {seed}: the EvoGM merge ({v['merged']:.3f}) "

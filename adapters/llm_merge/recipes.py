@@ -33,6 +33,14 @@ from llm_merge.run_config import MergeRunConfig
 RECIPE = "mergekit.yml"
 
 
+def mergekit_command(experts: Sequence[Any], recipe: str = RECIPE) -> str:
+    """The ``mergekit-yaml`` command that writes the merge again (OUT: a new folder). With LoRA experts mergekit
+    first applies each adapter to the base in a folder of its own, and refuses to run without one ("Need to
+    specify cache dir to merge adapters"), so the command names it: LORA_CACHE, any folder (reusable)."""
+    command = f"mergekit-yaml {recipe} OUT"
+    return command + (" --lora-merge-cache LORA_CACHE" if any(isinstance(e, LoraExpert) for e in experts) else "")
+
+
 def mergekit_sources(cfg: MergeRunConfig, experts: Sequence[Any]) -> list[str]:
     """Each expert as a mergekit model reference: ``BASE+LORA_FOLDER`` for a LoRA adapter, else its folder."""
     return [
@@ -155,7 +163,7 @@ def recipe_text(
     method = get_method(cfg.method, **cfg.method_options)
     header = [
         "The mergekit recipe of merged/ (written by evogm-opt merge; evogm_merge.json has the search's record).",
-        "Reproduce it: mergekit-yaml merged/mergekit.yml OUT",
+        f"Reproduce it, in this file's folder: {mergekit_command(experts)}",
         f"Each model's {method.coefficient} is the λ the search found; LoRA experts are mergekit's BASE+ADAPTER form.",
     ]
     arch = _architecture(base_config) if base_config is not None else None
@@ -230,7 +238,7 @@ def model_card(
         "",
         f"    {command}",
         "",
-        f"`mergekit.yml` beside this card is the mergekit recipe (`mergekit-yaml mergekit.yml OUT`; models "
+        f"`mergekit.yml` beside this card is the mergekit recipe (`{mergekit_command(experts)}`; models "
         f"{', '.join(f'`{s}`' for s in sources)}), or says why there is none; `evogm_merge.json` holds what "
         "evogm-opt rebuilds the merge from.",
     ]

@@ -1,0 +1,251 @@
+"""Issue 27, item 5: a full disk, a read-only folder and Ctrl-C during ``evogm-opt merge`` give one line on stderr
+and an exit code (1: the file system stopped the run; 130: interrupted), never a traceback, and the same command
+then resumes the run.
+
+Faults injected three ways: an ``OSError`` from ``os.replace`` / ``os.fsync`` (monkeypatched, in-process through
+``main(argv)``; runs everywhere), a real tmpfs that is full or remounted read-only (needs ``mount``, i.e. root in a
+container; skipped elsewhere — as root, ``chmod`` does not stop writes, so it cannot stand in), and a real SIGINT
+sent to an ``evogm-opt merge`` subprocess.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
+yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
+
+from llm_merge.cli import main  # noqa: E402
+from llm_merge.demo import char_tokenizer  # noqa: E402
+
+from tests.test_llm_merge_experts import make_adapter, tiny_qwen  # noqa: E402
+from tests.test_llm_merge_fitness import write_tasks  # noqa: E402
+
+BUDGET = 12
+FULL = re.compile(
+    r"^evogm-opt merge: cannot write (?P<path>\S+): No space left on device; free space and run the same command "
+    r"to resume \((evaluations up to (?P<n>\d+) are saved|no evaluation was saved yet)\)$"
+)
+READ_ONLY = re.compile(
+    r"^evogm-opt merge: cannot write (?P<path>\S+): (Read-only file system|Permission denied); make (?P<folder>\S+) "
+    r"writable and run the same command to resume \((evaluations up to \d+ are saved|no evaluation was saved yet)\)$"
+)
+INTERRUPTED = re.compile(
+    r"^evogm-opt merge: interrupted; run the same command to resume in (?P<folder>\S+) after evaluation (?P<n>\d+)$"
+)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli-faults")
+    tiny_qwen().save_pretrained(root / "base")
+    char_tokenizer().save_pretrained(root / "base")
+    for i in range(2):
+        make_adapter(root / f"expert{i}", seed=i + 1)
+    (root / "val").mkdir()
+    write_tasks(root / "val")
+    return root
+
+
+def write_config(root: Path, output: Path | str, budget: int = BUDGET, optimizer: str = "random") -> Path:
+    """A config whose relative paths point into the workspace, wherever the config itself is."""
+    cfg = {
+        "base": str(root / "base"),
+        "dtype": "float32",
+        "device": "cpu",
+        "experts": [str(root / "expert0"), str(root / "expert1")],
+        "tasks": {"seen": [{"name": "mc", "val": str(root / "val" / "mc.jsonl")}]},
+        "optimizer": {"name": optimizer, "budget": budget, "seed": 1},
+        "output": str(output),
+    }
+    path = root / f"config-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def evaluations(folder: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in e.items() if k != "elapsed_s"} for e in lines if "evaluation" in e]
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # not a traceback
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def reference(workspace) -> list[dict]:
+    """The evaluations of an uninterrupted run: what every resumed run must end with."""
+    out = workspace / "reference"
+    assert main([str(write_config(workspace, out)), "--quiet"]) == 0
+    return evaluations(out)
+
+
+def _replace_fails_at(monkeypatch, name: str, err: int) -> list[str]:
+    """``os.replace`` onto ``name`` (a file or folder of the run) fails with ``err``, as a full disk would make the
+    write before it fail; the others go through."""
+    real, hits = os.replace, []
+
+    def replace(src, dst, *a, **kw):
+        if Path(dst).name == name:
+            hits.append(str(dst))
+            raise OSError(err, os.strerror(err), str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return hits
+
+
+@pytest.mark.parametrize("point", ["run.json", "checkpoint.evogm", "convergence.png", "merged"])
+def test_a_full_disk_at_each_write_point_is_one_line_exit_1_and_the_same_command_resumes(
+    workspace, reference, monkeypatch, capsys, point
+):
+    out = workspace / f"full-{point.replace('.', '-')}"
+    config = write_config(workspace, out)
+    hits = _replace_fails_at(monkeypatch, point, errno.ENOSPC)
+    code = main([str(config), "--quiet"])
+    line = one_line(capsys.readouterr().err)
+    assert hits and code == 1, line
+    match = FULL.match(line)
+    assert match, line
+    assert match["path"] == str(out / point)
+    if point in ("convergence.png", "merged"):  # the search had finished: every evaluation is kept
+        assert match["n"] == str(BUDGET)
+    monkeypatch.undo()  # space freed
+    assert main([str(config), "--quiet"]) == 0
+    assert evaluations(out) == reference
+
+
+def test_interrupted_inside_fsync_is_one_line_exit_130_naming_the_resume_point(
+    workspace, reference, monkeypatch, capsys
+):
+    """Ctrl-C can land anywhere; inside ``os.fsync`` (the log's append) is where it landed for the issue."""
+    out = workspace / "fsync-interrupt"
+    config = write_config(workspace, out)
+    real, calls = os.fsync, [0]
+
+    def fsync(fd):
+        calls[0] += 1
+        if calls[0] == 8:
+            raise KeyboardInterrupt
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    code = main([str(config), "--quiet"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 130, line
+    match = INTERRUPTED.match(line)
+    assert match and match["folder"] == str(out), line
+    monkeypatch.undo()
+    assert main([str(config), "--quiet"]) == 0
+    assert evaluations(out) == reference
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_exit_1(workspace, monkeypatch, capsys):
+    """EACCES as a non-root user meets it; the real read-only file system is the tmpfs test below."""
+    out = workspace / "not-permitted"
+    hits = _replace_fails_at(monkeypatch, "run.json", errno.EACCES)
+    code = main([str(write_config(workspace, out)), "--quiet"])
+    line = one_line(capsys.readouterr().err)
+    assert hits and code == 1 and READ_ONLY.match(line), line
+    assert READ_ONLY.match(line)["folder"] == str(out)
+
+
+# --- real file systems: a tmpfs (root only) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A fresh tmpfs mount (80 KiB), unmounted afterwards; skipped where this process may not mount."""
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    if not shutil.which("mount") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80k", "tmpfs", str(mountpoint)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def remount(mountpoint: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mountpoint)], check=True)
+
+
+def test_a_real_read_only_file_system_is_one_line_and_the_run_resumes_when_writable(
+    workspace, reference, tmpfs, capsys
+):
+    out = tmpfs / "run"
+    config = write_config(workspace, out)
+    remount(tmpfs, "ro")
+    code = main([str(config), "--quiet"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 1 and READ_ONLY.match(line) and "Read-only file system" in line, line
+    remount(tmpfs, "rw,size=64m")
+    assert main([str(config), "--quiet"]) == 0
+    assert evaluations(out) == reference
+
+
+def test_a_really_full_disk_is_one_line_and_the_run_resumes_after_space_is_freed(workspace, reference, tmpfs, capsys):
+    """An 80 KiB tmpfs: the log, run.json, checkpoint and plot fit (about 35 KB), the merged model (107 KB) does not."""
+    out = tmpfs / "run"
+    config = write_config(workspace, out)
+    code = main([str(config), "--quiet"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 1 and FULL.match(line), line
+    assert FULL.match(line)["n"] == str(BUDGET)  # the search finished; writing its report did not
+    remount(tmpfs, "size=64m")
+    assert main([str(config), "--quiet"]) == 0
+    assert evaluations(out) == reference
+    assert (out / "merged" / "model.safetensors").is_file()
+
+
+# --- a real Ctrl-C: SIGINT to the command in a subprocess --------------------------------------------------------
+
+
+def test_sigint_to_the_merge_command_is_one_line_exit_130_and_the_same_command_finishes_the_run(workspace):
+    out = workspace / "sigint"
+    budget = 400  # long enough to be caught mid-search
+    config = write_config(workspace, out, budget=budget)
+    command = [sys.executable, "-m", "evogm_opt.cli", "merge", str(config), "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            log = out / "log.jsonl"
+            if log.exists() and log.read_text().count("\n") >= 20:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    line = one_line(err)
+    assert proc.returncode == 130, err
+    match = INTERRUPTED.match(line)
+    assert match and match["folder"] == str(out), line
+    saved = int(match["n"])
+    assert 0 < saved < budget
+    assert len(evaluations(out)) >= saved
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    done = evaluations(out)
+    assert [e["evaluation"] for e in done] == list(range(1, budget + 1))
