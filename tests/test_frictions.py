@@ -267,6 +267,7 @@ def test_the_recipe_header_command_runs_as_written_for_lora_experts(workspace, t
     assert command.startswith("mergekit-yaml ") and " OUT" in command
     argv = [cli if a == "mergekit-yaml" else a for a in shlex.split(command)]
     argv = [str(tmp_path / "out") if a == "OUT" else str(tmp_path / "cache") if a == "LORA_CACHE" else a for a in argv]
+    argv = [str(merged / "mergekit.yml") if a.endswith("mergekit.yml") else a for a in argv]  # wherever it is run
     done = subprocess.run([*argv, "--quiet"], capture_output=True, text=True, cwd=merged, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     ours, theirs = load_file(str(merged / "model.safetensors")), load_file(str(tmp_path / "out" / "model.safetensors"))
