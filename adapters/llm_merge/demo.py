@@ -329,7 +329,7 @@ def _demo_table(rows: dict[str, dict[str, float]], budget: int, out: Path, seed:
     test = ", ".join(f"{n} {seen_test(rows[f'{n} λ*']):.3f}" for n in order)
     v = merge_verdict(rows)
     summary = (
-        f"Best search (marked ◀): {winner}, by seen-task validation accuracy (mean over {', '.join(SEEN)}; ties go "
+        f"The best search (marked ◀): {winner}, by seen-task validation accuracy (mean over {', '.join(SEEN)}; ties go "
         f"to the best found at fewer evaluations, then to the name): {val}. Their seen-task test accuracy: {test}; "
         f"uniform TA {v['uniform']:.3f}; best single expert ({v['best_expert']}) {v['best_expert_score']:.3f}."
     )
