@@ -147,8 +147,8 @@ def _path(root: Path, value: Any, where: str) -> str:
 
 
 # One torch thread unless the config says otherwise. Measured on the demo's model on this project's 2-core machine
-# (docs/llm-merge.md, "threads"): idle, 1 and 2 threads both took 0.07 s per evaluation; beside other work, torch's
-# default (2 threads here) took 0.16–1.04 s against 0.09–0.11 s on one, since its threads spin waiting for each other.
+# (docs/performance.md): quiet, 0.066–0.069 s per evaluation whatever the count; beside other work, torch's default
+# (2 threads here) took 0.16–1.04 s against 0.09–0.11 s on one, since its threads spin waiting for each other.
 DEFAULT_THREADS = 1
 _TASK_KEYS = {"name", "val", "test", "weight", "max_new_tokens", "lm_eval"}
 _TOP_KEYS = {"base", "tokenizer", "dtype", "device", "experts", "tasks", "method", "optimizer", "batch_size"}
@@ -398,7 +398,7 @@ def _eval_path(eval_path: str, merge: MergeMethod) -> str:
 
 def _threads(value: Any) -> int | None:
     """A positive count, or ``auto`` (``None``: torch's own default, one thread per core), which must be asked for:
-    it was faster nowhere we measured and up to 11× slower beside other work. Empty (``threads:``): the default."""
+    quiet, it was about 5 % faster; beside other work, up to 11× slower. Empty (``threads:``): the default."""
     if value is None:
         return DEFAULT_THREADS
     if value == "auto":
