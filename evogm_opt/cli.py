@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(found[argv[0]].load()(argv[1:]))
+    try:
+        return int(found[argv[0]].load()(argv[1:]))
+    except KeyboardInterrupt:  # a command that does not say more itself (merge and bench do): one line, not a traceback
+        print(f"evogm-opt {argv[0]}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

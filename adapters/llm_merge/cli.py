@@ -270,4 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """LLM expert merging (--demo: end to end on a CPU, no downloads)"""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:  # before the run folder was known (reading the config, importing): nothing to resume
+        return _fail("interrupted before the run started; nothing was written", EXIT_INTERRUPTED)

@@ -249,3 +249,17 @@ def test_sigint_to_the_merge_command_is_one_line_exit_130_and_the_same_command_f
     assert again.returncode == 0, again.stderr
     done = evaluations(out)
     assert [e["evaluation"] for e in done] == list(range(1, budget + 1))
+
+
+def test_interrupted_while_reading_the_config_is_one_line_exit_130(workspace, monkeypatch, capsys):
+    """Before the run folder is known there is nothing to resume; still one line, not a traceback."""
+    import llm_merge.run_config
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(llm_merge.run_config, "load_config", interrupted)
+    assert main([str(write_config(workspace, workspace / "never")), "--quiet"]) == 130
+    line = one_line(capsys.readouterr().err)
+    assert line == "evogm-opt merge: interrupted before the run started; nothing was written"
+    assert not (workspace / "never").exists()
