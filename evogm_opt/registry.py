@@ -5,8 +5,10 @@ build optimizers through :func:`create`, so a name means the same optimizer ever
 an error, as in mergekit's method registry: a plugin cannot silently replace a built-in.
 
 Adding an optimizer: write it in one file under ``evogm_opt/optimizers/`` (a subclass of :class:`Optimizer` with
-``name = "my-name"``), then add one :func:`register` line to :func:`_register_builtins` below
-(docs/architecture.md walks through it).
+``name = "my-name"``), then add one ``_Builtin(name, module, class name, summary)`` line to
+:func:`_register_builtins` below (docs/architecture.md walks through it). Built-ins are named, not imported, until
+one is asked for: reading the table must not load torch or cma (``evogm-opt merge`` checks a config's
+``optimizer.name`` before anything heavy loads).
 """
 
 from __future__ import annotations
