@@ -72,16 +72,22 @@ def _join_arrays(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
     return obj
 
 
-def _checksum(owner: str | None, state_json: Any, arrays: dict[str, np.ndarray]) -> str:
+def _canonical(owner: str | None, state_json: Any) -> str:
+    """The owner and the state's JSON as the checksum covers them: ``{"owner":…,"state":…}``, keys sorted."""
+    return json.dumps({"owner": owner, "state": state_json}, sort_keys=True, allow_nan=True, separators=(",", ":"))
+
+
+def _checksum(owner: str | None, state_json: Any, arrays: dict[str, np.ndarray], *, header: str | None = None) -> str:
     """SHA-256 over the owner, the state's JSON (canonical: sorted keys) and each array's name, dtype, shape and
-    bytes, so that any edit or flipped bit in what the loader will use changes it."""
+    bytes, so that any edit or flipped bit in what the loader will use changes it. ``header``: the canonical JSON
+    already made (:func:`_canonical`). The bytes are hashed in place; only a non-contiguous array is copied."""
     digest = hashlib.sha256()
-    header = json.dumps({"owner": owner, "state": state_json}, sort_keys=True, allow_nan=True, separators=(",", ":"))
-    digest.update(header.encode("utf-8"))
+    digest.update((_canonical(owner, state_json) if header is None else header).encode("utf-8"))
     for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
+        array = np.ascontiguousarray(arrays[name])  # ndim >= 1: a 0-d array is hashed with shape (1,), as always
         digest.update(f"\n{name}|{array.dtype.str}|{array.shape}\n".encode())
-        digest.update(array.tobytes())
+        if array.dtype.itemsize:  # (a zero-width dtype has no bytes, and no uint8 view)
+            digest.update(array.reshape(-1).view(np.uint8))  # the same bytes as tobytes(), without the copy
     return digest.hexdigest()
 
 
@@ -97,14 +103,12 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any], *, owner: st
     target = Path(path)
     arrays: dict[str, np.ndarray] = {}
     state_json = _split_arrays(state, arrays, "state")
-    meta = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "owner": owner,
-        "state": state_json,
-        "sha256": _checksum(owner, state_json, arrays),
-    }
-    payload = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
+    # The state is serialised once: its canonical JSON is both what the checksum covers and the tail of the stored
+    # metadata object, which reads back as {"format", "version", "sha256", "owner", "state"} (state keys sorted).
+    header = _canonical(owner, state_json)
+    digest = _checksum(owner, state_json, arrays, header=header)
+    head = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION, "sha256": digest}, separators=(",", ":"))
+    payload = np.frombuffer(f"{head[:-1]},{header[1:]}".encode(), dtype=np.uint8)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **{_META_KEY: payload}, **arrays)
@@ -166,8 +170,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     meta, arrays = _read(source)
     version = meta.get("version")
     if version not in _READABLE_VERSIONS or isinstance(version, bool):
+        readable = " and ".join(str(v) for v in _READABLE_VERSIONS)
         raise ValueError(
-            f"{source} has checkpoint format version {version!r}; this evogm-opt reads version {FORMAT_VERSION}"
+            f"{source} has checkpoint format version {version!r}; this evogm-opt reads versions {readable}"
         )
     if "state" not in meta:
         raise ValueError(f"{source} is corrupt or not an evogm-opt checkpoint: no 'state' in its metadata")
@@ -178,8 +183,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             raise ValueError(f"{source} is corrupt or was edited: its checksum or owner entry is missing or malformed")
         if stored != _checksum(owner, meta["state"], arrays):
             raise ValueError(f"{source} is corrupt or was edited: checksum mismatch")
-    else:
-        owner = None  # version 1 had no owner field
+    else:  # version 1 had neither: a file that says 1 but has them is a newer one edited to skip the checksum
+        if "sha256" in meta or "owner" in meta:
+            what = "a checksum" if "sha256" in meta else "an owner"
+            raise ValueError(
+                f"{source} is corrupt or was edited: it claims format version 1 but carries {what}, "
+                "which version 1 never wrote"
+            )
     try:
         state = _join_arrays(meta["state"], arrays)
     except ValueError as exc:

@@ -481,7 +481,16 @@ class Optimizer(abc.ABC):
         """Rebuild the optimizer a checkpoint holds; ``ValueError`` (one line naming the file) for a damaged or
         edited file, a state no run could have written, or — when ``owner`` is given — a file that belongs to
         another owner or to none."""
-        state = _state.load_state(path, owner=owner)
+        checkpoint = _state.read_checkpoint(path)
+        _state.check_owner(path, checkpoint.owner, owner)
+        return cls._from_checkpoint(path, checkpoint.state, **runtime)
+
+    @classmethod
+    def _from_checkpoint(
+        cls: type[OptimizerT], path: str | os.PathLike[str], state: dict[str, Any], **runtime: Any
+    ) -> OptimizerT:
+        """:meth:`from_state_dict` on the state read from ``path``, a refusal one line naming the file: the one
+        way :meth:`load` and :func:`evogm_opt.resume.load_checkpoint` rebuild an optimizer."""
         try:
             return cls.from_state_dict(state, **runtime)
         except _state.InvalidState as exc:

@@ -15,7 +15,7 @@ from typing import Any
 from evogm_opt import _state
 from evogm_opt.base import Optimizer
 
-__all__ = ["checkpoint_owner", "setup_mismatch"]
+__all__ = ["checkpoint_owner", "load_checkpoint", "setup_mismatch"]
 
 _NOT_COMPARED = frozenset({"max_evals"})
 
@@ -34,9 +34,21 @@ def setup_mismatch(loaded: Optimizer, expected: Optimizer, *, ignore: frozenset[
     return None
 
 
+def load_checkpoint(path: str | os.PathLike[str], **runtime: Any) -> tuple[Optimizer, str | None]:
+    """The optimizer a checkpoint holds and the owner it was saved with (``None``: without one), from one read of
+    the file: to resume a run and tell "another run's" from "damaged". ``runtime``: as for ``Optimizer.load``.
+
+    Refused exactly as ``Optimizer.load(path)`` refuses (``ValueError``, one line naming the file): a damaged,
+    edited or foreign file, a state no run could have written. Comparing the owner is the caller's to do.
+    """
+    checkpoint = _state.read_checkpoint(path)
+    return Optimizer._from_checkpoint(path, checkpoint.state, **runtime), checkpoint.owner
+
+
 def checkpoint_owner(path: str | os.PathLike[str]) -> str | None:
     """The owner string a checkpoint was saved with (``Optimizer.save(path, owner=...)``; ``None``: without one),
-    after the file is read and verified like any load: to tell "another run's" from "damaged" in one message."""
+    after the file is read and verified like any load: to tell "another run's" from "damaged" in one message.
+    To resume as well, :func:`load_checkpoint` gives the optimizer and its owner from one read."""
     return _state.checkpoint_owner(path)
 
 

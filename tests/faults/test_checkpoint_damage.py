@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from evogm_opt import CMAES, GenerativeOptimizer, Optimizer, RandomSearch, _state
+from tests.test_atomic_writes import _messages
 
 
 def _drive(opt: Optimizer, generations: int = 2) -> Optimizer:
@@ -32,14 +33,6 @@ def _write_raw(path: Path, meta, arrays: dict[str, np.ndarray]) -> None:
     text = meta if isinstance(meta, bytes) else json.dumps(meta).encode()
     with path.open("wb") as fh:
         np.savez(fh, __meta__=np.frombuffer(text, dtype=np.uint8), **arrays)
-
-
-def _messages(exc: BaseException | None) -> str:
-    lines = []
-    while exc is not None:
-        lines.append(f"{type(exc).__name__}: {exc}")
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return "\n".join(lines)
 
 
 def _refused(path: Path, match: str) -> str:
@@ -104,6 +97,29 @@ def test_a_version_1_checkpoint_still_loads_and_resumes_exactly(tmp_path: Path, 
     resumed = Optimizer.load(path)
     assert _state.checkpoint_owner(path) is None
     np.testing.assert_array_equal(resumed.ask(), opt.ask())
+
+
+@pytest.mark.parametrize("drop", [(), ("sha256",)], ids=["checksum-kept", "checksum-dropped"])
+def test_a_version_2_file_edited_to_say_version_1_is_refused(saved: Path, drop: tuple[str, ...]):
+    """Saying version 1 would skip the checksum; a real version 1 file has neither a checksum nor an owner."""
+    meta, arrays = _read_raw(saved)
+    meta["version"] = 1
+    meta["state"]["core"]["n_evals"] += 1  # the edit the downgrade would hide
+    for key in drop:
+        del meta[key]
+    _write_raw(saved, meta, arrays)
+    what = "an owner" if drop else "a checksum"
+    message = _refused(saved, f"claims format version 1 but carries {what}")
+    assert message.startswith(f"{saved} is corrupt or was edited: ")
+
+
+@pytest.mark.parametrize("version", [0, 3, "2", True, None])
+def test_an_unknown_version_says_which_versions_are_read(saved: Path, version):
+    meta, arrays = _read_raw(saved)
+    meta["version"] = version
+    _write_raw(saved, meta, arrays)
+    message = _refused(saved, "reads versions 1 and 2")
+    assert message == f"{saved} has checkpoint format version {version!r}; this evogm-opt reads versions 1 and 2"
 
 
 def _central_header_offsets(data: bytes) -> list[int]:
