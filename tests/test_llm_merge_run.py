@@ -148,6 +148,27 @@ class Crash(RuntimeError):
     pass
 
 
+def finished_run(root: Path, name: str, **overrides) -> tuple[Path, Path]:
+    """A run of a config written as :func:`write_config` does, run to its end: (its config file, its folder)."""
+    path = write_config(root, name, **overrides)
+    quiet_run(path)
+    return path, root / "runs" / name
+
+
+def crash_at_save(monkeypatch, n: int, error: BaseException | None = None) -> None:
+    """Make the ``n``-th ``Optimizer.save`` from now raise ``error`` (by default a :class:`Crash`, as a kill while
+    checkpointing would stop the run: the log already holds that generation)."""
+    original, calls = Optimizer.save, {"n": 0}
+
+    def save(self, path, **kw):  # **kw: the run's owner string
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise error or Crash("simulated crash while checkpointing")
+        return original(self, path, **kw)
+
+    monkeypatch.setattr(Optimizer, "save", save)
+
+
 @pytest.mark.parametrize(
     ("method", "optimizer", "budget", "crash_in"),
     [
@@ -180,15 +201,7 @@ def test_crash_then_resume_continues_bit_identically(workspace, monkeypatch, met
 
         monkeypatch.setattr(MergeFitness, "task_scores", flaky)
     else:  # a crash after the log was written but before the checkpoint: the log is cut back and the step re-run
-        original = Optimizer.save
-
-        def flaky(self, p, **kw):  # **kw: the run's owner string
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise Crash("simulated crash while checkpointing")
-            return original(self, p, **kw)
-
-        monkeypatch.setattr(Optimizer, "save", flaky)
+        crash_at_save(monkeypatch, 3)
     with pytest.raises(Crash):
         quiet_run(path)
     monkeypatch.undo()
@@ -468,16 +481,7 @@ def test_restart_after_a_killed_run_moves_every_old_file_byte_for_byte(workspace
     quiet_run(write_config(workspace, "killed", baselines=False, optimizer={"budget": 12, "seed": 2}))  # a run
     path = write_config(workspace, "killed", baselines=False, optimizer={"budget": 24, "seed": 2})
     out = workspace / "runs" / "killed"
-    original = Optimizer.save
-    calls = {"n": 0}
-
-    def dies(self, p, **kw):  # then a longer one killed mid-way: merged/, plots and a half-written log all exist
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Crash("killed")
-        return original(self, p, **kw)
-
-    monkeypatch.setattr(Optimizer, "save", dies)
+    crash_at_save(monkeypatch, 2)  # then a longer one killed mid-way: merged/, plots and a half-written log all exist
     with pytest.raises(Crash):
         quiet_run(path)
     monkeypatch.undo()
@@ -503,3 +507,19 @@ def test_threads_runs_the_model_on_that_many_torch_threads_and_restores_the_call
     before = torch.get_num_threads()
     quiet_run(write_config(workspace, "one-thread", baselines=False, save_model=False, threads=1))
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_run_json_records_the_thread_count_and_a_resume_on_another_says_so(workspace):
+    path, out = finished_run(workspace, "threads-change", baselines=False, save_model=False, threads=1)
+    assert json.loads((out / "run.json").read_text())["threads"] == 1
+    said: list[str] = []
+    more = {"baselines": False, "save_model": False, "optimizer": {"budget": 18, "seed": 3}}
+    path = write_config(workspace, "threads-change", threads=2, **more)  # the same fingerprint: resumed
+    assert run_merge(load_config(path), progress=False, say=said.append).results["n_evals"] == 18
+    (line,) = [s for s in said if "torch thread" in s]
+    assert "this run started on 1 torch thread(s), this resume runs on 2 (threads: 2)" in line
+    assert "last bits" in line and "\n" not in line
+    said.clear()
+    path = write_config(workspace, "threads-change", threads=1, **{**more, "optimizer": {"budget": 24, "seed": 3}})
+    run_merge(load_config(path), progress=False, say=said.append)
+    assert not [s for s in said if "torch thread" in s]  # back on the count it started on: nothing to say

@@ -12,6 +12,7 @@ from typing import Any
 
 from llm_merge.experts import Expert
 from llm_merge.fitness import MergeFitness, merged_parameters
+from llm_merge.identity import task_splits
 from llm_merge.layouts import make_layout
 from llm_merge.loading import load_base, load_expert
 from llm_merge.merges import get_method
@@ -93,19 +94,15 @@ def layer_counts(config) -> int | dict[str, int] | None:
 def load_tasks(cfg: MergeRunConfig) -> dict[str, Any]:
     """Every task split of the config, keyed ``"name/val"`` and ``"name/test"`` (seen tasks first)."""
     tasks: dict[str, Any] = {}
-    for spec in (*cfg.seen, *cfg.unseen):
-        for split in ("val", "test"):
-            source = getattr(spec, split)
-            if source is None:
-                continue
-            if spec.lm_eval is not None:
-                from llm_merge.lm_eval_tasks import LmEvalTask
+    for spec, split, source in task_splits(cfg):
+        if spec.lm_eval is not None:
+            from llm_merge.lm_eval_tasks import LmEvalTask
 
-                task = LmEvalTask(spec.name, source, **spec.lm_eval)
-                task.check()
-            else:
-                task = Task.from_jsonl(source, name=spec.name, max_new_tokens=spec.max_new_tokens)
-            tasks[f"{spec.name}/{split}"] = task
+            task = LmEvalTask(spec.name, source, **spec.lm_eval)
+            task.check()
+        else:
+            task = Task.from_jsonl(source, name=spec.name, max_new_tokens=spec.max_new_tokens)
+        tasks[f"{spec.name}/{split}"] = task
     return tasks
 
 

@@ -4,8 +4,10 @@ The run's fingerprint covers the config, i.e. paths; an expert replaced in place
 (same path, other weights) would otherwise score the same λ differently from one evaluation to the next. What
 is read, per input:
 
-- a folder (the base, each expert, a tokenizer folder): every top-level file the loaders may read, by name and
-  size (hidden files, ``*.md`` and images are left out: editing a README changes no weight). Files up to
+- a folder (the base, each expert, a tokenizer folder): the top-level files that define the model, by name and
+  size (:func:`defines_model`: weights, their index, the model, generation and adapter configs, the tokenizer);
+  a trainer's leftovers (``trainer_state.json``, ``training_args.bin``, ``optimizer.pt``, ``rng_state.pth``,
+  ``scheduler.pt``), READMEs and images are left out: editing them changes no weight. Files up to
   :data:`SMALL` bytes are hashed whole — configs, tokenizers and LoRA adapters (a LoRA expert's weights are
   small, so its identity is exact). A larger ``.safetensors`` file is identified by its JSON header (every
   tensor's name, dtype, shape and offsets) and a sample of *every* tensor's bytes (the first, middle and last
@@ -22,14 +24,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 SMALL = 64 * 1024 * 1024  # bytes: hashed whole below this (configs, tokenizers, LoRA adapters)
 SAMPLE = 4096  # bytes sampled at the start, middle and end of each tensor of a large safetensors file
 _EDGE = 1024 * 1024  # bytes hashed at each end of a large file that is not safetensors
-_SKIPPED_SUFFIXES = (".md", ".png", ".jpg", ".jpeg", ".gif", ".svg")
+# the files of a model folder that define the model (anything else, e.g. a trainer's state, is not an input)
+_MODEL_FILES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "adapter_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "vocab.txt",
+        "merges.txt",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "chat_template.jinja",
+        "chat_template.json",
+    }
+)
+_WEIGHT_BIN = re.compile(r"(pytorch_|adapter_)?model(-\d+-of-\d+)?\.bin")  # not training_args.bin
+GONE = "no longer there"
 
 
 def _sha(data: bytes) -> str:
@@ -89,32 +111,56 @@ def file_identity(path: Path) -> dict[str, Any]:
     return {"size": size, "edges": _edges(path, size)}
 
 
-def _read_by_loaders(path: Path) -> bool:
-    name = path.name
-    return not name.startswith(".") and not name.lower().endswith(_SKIPPED_SUFFIXES) and path.is_file()
+def defines_model(name: str) -> bool:
+    """Whether a model folder's file of this name is part of the model: weights (``*.safetensors``, the
+    ``pytorch_model*.bin``/``adapter_model.bin`` shards), their index, ``config.json``,
+    ``generation_config.json``, ``adapter_config.json`` and the tokenizer's files."""
+    if name.startswith("."):
+        return False
+    return (
+        name in _MODEL_FILES
+        or name.startswith("tokenizer")  # tokenizer.json, tokenizer_config.json, tokenizer.model
+        or name.endswith((".safetensors", ".index.json", ".tiktoken"))
+        or _WEIGHT_BIN.fullmatch(name) is not None
+    )
 
 
 def input_identity(source: str) -> dict[str, Any]:
-    """The identity of a base, expert or tokenizer: a folder's files, a file's hash, or a hub id."""
+    """The identity of a base, expert or tokenizer: a folder's model files, a file's hash, or a hub id."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if _read_by_loaders(p))
+        files = sorted(p for p in path.iterdir() if defines_model(p.name) and p.is_file())
         return {"files": {p.name: file_identity(p) for p in files}}
     if path.is_file():
         return {"file": file_identity(path)}
     return {"hub": source}
 
 
-def run_inputs(cfg: Any) -> dict[str, Any]:
-    """What ``run.json`` records of a config's inputs (``cfg``: a ``MergeRunConfig``)."""
-    tasks: dict[str, Any] = {}
+def input_change(source: str, identity: dict[str, Any]) -> str | None:
+    """Why the input at ``source`` is no longer the one ``identity`` records, in a few words — :data:`GONE` where
+    nothing is there any more; ``None``: present and unchanged (a hub id: nothing to check)."""
+    if "hub" in identity:
+        return None
+    if not Path(source).exists():
+        return GONE
+    return what_changed(identity, input_identity(source))
+
+
+def task_splits(cfg: Any) -> Iterator[tuple[Any, str, str]]:
+    """Every task split of a config as ``(spec, "val" or "test", source)``, seen tasks first."""
     for spec in (*cfg.seen, *cfg.unseen):
         for split in ("val", "test"):
             source = getattr(spec, split)
             if source is not None:
-                tasks[f"{spec.name}/{split}"] = (
-                    {"lm_eval": source} if spec.lm_eval is not None else input_identity(source)
-                )
+                yield spec, split, source
+
+
+def run_inputs(cfg: Any) -> dict[str, Any]:
+    """What ``run.json`` records of a config's inputs (``cfg``: a ``MergeRunConfig``)."""
+    tasks = {
+        f"{spec.name}/{split}": {"lm_eval": source} if spec.lm_eval is not None else input_identity(source)
+        for spec, split, source in task_splits(cfg)
+    }
     inputs: dict[str, Any] = {
         "base": input_identity(cfg.base),
         "experts": {e.name: input_identity(e.path) for e in cfg.experts},
@@ -130,9 +176,11 @@ def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     if old == new:
         return None
     if "hub" in new and "hub" not in old:
-        return "no longer there"
-    if "files" in old and "files" in new:
-        a, b = old["files"], new["files"]
+        return GONE
+    if "files" in old and "files" in new:  # recorded before defines_model: its other files are not compared
+        a, b = ({k: v for k, v in d["files"].items() if defines_model(k)} for d in (old, new))
+        if a == b:
+            return None
         gone, added = sorted(set(a) - set(b)), sorted(set(b) - set(a))
         if gone:
             return f"{', '.join(gone)} missing"

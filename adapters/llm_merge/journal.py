@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import time
@@ -30,15 +29,15 @@ from typing import Any
 import numpy as np
 
 from evogm_opt import Optimizer
-from evogm_opt.atomic import atomic_write
-from evogm_opt.resume import checkpoint_owner, setup_mismatch
+from evogm_opt.atomic import atomic_path, atomic_write, remove_leftovers
+from evogm_opt.resume import load_checkpoint, setup_mismatch
 from llm_merge.identity import compare_inputs, run_inputs
 from llm_merge.run_config import MergeRunConfig
 
 CHECKPOINT, LOG, RUN, RESULTS, LOCK = "checkpoint.evogm", "log.jsonl", "run.json", "results.json", "run.lock"
-_ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[^.]+)?$")  # evogm_opt.atomic's temporary names
-# what a damaged or foreign checkpoint can raise while loading; each becomes one RunError line
-_LOAD_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError, EOFError, NotImplementedError)
+# what a damaged or foreign checkpoint raises while loading (the core turns any damage into a ValueError); each
+# becomes one RunError line. Anything else is a bug of ours, and must not hide behind "use --restart".
+_LOAD_ERRORS = (ValueError, OSError)
 
 
 class RunError(RuntimeError):
@@ -188,7 +187,8 @@ class Journal:
         journal.folder.mkdir(parents=True, exist_ok=True)
         journal.lock.acquire()
         try:
-            journal._clear_temp_files()
+            if journal.lock.note is None:  # unlocked (no lock support): another process may be writing them
+                remove_leftovers(journal.folder)  # temporary files of writers killed here (on this host)
             run_file = journal.folder / RUN
             if run_file.exists() and restart:
                 journal._set_aside()
@@ -213,13 +213,6 @@ class Journal:
             return None
         return inputs if isinstance(inputs, dict) else None
 
-    def _clear_temp_files(self) -> None:
-        """Remove the temporary files of atomic writes that a killed process left here (``.name.<hex>.tmp.ext``);
-        only this process works in the folder now."""
-        for path in self.folder.glob(".*.tmp*"):
-            if _ATOMIC_TEMP.match(path.name) and path.is_file():
-                path.unlink(missing_ok=True)
-
     def _create(self, cfg: MergeRunConfig) -> None:
         self.owner = f"{cfg.fingerprint()}-{uuid.uuid4().hex[:12]}"
         self.owned_checkpoints = True
@@ -229,6 +222,7 @@ class Journal:
             "owner": self.owner,
             "owned_checkpoints": self.owned_checkpoints,
             "inputs": run_inputs(cfg),
+            "threads": effective_threads(cfg),  # what a resume compares: the floats' last bits depend on it
         }
         self.write_json(RUN, run)
         self._inputs_checked = True
@@ -306,6 +300,31 @@ class Journal:
             )
         return None
 
+    def threads_note(self, cfg: MergeRunConfig) -> str | None:
+        """A line where a resume runs on another torch thread count than the run started on (``None``: the same,
+        or nothing to resume). Not refused: threads change the speed and the floats' last bits, not which points
+        are evaluated; but the continuation may then differ from an uninterrupted run."""
+        if not self.checkpoint.exists():
+            return None
+        try:
+            run = self._run_json()
+        except RunError:
+            return None
+        now = effective_threads(cfg)
+        config = run.get("config") if isinstance(run.get("config"), dict) else {}
+        # evogm-opt 0.1.0 recorded no count: its config's threads: was it (None, or absent: torch's own default)
+        then = run.get("threads") if "threads" in run else config.get("threads")
+        if then == now or (then is None and cfg.threads is None):
+            return None
+        if type(then) is int:
+            started = f"started on {then} torch thread(s)"
+        else:
+            started = "started by evogm-opt 0.1.0 on torch's default thread count (threads: auto)"
+        return (
+            f"{self.folder / RUN}: this run {started}, this resume runs on {now} (threads: {cfg.threads or 'auto'}); "
+            "it continues, but may differ from an uninterrupted run in the last bits of its scores"
+        )
+
     def load_optimizer(self, dim: int, expected: Optimizer | None = None) -> Optimizer | None:
         """The checkpointed optimizer (``None`` for a new run). Refused, in one line, if unreadable, for another
         ``dim``, not the optimizer ``expected`` (the one this config builds: name and constructor settings, the
@@ -314,8 +333,7 @@ class Journal:
         if not self.checkpoint.exists():
             return None
         try:
-            opt = Optimizer.load(self.checkpoint)
-            theirs = checkpoint_owner(self.checkpoint)
+            opt, theirs = load_checkpoint(self.checkpoint)  # one read: the state and its owner are of one file
         except _LOAD_ERRORS as exc:
             why = one_line(exc)
             raise RunError(f"{self.checkpoint}: cannot resume ({why}); use --restart to set it aside") from None
@@ -379,20 +397,16 @@ class Journal:
         return entries
 
     def _set_log_aside(self, keep: list[bytes], reason: str, n: int, say: Any) -> None:
-        """Copy the whole log to a new ``log-aside-<time>.jsonl`` (a name never used before), then replace the log
-        by the lines ``keep`` and an event line saying so. A crash in between leaves both files whole."""
+        """Copy the whole log to a new ``log-aside-<time>.jsonl`` (a name never used before; written atomically, so
+        a failed copy leaves none), then replace the log by the lines ``keep`` and an event line saying so. A crash
+        in between leaves both files whole."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside, k = self.folder / f"log-aside-{stamp}.jsonl", 1
-        while True:
-            try:
-                fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                break
-            except FileExistsError:
-                aside, k = self.folder / f"log-aside-{stamp}-{k}.jsonl", k + 1
-        with os.fdopen(fd, "wb") as fh, open(self.log, "rb") as old:
-            shutil.copyfileobj(old, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        while aside.exists():  # this process holds the folder: a name free now stays free
+            aside, k = self.folder / f"log-aside-{stamp}-{k}.jsonl", k + 1
+        with atomic_path(aside) as tmp:  # a fault mid-copy (disk full) leaves no partial copy named like a whole one
+            with open(self.log, "rb") as old, open(tmp, "wb") as copy:
+                shutil.copyfileobj(old, copy)
         event = {"event": "log-set-aside", "file": aside.name, "reason": reason, "kept_evaluations": n}
         atomic_write(self.log, b"".join(line + b"\n" for line in keep) + json.dumps(event).encode() + b"\n")
         if say is not None:
@@ -425,6 +439,15 @@ class Journal:
     def write_json(self, name: str | Path, data: Any) -> Path:
         """``data`` as indented JSON at ``name`` (relative to the folder), written atomically."""
         return atomic_write(self.folder / name, json.dumps(data, indent=2))
+
+
+def effective_threads(cfg: MergeRunConfig) -> int:
+    """The torch thread count the run's model work uses: the config's ``threads``, or (``auto``) torch's own."""
+    if cfg.threads is not None:
+        return cfg.threads
+    import torch  # only for threads: auto; the journal is otherwise torch-free
+
+    return torch.get_num_threads()
 
 
 def foreign_optimizer(loaded: Optimizer, expected: Optimizer) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_merge.assemble import LayoutSpec, assemble
-from llm_merge.identity import input_identity, what_changed
+from llm_merge.identity import GONE, input_change
 from llm_merge.journal import RUN, RunError, read_json_object
 from llm_merge.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
 from llm_merge.run_config import ExpertSpec
@@ -131,15 +131,13 @@ def check_inputs(record: dict[str, Any], path: Path) -> None:
     for label, entry in recorded:
         if not isinstance(entry, dict) or not isinstance(entry.get("identity"), dict) or "path" not in entry:
             continue
-        source, identity = str(entry["path"]), entry["identity"]
-        if "hub" in identity:
-            continue
-        if not Path(source).exists():
+        source = str(entry["path"])
+        why = input_change(source, entry["identity"])
+        if why == GONE:
             raise RunError(
                 f"{path}: {label} is no longer at {source} (moved or deleted after the run loaded it); put it back "
                 "there to rebuild"
             )
-        why = what_changed(identity, input_identity(source))
         if why is not None:
             raise RunError(
                 f"{path}: {label} at {source} changed since the run loaded it ({why}); restore it — the rebuild "

@@ -24,7 +24,7 @@ from evogm_opt.atomic import atomic_path, atomic_write, default_file_mode
 from llm_merge.assemble import Assembly
 from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
 from llm_merge.fitness import MergeFitness
-from llm_merge.identity import input_identity
+from llm_merge.identity import GONE, input_change
 from llm_merge.journal import RESULTS, Journal, RunError
 from llm_merge.merges import MergeMethod, get_method
 from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
@@ -123,22 +123,46 @@ def staging_folder(target: Path) -> Path:
 
 def publish(staging: Path, target: Path) -> None:
     """Put the finished ``staging`` folder at ``target``; an earlier one there (this run's previous report) is
-    replaced whole. A fault before the rename leaves ``target`` as it was; the stray folders are this run's and
-    are removed by its next report (:func:`clear_leftovers`)."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    old = target.with_name(f".{target.name}.replaced-{os.getpid()}-{time.time_ns()}")
-    os.replace(target, old)
+    replaced whole. A fault before the first rename leaves ``target`` as it was; one between the two renames
+    leaves the earlier folder as ``.<name>.replaced-*``, which the next report puts back first
+    (:func:`clear_leftovers`). Replaced copies are deleted only once the new folder is in place."""
+    if target.exists():
+        os.replace(target, target.with_name(f".{target.name}.replaced-{os.getpid()}-{time.time_ns()}"))
     os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove_replaced(target)
+
+
+MODEL_FOLDERS = ("merged", "merged-pick")  # the model folders a report publishes
+
+
+def _replaced(target: Path) -> list[Path]:
+    """The earlier copies of ``target`` that :func:`publish` moved aside, oldest first."""
+
+    def written(path: Path) -> int:
+        stamp = path.name.rsplit("-", 1)[-1]
+        return int(stamp) if stamp.isdigit() else 0
+
+    return sorted(target.parent.glob(f".{target.name}.replaced-*"), key=lambda p: (written(p), p.name))
+
+
+def _remove_replaced(target: Path) -> None:
+    if target.exists():  # never the only copy left
+        for path in _replaced(target):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def clear_leftovers(folder: Path) -> None:
-    """Remove the half-written model folders a killed report left (the caller holds the run folder's lock, so no
-    other process is writing them)."""
-    for pattern in (".merged.partial-*", ".merged.replaced-*", ".merged-pick.partial-*", ".merged-pick.replaced-*"):
-        for path in folder.glob(pattern):
+    """Tidy the model folders a killed report left (the caller holds the run folder's lock, so no other process
+    is writing them): a ``merged/`` (or ``merged-pick/``) missing because the kill fell between :func:`publish`'s
+    two renames is put back from its newest replaced copy; half-written staging folders are removed, and replaced
+    copies only where the folder is in place."""
+    for name in MODEL_FOLDERS:
+        target = folder / name
+        copies = _replaced(target)
+        if copies and not target.exists():
+            os.replace(copies[-1], target)
+        _remove_replaced(target)
+        for path in folder.glob(f".{name}.partial-*"):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -218,8 +242,9 @@ def _input_record(source: str, identity: dict[str, Any] | None) -> dict[str, Any
     entry: dict[str, Any] = {"path": source, "identity": identity}
     if identity is None or "hub" in identity:
         return entry
-    entry["present_at_report"] = Path(source).exists()
-    entry["unchanged_at_report"] = entry["present_at_report"] and input_identity(source) == identity
+    change = input_change(source, identity)
+    entry["present_at_report"] = change != GONE
+    entry["unchanged_at_report"] = change is None
     return entry
 
 

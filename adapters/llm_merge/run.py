@@ -93,9 +93,10 @@ def _claimed(
             "(the old run is moved to previous-*/)."
         )
         return RunResult(done, done.get("table", ""), journal.folder, time.perf_counter() - start, complete=True)
-    note = journal.verify_inputs(cfg)  # the base, experts and task files are what the run started with
-    if note:
-        say(note)
+    # the base, experts and task files are what the run started with; the thread count, said where it changed
+    for note in (journal.verify_inputs(cfg), journal.threads_note(cfg)):
+        if note:
+            say(note)
     tasks = load_tasks(cfg)
     asm = assemble_run(cfg, tasks)
     names = ", ".join(e.name for e in asm.experts)
@@ -115,7 +116,9 @@ def _taken_over(journal: Journal) -> str | None:
     held = journal.lock.taken_over
     if not held:
         return None
+    saved = journal.checkpoint.exists()  # a run killed before its first checkpoint (or set aside by --restart)
+    then = "continuing from its checkpoint" if saved else "no checkpoint here: starting from the first evaluation"
     return (
         f"{journal.folder}: the run of pid {held.get('pid')} on {held.get('host')} (since {held.get('started')}) "
-        "ended without releasing the folder; continuing from its checkpoint"
+        f"ended without releasing the folder; {then}"
     )

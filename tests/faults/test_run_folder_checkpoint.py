@@ -4,7 +4,9 @@ this config builds. Foreign, corrupt or edited files in the run folder give one 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,18 +14,19 @@ import pytest
 pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.journal import RunError  # noqa: E402
+from llm_merge.journal import Journal, RunError  # noqa: E402
 from llm_merge.run import run_merge  # noqa: E402
 from llm_merge.run_config import load_config  # noqa: E402
 
 from evogm_opt import Optimizer  # noqa: E402
-from tests.test_llm_merge_run import config_dict, evaluations, quiet_run, workspace, write_config  # noqa: E402, F401
+from tests.test_llm_merge_run import evaluations, finished_run, quiet_run, workspace, write_config  # noqa: E402, F401
 
 SETTINGS = {"baselines": False, "save_model": False}
 
 
-def rewrite(path: Path, name: str, **settings) -> None:
-    path.write_text(yaml.safe_dump(config_dict(output=f"runs/{name}", **{**SETTINGS, **settings})))
+def raised_budget(root: Path, name: str) -> Path:
+    """The config of run ``name`` again, with 18 evaluations instead of 12 (so that it resumes)."""
+    return write_config(root, name, optimizer={"budget": 18, "seed": 3}, **SETTINGS)
 
 
 def refused(path: Path) -> str:
@@ -36,25 +39,20 @@ def refused(path: Path) -> str:
 def test_a_checkpoint_of_another_optimizer_copied_into_the_run_is_refused(workspace):  # noqa: F811
     cma = write_config(workspace, "foreign-cma", optimizer={"name": "cmaes", "budget": 12, "seed": 3}, **SETTINGS)
     quiet_run(cma)
-    path = write_config(workspace, "foreign-evogm", **SETTINGS)
-    quiet_run(path)
-    out = workspace / "runs" / "foreign-evogm"
+    _, out = finished_run(workspace, "foreign-evogm", **SETTINGS)
     shutil.copyfile(workspace / "runs" / "foreign-cma" / "checkpoint.evogm", out / "checkpoint.evogm")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    rewrite(path, "foreign-evogm", optimizer={"budget": 18, "seed": 3})
-    message = refused(path)
+    message = refused(raised_budget(workspace, "foreign-evogm"))
     assert "is not this run's checkpoint" in message and "cmaes" in message and "--restart" in message
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
 
 
 def test_a_checkpoint_of_another_seed_or_of_another_run_of_the_same_config_is_refused(workspace):  # noqa: F811
-    path = write_config(workspace, "owned", **SETTINGS)
-    quiet_run(path)
-    out = workspace / "runs" / "owned"
+    _, out = finished_run(workspace, "owned", **SETTINGS)
     own = (out / "checkpoint.evogm").read_bytes()
     quiet_run(write_config(workspace, "owned-seed", optimizer={"budget": 12, "seed": 4}, **SETTINGS))
     quiet_run(write_config(workspace, "owned-twin", **SETTINGS))  # the same config in another folder: same λs
-    rewrite(path, "owned", optimizer={"budget": 18, "seed": 3})
+    path = raised_budget(workspace, "owned")
     shutil.copyfile(workspace / "runs" / "owned-seed" / "checkpoint.evogm", out / "checkpoint.evogm")
     message = refused(path)
     assert "is not this run's checkpoint" in message  # by its owner, or by its seed
@@ -67,16 +65,17 @@ def test_a_checkpoint_of_another_seed_or_of_another_run_of_the_same_config_is_re
 
 
 def test_a_run_started_by_0_1_0_resumes_and_records_its_inputs_then(workspace):  # noqa: F811
-    path = write_config(workspace, "legacy", **SETTINGS)
-    quiet_run(path)
-    out = workspace / "runs" / "legacy"
+    _, out = finished_run(workspace, "legacy", **SETTINGS)
     run = json.loads((out / "run.json").read_text())
-    (out / "run.json").write_text(json.dumps({k: run[k] for k in ("fingerprint", "config")}))  # what 0.1.0 wrote
+    old = {"fingerprint": run["fingerprint"], "config": {**run["config"], "threads": None}}  # 0.1.0's default
+    (out / "run.json").write_text(json.dumps(old))  # what 0.1.0 wrote: no owner, inputs or thread count
     Optimizer.load(out / "checkpoint.evogm").save(out / "checkpoint.evogm")  # a checkpoint without an owner
-    rewrite(path, "legacy", optimizer={"budget": 18, "seed": 3})
+    path = raised_budget(workspace, "legacy")
     said: list[str] = []
     assert run_merge(load_config(path), progress=False, say=said.append).results["n_evals"] == 18
     assert any("did not record its inputs' contents; recorded them now" in s for s in said), said
+    threads = "started by evogm-opt 0.1.0 on torch's default thread count (threads: auto), this resume runs on 1"
+    assert any(threads in s and "last bits" in s for s in said), said  # said, not refused
     upgraded = json.loads((out / "run.json").read_text())
     assert upgraded["inputs"] == run["inputs"] and "inputs_note" in upgraded and "owner" in upgraded
 
@@ -91,9 +90,8 @@ def test_a_run_started_by_0_1_0_resumes_and_records_its_inputs_then(workspace): 
 )
 def test_a_damaged_run_json_is_one_line(workspace, damage, says):  # noqa: F811
     name = f"damaged-{len(damage)}"
-    path = write_config(workspace, name, **SETTINGS)
-    quiet_run(path)
-    (workspace / "runs" / name / "run.json").write_bytes(damage)
+    path, out = finished_run(workspace, name, **SETTINGS)
+    (out / "run.json").write_bytes(damage)
     assert says in refused(path)
 
 
@@ -102,9 +100,8 @@ def test_a_damaged_run_json_is_one_line(workspace, damage, says):  # noqa: F811
 )
 def test_a_damaged_checkpoint_is_one_line(workspace, damage):  # noqa: F811
     name = f"broken-{damage if isinstance(damage, str) else len(damage)}"
-    path = write_config(workspace, name, **SETTINGS)
-    quiet_run(path)
-    checkpoint = workspace / "runs" / name / "checkpoint.evogm"
+    _, out = finished_run(workspace, name, **SETTINGS)
+    checkpoint = out / "checkpoint.evogm"
     raw = checkpoint.read_bytes()
     if damage == "truncated":
         checkpoint.write_bytes(raw[: len(raw) // 2])
@@ -120,8 +117,7 @@ def test_a_damaged_checkpoint_is_one_line(workspace, damage):  # noqa: F811
         checkpoint.write_bytes(buffer.getvalue())
     else:
         checkpoint.write_bytes(damage)
-    rewrite(path, name, optimizer={"budget": 18, "seed": 3})
-    message = refused(path)
+    message = refused(raised_budget(workspace, name))
     assert str(checkpoint) in message and "--restart" in message
 
 
@@ -168,3 +164,39 @@ def test_a_damaged_merge_record_is_one_line(tmp_path, content, says):
     assert "\n" not in str(exc.value) and says in str(exc.value) and str(path) in str(exc.value)
     path.write_text(json.dumps(good))
     assert read_record(path)["lambda"] == [0.5]
+
+
+_OPENED: list[str] = []  # paths opened while a test listens (an audit hook cannot be removed, only muted)
+_LISTENING = [False]
+
+
+def _count_opens(event: str, args: tuple) -> None:
+    if _LISTENING[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_count_opens)
+
+
+def test_the_checkpoint_is_read_once_and_only_damage_becomes_a_use_restart_line(workspace, monkeypatch):  # noqa: F811
+    _, out = finished_run(workspace, "read-once", **SETTINGS)
+    cfg = load_config(raised_budget(workspace, "read-once"))
+    journal = Journal(out)
+    journal._check_fingerprint(cfg)
+    _OPENED.clear()
+    _LISTENING[0] = True
+    try:
+        opt = journal.load_optimizer(3)
+    finally:
+        _LISTENING[0] = False
+    assert opt is not None and opt.n_evals == 12
+    # the state and its owner from one read: a checkpoint replaced in between cannot pair one file's owner
+    # with another file's state
+    assert [p for p in _OPENED if Path(p).name == "checkpoint.evogm"] == [str(journal.checkpoint)]
+
+    def bug(*_a, **_k):
+        raise KeyError("a bug of ours, not damage")
+
+    monkeypatch.setattr("llm_merge.journal.load_checkpoint", bug)
+    with pytest.raises(KeyError):  # not hidden behind "cannot resume ...; use --restart"
+        journal.load_optimizer(3)

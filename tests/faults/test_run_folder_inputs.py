@@ -17,25 +17,15 @@ from llm_merge.journal import RunError
 from llm_merge.rebuild import rebuild
 from safetensors.torch import save_file
 
-from evogm_opt import Optimizer
 from tests.test_llm_merge_experts import make_adapter
-from tests.test_llm_merge_run import Crash, quiet_run, workspace, write_config  # noqa: F401
+from tests.test_llm_merge_run import Crash, crash_at_save, quiet_run, workspace, write_config  # noqa: F401
 
 SETTINGS = {"baselines": False, "save_model": False}
 
 
 def killed_at_second_checkpoint(path, monkeypatch) -> None:
-    original = Optimizer.save
-    calls = {"n": 0}
-
-    def dies(self, p, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Crash("killed")
-        return original(self, p, **kw)
-
     with monkeypatch.context() as m:
-        m.setattr(Optimizer, "save", dies)
+        crash_at_save(m, 2)
         with pytest.raises(Crash):
             quiet_run(path)
 
@@ -123,3 +113,29 @@ def test_a_large_safetensors_file_is_identified_by_its_header_and_every_tensors_
     assert a == copy and "samples" in a  # a copy (other mtime) is the same input
     assert identity.what_changed({"file": a}, {"file": b}) == "content"
     assert identity.what_changed({"file": a}, {"file": c}) == "tensor layout (safetensors header)"
+
+
+def test_only_the_files_that_define_the_model_are_inputs(workspace, tmp_path):  # noqa: F811
+    folder = tmp_path / "checkpoint-500"  # an expert saved by a trainer, with the trainer's state beside it
+    shutil.copytree(workspace / "expert0", folder)
+    trainer = ["trainer_state.json", "training_args.bin", "optimizer.pt", "rng_state.pth", "scheduler.pt", "README.md"]
+    for name in trainer:
+        (folder / name).write_bytes(b"step 500")
+    model = ["pytorch_model-00001-of-00002.bin", "adapter_model.bin", "model.safetensors.index.json"]
+    model += ["generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+    for name in model:
+        (folder / name).write_bytes(b"{}")
+    before = identity.input_identity(str(folder))
+    assert set(model) | {"adapter_config.json", "adapter_model.safetensors"} == set(before["files"])
+    for name in trainer:  # training on (or a README edited): no weight changed
+        (folder / name).write_bytes(b"step 600")
+    (folder / "rng_state_1.pth").write_bytes(b"another rank")
+    after = identity.input_identity(str(folder))
+    assert after == before and identity.input_change(str(folder), before) is None
+    (folder / "generation_config.json").write_bytes(b'{"do_sample": true}')
+    assert identity.input_change(str(folder), before) == "generation_config.json: size 2 -> 19 bytes"
+    # identities recorded before this rule (every top-level file) still compare on the model's files only
+    older = {"files": {**before["files"], "trainer_state.json": {"size": 8, "sha256": "0"}}}
+    assert identity.what_changed(older, identity.input_identity(str(folder))).startswith("generation_config.json")
+    shutil.rmtree(folder)
+    assert identity.input_change(str(folder), before) == identity.GONE

@@ -71,8 +71,35 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holders_lock
     said: list[str] = []
     result = run_merge(load_config(path), progress=False, say=said.append)
     assert result.results["n_evals"] == 12 and len(evaluations(out)) == 12  # every evaluation logged once
-    assert any(f"pid {holder.pid}" in s and "ended without releasing the folder" in s for s in said), said
+    took = [s for s in said if f"pid {holder.pid}" in s and "ended without releasing the folder" in s]
+    assert took and took[0].endswith("no checkpoint here: starting from the first evaluation"), said  # it saved none
     assert not (out / LOCK).exists()  # released at the end
+
+
+def leftover_of_a_killed_writer(folder: Path) -> Path:
+    """The temporary file a process killed inside an atomic write of ``folder``'s checkpoint leaves."""
+    code = "import os, sys\nfrom evogm_opt.atomic import atomic_path\n"
+    code += "with atomic_path(sys.argv[1]) as tmp:\n    print(tmp, flush=True)\n    os._exit(9)\n"
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(folder / "checkpoint.evogm")], capture_output=True, text=True, cwd=ROOT
+    )
+    leftover = Path(r.stdout.strip())
+    assert leftover.parent == folder and leftover.is_file(), r.stderr
+    return leftover
+
+
+def test_a_dead_writers_temporary_files_are_removed_only_where_the_folder_is_locked(workspace, monkeypatch):  # noqa: F811
+    path = write_config(workspace, "leftovers", baselines=False, save_model=False)
+    out = workspace / "runs" / "leftovers"
+    out.mkdir(parents=True)
+    leftover = leftover_of_a_killed_writer(out)
+    with monkeypatch.context() as m:  # a file system without locks: another process may be writing it
+        m.setattr("llm_merge.journal._try_lock", lambda fd: (_ for _ in ()).throw(OSError(37, "No locks available")))
+        journal = Journal.claim(load_config(path))
+        journal.release()
+    assert journal.lock.note is not None and leftover.is_file()
+    Journal.claim(load_config(path)).release()  # locked: only this process works here
+    assert not leftover.exists()
 
 
 def test_the_lock_is_held_through_search_and_report_and_released_after_a_failure(workspace, monkeypatch):  # noqa: F811

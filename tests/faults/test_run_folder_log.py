@@ -4,7 +4,9 @@ and the stopping monitor is rebuilt from the agreed lines only."""
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,8 @@ from llm_merge.run import run_merge  # noqa: E402
 from llm_merge.run_config import load_config  # noqa: E402
 
 from tests.test_llm_merge_run import (  # noqa: E402, F401
-    config_dict,
     evaluations,
+    finished_run,
     log_without_timing,
     quiet_run,
     workspace,
@@ -28,9 +30,8 @@ from tests.test_llm_merge_run import (  # noqa: E402, F401
 SETTINGS = {"baselines": False, "save_model": False}
 
 
-def raise_budget(path: Path, name: str, budget: int, **settings) -> None:
-    cfg = config_dict(output=f"runs/{name}", optimizer={"budget": budget, "seed": 3}, **{**SETTINGS, **settings})
-    path.write_text(yaml.safe_dump(cfg))
+def raise_budget(root: Path, name: str, budget: int, **settings) -> Path:
+    return write_config(root, name, optimizer={"budget": budget, "seed": 3}, **SETTINGS, **settings)
 
 
 def lines(folder: Path) -> list[bytes]:
@@ -40,16 +41,14 @@ def lines(folder: Path) -> list[bytes]:
 def test_lines_past_the_checkpoint_are_set_aside_whole_and_the_agreed_lines_stay_byte_for_byte(workspace):  # noqa: F811
     straight = write_config(workspace, "ahead-straight", optimizer={"budget": 18, "seed": 3}, **SETTINGS)
     quiet_run(straight)
-    path = write_config(workspace, "ahead", **SETTINGS)
-    quiet_run(path)
-    out = workspace / "runs" / "ahead"
+    path, out = finished_run(workspace, "ahead", **SETTINGS)
     finished = lines(out)  # 12 evaluation lines and the stop event
     # what a crash between the log and the checkpoint leaves, with forged scores: they must not reach the monitor
     forged = [{**json.loads(finished[i]), "evaluation": 13 + i, "score": 9.0, "best": 9.0} for i in range(3)]
     with open(out / "log.jsonl", "a") as fh:
         fh.write("".join(json.dumps(e) + "\n" for e in forged))
     before = (out / "log.jsonl").read_bytes()
-    raise_budget(path, "ahead", 18, stopping={"patience": 1, "min_improvement": 0.5})
+    raise_budget(workspace, "ahead", 18, stopping={"patience": 1, "min_improvement": 0.5})
     said: list[str] = []
     run_merge(load_config(path), progress=False, say=said.append)
     (aside,) = out.glob("log-aside-*.jsonl")
@@ -64,16 +63,14 @@ def test_lines_past_the_checkpoint_are_set_aside_whole_and_the_agreed_lines_stay
         "reason": "no improvement larger than 0.5 for 1 generations (patience 1)",
         "evaluations": 12,
     }
-    raise_budget(path, "ahead", 18)  # and the search then continues as an uninterrupted one
+    raise_budget(workspace, "ahead", 18)  # and the search then continues as an uninterrupted one
     quiet_run(path)
     assert evaluations(out) == evaluations(workspace / "runs" / "ahead-straight")
 
 
 @pytest.mark.parametrize("damage", ["duplicated", "edited-lambda", "edited-score", "renumbered", "garbage-inside"])
 def test_a_log_that_disagrees_with_the_checkpoint_is_refused_and_left_as_it_is(workspace, damage):  # noqa: F811
-    path = write_config(workspace, f"disagree-{damage}", **SETTINGS)
-    quiet_run(path)
-    out = workspace / "runs" / f"disagree-{damage}"
+    path, out = finished_run(workspace, f"disagree-{damage}", **SETTINGS)
     old = lines(out)
     entries = [json.loads(line) for line in old]
     if damage == "duplicated":  # what two processes on one folder wrote before the lock
@@ -90,7 +87,7 @@ def test_a_log_that_disagrees_with_the_checkpoint_is_refused_and_left_as_it_is(w
     else:
         new = [*old[:3], b"not json\n", *old[3:]]
     (out / "log.jsonl").write_bytes(b"".join(new))
-    raise_budget(path, f"disagree-{damage}", 18)
+    raise_budget(workspace, f"disagree-{damage}", 18)
     with pytest.raises(RunError) as refused:
         quiet_run(path)
     message = str(refused.value)
@@ -107,11 +104,9 @@ def test_a_log_that_disagrees_with_the_checkpoint_is_refused_and_left_as_it_is(w
 
 
 def test_a_log_shorter_than_the_checkpoint_is_refused(workspace):  # noqa: F811
-    path = write_config(workspace, "short", **SETTINGS)
-    quiet_run(path)
-    out = workspace / "runs" / "short"
+    path, out = finished_run(workspace, "short", **SETTINGS)
     (out / "log.jsonl").write_bytes(b"".join(lines(out)[:5]))
-    raise_budget(path, "short", 18)
+    raise_budget(workspace, "short", 18)
     with pytest.raises(RunError, match="has 5 evaluations but the checkpoint 12"):
         quiet_run(path)
 
@@ -130,8 +125,35 @@ def test_a_multi_task_run_resumes_against_its_weighted_mean_record(workspace):  
     }
     straight = write_config(workspace, "two-straight", tasks=tasks, optimizer={"budget": 18, "seed": 3}, **SETTINGS)
     quiet_run(straight)
-    path = write_config(workspace, "two", tasks=tasks, **SETTINGS)
-    quiet_run(path)
-    raise_budget(path, "two", 18, tasks=tasks)
+    path, _ = finished_run(workspace, "two", tasks=tasks, **SETTINGS)
+    raise_budget(workspace, "two", 18, tasks=tasks)
     assert quiet_run(path).results["n_evals"] == 18  # the log agreed with the checkpoint's weighted means
     assert evaluations(workspace / "runs" / "two") == evaluations(workspace / "runs" / "two-straight")
+
+
+def test_a_disk_full_while_the_log_is_copied_aside_leaves_no_partial_copy(workspace, monkeypatch):  # noqa: F811
+    path, out = finished_run(workspace, "aside-full", **SETTINGS)
+    ahead = {**json.loads(lines(out)[0]), "evaluation": 13}
+    with open(out / "log.jsonl", "a") as fh:
+        fh.write(json.dumps(ahead) + "\n")  # a line past the checkpoint: the resume sets the log aside
+    before = (out / "log.jsonl").read_bytes()
+    raise_budget(workspace, "aside-full", 18)
+    original = shutil.copyfileobj
+
+    def full(src, dst, *args):
+        if getattr(src, "name", None) == str(out / "log.jsonl"):
+            dst.write(src.read(100))  # part of the copy reaches the disk, then it is full
+            dst.flush()
+            raise OSError(errno.ENOSPC, "No space left on device: injected")
+        return original(src, dst, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "copyfileobj", full)
+        with pytest.raises(OSError, match="injected"):
+            quiet_run(path)
+    # no file named like a whole copy of the log, no temporary file, and the log as it was
+    assert [p.name for p in out.iterdir() if "log" in p.name] == ["log.jsonl"]
+    assert (out / "log.jsonl").read_bytes() == before
+    quiet_run(path)  # the disk has room again
+    (aside,) = out.glob("log-aside-*.jsonl")
+    assert aside.read_bytes() == before and len(evaluations(out)) == 18

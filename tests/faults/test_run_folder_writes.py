@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,7 @@ import llm_merge.journal as journal_module
 import llm_merge.report as report_module
 from safetensors.torch import load_file
 
-from evogm_opt import Optimizer
-from tests.test_llm_merge_run import evaluations, quiet_run, workspace, write_config  # noqa: F401
+from tests.test_llm_merge_run import crash_at_save, evaluations, quiet_run, workspace, write_config  # noqa: F401
 
 SETTINGS = {"baselines": False, "optimizer": {"name": "evogm", "budget": 12, "seed": 5}}
 
@@ -30,25 +30,17 @@ def fault(code: int) -> OSError:
 
 def inject(point: str, monkeypatch) -> None:
     """Make one write of the run fail as a full, read-only or forbidden disk would."""
-    if point == "run.json":
+    if point in ("run.json", "results.json"):
         original = journal_module.atomic_write
 
         def write(path, data, **kw):
-            if Path(path).name == "run.json":
+            if Path(path).name == point:
                 raise fault(errno.ENOSPC)
             return original(path, data, **kw)
 
         monkeypatch.setattr(journal_module, "atomic_write", write)
     elif point == "checkpoint":  # the second (last) save: the log already holds that generation
-        original_save, calls = Optimizer.save, {"n": 0}
-
-        def save(self, path, **kw):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise fault(errno.ENOSPC)
-            return original_save(self, path, **kw)
-
-        monkeypatch.setattr(Optimizer, "save", save)
+        crash_at_save(monkeypatch, 2, fault(errno.ENOSPC))
     elif point == "log":  # half a line reaches the disk, then it is full
         original_append = journal_module.Journal.append
         calls = {"n": 0}
@@ -79,15 +71,6 @@ def inject(point: str, monkeypatch) -> None:
             raise fault(errno.EACCES)
 
         monkeypatch.setattr(report_module, "save_merged", save_merged)
-    elif point == "results.json":
-        original = journal_module.atomic_write
-
-        def write(path, data, **kw):
-            if Path(path).name == "results.json":
-                raise fault(errno.ENOSPC)
-            return original(path, data, **kw)
-
-        monkeypatch.setattr(journal_module, "atomic_write", write)
 
 
 def stray(out: Path) -> list[str]:
@@ -129,3 +112,34 @@ def test_a_write_fault_leaves_a_folder_that_resumes_exactly(workspace, straight,
     if point in ("checkpoint", "log"):  # the log ran ahead of the checkpoint: kept whole beside the new one
         (aside,) = out.glob("log-aside-*.jsonl")
         assert aside.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["merged", "merged-pick"])
+def test_a_kill_between_publishs_two_renames_loses_no_model_folder(tmp_path, monkeypatch, name):
+    target = tmp_path / name
+    target.mkdir()
+    (target / "model.safetensors").write_bytes(b"the earlier merge")
+    staging = report_module.staging_folder(target)
+    (staging / "model.safetensors").write_bytes(b"the new merge")
+    original, calls = os.replace, {"n": 0}
+
+    def killed_after_the_first(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the earlier folder is aside, the new one not yet in place
+            raise KeyboardInterrupt
+        return original(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", killed_after_the_first)
+        with pytest.raises(KeyboardInterrupt):
+            report_module.publish(staging, target)
+    assert not target.exists() and len(list(tmp_path.glob(f".{name}.replaced-*"))) == 1
+    # the next report tidies up first; if its own build then fails, the earlier merge is still there
+    report_module.clear_leftovers(tmp_path)
+    assert (target / "model.safetensors").read_bytes() == b"the earlier merge"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # the staging folder went, nothing else did
+    staging = report_module.staging_folder(target)
+    (staging / "model.safetensors").write_bytes(b"the new merge")
+    report_module.publish(staging, target)
+    assert (target / "model.safetensors").read_bytes() == b"the new merge"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # the replaced copy removed once the new is in
