@@ -1,10 +1,10 @@
 """Bayesian-optimisation peers for the bench: BoTorch (batch qLogNEI) and SMAC3's black-box facade.
 
 Each follows the bench's ask/tell peer shape (``ask(n_left)``, ``tell(rows, scores)``, ``recommend()``) and
-*maximises a score* on [-1, 1]^dim. They are optional extras (``pip install 'evogm-opt[bo]'``); settings that
-differ from a library's documented defaults are stated beside each class. Optuna's ``GPSampler`` lives with the
-other Optuna peer in ``peers.py``. HEBO is not here: HEBO 0.3.6 pins ``numpy<1.25`` and ``pymoo==0.6.0``, which
-cannot be installed beside this package's numpy.
+*maximises a score* on [-1, 1]^dim. They are optional extras (``pip install -e ".[bo]"`` in a clone of the
+repository); settings that differ from a library's documented defaults are stated beside each class. Optuna's
+``GPSampler`` lives with the other Optuna peer in ``peers.py``. HEBO is not here: HEBO 0.3.6 pins ``numpy<1.25``
+and ``pymoo==0.6.0``, which cannot be installed beside this package's numpy.
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ imported only when a command runs, so a missing one is named with the extra that
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 import time
 from pathlib import Path
+
+from evogm_opt.cli_faults import EXIT_INTERRUPTED, EXIT_USAGE, fail, fault_line, file_system_fault, install_hint
 
 DEFAULT_OPTIMIZERS = ["evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random"]
 LANDSCAPE_FORMS = "bbob-f<1..24>, sbox-f<1..24>, merge-f<k>-<R|F><n_val>, mergegroup-f<k>-<R|F><n_val>-g<groups>"
@@ -56,8 +57,8 @@ def _import_bench():
 
         return evogm_bench
     except ImportError as exc:  # the bench ships with the distribution but needs the `bench` extra's libraries
-        print(f"evogm-opt bench: {exc}; install the extra from a clone: pip install -e '.[bench]'", file=sys.stderr)
-        raise SystemExit(2) from exc
+        fail("evogm-opt bench", f"{exc}; install the bench extra: {install_hint('bench')}", EXIT_USAGE)
+        raise SystemExit(EXIT_USAGE) from exc
 
 
 def _resolve_landscapes(names: list[str]) -> list[str]:
@@ -248,20 +249,15 @@ def main(argv: list[str]) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:  # finished runs are in --out already; `bench` skips them when run again
-        print(
-            f"{prog}: interrupted; run the same command to continue (finished runs in {args.out} are kept)",
-            file=sys.stderr,
+        return fail(
+            prog,
+            f"interrupted; run the same command to continue (finished runs in {args.out} are kept)",
+            EXIT_INTERRUPTED,
         )
-        return 130
-    except OSError as exc:
-        if exc.errno not in (
-            errno.ENOSPC,
-            getattr(errno, "EDQUOT", errno.ENOSPC),
-            errno.EROFS,
-            errno.EACCES,
-            errno.EPERM,
-        ):
+    except Exception as exc:  # a full disk or a folder that cannot be written: one line, not a traceback
+        folder = Path(args.out).parent if args.func is _bench else Path(args.out)  # bench's --out is a file
+        fault = file_system_fault(exc, writes_under=folder)
+        if fault is None:
             raise
-        where = exc.filename if exc.filename is not None else args.out
-        print(f"{prog}: cannot write {where}: {exc.strerror}; free space or choose a writable --out", file=sys.stderr)
-        return 1
+        then = "run the same command (finished runs are kept)" if args.func is _bench else "run the same command"
+        return fail(prog, fault_line(fault, folder, then), fault.exit_code)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from evogm_opt import PRESETS, Optimizer, registry
+from evogm_opt.cli_faults import install_hint
 
 
 class BudgetExhausted(Exception):
@@ -223,7 +224,7 @@ class Peer:
 
     @property
     def missing_note(self) -> str:
-        return f"needs `{self.requires}`: pip install 'evogm-opt[{self.extra}]'"
+        return f"needs `{self.requires}`: {install_hint(self.extra or self.requires)}"
 
 
 PEERS: dict[str, Peer] = {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from importlib.metadata import EntryPoint, entry_points
 
+from evogm_opt.cli_faults import EXIT_INTERRUPTED, fail
+
 GROUP = "evogm_opt.commands"
 
 
@@ -63,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(found[argv[0]].load()(argv[1:]))
     except KeyboardInterrupt:  # a command that does not say more itself (merge and bench do): one line, not a traceback
-        print(f"evogm-opt {argv[0]}: interrupted", file=sys.stderr)
-        return 130
+        return fail(f"evogm-opt {argv[0]}", "interrupted", EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

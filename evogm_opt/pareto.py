@@ -6,7 +6,7 @@ tasks is visible after the search and a point can be picked for *other* weights 
 the best point of any positive weighting of the objectives among those evaluated lies on this front.
 
 Non-dominated filtering and hypervolume come from ``moocore`` (López-Ibáñez et al., maintained C code), not
-from code of ours: ``pip install 'evogm-opt[mo]'``.
+from code of ours: ``pip install -e ".[mo]"`` (in a clone of the repository).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ def _moocore():
     try:
         import moocore
     except ImportError as exc:
-        raise ImportError(
-            "vector-valued evaluations need moocore for the Pareto archive: pip install 'evogm-opt[mo]'"
-        ) from exc
+        from evogm_opt.cli_faults import install_hint
+
+        needs = "vector-valued evaluations need moocore for the Pareto archive"
+        raise ImportError(f"{needs}: {install_hint('mo')}") from exc
     return moocore
 
 

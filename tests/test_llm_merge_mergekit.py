@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from evogm_opt.cli_faults import install_hint
+
 mergekit = pytest.importorskip(
-    "mergekit", reason="mergekit is not importable: install the `mergekit` extra (pip install 'evogm-opt[mergekit]')"
+    "mergekit", reason=f"mergekit is not importable: install the `mergekit` extra ({install_hint('mergekit')})"
 )
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm` extra")

@@ -9,6 +9,7 @@ within 1e-6. Random methods (DELLA, DARE) are compared entry by entry: both side
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+from evogm_opt.cli_faults import install_hint
+
 mergekit = pytest.importorskip(
-    "mergekit", reason="mergekit is not importable: install the `mergekit` extra (pip install 'evogm-opt[mergekit]')"
+    "mergekit", reason=f"mergekit is not importable: install the `mergekit` extra ({install_hint('mergekit')})"
 )
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
@@ -218,9 +221,9 @@ def test_a_della_recipe_given_as_our_config_is_refused_with_the_entry_that_searc
 
 def test_without_mergekit_a_mergekit_method_says_how_to_install_it(workspace, monkeypatch):  # noqa: F811
     monkeypatch.setitem(sys.modules, "mergekit", None)  # import mergekit raises ImportError
-    with pytest.raises(ConfigError, match=r'pip install "evogm-opt\[mergekit\]"'):
+    with pytest.raises(ConfigError, match=re.escape(install_hint("mergekit"))):
         parse(workspace, {"name": "della", "density": 0.5})
-    with pytest.raises(ConfigError, match=r'pip install "evogm-opt\[mergekit\]"'):
+    with pytest.raises(ConfigError, match=re.escape(install_hint("mergekit"))):
         parse(workspace, {"name": "task_arithmetic", "backend": "mergekit"})
     assert parse(workspace, {"name": "ties", "density": 0.5}).method == "ties"  # ours need no mergekit
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from evogm_opt.cli_faults import install_hint
+
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
@@ -32,7 +34,7 @@ def mergekit_yaml() -> str:
     here = Path(sys.executable).parent / "mergekit-yaml"
     found = str(here) if here.is_file() else shutil.which("mergekit-yaml")
     if found is None:
-        pytest.skip("mergekit-yaml not found: install the `mergekit` extra (pip install 'evogm-opt[mergekit]')")
+        pytest.skip(f"mergekit-yaml not found: install the `mergekit` extra ({install_hint('mergekit')})")
     return found
 
 

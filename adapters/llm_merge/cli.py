@@ -9,32 +9,52 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
-import os
-import re
-import signal
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from evogm_opt.cli_faults import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    FileSystemFault,
+    fail,
+    fault_line,
+    file_system_fault,
+    install_hint,
+    missing_modules,
+    saved_evaluations,
+    sigint_ignored,
+)
+
 PROG = "evogm-opt merge"
-# exit codes (docs/llm-merge.md): 2 the command or the config is wrong and nothing ran; 1 the run started and the
-# file system stopped it (full, read-only, not permitted); 130 interrupted (128 + SIGINT, as a shell reports it)
-EXIT_USAGE, EXIT_FILE_SYSTEM, EXIT_INTERRUPTED = 2, 1, 130
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+# exit codes (docs/llm-merge.md; evogm_opt.cli_faults): 2 the command line, the config, the inputs or the run
+# folder is wrong; 1 the file system stopped a run that had started; 130 interrupted.
+# What every path of the command imports from the `llm` extra (peft too for the demo's LoRA training)
+LLM_MODULES = ("yaml", "transformers", "safetensors")
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return code
+    return fail(PROG, message, code)
+
+
+def _needs_llm_extra(*more: str) -> int | None:
+    """Exit code 2 with the install line when a module of the `llm` extra is missing, before anything imports
+    it (a lazy import deep in the run would otherwise end in a traceback); ``None`` when all are there."""
+    missing = missing_modules(*LLM_MODULES, *more)
+    if not missing:
+        return None
+    names = ", ".join("pyyaml (yaml)" if m == "yaml" else m for m in missing)
+    message = f"needs the llm extra, which is not installed (missing: {names}); install it: {install_hint('llm')}"
+    return _fail(message, EXIT_USAGE)
 
 
 def _merge(args: argparse.Namespace) -> int:
     if sum((args.demo, args.config is not None, args.rebuild is not None)) != 1:
         return _fail("give one of CONFIG.yaml, --demo or --rebuild RUN (see docs/llm-merge.md)", EXIT_USAGE)
+    missing = _needs_llm_extra(*(("peft",) if args.demo else ()))
+    if missing is not None:
+        return missing
     if args.rebuild is not None:
         return _rebuild(args)
     if args.demo:
@@ -97,7 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _missing_extra(exc: ImportError) -> int:
-    return _fail(f"{exc}; install the extra: pip install -e '.[llm]' (docs/quickstart.md)", EXIT_USAGE)
+    return _fail(f"{exc}; install the llm extra: {install_hint('llm')}", EXIT_USAGE)
 
 
 @dataclasses.dataclass
@@ -109,6 +129,7 @@ class _Outcome:
 def _run_folder_errors(folder: Path, *, resumable: bool) -> Iterator[_Outcome]:
     """A full or read-only disk and Ctrl-C become one line on stderr and an exit code (not a traceback), saying
     where the run can be resumed from: the run folder is written so that the same command resumes it exactly.
+    Permission denied on a path outside ``folder`` (an expert, the base) is an input that cannot be read: exit 2.
 
     ``KeyboardInterrupt`` can arrive anywhere (inside ``os.fsync`` too); a second Ctrl-C while the line is being
     composed is ignored."""
@@ -116,62 +137,34 @@ def _run_folder_errors(folder: Path, *, resumable: bool) -> Iterator[_Outcome]:
     try:
         yield outcome
     except KeyboardInterrupt:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
+        with sigint_ignored():
             if resumable:
                 where = f"resume in {folder} after evaluation {_saved_evaluations(folder)}"
             else:
                 where = f"start it again (the demo does not resume; its files are in {folder})"
             outcome.code = _fail(f"interrupted; run the same command to {where}", EXIT_INTERRUPTED)
-        finally:
-            signal.signal(signal.SIGINT, previous)
     except Exception as exc:
-        error = _file_system_error(exc)
-        if error is None:
+        fault = file_system_fault(exc, writes_under=folder)
+        if fault is None:
             raise
-        outcome.code = _fail(_file_system_message(error, folder, resumable), EXIT_FILE_SYSTEM)
+        outcome.code = _fail(_file_system_message(fault, folder, resumable), fault.exit_code)
 
 
-def _file_system_error(exc: BaseException) -> OSError | None:
-    """The full-disk or not-writable ``OSError`` behind ``exc``: itself, one it was raised from, or — for writers in
-    Rust such as safetensors, which raise their own type — one its message names (``… (os error 28)``)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _NO_SPACE | _NOT_WRITABLE:
-            return exc
-        found = re.search(r"\(os error (\d+)\)", str(exc))
-        if found and int(found[1]) in _NO_SPACE | _NOT_WRITABLE:
-            return OSError(int(found[1]), os.strerror(int(found[1])))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _file_system_message(exc: OSError, folder: Path, resumable: bool) -> str:
-    path = Path(exc.filename) if exc.filename is not None else folder
-    if path.name.startswith("."):  # a temporary file beside the one being written: name the folder instead
-        path = path.parent
-    reason = exc.strerror or str(exc)
-    fix = "free space" if exc.errno in _NO_SPACE else f"make {folder} writable"
+def _file_system_message(fault: FileSystemFault, folder: Path, resumable: bool) -> str:
+    if fault.kind == "not-readable":
+        return fault_line(fault, folder, "")
     if not resumable:
-        return f"cannot write {path}: {reason}; {fix} and run the same command (the demo starts again)"
+        return fault_line(fault, folder, "run the same command (the demo starts again)")
     saved = _saved_evaluations(folder)
     kept = f"evaluations up to {saved} are saved" if saved else "no evaluation was saved yet"
-    return f"cannot write {path}: {reason}; {fix} and run the same command to resume ({kept})"
+    return fault_line(fault, folder, f"run the same command to resume ({kept})")
 
 
 def _saved_evaluations(folder: Path) -> int:
     """How many evaluations a resume keeps: the checkpoint's count (the log may run one step ahead, and that step
-    is evaluated again). 0 when there is no readable checkpoint."""
-    checkpoint = folder / "checkpoint.evogm"
-    if not checkpoint.is_file():
-        return 0
-    try:
-        from evogm_opt import load
-
-        return int(load(checkpoint).n_evals)
-    except Exception:  # only a number for a message; the resume itself says what is wrong
-        return 0
+    is evaluated again). 0 when there is no readable checkpoint. Read from the checkpoint's metadata only: fast,
+    whatever the optimizer's size."""
+    return saved_evaluations(folder / "checkpoint.evogm") or 0
 
 
 @contextmanager
@@ -227,8 +220,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         except (RunError, ExpertError, ValueError) as exc:
             return _fail(f"--rebuild: {exc}", EXIT_USAGE)
         except OSError as exc:
-            if exc.errno in _NO_SPACE | _NOT_WRITABLE:
-                raise
+            if file_system_fault(exc, writes_under=out) is not None:
+                raise  # one line from _run_folder_errors: a write (exit 1) or an input it cannot read (exit 2)
             return _fail(f"--rebuild: {exc}", EXIT_USAGE)
         say(f"rebuilt merge in {args.out}")
         return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from evogm_opt.cli_faults import install_hint
 from llm_merge.tasks import TaskError
 
 _MANAGERS: dict[str | None, Any] = {}
@@ -35,7 +36,7 @@ class LmEvalTask:
             try:
                 from lm_eval.tasks import TaskManager
             except ImportError as exc:
-                raise TaskError(f"task {self.name!r} needs lm-eval: pip install 'evogm-opt[lm-eval]'") from exc
+                raise TaskError(f"task {self.name!r} needs lm-eval: {install_hint('lm-eval')}") from exc
             _MANAGERS[self.include_path] = TaskManager(include_path=self.include_path, verbosity="ERROR")
         return _MANAGERS[self.include_path]
 

@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from evogm_opt.cli_faults import install_hint
 from llm_merge.merges import MERGE_METHODS, MergeMethod, mask_seed
 
-INSTALL = 'pip install "evogm-opt[mergekit]"'
+INSTALL = install_hint("mergekit")
 OURS = ("backend", "coefficient", "seed")  # our keys in a mergekit method's entry; the others are mergekit's
 
 

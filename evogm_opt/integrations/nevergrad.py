@@ -31,7 +31,9 @@ try:
     from nevergrad.optimization import base
     from nevergrad.parametrization import helpers
 except ImportError as exc:  # pragma: no cover - the extra is installed in CI
-    raise ImportError("evogm_opt.integrations.nevergrad needs nevergrad: pip install 'evogm-opt[nevergrad]'") from exc
+    from evogm_opt.cli_faults import install_hint
+
+    raise ImportError(f"evogm_opt.integrations.nevergrad needs nevergrad: {install_hint('nevergrad')}") from exc
 
 from evogm_opt import GenerativeOptimizer
 from evogm_opt.integrations import space as enc

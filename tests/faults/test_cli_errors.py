@@ -11,7 +11,6 @@ sent to an ``evogm-opt merge`` subprocess.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
@@ -28,10 +27,11 @@ pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge.cli import main  # noqa: E402
-from llm_merge.demo import char_tokenizer  # noqa: E402
 
-from tests.test_llm_merge_experts import make_adapter, tiny_qwen  # noqa: E402
-from tests.test_llm_merge_fitness import write_tasks  # noqa: E402
+from tests import test_llm_merge_run as shared  # noqa: E402
+
+workspace = shared.workspace  # the shared fixture: a base, LoRA experts and task files, built once per module
+config_dict, evaluations = shared.config_dict, shared.evaluations
 
 BUDGET = 12
 FULL = re.compile(
@@ -47,37 +47,17 @@ INTERRUPTED = re.compile(
 )
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cli-faults")
-    tiny_qwen().save_pretrained(root / "base")
-    char_tokenizer().save_pretrained(root / "base")
-    for i in range(2):
-        make_adapter(root / f"expert{i}", seed=i + 1)
-    (root / "val").mkdir()
-    write_tasks(root / "val")
-    return root
-
-
 def write_config(root: Path, output: Path | str, budget: int = BUDGET, optimizer: str = "random") -> Path:
-    """A config whose relative paths point into the workspace, wherever the config itself is."""
-    cfg = {
-        "base": str(root / "base"),
-        "dtype": "float32",
-        "device": "cpu",
-        "experts": [str(root / "expert0"), str(root / "expert1")],
-        "tasks": {"seen": [{"name": "mc", "val": str(root / "val" / "mc.jsonl")}]},
-        "optimizer": {"name": optimizer, "budget": budget, "seed": 1},
-        "output": str(output),
-    }
+    """A config of the shared workspace (two experts, one seen task) writing to ``output``, wherever that is."""
+    cfg = config_dict(
+        experts=["expert0", "expert1"],
+        tasks={"seen": [{"name": "mc", "val": "val/mc.jsonl"}]},
+        optimizer={"name": optimizer, "budget": budget, "seed": 1},
+        output=str(output),
+    )
     path = root / f"config-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def evaluations(folder: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in e.items() if k != "elapsed_s"} for e in lines if "evaluation" in e]
 
 
 def one_line(err: str) -> str:
@@ -162,6 +142,26 @@ def test_a_folder_that_cannot_be_written_is_one_line_exit_1(workspace, monkeypat
     line = one_line(capsys.readouterr().err)
     assert hits and code == 1 and READ_ONLY.match(line), line
     assert READ_ONLY.match(line)["folder"] == str(out)
+
+
+def test_permission_denied_reading_an_expert_outside_the_run_folder_is_cannot_read_exit_2(
+    workspace, monkeypatch, capsys
+):
+    """Only a path in the run folder makes EACCES/EPERM a write to fix there; an expert (or the base) that cannot
+    be read is a wrong input: 'cannot read PATH', exit 2, and nothing about making the run folder writable."""
+    import llm_merge.assemble
+
+    out = workspace / "expert-unreadable"
+    denied = workspace / "expert1" / "adapter_model.safetensors"
+
+    def load_expert(path, *args, **kwargs):  # root reads a chmod-000 file: the error a non-root user gets instead
+        raise PermissionError(errno.EACCES, "Permission denied", str(denied))
+
+    monkeypatch.setattr(llm_merge.assemble, "load_expert", load_expert)
+    code = main([str(write_config(workspace, out)), "--quiet"])
+    line = one_line(capsys.readouterr().err)
+    assert code == 2, line
+    assert line == f"evogm-opt merge: cannot read {denied}: Permission denied"
 
 
 # --- real file systems: a tmpfs (root only) ---------------------------------------------------------------------
