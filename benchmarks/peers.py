@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from evogm_bench.research import variants
 
 from evogm_opt import PRESETS, Optimizer, registry
 from evogm_opt.cli_faults import install_hint
@@ -185,8 +186,6 @@ def _keep_going(preset: str) -> dict[str, Any]:
 # What the bench sets on top of the registry's defaults, per name (every other registered name runs as registered)
 BENCH_SETTINGS: dict[str, dict[str, Any]] = {
     "evogm-paper": _keep_going("paper"),
-    "evogm-paper-single-generator": _keep_going("paper-single-generator"),
-    "evogm-paper-no-rounds": _keep_going("paper-no-rounds"),
     "cmaes": {"restarts": 9, "cma_options": _RELAXED_CMA},
     "sep-cmaes": {"restarts": 9, "cma_options": _RELAXED_CMA},
 }
@@ -229,10 +228,8 @@ class Peer:
 
 PEERS: dict[str, Peer] = {
     **{name: Peer(_registered(name, **BENCH_SETTINGS.get(name, {}))) for name in registry.names()},
-    # the default with proposals = the top-P population instead of G_lw(population): what the generator adds
-    "evogm-no-generator": Peer(
-        _registered("evogm", config=dataclasses.replace(PRESETS["default"], use_generator=False))
-    ),
+    # research variants (evogm_bench.research.variants): the no-generator measurement and the paper's ablations
+    **{name: Peer(lambda d, s, b, n=name: OwnOptimizer(variants.for_bench(n, d, s, b))) for name in variants.VARIANTS},
     # peers from other libraries, run through the bench's own adapters above
     "lq-cmaes": Peer(LQCMAES),
     "ng-confpso": Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"),
@@ -284,7 +281,7 @@ def evogm_variant(name: str) -> Peer:
         else:
             data[key] = value
     try:
-        from evogm_opt.config import EvoGMConfig
+        from evogm_opt.evogm import EvoGMConfig
 
         config = EvoGMConfig.from_dict(data)
     except (TypeError, ValueError) as exc:

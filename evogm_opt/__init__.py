@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 # leave the module, not the function, under that name
 from evogm_opt import registry
 from evogm_opt._version import __version__
-from evogm_opt.base import Best, Evaluations, Optimizer, load, registered_optimizers
+from evogm_opt.base import Best, Evaluations, Optimizer, load
 from evogm_opt.loop import optimize
 from evogm_opt.minimize import MinimizeResult, minimize
 
@@ -64,6 +64,5 @@ __all__ = [
     "load",
     "minimize",
     "optimize",
-    "registered_optimizers",
     "registry",
 ]

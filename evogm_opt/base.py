@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from evogm_opt import _state, registry
+from evogm_opt._version import __version__
 from evogm_opt.bounds import BoundsLike, Box
 from evogm_opt.objectives import weighted_mean
 from evogm_opt.pareto import ParetoArchive
@@ -343,8 +344,6 @@ class Optimizer(abc.ABC):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this optimizer is, as plain data."""
-        from evogm_opt import __version__
-
         best = None
         if self._best is not None:
             best = {"x": self._best.x.copy(), "y": self._best.y, "evaluation": self._best.evaluation}
@@ -510,11 +509,6 @@ class Optimizer(abc.ABC):
     def _repr_extra(self) -> str:
         """More state for ``repr`` (e.g. round, basis version, step size), as ", key=value" text."""
         return ""
-
-
-def registered_optimizers() -> dict[str, type[Optimizer]]:
-    """Public name → class, from :mod:`evogm_opt.registry` (kept for code written against version 0.1)."""
-    return {name: registry.get(name).cls for name in registry.names()}
 
 
 def load(path: str | os.PathLike[str], *, owner: str | None = None, **runtime: Any) -> Optimizer:

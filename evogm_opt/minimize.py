@@ -22,12 +22,6 @@ from evogm_opt.resume import setup_mismatch
 from evogm_opt.stopping import StoppingMonitor, StoppingRules
 
 
-def __getattr__(name: str) -> Any:
-    if name == "OPTIMIZERS":  # the version-0.1 table, now a view of evogm_opt.registry
-        return {key: registry.get(key).factory for key in registry.names()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass(frozen=True)
 class MinimizeResult:
     x: np.ndarray  # the recommended point (``optimizer.recommend()``)

@@ -151,16 +151,6 @@ def _register_builtins() -> None:
     for entry, legacy in [
         (_Builtin("evogm", *evogm, "EvoGM, our default preset", _evogm("default")), ("GenerativeOptimizer",)),
         (_Builtin("evogm-paper", *evogm, "EvoGM, the reference's choices", _evogm("paper")), ()),
-        (
-            _Builtin(
-                "evogm-paper-single-generator",
-                *evogm,
-                "paper ablation: no cycle (G_lw alone)",
-                _evogm("paper-single-generator"),
-            ),
-            (),
-        ),
-        (_Builtin("evogm-paper-no-rounds", *evogm, "paper ablation: one round", _evogm("paper-no-rounds")), ()),
         (_Builtin("cmaes", *opts, "CMAES", "CMA-ES (pycma), optional IPOP restarts"), ("CMAES",)),
         (_Builtin("sep-cmaes", *opts, "CMAES", "sep-CMA-ES (pycma, diagonal covariance)", _sep_cmaes), ()),
         (_Builtin("pso-merging", *opts, "PSOMerging", "PSO-Merging"), ("PSOMerging",)),

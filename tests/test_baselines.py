@@ -1,4 +1,4 @@
-"""Baselines: each follows its published description (docstrings of evogm_opt.baselines)."""
+"""Baselines: each follows its published description (docstrings of evogm_opt.optimizers)."""
 
 from __future__ import annotations
 

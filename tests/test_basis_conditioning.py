@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evogm_opt import GenerativeOptimizer
-from evogm_opt.config import PRESETS, EvoGMConfig
+from evogm_opt.evogm.config import PRESETS, EvoGMConfig
 from evogm_opt.evogm.basis import spread_rows
 
 

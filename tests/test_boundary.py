@@ -9,7 +9,7 @@ import pytest
 
 from evogm_opt import GenerativeOptimizer
 from evogm_opt.bounds import reflect_into_unit_box
-from evogm_opt.config import PRESETS, EvoGMConfig
+from evogm_opt.evogm.config import PRESETS, EvoGMConfig
 
 
 def near_a_corner(x: np.ndarray) -> float:

@@ -8,13 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-import evogm_opt.baselines
-import evogm_opt.basis
-import evogm_opt.config
-import evogm_opt.generator
-import evogm_opt.optimizer
-import evogm_opt.surrogate
-from evogm_opt import evogm, optimizers
+from evogm_opt import evogm
 from evogm_opt.evogm import PAPER, PRESETS, AskedBatch, BasisShift, EvoGMConfig, GenerativeOptimizer, History
 from evogm_opt.evogm.config import _every_field
 
@@ -56,10 +50,8 @@ def test_basis_shift_hook_gets_the_version_the_new_basis_and_the_rows_chosen():
         shift.version = 2  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("recommendation", ["best", "posterior"])
-def test_recommended_evaluation_is_the_index_of_the_told_row(recommendation):
-    config = dataclasses.replace(PRESETS["default"], recommendation=recommendation)
-    opt = GenerativeOptimizer(3, seed=1, config=config, maximize=True)
+def test_recommended_evaluation_is_the_index_of_the_told_row():
+    opt = GenerativeOptimizer(3, seed=1, maximize=True)
     rng = np.random.default_rng(0)
     log_x, log_y = [], []
 
@@ -76,8 +68,7 @@ def test_recommended_evaluation_is_the_index_of_the_told_row(recommendation):
     i = reco.evaluation - 1
     np.testing.assert_allclose(log_x[i], reco.x, rtol=0, atol=1e-12)
     assert log_y[i] == reco.y
-    if recommendation == "best":
-        assert reco is opt.best and np.array_equal(log_x[i], reco.x)
+    assert reco is opt.best and np.array_equal(log_x[i], reco.x)
 
 
 def _asked_in_a_stretched_basis(boundary: str) -> tuple[GenerativeOptimizer, AskedBatch]:
@@ -108,10 +99,10 @@ def test_presets_set_every_field_and_old_settings_take_the_papers_values():
     with pytest.raises(TypeError, match="missing"):
         _every_field(EvoGMConfig, winner_fraction=0.3)
     data = PRESETS["default"].to_dict()
-    del data["exploit_candidates"], data["generator"]["dual"]  # as if written before they existed
+    del data["deduplicate"], data["generator"]["dual"]  # as if written before they existed
     data["winner_fraction"] = 0.25
     config = EvoGMConfig.from_dict(data)
-    assert config.exploit_candidates == PAPER.exploit_candidates and config.generator.dual == PAPER.generator.dual
+    assert config.deduplicate == PAPER.deduplicate and config.generator.dual == PAPER.generator.dual
     assert config.winner_fraction == 0.25 and config.generator.hidden == (64, 64)
     assert EvoGMConfig.from_dict({"n_rounds": None}) == dataclasses.replace(PAPER, n_rounds=None)
     with pytest.raises(ValueError, match="unknown generator settings"):
@@ -155,13 +146,3 @@ def test_history_is_immutable_and_re_expressed_in_a_new_basis():
     assert moved.u is h.u and len(History.from_state(h.state(), 2)) == 2
     with pytest.raises(ValueError, match="different lengths"):
         History(np.eye(2), np.eye(2), np.zeros(1), np.zeros(2, dtype=np.int64))
-
-
-def test_old_module_paths_name_the_same_objects():
-    assert evogm_opt.optimizer.GenerativeOptimizer is GenerativeOptimizer
-    assert evogm_opt.config.PRESETS is PRESETS and evogm_opt.config.EvoGMConfig is EvoGMConfig
-    assert evogm_opt.generator.GeneratorPair is evogm.GeneratorPair
-    assert evogm_opt.surrogate.GaussianProcess is evogm.GaussianProcess
-    assert evogm_opt.basis.Basis is evogm.Basis
-    assert evogm_opt.baselines.CMAES is optimizers.CMAES
-    assert evogm_opt.baselines.RandomSearch is optimizers.RandomSearch

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from evogm_opt import PRESETS, GenerativeOptimizer
-from evogm_opt.generator import GeneratorConfig, GeneratorPair, _forward
+from evogm_opt.evogm.generator import GeneratorConfig, GeneratorPair, _forward
 from tests.conftest import sphere
 
 DIM = 4
@@ -186,23 +186,6 @@ def test_paper_runs_r2_t3_rounds_for_160_evaluations_at_n10_and_stops():
     assert opt.n_evals == 160 and generations == 8
     assert len(shifts) == 1  # no shift after the last round
     assert "n_rounds=2" in opt.stop_reason
-
-
-def test_ablation_single_generator_has_no_backward_generator():
-    opt = GenerativeOptimizer(DIM, preset="paper-single-generator", seed=0)
-    tell_all(opt, opt.ask())
-    opt.ask()
-    assert opt.generators.params[0].shape[0] == 1
-    assert not opt.config.generator.dual
-
-
-def test_ablation_no_rounds_runs_t_times_r_iterations_in_one_round():
-    shifts = []
-    opt = GenerativeOptimizer(DIM, preset="paper-no-rounds", seed=0, on_basis_shift=shifts.append)
-    while not opt.stop():
-        tell_all(opt, opt.ask())
-    assert opt.n_evals == 2 * DIM * (1 + 6)
-    assert shifts == []
 
 
 def test_shifted_points_outside_the_box_are_clipped_into_it():

@@ -10,7 +10,7 @@
 """
 
 from evogm_opt.evogm.basis import Basis, BasisShift, Boundary, fold_into_box
-from evogm_opt.evogm.config import DEFAULT, PAPER, PRESETS, EvoGMConfig, Recommendation, resolve
+from evogm_opt.evogm.config import DEFAULT, PAPER, PRESETS, EvoGMConfig, resolve
 from evogm_opt.evogm.generator import GeneratorConfig, GeneratorPair
 from evogm_opt.evogm.history import History
 from evogm_opt.evogm.optimizer import AskedBatch, BasisHook, GenerativeOptimizer
@@ -31,7 +31,6 @@ __all__ = [
     "GeneratorConfig",
     "GeneratorPair",
     "History",
-    "Recommendation",
     "fold_into_box",
     "resolve",
 ]

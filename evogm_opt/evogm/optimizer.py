@@ -22,27 +22,20 @@ from typing import Any
 import numpy as np
 
 from evogm_opt import _state
-from evogm_opt.base import Best, Optimizer
+from evogm_opt.base import Optimizer
 from evogm_opt.bounds import BoundsLike
 from evogm_opt.evogm import handoff, proposals
 from evogm_opt.evogm.basis import Basis, BasisShift, fold_into_box, spread_rows
 from evogm_opt.evogm.config import PRESETS, EvoGMConfig, resolve
 from evogm_opt.evogm.generator import GeneratorPair
 from evogm_opt.evogm.history import History
-from evogm_opt.evogm.surrogate import GaussianProcess, binomial_smoothed
+from evogm_opt.evogm.surrogate import GaussianProcess
 from evogm_opt.optimizers.cmaes import CMAES
 from evogm_opt.threads import check_thread_count, torch_threads
 
 logger = logging.getLogger("evogm_opt.evogm")
 
 BasisHook = Callable[[BasisShift], None]
-_BINOMIAL_POINTS = 400  # the binomial-posterior GP sees at most this many rows (most recent + best eighth)
-
-
-def _point_key(u: np.ndarray) -> bytes:
-    """One point's identity for replicates: rounded, so a told row that went through the user's bounds and back
-    still matches the row it repeats (and −0.0 matches 0.0)."""
-    return (np.round(u, 12) + 0.0).tobytes()
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +85,7 @@ class GenerativeOptimizer(Optimizer):
         dim: number of coefficients (experts).
         bounds: ``(lower, upper)`` for every coordinate or an array of shape ``(dim, 2)``.
         popsize: P, default 2·dim as in the paper.
-        preset: ``"default"`` (ours), ``"paper"`` (the reference), ``"paper-single-generator"``, ``"paper-no-rounds"``.
+        preset: ``"default"`` (ours) or ``"paper"`` (the reference).
         config: an :class:`EvoGMConfig` replacing the preset entirely, or a dict of settings replacing the
             preset's (``{"handoff_dim": 50}``: the named preset with that one setting changed).
         on_basis_shift: called with a :class:`BasisShift` after each shift; adapters of nonlinear merges (TIES,
@@ -103,6 +96,11 @@ class GenerativeOptimizer(Optimizer):
 
     Logging: ``logging.getLogger("evogm_opt")`` at INFO reports each generation (round, iteration, best, step
     size σ, generator loss) and each basis shift.
+
+    Extending: :meth:`generate` (population → proposals) is the one method a variant overrides to change where
+    proposals come from; noise, screening, repeats, shifts and checkpoints stay as they are. The bench's research
+    variants (``benchmarks/research/``) are built this way. :meth:`recommend` is the best observed point (paper
+    Alg. 1), as for every optimizer.
     """
 
     name = "evogm"
@@ -137,12 +135,10 @@ class GenerativeOptimizer(Optimizer):
         self.last_loss = float("nan")
         self._history = History.empty(dim)
         self._generation = _Generation(np.empty((0, dim)))
-        # the history the GP was fitted on, the GP and the rows of that history it saw
-        self._surrogate_cache: tuple[History, GaussianProcess | None, np.ndarray] | None = None
+        # the history the GP was fitted on, and the GP (None: too little data): one fit per generation's history
+        self._surrogate_cache: tuple[History, GaussianProcess | None] | None = None
         # sep-CMA-ES once the search has been handed off (config.handoff_dim; evogm/handoff.py), else None
         self.handoff: CMAES | None = None
-        self._warned_not_accuracy = False
-        self._final_phase_from: int | None = None  # told evaluations when the first final replicate was asked
 
     @property
     def preset(self) -> str:
@@ -216,51 +212,8 @@ class GenerativeOptimizer(Optimizer):
         if self.handoff is not None:  # basis version 0 and c = u: the handoff starts before any shift
             x = self.handoff.ask(n)
             return x, np.concatenate([np.zeros((n, 1)), self.box.to_unit(x)], axis=1)
-        replicates = self._replicate_slots(n)
-        if replicates and self._final_phase_from is None:
-            self._final_phase_from = self.n_evals  # rows told after this are the final phase's
         with torch_threads(self.torch_threads):  # the only place the networks train and run
-            x, payload = self._propose_rows(n - replicates) if replicates < n else (np.empty((0, self.dim)), None)
-        if replicates:
-            rx, rpayload = self._replicate_rows(replicates)
-            x = np.concatenate([x, rx])
-            payload = rpayload if payload is None else np.concatenate([payload, rpayload])
-        return x, payload
-
-    def _replicate_slots(self, n: int) -> int:
-        """How many of the next ``n`` asks fall in the final ⌈r·dim⌉ evaluations of ``max_evals`` (the asks still
-        pending count as evaluations to come)."""
-        share = self.config.final_replicates_per_dim
-        if share <= 0 or self.max_evals is None:
-            return 0
-        start = self.max_evals - int(np.ceil(share * self.dim))  # evaluations before the final phase
-        first = self.n_evals + len(self._pending_x)  # evaluations told or asked before this ask
-        return int(np.clip(first + n - max(start, first), 0, n))
-
-    def _replicate_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Re-asks of the best observed points not yet replicated (nor pending), best first: a second, independent
-        look at the few points the recommendation chooses between, where one lucky observation can win."""
-        history = self._history
-        seen = {_point_key(row) for row in self.box.to_unit(self._pending_x)}
-        looks = self._looks()
-        chosen: list[int] = []
-        for i in history.ranked():
-            key = _point_key(history.u[i])
-            if not np.isfinite(history.y[i]) or len(looks[key]) > 1 or key in seen:
-                continue
-            seen.add(key)
-            chosen.append(int(i))
-            if len(chosen) == n:
-                break
-        if len(chosen) < n:  # fewer distinct points than slots: new proposals fill the rest
-            with torch_threads(self.torch_threads):
-                fx, fpayload = self._propose_rows(n - len(chosen))
-        else:
-            fx, fpayload = np.empty((0, self.dim)), np.empty((0, self.payload_width))
-        rows = np.asarray(chosen, dtype=np.int64)
-        x = self.box.to_user(history.u[rows])
-        payload = np.concatenate([np.full((len(rows), 1), float(self.basis.version)), history.c[rows]], axis=1)
-        return np.concatenate([x, fx]), np.concatenate([payload, fpayload])
+            return self._propose_rows(n)
 
     def _propose_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         generation = self._generation
@@ -288,40 +241,12 @@ class GenerativeOptimizer(Optimizer):
                 return proposals.initial_population(self.dim, self.popsize, self.rng)
             return proposals.uniform(self.popsize, self.dim, self.rng)
         population = self._history.c[self._history.ranked()[: self.popsize]]  # Alg. 1: the best P of H
-        generate = self._generator_map()
-        made = generate(population)  # Alg. 1: C = G_lw(population)
+        made = self.generate(population)  # Alg. 1: C = G_lw(population)
         projected = np.full(len(made), self.noise == 0)  # which rows are G_lw's own, unperturbed output
         surrogate = self._surrogate() if cfg.screening > 0 else None
         if surrogate is not None:
-            candidates = proposals.screening_candidates(
-                population,
-                made,
-                generate,
-                source=cfg.screening_candidates,
-                variants=cfg.screening,
-                sigma=self.noise,
-                rng=self.rng,
-                scales=cfg.screening_scales,
-                far=min(int(round(cfg.screening_global * cfg.screening)), cfg.screening - 1),
-                to_current=self.basis.to_current if self.basis.version else np.asarray,
-            )
-            made, projected = proposals.screened(
-                candidates,
-                surrogate,
-                self._into_box,
-                exploit=cfg.exploit_candidates,
-                believer=cfg.screening_batch == "believer",
-            )
-            if cfg.screening_refine:
-                made, projected = proposals.refined(
-                    made,
-                    projected,
-                    surrogate,
-                    self._into_box,
-                    variants=cfg.screening_refine,
-                    sigma=self.noise * cfg.screening_refine_scale,
-                    rng=self.rng,
-                )
+            candidates = proposals.screening_candidates(made, cfg.screening, self.noise, self.rng)
+            made, projected = proposals.screened(candidates, surrogate, self._into_box)
         elif self.noise > 0:
             made = proposals.perturbed(made, self.noise, self.rng)
         if cfg.boundary == "mixed" and self.basis.version and projected.any():
@@ -334,15 +259,19 @@ class GenerativeOptimizer(Optimizer):
             made = proposals.without_repeats(made, self._history.c, max(self.noise, 0.05), self.rng)
         return made
 
-    def _generator_map(self) -> Callable[[np.ndarray], np.ndarray]:
-        """G_lw, trained for this generation if it is not yet; the identity in the no-generator ablation
-        (proposals are then the population itself, with the same noise and screening)."""
-        if not self.config.use_generator:
-            return np.array
+    def generate(self, population: np.ndarray) -> np.ndarray:
+        """C = G_lw(population) (paper Alg. 1): the generation's proposals, one per row of ``population`` (the
+        best P of H, current coordinates), before exploration noise, screening and de-duplication; G_lw is trained
+        for this generation first if it is not yet.
+
+        The extension point: a subclass overrides this to change where proposals come from, all else equal — the
+        bench's no-generator variant returns the population itself (benchmarks/research/variants.py). It may draw
+        from ``self.rng`` (the draws are then part of exact resume) and must return an array of the same shape.
+        """
         generators = self.generators
         if generators is None or not self._generation.trained:
             generators = self._train()
-        return generators.propose
+        return generators.propose(population)
 
     def _train(self) -> GeneratorPair:
         """Paper Alg. 1: split H into winners and losers and train the round's generators (§3.2) on them."""
@@ -353,121 +282,23 @@ class GenerativeOptimizer(Optimizer):
         self._generation.trained = True
         return self.generators
 
-    # ------------------------------------------------------------------ surrogate and recommendation
+    # ------------------------------------------------------------------ surrogate
     def _surrogate(self) -> GaussianProcess | None:
-        """A GP on the kept history in the original box (stable across basis shifts); None if too little data."""
-        return self._fitted_surrogate()[0]
-
-    def _fitted_surrogate(self) -> tuple[GaussianProcess | None, np.ndarray]:
-        """The GP and the history rows it was fitted on. Cached until the history changes, so screening and
-        ``recommend`` share one fit per generation."""
+        """A GP on the kept history in the original box (stable across basis shifts); None if too little data.
+        Cached until the history changes: a generation whose asks come in several calls fits it once."""
         if self._surrogate_cache is not None and self._surrogate_cache[0] is self._history:
-            return self._surrogate_cache[1], self._surrogate_cache[2]
+            return self._surrogate_cache[1]
         history = self._history
         rows = history.finite_rows()
         model = None
         if len(rows) >= max(5, self.dim // 2 + 2):
             rows = history.window(rows, self.config.surrogate_points)
             try:
-                model = GaussianProcess(
-                    history.u[rows],
-                    history.y[rows],
-                    self.config.surrogate_values,
-                    self.config.surrogate_noise_floor,
-                )
+                model = GaussianProcess(history.u[rows], history.y[rows])
             except np.linalg.LinAlgError:
                 model = None
-        self._surrogate_cache = (history, model, rows)
-        return model, rows
-
-    def recommend(self) -> Best | None:
-        """The point to deploy, with ``evaluation`` the 1-based index of the told row it is (counting every row
-        told, in order: external rows and failures included), so a log of told rows finds it by index.
-
-        ``recommendation="best"`` (paper Alg. 1): :attr:`best`. ``"posterior"``: the row of the current round's
-        history with the best GP posterior mean (smoothing the noise of a finite validation set), its ``x`` mapped
-        back from the normalised box (equal to the told row up to rounding) and ``y`` the value told; ``best``
-        while the GP cannot be fitted. ``"posterior-top"``: the same, among the best ``recommend_top_fraction``
-        of the GP's rows by observed value only (at least three) — the GP arbitrates between lucky and good
-        observations without promoting a smooth but mediocre region. With ``final_replicates_per_dim`` > 0, once
-        the final phase has begun, whatever the rule: the best mean among the points with a look told in it
-        (``y`` the mean, ``evaluation`` its last finite look).
-        """
-        replicated = self._best_replicated()
-        if replicated is not None:
-            return replicated
-        if self.config.recommendation == "best" or self._best is None:
-            return self._best
-        if self.config.recommendation == "binomial-posterior":
-            return self._binomial_posterior()
-        surrogate, rows = self._fitted_surrogate()
-        if surrogate is None:
-            return self._best
-        history = self._history
-        candidates = np.arange(len(rows))  # positions in the GP's rows
-        if self.config.recommendation == "posterior-top":
-            keep = max(3, int(np.ceil(self.config.recommend_top_fraction * len(rows))))
-            candidates = np.argsort(history.y[rows], kind="stable")[:keep]
-        i = rows[candidates[int(np.argmin(surrogate.fitted_mean()[candidates]))]]
-        y = float(-history.y[i] if self.maximize else history.y[i])
-        return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=y, evaluation=int(history.n[i]))
-
-    def _binomial_posterior(self) -> Best | None:
-        """``recommendation="binomial-posterior"``: among the best ``recommend_top_fraction`` of the observed points
-        (at least three), the one whose accuracy a GP with the known binomial noise puts highest (lowest when
-        minimising an error rate). ``best`` while fewer than five points are in, or if a value lies outside [0, 1]
-        (then it is not an accuracy: logged once)."""
-        history = self._history
-        rows = history.window(history.finite_rows(), _BINOMIAL_POINTS)
-        if len(rows) < 5:
-            return self._best
-        values = -history.y[rows] if self.maximize else history.y[rows]  # the user's accuracies (or error rates)
-        if values.min() < 0.0 or values.max() > 1.0:
-            if not self._warned_not_accuracy:
-                logger.warning("recommendation='binomial-posterior' needs values in [0, 1]; recommending the best")
-                self._warned_not_accuracy = True
-            return self._best
-        try:
-            smoothed = binomial_smoothed(history.u[rows], values, int(self.config.binomial_trials))
-        except np.linalg.LinAlgError:
-            return self._best
-        keep = max(3, int(np.ceil(self.config.recommend_top_fraction * len(rows))))
-        top = np.argsort(history.y[rows], kind="stable")[:keep]
-        chosen = top[int(np.argmax(smoothed[top]) if self.maximize else np.argmin(smoothed[top]))]
-        i = rows[chosen]
-        return Best(x=self.box.to_user(history.u[i : i + 1])[0], y=float(values[chosen]), evaluation=int(history.n[i]))
-
-    def _looks(self) -> dict[bytes, list[int]]:
-        """History rows grouped by the point they evaluated (:func:`_point_key`), in the order told."""
-        groups: dict[bytes, list[int]] = {}
-        for i, row in enumerate(self._history.u):
-            groups.setdefault(_point_key(row), []).append(i)
-        return groups
-
-    def _best_replicated(self) -> Best | None:
-        """Once the final phase has begun: the best mean among the points with a look told in it — the replicated
-        points (every finite look counted) and the new points asked beside them, which could not have been
-        replicated. None before the final phase (the recommendation rule applies)."""
-        start = self._final_phase_from
-        if start is None:
-            return None
-        history = self._history
-        best: tuple[float, list[int]] | None = None
-        for rows in self._looks().values():
-            finite = [i for i in rows if np.isfinite(history.y[i])]
-            if not finite or max(int(history.n[i]) for i in rows) <= start:
-                continue
-            mean = float(np.mean(history.y[finite]))
-            if best is None or mean < best[0]:
-                best = (mean, finite)
-        if best is None:
-            return None
-        mean, rows = best
-        return Best(
-            x=self.box.to_user(history.u[rows[0] : rows[0] + 1])[0],
-            y=-mean if self.maximize else mean,
-            evaluation=int(history.n[rows[-1]]),
-        )
+        self._surrogate_cache = (history, model)
+        return model
 
     # ------------------------------------------------------------------ results
     def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
@@ -534,7 +365,7 @@ class GenerativeOptimizer(Optimizer):
             self._history = History.empty(self.dim)
         else:
             self._history = self._history.in_basis(self.basis)
-        if not cfg.reinit_each_round and not cfg.keep_step_across_rounds:
+        if not cfg.reinit_each_round:  # a new round starts at σ₀ at least
             self.noise = max(self.noise, cfg.proposal_noise * self._step_unit)
 
     def _shift_basis(self) -> None:
@@ -593,7 +424,6 @@ class GenerativeOptimizer(Optimizer):
             "last_loss": self.last_loss,
             "generators": None if self.generators is None else self.generators.state(),
             "handoff": None if self.handoff is None else self.handoff.state_dict(),
-            "final_phase_from": -1 if self._final_phase_from is None else self._final_phase_from,
         }
 
     def _check_algorithm_state(self, state: dict[str, Any]) -> None:
@@ -631,8 +461,10 @@ class GenerativeOptimizer(Optimizer):
             for key in ("weights", "adam_exp_avg", "adam_exp_avg_sq"):
                 _state.array(state["generators"][key], f"generators.{key}", (None,), dtype=np.float32)
             _state.number(state["generators"]["adam_step"], "generators.adam_step")
-        start = _state.count(state.get("final_phase_from", -1), "final_phase_from", low=-1)
-        require(start <= self.n_evals, "final_phase_from", f"is {start}, beyond core.n_evals = {self.n_evals}")
+        # written by 0.1 (final replicates, removed in 0.2.0): -1 unless that setting was on, which the config refuses
+        if "final_phase_from" in state:
+            start = _state.count(state["final_phase_from"], "final_phase_from", low=-1)
+            require(start == -1, "final_phase_from", f"is {start}; the final replicates were removed in 0.2.0")
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         dim = self.dim
@@ -667,8 +499,6 @@ class GenerativeOptimizer(Optimizer):
             raise exc.within("handoff") from None
         if self.handoff is not None:
             self.popsize = self.handoff.es.popsize
-        start = int(state.get("final_phase_from", -1))  # absent before final replicates existed
-        self._final_phase_from = None if start < 0 else start
         self._surrogate_cache = None
 
     # ------------------------------------------------------------------ introspection
