@@ -109,3 +109,19 @@ print("ok")
 """
     run = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr
+
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_the_readme_quickstart_runs_and_its_links_point_inside_the_repository(tmp_path, monkeypatch):
+    """A newcomer copies the README's block first; every relative link of the README (the results table's
+    sources included) must name a file that exists."""
+    text = README.read_text()
+    monkeypatch.chdir(tmp_path)  # the block saves run.ckpt where it runs
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+        exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["opt"].n_evals == 120 and (tmp_path / "run.ckpt").is_file()
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert links and not [link for link in links if "://" in link or not (README.parent / link).exists()]
