@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from evogm_opt import GenerativeOptimizer
-from evogm_opt.evogm.config import PRESETS, EvoGMConfig
 from evogm_opt.evogm.basis import spread_rows
+from evogm_opt.evogm.config import PRESETS, EvoGMConfig
 
 
 def _run(tau: float, seed: int) -> GenerativeOptimizer:
