@@ -221,13 +221,8 @@ def test_ties_normalises_by_the_signed_sum_of_agreeing_weights():
     prepared = ties.prepare("w", [T1, T2])
     out = ties.merge(BASE, prepared, torch.tensor([1.0, -1.0]))
     # λ-scaled: [[1,-2],[0,0]] and [[3,0],[0,-4]]. (0,0): both agree on "+", divisor 1 + (-1) = 0 -> 1: 4.
-    # (1,1): only expert 2 (λ = -1) agrees: -4 / -1 = 4. evogm-0.1 divided by Σ|λ|: 2 and -4.
+    # (1,1): only expert 2 (λ = -1) agrees: -4 / -1 = 4.
     torch.testing.assert_close(out, BASE + torch.tensor([[4.0, -2.0], [0.0, 4.0]]))
-    legacy = get_method("ties", density=0.5, normalize=True, convention="evogm-0.1")
-    torch.testing.assert_close(
-        legacy.merge(BASE, legacy.prepare("w", [T1, T2]), torch.tensor([1.0, -1.0])),
-        BASE + torch.tensor([[2.0, -2.0], [0.0, -4.0]]),
-    )
 
 
 def test_ties_zero_sign_sum_elects_plus():
@@ -236,10 +231,6 @@ def test_ties_zero_sign_sum_elects_plus():
     torch.testing.assert_close(
         ties.merge(torch.zeros(1, 2), [a, b], torch.tensor([1.0, 1.0])), torch.tensor([[1.0, 3.0]])
     )
-    legacy = get_method("ties", density=1.0, convention="evogm-0.1")
-    torch.testing.assert_close(
-        legacy.merge(torch.zeros(1, 2), [a, b], torch.tensor([1.0, 1.0])), torch.tensor([[0.0, 3.0]])
-    )
 
 
 def test_ties_keeps_exactly_int_density_times_n_entries():
@@ -247,8 +238,6 @@ def test_ties_keeps_exactly_int_density_times_n_entries():
     kept = get_method("ties", density=0.29).prepare("w", [delta])[0]
     assert torch.count_nonzero(kept) == 2  # int(2.9), the two largest magnitudes
     assert kept[7] == -4.0 and kept[0] == 3.0  # equal magnitudes: the first in index order
-    legacy = get_method("ties", density=0.29, convention="evogm-0.1").prepare("w", [delta])[0]
-    assert torch.count_nonzero(legacy) == 3  # round(2.9), plus ties at the threshold
 
 
 def test_task_arithmetic_normalize_and_lambda_follow_mergekit():
@@ -274,12 +263,14 @@ def test_dare_masks_are_seeded_l1_rescaled_and_independent_of_lambda():
     torch.testing.assert_close(out, 0.5 * a)
 
 
-def test_dare_evogm_convention_drops_with_p_and_rescales_by_one_over_one_minus_p():
-    dare = get_method("dare_linear", drop=0.5, seed=3, convention="evogm-0.1")
-    big = torch.ones(200, 200)
-    a = dare.prepare("w", [big])[0]
-    assert set(a.unique().tolist()) == {0.0, 2.0}
-    assert abs(a.mean().item() - 1.0) < 0.02  # unbiased
+def test_the_removed_evogm_convention_is_refused_in_one_line_naming_the_commit_with_its_code():
+    removed_at = r"^method ties: convention evogm-0\.1 .* removed in evogm-opt 0\.2\.0; its code is at commit a95bed8"
+    with pytest.raises(ValueError, match=removed_at) as removed:
+        get_method("ties", density=0.2, convention="evogm-0.1")
+    assert "\n" not in str(removed.value)
+    # what 0.1 wrote into every record and config is still read: the same merge as without the key
+    kept = get_method("ties", density=0.5, convention="mergekit")
+    assert kept.options == get_method("ties", density=0.5).options and "convention" not in kept.options
 
 
 def test_unknown_method_and_bad_options_are_refused():
@@ -288,8 +279,8 @@ def test_unknown_method_and_bad_options_are_refused():
     with pytest.raises(ValueError, match="density"):
         get_method("ties", density=0.0)
     with pytest.raises(ValueError, match="drop"):
-        get_method("dare_ties", drop=1.0, convention="evogm-0.1")
-    with pytest.raises(ValueError, match=r"convention must be one of mergekit, evogm-0\.1"):
+        get_method("dare_ties", drop=0.5)
+    with pytest.raises(ValueError, match=r"convention must be mergekit \(the only one\), got 'peft'"):
         get_method("ties", convention="peft")
 
 
@@ -297,18 +288,16 @@ def test_validate_method_names_the_bad_key_and_lists_the_allowed_ones():
     with pytest.raises(ValueError) as typo:
         validate_method("ties", {"densty": 0.2})
     assert str(typo.value) == (
-        "method ties: unknown parameter 'densty'; allowed: convention, density, int8_mask, lambda, normalize, rescale"
+        "method ties: unknown parameter 'densty'; allowed: density, int8_mask, lambda, normalize, rescale"
     )
     with pytest.raises(ValueError, match=r"^method task_arithmetic: unknown parameter 'density'; allowed: "):
         validate_method("task_arithmetic", {"density": 0.5})
-    with pytest.raises(ValueError, match=r"'drop' belongs to convention: evogm-0\.1; mergekit's knob is density"):
+    with pytest.raises(ValueError, match=r"'drop'; allowed: .* \(mergekit's knob is density = 1 − drop"):
         validate_method("dare_linear", {"drop": 0.5})
     with pytest.raises(ValueError, match="method dare_ties: normalize must be true or false, got 'yes'"):
         validate_method("dare_ties", {"normalize": "yes"})
-    with pytest.raises(ValueError, match="method ties: unknown parameter 'rescale'; allowed: convention, density"):
-        validate_method("ties", {"convention": "evogm-0.1", "rescale": True})
     validate_method("dare_ties", {"density": 0.3, "lambda": -1.0, "rescale": False, "int8_mask": True, "seed": 7})
-    validate_method("ties", {"convention": "evogm-0.1", "density": 0.2, "normalize": True})
+    validate_method("ties", {"convention": "mergekit", "density": 0.2, "normalize": True})
     assert "\n" not in str(typo.value)
 
 

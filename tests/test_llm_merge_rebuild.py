@@ -113,10 +113,27 @@ def test_an_older_record_rebuilds_from_its_run_json_or_is_refused_clearly(runs, 
     path = run / "merged" / "evogm_merge.json"
     record = json.loads(path.read_text())
     new_keys = ("format", "tokenizer", "dtype", "device", "expert_names", "expert_kinds", "on_other_base", "layout")
-    path.write_text(json.dumps({k: v for k, v in record.items() if k not in new_keys}))  # what format 1 held
+    old = {k: v for k, v in record.items() if k not in new_keys}  # what format 1 held
+    old["method_options"] = {**old["method_options"], "convention": "mergekit"}  # 0.1 wrote it into every record
+    path.write_text(json.dumps(old))
     rebuild(run, tmp_path / "out", say=lambda *a: None)
     assert all(torch.equal(a, b) for a, b in zip(tensors(run / "merged").values(), tensors(tmp_path / "out").values()))
     (run / "run.json").unlink()
     with pytest.raises(RunError, match="predates the rebuild command"):
         rebuild(run, tmp_path / "out2", say=lambda *a: None)
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_record_of_the_removed_evogm_convention_is_refused_in_one_line_naming_the_commit(runs, tmp_path):
+    run = tmp_path / "legacy-run"
+    shutil.copytree(runs["ties-shift"], run)
+    path = run / "merged" / "evogm_merge.json"
+    record = json.loads(path.read_text())
+    record = {k: v for k, v in record.items() if k not in ("format", "layout", "expert_kinds")}  # format 1
+    record["method_options"] = {"density": 0.2, "normalize": False, "convention": "evogm-0.1"}
+    path.write_text(json.dumps(record))
+    cmd = [sys.executable, "-m", "evogm_opt.cli", "merge", "--rebuild", str(run), "--out", str(tmp_path / "out")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "convention evogm-0.1" in r.stderr and "commit a95bed8" in r.stderr and str(path) in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -82,7 +82,6 @@ def test_recipe_says_why_mergekit_cannot_reproduce_the_merge(workspace):  # noqa
 
     assert why(plain) is None and why(plain, method="ties") is None
     assert "basis shift" in why(shifted, method="ties") and "shift_rows" in why(shifted, method="ties")
-    assert "evogm-0.1" in why(plain, method={"name": "ties", "convention": "evogm-0.1"})
     groups = make_layout("per_module_type", ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.w"], 3)
     assert "coefficients" in why(plain, groups)
 

@@ -119,7 +119,6 @@ class MergekitMethod(MergeMethod):
         self.coefficient = coefficient  # type: ignore[misc]
         self.seed = seed
         self.fixed = self._fixed({k: v for k, v in options.items() if k not in OURS})
-        self.convention = "mergekit"
         # task-arithmetic-like methods merge τ_i = θ_i − θ₀: where every τ_i is 0 the result is θ₀ exactly; others
         # (linear, slerp-like) are computed for every tensor, as mergekit-yaml does
         self.keeps_untouched = isinstance(self.kernel, GeneralizedTaskArithmeticMerge)  # type: ignore[misc]

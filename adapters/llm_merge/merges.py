@@ -21,10 +21,9 @@ tensor by tensor: tests/test_llm_merge_mergekit.py). With τ̂_i the sparsified 
   TIES/DARE-TIES (0 → 1), over all experts for TA/DARE-linear (|Σ| < 1e-8 → 1).
 - ``lambda``: δ is multiplied by it last; θ = θ₀ + δ.
 
-``convention: evogm-0.1`` keeps this project's first definitions (docs/llm-merge.md compares the three TIES):
-round(density·n) entries plus ties at the threshold, no election where Σ λ_i τ̂_i = 0, a Σ|λ_i| normaliser,
-``normalize: false`` and ``density: 0.2`` by default; DARE with a drop probability ``drop`` and a 1/(1 − drop)
-rescale.
+This project's first definitions (``convention: evogm-0.1``: round(density·n) entries, a Σ|λ_i| normaliser, DARE's
+``drop``) were removed in evogm-opt 0.2.0; their code is at commit a95bed8. ``convention: mergekit``, the only value
+left, is accepted and ignored, so that configs and ``evogm_merge.json`` records written before still load.
 
 Any other name — or any name with ``backend: mergekit`` — is a method of mergekit's own registry, computed by
 mergekit tensor by tensor (``llm_merge.mergekit_methods``, the ``mergekit`` extra).
@@ -40,7 +39,8 @@ from typing import Any, ClassVar
 import torch
 
 MERGE_METHODS: dict[str, type[MergeMethod]] = {}
-CONVENTIONS = ("mergekit", "evogm-0.1")
+# ``convention``: the one value a 0.1 config or record may carry; the other one's code is at REMOVED_AT
+CONVENTION, REMOVED_AT = "mergekit", "a95bed8"
 
 
 def register(cls: type[MergeMethod]) -> type[MergeMethod]:
@@ -83,7 +83,6 @@ def _is_number(value: Any) -> bool:
 # what each parameter name accepts, whichever method takes it: (test, what a wrong value should have been)
 _CHECKS: dict[str, tuple[Any, str]] = {
     "density": (lambda v: _is_number(v) and 0.0 < v <= 1.0, "a number in (0, 1] (the fraction of entries kept)"),
-    "drop": (lambda v: _is_number(v) and 0.0 <= v < 1.0, "a number in [0, 1) (the probability an entry is dropped)"),
     "normalize": (lambda v: isinstance(v, bool), "true or false"),
     "rescale": (lambda v: isinstance(v, bool), "true or false"),
     "int8_mask": (lambda v: isinstance(v, bool), "true or false"),
@@ -97,7 +96,7 @@ def validate_method(name: str, options: Mapping[str, Any], n_experts: int | None
     bad key (and lists the allowed ones) otherwise. ``n_experts``: also check that a mergekit method takes that many.
 
     ``validate_method("ties", {"densty": 0.2})`` raises "method ties: unknown parameter 'densty'; allowed:
-    convention, density, int8_mask, lambda, normalize, rescale".
+    density, int8_mask, lambda, normalize, rescale".
     """
     if _backend(name, options) == "mergekit":
         from llm_merge.mergekit_methods import MergekitMethod
@@ -107,37 +106,40 @@ def validate_method(name: str, options: Mapping[str, Any], n_experts: int | None
             method.check_experts(n_experts)
         return
     options = {k: v for k, v in options.items() if k != "backend"}
-    cls = MERGE_METHODS[name]
-    convention = options.get("convention", "mergekit")
-    if convention not in cls.conventions():
-        raise ValueError(f"method {name}: convention must be one of {', '.join(cls.conventions())}, got {convention!r}")
-    allowed = cls.defaults(convention)
-    names = sorted({*allowed, "convention"} if len(cls.conventions()) > 1 else allowed)
+    check_convention(name, options.get("convention", CONVENTION))
+    allowed = MERGE_METHODS[name].parameters
     for key, value in options.items():
         if key == "convention":
             continue
         if key not in allowed:
-            hint = ""
-            other = [c for c in cls.conventions() if c != convention and key in cls.defaults(c)]
-            if other:
-                hint = f" ({key!r} belongs to convention: {other[0]}"
-                hint += "; mergekit's knob is density = 1 − drop)" if key == "drop" else ")"
-            listed = ", ".join(names) if names else "none"
+            hint = " (mergekit's knob is density = 1 − drop)" if key == "drop" and "density" in allowed else ""
+            listed = ", ".join(sorted(allowed)) if allowed else "none"
             raise ValueError(f"method {name}: unknown parameter {key!r}; allowed: {listed}{hint}")
         test, expected = _CHECKS.get(key, (lambda v: True, ""))
         if not test(value):
             raise ValueError(f"method {name}: {key} must be {expected}, got {value!r}")
 
 
+def check_convention(name: str, convention: Any) -> None:
+    """``convention: mergekit`` (what 0.1 wrote into every record) is accepted; ``evogm-0.1`` is refused in one
+    line that says where its code lives."""
+    if convention == "evogm-0.1":
+        raise ValueError(
+            f"method {name}: convention evogm-0.1 (this project's first TIES/DARE definitions) was removed in "
+            f"evogm-opt 0.2.0; its code is at commit {REMOVED_AT} (git checkout {REMOVED_AT}); without the key "
+            "the method is mergekit's"
+        )
+    if convention != CONVENTION:
+        raise ValueError(f"method {name}: convention must be {CONVENTION} (the only one), got {convention!r}")
+
+
 class MergeMethod:
-    """One merge method. Subclasses set ``name``, declare their parameters with defaults in ``parameters``
-    (and, where this project's first definition differs, in ``evogm_parameters``), and implement
-    ``merged_delta`` (and ``prepare`` for λ-independent work)."""
+    """One merge method. Subclasses set ``name``, declare their parameters with defaults in ``parameters``, and
+    implement ``merged_delta`` (and ``prepare`` for λ-independent work)."""
 
     name: ClassVar[str]
     reference_url: ClassVar[str] = ""
     parameters: ClassVar[dict[str, Any]] = {}  # mergekit's names and defaults
-    evogm_parameters: ClassVar[dict[str, Any] | None] = None  # convention evogm-0.1 (None: no such variant)
     linear: bool = False  # True: merged delta = Σ λ_i τ_i, so factored (LoRA) rebuilds are exact
     # True: experts that all equal θ₀ merge to θ₀ exactly, so a tensor no expert changes is never rewritten
     keeps_untouched: bool = True
@@ -146,21 +148,8 @@ class MergeMethod:
 
     def __init__(self, **options: Any) -> None:
         validate_method(self.name, options)
-        self.convention: str = options.get("convention", "mergekit")
-        self.options: dict[str, Any] = {**self.defaults(self.convention), **options}
-        if len(self.conventions()) > 1:
-            self.options["convention"] = self.convention
-
-    @classmethod
-    def conventions(cls) -> tuple[str, ...]:
-        return CONVENTIONS if cls.evogm_parameters is not None else CONVENTIONS[:1]
-
-    @classmethod
-    def defaults(cls, convention: str = "mergekit") -> dict[str, Any]:
-        """The parameters this method takes under ``convention``, with their defaults."""
-        return dict(
-            cls.evogm_parameters if convention == "evogm-0.1" and cls.evogm_parameters is not None else cls.parameters
-        )
+        options = {k: v for k, v in options.items() if k != "convention"}
+        self.options: dict[str, Any] = {**self.parameters, **options}
 
     def prepare(self, param: str, deltas: list[torch.Tensor]) -> Any:
         """λ-independent preprocessing of one parameter's task vectors (trim, drop); cached by the caller and handed
@@ -181,7 +170,7 @@ class MergeMethod:
 
     def mergekit_parameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The options as a mergekit recipe's (global ``parameters``, each model's ``parameters`` besides λ)."""
-        shared = {k: v for k, v in self.options.items() if k not in ("convention", "seed")}
+        shared = {k: v for k, v in self.options.items() if k != "seed"}
         return shared, ({"density": shared.pop("density")} if "density" in shared else {})
 
     def merge(self, base: torch.Tensor, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
@@ -265,33 +254,11 @@ def mask_seed(seed: int, param: str) -> int:
     return int.from_bytes(digest, "little") % (2**63)
 
 
-def _legacy_trim(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """evogm-0.1: the top round(density·n) entries by magnitude, ties at the threshold kept."""
-    if density >= 1.0:
-        return delta
-    k = max(1, int(round(density * delta.numel())))
-    threshold = delta.abs().flatten().kthvalue(delta.numel() - k + 1).values
-    return torch.where(delta.abs() >= threshold, delta, torch.zeros_like(delta))
-
-
-def _legacy_disjoint(deltas: list[torch.Tensor], weights: torch.Tensor, normalize: bool) -> torch.Tensor:
-    """evogm-0.1: sign(Σ λ_i τ̂_i) elected (0 elects nothing); divided by Σ|λ_i| over agreeing experts."""
-    scaled = torch.stack([w * d.float() for w, d in zip(weights.tolist(), deltas)])
-    elected = torch.sign(scaled.sum(dim=0))
-    agree = (torch.sign(scaled) == elected) & (scaled != 0)
-    total = (scaled * agree).sum(dim=0)
-    if not normalize:
-        return total
-    mass = (weights.abs().float().view(-1, *([1] * deltas[0].dim())) * agree).sum(dim=0)
-    return torch.where(mass > 0, total / mass.clamp_min(1e-12), torch.zeros_like(total))
-
-
 @register
 class TaskArithmetic(MergeMethod):
     name = "task_arithmetic"
     reference_url = "https://arxiv.org/abs/2212.04089"
     parameters: ClassVar[dict[str, Any]] = {"normalize": False, "lambda": 1.0, "int8_mask": False}
-    evogm_parameters: ClassVar[dict[str, Any] | None] = {}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -315,7 +282,6 @@ class Ties(MergeMethod):
         "lambda": 1.0,
         "int8_mask": False,
     }
-    evogm_parameters: ClassVar[dict[str, Any] | None] = {"density": 0.2, "normalize": False}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -324,13 +290,9 @@ class Ties(MergeMethod):
         self.scale = float(self.options.get("lambda", 1.0))
 
     def prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.convention == "evogm-0.1":
-            return [_legacy_trim(d.float(), self.density) for d in deltas]
         return [magnitude_trim(d, self.density, self.rescale) for d in deltas]
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        if self.convention == "evogm-0.1":
-            return _legacy_disjoint(prepared, weights, self.normalize)
         return _elected(prepared, weights, self.normalize, self.scale)
 
 
@@ -343,25 +305,18 @@ class _Dare(MergeMethod):
         "int8_mask": False,
         "seed": 0,  # ours: mergekit draws from torch's global generator (its --random-seed)
     }
-    evogm_parameters: ClassVar[dict[str, Any] | None] = {"drop": 0.5, "seed": 0, "normalize": False}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.seed, self.normalize = int(self.options["seed"]), bool(self.options["normalize"])
-        if self.convention == "evogm-0.1":
-            self.drop = float(self.options["drop"])
-            self.density = 1.0 - self.drop
-        else:
-            self.density = float(self.options["density"])
-            self.rescale = bool(self.options["rescale"])
-            self.scale = float(self.options["lambda"])
+        self.density = float(self.options["density"])
+        self.rescale = bool(self.options["rescale"])
+        self.scale = float(self.options["lambda"])
 
     def stochastic(self, n_experts: int) -> bool:
         return self.density < 1.0
 
     def prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.convention == "evogm-0.1":
-            return self._legacy_prepare(param, deltas)
         if self.density >= 1.0:  # mergekit returns τ untouched and draws nothing
             return [d.float() for d in deltas]
         # one generator per (seed, parameter), experts drawn in order: masks do not depend on the order parameters
@@ -374,16 +329,6 @@ class _Dare(MergeMethod):
             out.append(_rescaled(d, d * keep.to(d.device), self.rescale))
         return out
 
-    def _legacy_prepare(self, param: str, deltas: list[torch.Tensor]) -> list[torch.Tensor]:
-        out = []
-        for i, d in enumerate(deltas):
-            # evogm-0.1: one generator per (seed, parameter, expert)
-            digest = hashlib.blake2b(f"{self.seed}|{param}|{i}".encode(), digest_size=8).digest()
-            g = torch.Generator().manual_seed(int.from_bytes(digest, "little") % (2**63))
-            keep = (torch.rand(d.shape, generator=g) >= self.drop).to(d.device)
-            out.append(torch.where(keep, d.float() / (1.0 - self.drop), torch.zeros_like(d, dtype=torch.float32)))
-        return out
-
 
 @register
 class DareLinear(_Dare):
@@ -391,8 +336,6 @@ class DareLinear(_Dare):
     reference_url = "https://arxiv.org/abs/2311.03099"
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        if self.convention == "evogm-0.1":
-            return _weighted_sum(prepared, weights)  # evogm-0.1 took ``normalize`` here and ignored it
         return _linear(prepared, weights, self.normalize, self.scale)
 
 
@@ -402,6 +345,4 @@ class DareTies(_Dare):
     reference_url = "https://arxiv.org/abs/2311.03099"
 
     def merged_delta(self, prepared: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-        if self.convention == "evogm-0.1":
-            return _legacy_disjoint(prepared, weights, self.normalize)
         return _elected(prepared, weights, self.normalize, self.scale)

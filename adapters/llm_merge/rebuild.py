@@ -19,6 +19,7 @@ from typing import Any
 from llm_merge.assemble import LayoutSpec, assemble
 from llm_merge.identity import GONE, input_change
 from llm_merge.journal import RUN, RunError, read_json_object
+from llm_merge.merges import CONVENTION, check_convention
 from llm_merge.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
 from llm_merge.run_config import ExpertSpec
 
@@ -86,6 +87,10 @@ def read_record(path: Path) -> dict[str, Any]:
     if missing:
         raise RunError(f"{path}: cannot rebuild, missing {', '.join(missing)}")
     _check_types(record, path)
+    try:  # a 0.1 record of the removed convention: refused before the base loads, saying where its code is
+        check_convention(record["method"], record["method_options"].get("convention", CONVENTION))
+    except ValueError as exc:
+        raise RunError(f"{path}: {exc}") from None
     return record
 
 

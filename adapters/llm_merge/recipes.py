@@ -95,13 +95,6 @@ def why_not_mergekit(
     gap = _encoder_decoder_gap(base_config, experts)
     if gap is not None:
         return gap
-    method = get_method(cfg.method, **cfg.method_options)
-    if method.convention != "mergekit":
-        return (
-            f"the merge uses `convention: {method.convention}` ({cfg.method} as this project first defined it), "
-            "which mergekit does not implement; evogm_merge.json holds the method, its options and λ per expert, "
-            "and `evogm-opt merge --rebuild RUN --out OUT` rebuilds it from them."
-        )
     if best.get("basis_version"):
         return (
             f"after {best['basis_version']} EvoGM basis shift(s) the experts of this nonlinear merge ({cfg.method}) "
