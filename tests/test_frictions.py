@@ -256,7 +256,7 @@ from tests.test_llm_merge_run import config_dict, workspace, write_config  # noq
 def test_a_config_without_threads_gets_one_thread(workspace):  # noqa: F811
     """The default is the fast one. That ``threads: N`` is what the model runs on, and that the caller's count is
     restored, is tests/test_llm_merge_run.py's threads test."""
-    from llm_merge.run_config import parse_config
+    from llm_merge.run.config import parse_config
 
     assert "threads" not in config_dict()
     assert parse_config(config_dict(), workspace).threads == 1
@@ -384,7 +384,7 @@ def test_without_the_llm_extra_merge_says_so_in_one_line_before_importing_it(tmp
 
 
 def _rows(val: dict[str, float], test: dict[str, float]) -> dict[str, dict[str, float]]:
-    from llm_merge.demo import SEARCHES, SEEN, UNIFORM
+    from llm_merge.demo.cpu_demo import SEARCHES, SEEN, UNIFORM
 
     def row(v: float, t: float) -> dict[str, float]:
         return {**{f"{n}/val": v for n in SEEN}, **{f"{n}/test": t for n in SEEN}}
@@ -396,7 +396,7 @@ def _rows(val: dict[str, float], test: dict[str, float]) -> dict[str, dict[str, 
 
 def test_the_best_search_is_chosen_on_validation_not_on_a_test_tie():
     """The issue's case: all three at 0.9875 on test, PSO-Merging higher on validation."""
-    from llm_merge.demo import _demo_table, best_search
+    from llm_merge.demo.cpu_demo import _demo_table, best_search
 
     rows = _rows(
         {"evogm": 0.95, "cmaes": 0.96, "pso-merging": 0.97}, dict.fromkeys(("evogm", "cmaes", "pso-merging"), 0.9875)
@@ -409,7 +409,7 @@ def test_the_best_search_is_chosen_on_validation_not_on_a_test_tie():
 
 
 def test_a_validation_tie_goes_to_fewer_evaluations_then_to_the_name():
-    from llm_merge.demo import best_search
+    from llm_merge.demo.cpu_demo import best_search
 
     rows = _rows(
         dict.fromkeys(("evogm", "cmaes", "pso-merging"), 0.9), {"evogm": 0.7, "cmaes": 0.8, "pso-merging": 0.9}

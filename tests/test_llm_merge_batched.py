@@ -9,8 +9,8 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge import load_lora_expert  # noqa: E402
-from llm_merge.demo import char_tokenizer  # noqa: E402
-from llm_merge.fitness import MergeFitness  # noqa: E402
+from llm_merge.demo.cpu_demo import char_tokenizer  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
 
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
 from tests.test_llm_merge_fitness import write_tasks  # noqa: E402
@@ -84,7 +84,7 @@ def test_the_path_is_chosen_by_device_and_how_full_one_candidates_forwards_are(e
 def test_the_eval_speed_benchmark_runs_and_reports_every_way(tmp_path):
     import json
 
-    from llm_merge.eval_speed import main
+    from llm_merge.speed.eval_speed import main
 
     out = tmp_path / "speed.json"
     args = ["--experts", "3", "--rank", "2", "--population", "3", "--prompts", "2", "--length", "8", "--repeats", "1"]

@@ -116,7 +116,7 @@ def test_rslora_scale_is_alpha_over_sqrt_r_as_in_peft(tmp_path):
 
 def test_an_adapter_naming_another_base_model_warns_or_is_refused(tmp_path):
     from llm_merge import BaseModelMismatchWarning
-    from llm_merge.loading import load_expert
+    from llm_merge.model.loading import load_expert
 
     tiny_qwen().save_pretrained(tmp_path / "qwen-a")
     tiny_qwen().save_pretrained(tmp_path / "qwen-b")  # the same shapes (and here the same weights), another model
@@ -147,7 +147,7 @@ def test_an_adapter_naming_another_base_model_warns_or_is_refused(tmp_path):
 
 
 def test_same_base_model_reads_hub_ids_folders_and_hub_cache_snapshots():
-    from llm_merge.experts import same_base_model
+    from llm_merge.model.experts import same_base_model
 
     assert same_base_model("Qwen/Qwen2.5-0.5B", "/models/Qwen2.5-0.5B")
     assert same_base_model("Qwen/Qwen2.5-0.5B", "/cache/hub/models--Qwen--Qwen2.5-0.5B/snapshots/0123abcd")

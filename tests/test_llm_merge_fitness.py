@@ -16,9 +16,9 @@ peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm`
 from llm_merge import get_method, load_lora_expert  # noqa: E402
 
 # the demo's character-level tokenizer: real (tokenizers-backed), built locally, nothing downloaded
-from llm_merge.demo import CHARS, char_tokenizer  # noqa: E402
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.tasks import Task, TaskError, normalize, score  # noqa: E402
+from llm_merge.demo.cpu_demo import CHARS, char_tokenizer  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
+from llm_merge.tasks.jsonl import Task, TaskError, normalize, score  # noqa: E402
 
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
 
@@ -90,7 +90,7 @@ def test_evaluate_is_the_weighted_mean_of_task_scores_and_refuses_bad_lambda(exp
 @torch.no_grad()
 def option_loglikelihoods(model, tokenizer, prompt: str, options: tuple[str, ...]) -> torch.Tensor:
     """Σ log p(option tokens | prompt) for each option, one prompt at a time: the reference the batched scorer of
-    llm_merge.tasks must agree with."""
+    llm_merge.tasks.jsonl must agree with."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     seqs = [prompt_ids + tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
     width = max(map(len, seqs))
@@ -189,7 +189,7 @@ def test_batched_scoring_agrees_with_one_example_at_a_time(tmp_path):
 
 
 def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
-    from llm_merge.demo import run_demo
+    from llm_merge.demo.cpu_demo import run_demo
 
     result = run_demo(tmp_path / "demo", budget_per_dim=3, quiet=True, expert_steps=60)
     rows = result.results["rows"]
@@ -208,7 +208,7 @@ def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
 
 
 def test_merge_verdict_needs_both_the_best_expert_and_uniform_ta_beaten():
-    from llm_merge.demo import SEEN, UNIFORM, merge_verdict
+    from llm_merge.demo.cpu_demo import SEEN, UNIFORM, merge_verdict
 
     def row(score):
         return {f"{n}/test": score for n in SEEN}
@@ -225,7 +225,7 @@ def test_demo_figures_table_counts_the_seeds_evogm_wins(monkeypatch):
     from pathlib import Path
     from types import SimpleNamespace
 
-    from llm_merge.demo import SEARCHES, SEEN, UNIFORM
+    from llm_merge.demo.cpu_demo import SEARCHES, SEEN, UNIFORM
 
     path = Path(__file__).parents[1] / "scripts" / "demo_figures.py"
     spec = importlib.util.spec_from_file_location("demo_figures", path)

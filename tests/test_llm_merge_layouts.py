@@ -11,9 +11,9 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge import load_lora_expert  # noqa: E402
-from llm_merge.demo import char_tokenizer  # noqa: E402
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.layouts import make_layout  # noqa: E402
+from llm_merge.demo.cpu_demo import char_tokenizer  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
+from llm_merge.model.layouts import make_layout  # noqa: E402
 
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
 

@@ -15,10 +15,10 @@ pytest.importorskip("lm_eval", reason="the lm-eval backend needs the `lm-eval` e
 yaml = pytest.importorskip("yaml")
 
 from llm_merge import TaskError, load_lora_expert  # noqa: E402
-from llm_merge.demo import char_tokenizer  # noqa: E402
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.lm_eval_tasks import LmEvalTask  # noqa: E402
-from llm_merge.tasks import Task  # noqa: E402
+from llm_merge.demo.cpu_demo import char_tokenizer  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
+from llm_merge.tasks.jsonl import Task  # noqa: E402
+from llm_merge.tasks.lm_eval_tasks import LmEvalTask  # noqa: E402
 
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
 
@@ -71,8 +71,8 @@ def test_lm_eval_scores_the_merged_model_like_the_jsonl_scorer(tmp_path):
 
 
 def test_a_merge_run_searches_on_an_lm_eval_task(tmp_path):
-    from llm_merge.run import run_merge
-    from llm_merge.run_config import load_config
+    from llm_merge.run.config import load_config
+    from llm_merge.run.pipeline import run_merge
 
     folder = lm_eval_task_folder(tmp_path)
     tiny_qwen().save_pretrained(tmp_path / "base")

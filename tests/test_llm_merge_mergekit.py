@@ -24,9 +24,10 @@ mergekit = pytest.importorskip(
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.experts import LoraFactors, dense_expert, load_lora_expert  # noqa: E402
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.merges import get_method, mask_seed  # noqa: E402
+from llm_merge.merges import get_method  # noqa: E402
+from llm_merge.merges.sparsify import mask_seed  # noqa: E402
+from llm_merge.model.experts import LoraFactors, dense_expert, load_lora_expert  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
 from mergekit.merge_methods import merge_tensors  # noqa: E402
 
 TOL = 1e-6

@@ -1,5 +1,5 @@
 """Every mergekit method is searchable (the ``mergekit`` extra): a method of mergekit's registry, computed by mergekit
-itself per candidate (``llm_merge.mergekit_methods``), with one of its per-model parameters as the searched λ.
+itself per candidate (``llm_merge.merges.mergekit_methods``), with one of its per-model parameters as the searched λ.
 
 The merges are compared with mergekit's ``run_merge`` (what ``mergekit-yaml`` runs) on the same recipe: a tiny
 random Llama saved to disk, a full fine-tune and two peft adapters that mergekit merges itself, fp32, every tensor
@@ -26,11 +26,12 @@ mergekit = pytest.importorskip(
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.mergekit_methods import MergekitMethod, seeded_torch  # noqa: E402
-from llm_merge.merges import get_method, mask_seed  # noqa: E402
-from llm_merge.recipes import RECIPE  # noqa: E402
-from llm_merge.run_config import ConfigError, parse_config  # noqa: E402
+from llm_merge.merges import get_method  # noqa: E402
+from llm_merge.merges.mergekit_methods import MergekitMethod, seeded_torch  # noqa: E402
+from llm_merge.merges.sparsify import mask_seed  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
+from llm_merge.run.config import ConfigError, parse_config  # noqa: E402
+from llm_merge.run.recipes import RECIPE  # noqa: E402
 
 from tests.test_llm_merge_mergekit import base_and_experts, llama_workspace  # noqa: E402, F401
 from tests.test_llm_merge_recipes import mergekit_yaml  # noqa: E402
@@ -147,8 +148,8 @@ def test_random_methods_draw_the_same_masks_for_every_candidate_and_others_for_a
 
 
 def test_methods_that_merge_whole_tensors_rewrite_every_tensor_those_of_task_vectors_only_the_touched(workspace):  # noqa: F811
-    from llm_merge.fitness import merged_parameters
-    from llm_merge.loading import load_expert
+    from llm_merge.model.fitness import merged_parameters
+    from llm_merge.model.loading import load_expert
 
     from tests.test_llm_merge_experts import tiny_qwen
 

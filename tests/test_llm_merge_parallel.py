@@ -11,8 +11,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray evaluator needs the `ray` extra")
 pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.demo import char_tokenizer  # noqa: E402
-from llm_merge.parallel import FitnessSpec, RayMergeEvaluator  # noqa: E402
+from llm_merge.demo.cpu_demo import char_tokenizer  # noqa: E402
+from llm_merge.run.parallel import FitnessSpec, RayMergeEvaluator  # noqa: E402
 
 from tests.test_llm_merge_experts import make_adapter, tiny_qwen  # noqa: E402
 from tests.test_llm_merge_fitness import write_tasks  # noqa: E402

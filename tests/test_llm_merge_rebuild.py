@@ -19,9 +19,9 @@ import torch
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.journal import RunError  # noqa: E402
-from llm_merge.rebuild import rebuild  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
+from llm_merge.run.journal import RunError  # noqa: E402
+from llm_merge.run.rebuild import rebuild  # noqa: E402
 
 from evogm_opt import Optimizer  # noqa: E402
 from tests.test_llm_merge_run import quiet_run, workspace, write_config  # noqa: E402, F401

@@ -20,9 +20,9 @@ from evogm_opt.cli_faults import install_hint
 transformers = pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.layouts import make_layout  # noqa: E402
-from llm_merge.recipes import RECIPE, recipe_text, why_not_mergekit  # noqa: E402
-from llm_merge.run_config import parse_config  # noqa: E402
+from llm_merge.model.layouts import make_layout  # noqa: E402
+from llm_merge.run.config import parse_config  # noqa: E402
+from llm_merge.run.recipes import RECIPE, recipe_text, why_not_mergekit  # noqa: E402
 
 from tests.test_llm_merge_run import config_dict, quiet_run, workspace, write_config  # noqa: E402, F401
 

@@ -16,11 +16,11 @@ transformers = pytest.importorskip("transformers", reason="the llm_merge adapter
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge import ExpertError, get_method, load_lora_expert  # noqa: E402
-from llm_merge.demo import char_tokenizer  # noqa: E402
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.loading import load_expert  # noqa: E402
-from llm_merge.run import RunError, run_merge  # noqa: E402
-from llm_merge.run_config import ConfigError, load_config, parse_config  # noqa: E402
+from llm_merge.demo.cpu_demo import char_tokenizer  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
+from llm_merge.model.loading import load_expert  # noqa: E402
+from llm_merge.run.config import ConfigError, load_config, parse_config  # noqa: E402
+from llm_merge.run.pipeline import RunError, run_merge  # noqa: E402
 
 from evogm_opt import Optimizer  # noqa: E402
 from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  # noqa: E402
@@ -431,7 +431,7 @@ def test_two_seen_tasks_give_a_pareto_front_and_a_pick_by_weights_reruns_nothing
 def test_the_merge_search_keeps_the_optimizers_default_stopping_rules_off():
     """The run has a budget and stopping rules of its own (as ``optimize`` gives a bare optimizer): a flat
     landscape runs to the budget, past the 100·dim evaluations and 25 stale generations of the default rules."""
-    from llm_merge.search import _Asking
+    from llm_merge.run.search import _Asking
 
     from evogm_opt import registry
     from evogm_opt.loop import optimize
@@ -494,7 +494,7 @@ def test_restart_after_a_killed_run_moves_every_old_file_byte_for_byte(workspace
 
 
 def test_threads_runs_the_model_on_that_many_torch_threads_and_restores_the_callers(workspace, monkeypatch):
-    from llm_merge import search
+    from llm_merge.run import search
 
     seen = []
     original = search.search
@@ -503,7 +503,7 @@ def test_threads_runs_the_model_on_that_many_torch_threads_and_restores_the_call
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("llm_merge.run.search", spy)
+    monkeypatch.setattr("llm_merge.run.pipeline.search", spy)
     before = torch.get_num_threads()
     quiet_run(write_config(workspace, "one-thread", baselines=False, save_model=False, threads=1))
     assert seen == [1] and torch.get_num_threads() == before

@@ -26,15 +26,16 @@ peft = pytest.importorskip("peft", reason="the llm_merge adapter needs the `llm`
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
 from llm_merge import ExpertError, load_lora_expert  # noqa: E402
-from llm_merge.assemble import layer_counts  # noqa: E402
-from llm_merge.demo import CHARS, char_tokenizer  # noqa: E402
-from llm_merge.fitness import MergeFitness  # noqa: E402
-from llm_merge.layouts import make_layout  # noqa: E402
-from llm_merge.loading import BaseModelTypeError, load_base, load_expert  # noqa: E402
-from llm_merge.recipes import RECIPE, recipe_text, why_not_mergekit  # noqa: E402
-from llm_merge.run import run_merge  # noqa: E402
-from llm_merge.run_config import ConfigError, load_config, parse_config  # noqa: E402
-from llm_merge.tasks import Task, score  # noqa: E402
+from llm_merge.demo.cpu_demo import CHARS, char_tokenizer  # noqa: E402
+from llm_merge.model.fitness import MergeFitness  # noqa: E402
+from llm_merge.model.layouts import make_layout  # noqa: E402
+from llm_merge.model.loading import load_base, load_expert  # noqa: E402
+from llm_merge.model.names import BaseModelTypeError  # noqa: E402
+from llm_merge.run.assemble import layer_counts  # noqa: E402
+from llm_merge.run.config import ConfigError, load_config, parse_config  # noqa: E402
+from llm_merge.run.pipeline import run_merge  # noqa: E402
+from llm_merge.run.recipes import RECIPE, recipe_text, why_not_mergekit  # noqa: E402
+from llm_merge.tasks.jsonl import Task, score  # noqa: E402
 
 LETTERS = "abcdefghij"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "llm-merge.md"
@@ -295,7 +296,7 @@ def test_cli_help_and_config_checks_do_not_import_transformers(t5):
     (t5 / "cli.yaml").write_text(yaml.safe_dump(t5_config(model_type="seq2seq")))
     code = (
         "import sys\nfrom evogm_opt.cli import main\ntry:\n    main(['merge', '--help'])\nexcept SystemExit:\n"
-        f"    pass\nfrom llm_merge.run_config import load_config\nload_config({str(t5 / 'cli.yaml')!r})\n"
+        f"    pass\nfrom llm_merge.run.config import load_config\nload_config({str(t5 / 'cli.yaml')!r})\n"
         "print('transformers' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -551,7 +552,7 @@ def test_lm_eval_scores_a_seq2seq_model_like_the_jsonl_scorer(t5, tmp_path):
 
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from llm_merge.lm_eval_tasks import LmEvalTask
+    from llm_merge.tasks.lm_eval_tasks import LmEvalTask
 
     from tests.test_llm_merge_lm_eval import lm_eval_task_folder
 

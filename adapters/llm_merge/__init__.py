@@ -1,11 +1,17 @@
 """LLM merge adapter (``llm`` extra): experts as exact task vectors, merge methods, tasks, fitness and runs.
 
-``experts`` / ``loading`` read LoRA and full fine-tuned experts (refusing what would merge wrong); ``merges`` is
-the TA / TIES / DARE registry, ``mergekit_methods`` any other mergekit method (computed by mergekit); ``tasks``
-scores JSONL tasks; ``fitness.MergeFitness`` rebuilds the model in place per candidate; ``run`` is ``evogm-opt
-merge CONFIG.yaml`` (schema in ``run_config``), in four steps: ``assemble`` (the fitness from the config),
-``journal`` (the run folder), ``search`` (the ask/tell loop), ``report`` (scores, tables, plots, ``--pick``);
-``rebuild`` writes ``merged/`` again from its record; ``demo`` is the CPU demo.
+One folder per concern, each importing only those listed before it:
+
+- ``model/``: ``experts`` / ``loading`` read LoRA and full fine-tuned experts (refusing what would merge wrong),
+  ``layouts`` (coefficients per group), ``batched`` (the batched-λ LoRA forward), ``fitness.MergeFitness``
+  (the model rebuilt in place per candidate); ``names``: the schema's names, torch-free.
+- ``merges/``: one file per method (``task_arithmetic``, ``ties``, ``dare``), the ``registry``, and
+  ``mergekit_methods`` (any other mergekit method, computed by mergekit); ``get_method`` picks one.
+- ``tasks/``: ``jsonl`` (tasks scored by option log-likelihood or exact match), ``lm_eval_tasks``.
+- ``run/``: ``evogm-opt merge CONFIG.yaml`` — ``config`` (the schema), ``pipeline.run_merge`` in four steps:
+  ``assemble`` (the fitness from the config), ``journal`` (the run folder), ``search`` (the ask/tell loop),
+  ``report`` (scores, tables, plots, ``--pick``); ``rebuild`` writes ``merged/`` again from its record.
+- ``demo/``: the CPU demo; ``speed/``: the evaluation-speed benchmark; ``cli``: the command, thin.
 """
 
 from __future__ import annotations
@@ -15,26 +21,26 @@ from typing import Any
 
 # name -> module: imported on first use, so `llm_merge.cli` (and `evogm-opt --help`) load without torch/transformers
 _EXPORTS = {
-    "BaseModelMismatchWarning": "experts",
-    "DenseExpert": "experts",
-    "ExpertError": "experts",
-    "LoraExpert": "experts",
-    "LoraFactors": "experts",
-    "dense_expert": "experts",
-    "load_lora_expert": "experts",
-    "MergeFitness": "fitness",
-    "load_expert": "loading",
-    "MERGE_METHODS": "merges",
-    "MergeMethod": "merges",
+    "BaseModelMismatchWarning": "model.experts",
+    "DenseExpert": "model.experts",
+    "ExpertError": "model.experts",
+    "LoraExpert": "model.experts",
+    "LoraFactors": "model.experts",
+    "dense_expert": "model.experts",
+    "load_lora_expert": "model.experts",
+    "MergeFitness": "model.fitness",
+    "load_expert": "model.loading",
+    "MERGE_METHODS": "merges.registry",
+    "MergeMethod": "merges.base",
     "get_method": "merges",
-    "MergekitMethod": "mergekit_methods",
+    "MergekitMethod": "merges.mergekit_methods",
     "validate_method": "merges",
-    "RunError": "run",
-    "run_merge": "run",
-    "ConfigError": "run_config",
-    "load_config": "run_config",
-    "Task": "tasks",
-    "TaskError": "tasks",
+    "RunError": "run.journal",
+    "run_merge": "run.pipeline",
+    "ConfigError": "run.config",
+    "load_config": "run.config",
+    "Task": "tasks.jsonl",
+    "TaskError": "tasks.jsonl",
 }
 
 

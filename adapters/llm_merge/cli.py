@@ -67,7 +67,7 @@ def _merge(args: argparse.Namespace) -> int:
             return _fail(f"--pick wants task=weight,task=weight; got {args.pick!r}", EXIT_USAGE)
     # the config first, before torch and transformers load (seconds): a mistake is reported at once
     try:
-        from llm_merge.run_config import ConfigError, load_config
+        from llm_merge.run.config import ConfigError, load_config
     except ImportError as exc:
         return _missing_extra(exc)
     try:
@@ -78,9 +78,9 @@ def _merge(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, output=args.out)
     with _run_folder_errors(Path(cfg.output), resumable=True) as outcome:
         try:
-            from llm_merge.experts import ExpertError
-            from llm_merge.run import RunError, run_merge
-            from llm_merge.tasks import TaskError
+            from llm_merge.model.experts import ExpertError
+            from llm_merge.run.pipeline import RunError, run_merge
+            from llm_merge.tasks.jsonl import TaskError
         except ImportError as exc:
             return _missing_extra(exc)
         say = (lambda *a: None) if args.quiet else print
@@ -104,7 +104,7 @@ def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out or "merge-demo")
     with _run_folder_errors(out, resumable=False) as outcome:
         try:
-            from llm_merge.demo import run_demo
+            from llm_merge.demo.cpu_demo import run_demo
         except ImportError as exc:
             return _missing_extra(exc)
         with _library_output(args.quiet):
@@ -209,9 +209,9 @@ def _rebuild(args: argparse.Namespace) -> int:
         return _fail("--rebuild: give --out OUT, a new folder for the rebuilt merge", EXIT_USAGE)
     out = Path(args.out)
     with _run_folder_errors(out, resumable=False) as outcome:
-        from llm_merge.experts import ExpertError
-        from llm_merge.rebuild import rebuild
-        from llm_merge.run import RunError
+        from llm_merge.model.experts import ExpertError
+        from llm_merge.run.pipeline import RunError
+        from llm_merge.run.rebuild import rebuild
 
         say = (lambda *a: None) if args.quiet else print
         try:

@@ -149,7 +149,7 @@ def test_permission_denied_reading_an_expert_outside_the_run_folder_is_cannot_re
 ):
     """Only a path in the run folder makes EACCES/EPERM a write to fix there; an expert (or the base) that cannot
     be read is a wrong input: 'cannot read PATH', exit 2, and nothing about making the run folder writable."""
-    import llm_merge.assemble
+    import llm_merge.run.assemble
 
     out = workspace / "expert-unreadable"
     denied = workspace / "expert1" / "adapter_model.safetensors"
@@ -157,7 +157,7 @@ def test_permission_denied_reading_an_expert_outside_the_run_folder_is_cannot_re
     def load_expert(path, *args, **kwargs):  # root reads a chmod-000 file: the error a non-root user gets instead
         raise PermissionError(errno.EACCES, "Permission denied", str(denied))
 
-    monkeypatch.setattr(llm_merge.assemble, "load_expert", load_expert)
+    monkeypatch.setattr(llm_merge.run.assemble, "load_expert", load_expert)
     code = main([str(write_config(workspace, out)), "--quiet"])
     line = one_line(capsys.readouterr().err)
     assert code == 2, line
@@ -253,12 +253,12 @@ def test_sigint_to_the_merge_command_is_one_line_exit_130_and_the_same_command_f
 
 def test_interrupted_while_reading_the_config_is_one_line_exit_130(workspace, monkeypatch, capsys):
     """Before the run folder is known there is nothing to resume; still one line, not a traceback."""
-    import llm_merge.run_config
+    import llm_merge.run.config
 
     def interrupted(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(llm_merge.run_config, "load_config", interrupted)
+    monkeypatch.setattr(llm_merge.run.config, "load_config", interrupted)
     assert main([str(write_config(workspace, workspace / "never")), "--quiet"]) == 130
     line = one_line(capsys.readouterr().err)
     assert line == "evogm-opt merge: interrupted before the run started; nothing was written"

@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.journal import Journal, RunError  # noqa: E402
-from llm_merge.run import run_merge  # noqa: E402
-from llm_merge.run_config import load_config  # noqa: E402
+from llm_merge.run.config import load_config  # noqa: E402
+from llm_merge.run.journal import Journal, RunError  # noqa: E402
+from llm_merge.run.pipeline import run_merge  # noqa: E402
 
 from evogm_opt import Optimizer  # noqa: E402
 from tests.test_llm_merge_run import evaluations, finished_run, quiet_run, workspace, write_config  # noqa: E402, F401
@@ -133,7 +133,7 @@ def test_a_damaged_checkpoint_is_one_line(workspace, damage):  # noqa: F811
     ],
 )
 def test_a_damaged_merge_record_is_one_line(tmp_path, content, says):
-    from llm_merge.rebuild import read_record
+    from llm_merge.run.rebuild import read_record
 
     good = {
         "format": 2,
@@ -197,6 +197,6 @@ def test_the_checkpoint_is_read_once_and_only_damage_becomes_a_use_restart_line(
     def bug(*_a, **_k):
         raise KeyError("a bug of ours, not damage")
 
-    monkeypatch.setattr("llm_merge.journal.load_checkpoint", bug)
+    monkeypatch.setattr("llm_merge.run.journal.load_checkpoint", bug)
     with pytest.raises(KeyError):  # not hidden behind "cannot resume ...; use --restart"
         journal.load_optimizer(3)

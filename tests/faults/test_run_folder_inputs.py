@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge import identity
-from llm_merge.journal import RunError
-from llm_merge.rebuild import rebuild
+from llm_merge.run import identity
+from llm_merge.run.journal import RunError
+from llm_merge.run.rebuild import rebuild
 from safetensors.torch import save_file
 
 from tests.test_llm_merge_experts import make_adapter
@@ -71,7 +71,7 @@ def test_an_expert_moved_away_after_loading_is_noted_and_rebuild_refuses_a_chang
     make_adapter(folder, seed=7)
     experts = ["expert0", {"path": "moving-expert", "name": "mover"}]
     path = write_config(workspace, "moved", experts=experts, baselines=False)
-    from llm_merge import run as run_module
+    from llm_merge.run import pipeline as run_module
 
     original = run_module.search
 

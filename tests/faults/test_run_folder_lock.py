@@ -15,9 +15,9 @@ import pytest
 pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.journal import LOCK, Journal, RunError
-from llm_merge.run import run_merge
-from llm_merge.run_config import load_config
+from llm_merge.run.config import load_config
+from llm_merge.run.journal import LOCK, Journal, RunError
+from llm_merge.run.pipeline import run_merge
 
 from tests.test_llm_merge_run import evaluations, quiet_run, workspace, write_config  # noqa: F401
 
@@ -29,8 +29,8 @@ def hold(config: Path) -> subprocess.Popen:
     code = textwrap.dedent(
         f"""
         import time
-        from llm_merge.journal import Journal
-        from llm_merge.run_config import load_config
+        from llm_merge.run.journal import Journal
+        from llm_merge.run.config import load_config
         Journal.claim(load_config({str(config)!r}))
         print("holding", flush=True)
         time.sleep(120)
@@ -45,8 +45,8 @@ def nothing_may_load(monkeypatch) -> None:
     def refuse(*_a, **_k):
         raise AssertionError("the model or the tasks loaded before the folder was claimed")
 
-    monkeypatch.setattr("llm_merge.run.load_tasks", refuse)
-    monkeypatch.setattr("llm_merge.run.assemble_run", refuse)
+    monkeypatch.setattr("llm_merge.run.pipeline.load_tasks", refuse)
+    monkeypatch.setattr("llm_merge.run.pipeline.assemble_run", refuse)
 
 
 def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holders_lock_is_taken_over(workspace, monkeypatch):  # noqa: F811
@@ -94,7 +94,8 @@ def test_a_dead_writers_temporary_files_are_removed_only_where_the_folder_is_loc
     out.mkdir(parents=True)
     leftover = leftover_of_a_killed_writer(out)
     with monkeypatch.context() as m:  # a file system without locks: another process may be writing it
-        m.setattr("llm_merge.journal._try_lock", lambda fd: (_ for _ in ()).throw(OSError(37, "No locks available")))
+        no_locks = OSError(37, "No locks available")
+        m.setattr("llm_merge.run.journal._try_lock", lambda fd: (_ for _ in ()).throw(no_locks))
         journal = Journal.claim(load_config(path))
         journal.release()
     assert journal.lock.note is not None and leftover.is_file()
@@ -106,7 +107,7 @@ def test_the_lock_is_held_through_search_and_report_and_released_after_a_failure
     path = write_config(workspace, "held", baselines=False, save_model=False)
     out = workspace / "runs" / "held"
     seen = {}
-    from llm_merge import report as report_module
+    from llm_merge.run import report as report_module
 
     original = report_module.report
 
@@ -116,11 +117,11 @@ def test_the_lock_is_held_through_search_and_report_and_released_after_a_failure
         seen["report"] = True
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("llm_merge.run.report", spy)
+    monkeypatch.setattr("llm_merge.run.pipeline.report", spy)
     with pytest.raises(OSError):
         quiet_run(path)
     assert seen == {"report": True} and not (out / LOCK).exists()  # released although the run failed
-    monkeypatch.setattr("llm_merge.run.report", original)
+    monkeypatch.setattr("llm_merge.run.pipeline.report", original)
     assert quiet_run(path).results["n_evals"] == 12
 
 

@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 yaml = pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-from llm_merge.journal import RunError  # noqa: E402
-from llm_merge.run import run_merge  # noqa: E402
-from llm_merge.run_config import load_config  # noqa: E402
+from llm_merge.run.config import load_config  # noqa: E402
+from llm_merge.run.journal import RunError  # noqa: E402
+from llm_merge.run.pipeline import run_merge  # noqa: E402
 
 from tests.test_llm_merge_run import (  # noqa: E402, F401
     evaluations,

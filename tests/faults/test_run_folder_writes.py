@@ -15,8 +15,8 @@ import torch
 pytest.importorskip("transformers", reason="the llm_merge adapter needs the `llm` extra")
 pytest.importorskip("yaml", reason="the llm_merge adapter needs the `llm` extra")
 
-import llm_merge.journal as journal_module
-import llm_merge.report as report_module
+import llm_merge.run.journal as journal_module
+import llm_merge.run.report as report_module
 from safetensors.torch import load_file
 
 from tests.test_llm_merge_run import crash_at_save, evaluations, quiet_run, workspace, write_config  # noqa: F401

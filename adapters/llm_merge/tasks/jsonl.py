@@ -238,7 +238,7 @@ def correct_per_example(model, tokenizer, task: Task, batch_size: int = 64, befo
 
 def score(model, tokenizer, task, batch_size: int = 64) -> float:
     """Accuracy of ``model`` on ``task`` (fraction of examples correct), batched over examples; tasks of other
-    backends (``llm_merge.lm_eval_tasks.LmEvalTask``) score themselves."""
+    backends (``llm_merge.tasks.lm_eval_tasks.LmEvalTask``) score themselves."""
     if not isinstance(task, Task):
         return task.evaluate(model, tokenizer, batch_size)
     return sum(correct_per_example(model, tokenizer, task, batch_size)) / len(task.examples)

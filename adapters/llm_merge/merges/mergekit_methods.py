@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 from evogm_opt.cli_faults import install_hint
-from llm_merge.merges import MERGE_METHODS, MergeMethod, mask_seed
+from llm_merge.merges.base import MergeMethod
+from llm_merge.merges.registry import MERGE_METHODS
+from llm_merge.merges.sparsify import mask_seed
 
 INSTALL = install_hint("mergekit")
 OURS = ("backend", "coefficient", "seed")  # our keys in a mergekit method's entry; the others are mergekit's

@@ -142,7 +142,7 @@ def make_layout(
 
     Args:
         n_layers: the model's number of decoder layers (``config.num_hidden_layers``), or for an encoder–decoder
-            ``{"encoder": L_e, "decoder": L_d}`` (``llm_merge.assemble.layer_counts``); by default the largest layer
+            ``{"encoder": L_e, "decoder": L_d}`` (``llm_merge.run.assemble.layer_counts``); by default the largest layer
             index found among ``params`` (per stack) plus one.
     """
     params = sorted(params)

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from evogm_opt.threads import torch_threads
-from llm_merge.assemble import assemble_run, load_tasks
-from llm_merge.journal import Journal, RunError
-from llm_merge.report import pick as pick_point
-from llm_merge.report import report
-from llm_merge.run_config import MergeRunConfig
-from llm_merge.search import open_optimizer, search
+from llm_merge.run.assemble import assemble_run, load_tasks
+from llm_merge.run.config import MergeRunConfig
+from llm_merge.run.journal import Journal, RunError
+from llm_merge.run.report import pick as pick_point
+from llm_merge.run.report import report
+from llm_merge.run.search import open_optimizer, search
 
 __all__ = ["RunError", "RunResult", "run_merge"]
 

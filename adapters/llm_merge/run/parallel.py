@@ -32,15 +32,15 @@ class FitnessSpec:
     batch_size: int = 32
     max_new_tokens: int = 16
     weights: Sequence[float] | None = None
-    model_type: str = "auto"  # auto | causal | seq2seq (llm_merge.loading.load_base)
+    model_type: str = "auto"  # auto | causal | seq2seq (llm_merge.model.loading.load_base)
 
     def build(self):
-        """The actor's fitness, built as ``evogm-opt merge`` builds a run's (``llm_merge.assemble``)."""
+        """The actor's fitness, built as ``evogm-opt merge`` builds a run's (``llm_merge.run.assemble``)."""
         from pathlib import Path
 
-        from llm_merge.assemble import assemble
-        from llm_merge.run_config import ExpertSpec
-        from llm_merge.tasks import Task
+        from llm_merge.run.assemble import assemble
+        from llm_merge.run.config import ExpertSpec
+        from llm_merge.tasks.jsonl import Task
 
         tasks = [Task.from_jsonl(path, max_new_tokens=self.max_new_tokens) for path in self.tasks]
         experts = [ExpertSpec(path=str(path), name=Path(path).name) for path in self.experts]

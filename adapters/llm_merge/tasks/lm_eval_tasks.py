@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evogm_opt.cli_faults import install_hint
-from llm_merge.tasks import TaskError
+from llm_merge.tasks.jsonl import TaskError
 
 _MANAGERS: dict[str | None, Any] = {}
 

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from evogm_opt.objectives import weighted_mean
-from llm_merge.batched import BatchedLora
-from llm_merge.experts import Expert, ExpertError, LoraExpert
-from llm_merge.layouts import CoefficientLayout, make_layout
-from llm_merge.merges import MergeMethod, get_method
-from llm_merge.tasks import Task, correct_per_example, score
+from llm_merge.merges import get_method
+from llm_merge.merges.base import MergeMethod
+from llm_merge.model.batched import BatchedLora
+from llm_merge.model.experts import Expert, ExpertError, LoraExpert
+from llm_merge.model.layouts import CoefficientLayout, make_layout
+from llm_merge.tasks.jsonl import Task, correct_per_example, score
 
 
 def merged_parameters(model: torch.nn.Module, experts: Sequence[Expert], method: MergeMethod) -> list[str]:
@@ -44,7 +45,7 @@ class MergeFitness:
             mergekit's registry) or instance.
         weights: optional per-task weights for the mean.
         batch_size: examples per forward when scoring.
-        layout: how the optimizer's flat vector maps to per-tensor coefficients (``llm_merge.layouts``);
+        layout: how the optimizer's flat vector maps to per-tensor coefficients (``llm_merge.model.layouts``);
             default one λ per expert.
     """
 

@@ -13,39 +13,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llm_merge.model.names import (
+    AUTO_CLASSES,
+    DTYPE_NAMES,
+    MODEL_TYPES,
+    ON_OTHER_BASE,
+    BaseModelTypeError,
+    base_model_type,
+)
+
 if TYPE_CHECKING:
-    from llm_merge.merges import MergeMethod
+    from llm_merge.merges.base import MergeMethod
 
 
 class ConfigError(ValueError):
     """A merge config that does not follow the schema."""
-
-
-# The schema's names live here, not beside the code that uses them (llm_merge.loading, llm_merge.experts), because
-# those modules import torch, and a typo in a config should be reported before torch and transformers load.
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
-# model_type: which transformers class loads the base (the config's own model_type, "t5" or "llama", is another thing)
-MODEL_TYPES = ("auto", "causal", "seq2seq")
-AUTO_CLASSES = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
-ON_OTHER_BASE = ("warn", "error", "ignore")
-
-
-class BaseModelTypeError(ValueError):
-    """``model_type`` says causal or seq2seq, the base's config says the other."""
-
-
-def base_model_type(is_encoder_decoder: bool, model_type: str = "auto", source: str = "the base") -> str:
-    """``"seq2seq"`` or ``"causal"``: what the base's config says, which an explicit ``model_type`` must agree with."""
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
-    found = "seq2seq" if is_encoder_decoder else "causal"
-    if model_type not in ("auto", found):
-        what = "an encoder–decoder" if is_encoder_decoder else "a decoder-only model"
-        raise BaseModelTypeError(
-            f"model_type is {model_type!r}, but {source} is {what} (config is_encoder_decoder: "
-            f"{bool(is_encoder_decoder)}), which loads with {AUTO_CLASSES[found]}; set model_type: {found} or auto"
-        )
-    return found
 
 
 @dataclass(frozen=True)
@@ -89,14 +71,14 @@ class MergeRunConfig:
     output: str
     unseen: tuple[TaskSpec, ...] = ()
     tokenizer: str | None = None
-    model_type: str = "auto"  # auto | causal | seq2seq: the transformers class of the base (llm_merge.loading)
+    model_type: str = "auto"  # auto | causal | seq2seq: the transformers class of the base (llm_merge.model.loading)
     dtype: str = "bfloat16"
     device: str = "auto"
     method: str = "task_arithmetic"
     method_options: dict[str, Any] = field(default_factory=dict)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     stopping: StoppingSpec = field(default_factory=StoppingSpec)
-    layout: str = "per_expert"  # per_expert | per_layer_group | per_module_type (llm_merge.layouts)
+    layout: str = "per_expert"  # per_expert | per_layer_group | per_module_type (llm_merge.model.layouts)
     layout_groups: int = 4  # decoder-layer groups for per_layer_group
     simplex: bool = False  # per group, weights = softmax(sharpness · z)
     simplex_sharpness: float = 4.0
@@ -252,7 +234,7 @@ def _experts(root: Path, raw: Any) -> tuple[ExpertSpec, ...]:
 
 def _method(method: Any, n_experts: int) -> tuple[str, dict[str, Any], MergeMethod]:
     """A merge method name, or a mapping with ``name`` and the method's parameters (each checked by name): ours, or
-    any other name from mergekit's registry (``llm_merge.mergekit_methods``). Also the method built from them."""
+    any other name from mergekit's registry (``llm_merge.merges.mergekit_methods``). Also the method built from them."""
     from llm_merge.merges import get_method, validate_method
 
     options: dict[str, Any] = {}

@@ -4,7 +4,7 @@
   loads — to the end of the report; a second process is refused, naming the holder. The kernel releases the
   lock of a killed process, so a lock left by ``kill -9`` is simply taken over (and said so);
 - ``run.json``: the resolved config, its fingerprint, the run's ``owner`` string (saved inside every checkpoint,
-  so a checkpoint proves which run wrote it) and the content identity of its inputs (:mod:`llm_merge.identity`);
+  so a checkpoint proves which run wrote it) and the content identity of its inputs (:mod:`llm_merge.run.identity`);
   a resume with another config, or with an input whose content changed, is refused; ``--restart`` moves the old
   run aside (into ``previous-<time>/``, nothing deleted; the lock file stays with its holder);
 - ``checkpoint.evogm``: the optimizer after its last ``tell``;
@@ -31,8 +31,8 @@ import numpy as np
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_path, atomic_write, remove_leftovers
 from evogm_opt.resume import load_checkpoint, setup_mismatch
-from llm_merge.identity import compare_inputs, run_inputs
-from llm_merge.run_config import MergeRunConfig
+from llm_merge.run.config import MergeRunConfig
+from llm_merge.run.identity import compare_inputs, run_inputs
 
 CHECKPOINT, LOG, RUN, RESULTS, LOCK = "checkpoint.evogm", "log.jsonl", "run.json", "results.json", "run.lock"
 # what a damaged or foreign checkpoint raises while loading (the core turns any damage into a ValueError); each

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llm_merge.assemble import LayoutSpec, assemble
-from llm_merge.identity import GONE, input_change
-from llm_merge.journal import RUN, RunError, read_json_object
-from llm_merge.merges import CONVENTION, check_convention
-from llm_merge.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
-from llm_merge.run_config import ExpertSpec
+from llm_merge.merges.base import CONVENTION, check_convention
+from llm_merge.run.assemble import LayoutSpec, assemble
+from llm_merge.run.config import ExpertSpec
+from llm_merge.run.identity import GONE, input_change
+from llm_merge.run.journal import RUN, RunError, read_json_object
+from llm_merge.run.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
 
 _REBUILD_KEYS = ("tokenizer", "dtype", "device", "expert_names", "expert_kinds", "on_other_base", "layout")
 

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llm_merge.experts import Expert
-from llm_merge.fitness import MergeFitness, merged_parameters
-from llm_merge.identity import task_splits
-from llm_merge.layouts import make_layout
-from llm_merge.loading import load_base, load_expert
 from llm_merge.merges import get_method
-from llm_merge.run_config import ExpertSpec, MergeRunConfig
-from llm_merge.tasks import Task
+from llm_merge.model.experts import Expert
+from llm_merge.model.fitness import MergeFitness, merged_parameters
+from llm_merge.model.layouts import make_layout
+from llm_merge.model.loading import load_base, load_expert
+from llm_merge.run.config import ExpertSpec, MergeRunConfig
+from llm_merge.run.identity import task_splits
+from llm_merge.tasks.jsonl import Task
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Assembly:
 
 @dataclass(frozen=True)
 class LayoutSpec:
-    """How the optimizer's vector maps to coefficients (``llm_merge.layouts``); the default is one λ per expert."""
+    """How the optimizer's vector maps to coefficients (``model.layouts``); the default is one λ per expert."""
 
     name: str = "per_expert"
     groups: int = 4
@@ -58,7 +58,7 @@ def assemble(
 ) -> Assembly:
     """Load the base and the experts onto ``device`` and build the fitness over ``tasks`` (those that drive the
     search; ``weights``: one per task for their weighted mean). ``model_type``: ``auto``, ``causal`` or
-    ``seq2seq`` (``llm_merge.loading.load_base``)."""
+    ``seq2seq`` (``llm_merge.model.loading.load_base``)."""
     model, tok = load_base(base, dtype, device, tokenizer, model_type)
     loaded = [load_expert(e.path, model, tok, e.name, e.kind, on_other_base) for e in experts]
     merge = get_method(method, **(method_options or {}))
@@ -96,7 +96,7 @@ def load_tasks(cfg: MergeRunConfig) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     for spec, split, source in task_splits(cfg):
         if spec.lm_eval is not None:
-            from llm_merge.lm_eval_tasks import LmEvalTask
+            from llm_merge.tasks.lm_eval_tasks import LmEvalTask
 
             task = LmEvalTask(spec.name, source, **spec.lm_eval)
             task.check()

@@ -28,7 +28,7 @@ class BatchedLora:
         model: the model, holding the pristine weights W₀.
         factors: base parameter name (``"…q_proj.weight"``) -> ``(A_cat, B_cat, owner, scale[, group])``:
             concatenated factors, the expert index of each rank row, its scaling s, and the coefficient group
-            of the tensor (``llm_merge.layouts``; 0 when omitted).
+            of the tensor (``llm_merge.model.layouts``; 0 when omitted).
     """
 
     def __init__(self, model: torch.nn.Module, factors: Mapping[str, tuple[torch.Tensor, ...]]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from llm_merge.tasks import Task, score
+from llm_merge.tasks.jsonl import Task, score
 
 
 @dataclass(frozen=True)

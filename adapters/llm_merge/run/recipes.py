@@ -4,7 +4,7 @@ again, or — where mergekit cannot express the merge — a file of comments tha
 
 The recipe is mergekit 0.1.5's schema (``mergekit/config.py``): our methods carry mergekit's names, parameters and
 defaults (``llm_merge.merges``), so λ_i is model i's ``weight`` (a mergekit-computed method's: its searched
-per-model parameter, ``llm_merge.mergekit_methods``). LoRA experts are mergekit's ``BASE+ADAPTER``
+per-model parameter, ``llm_merge.merges.mergekit_methods``). LoRA experts are mergekit's ``BASE+ADAPTER``
 model form, full fine-tunes their folders. Arithmetic is fp32 (``dtype: float32``) and, as here, cast once to
 the run's dtype (``out_dtype``). ``merged/README.md`` is the model card: what was merged, how, how well, and the
 command that made it.
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from llm_merge.experts import LoraExpert
-from llm_merge.layouts import CoefficientLayout
 from llm_merge.merges import get_method
-from llm_merge.run_config import MergeRunConfig
+from llm_merge.model.experts import LoraExpert
+from llm_merge.model.layouts import CoefficientLayout
+from llm_merge.run.config import MergeRunConfig
 
 RECIPE = "mergekit.yml"
 

@@ -23,9 +23,9 @@ import numpy as np
 from evogm_opt import AskedBatch, BasisShift, GenerativeOptimizer, Optimizer, registry
 from evogm_opt.loop import optimize
 from evogm_opt.stopping import StoppingMonitor, StoppingRules, budget_reason
-from llm_merge.fitness import MergeFitness
-from llm_merge.journal import Journal, RunError
-from llm_merge.run_config import MergeRunConfig, rebase_bounds_problem
+from llm_merge.model.fitness import MergeFitness
+from llm_merge.run.config import MergeRunConfig, rebase_bounds_problem
+from llm_merge.run.journal import Journal, RunError
 
 
 @dataclass

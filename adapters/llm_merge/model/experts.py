@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from llm_merge.run_config import ON_OTHER_BASE  # the schema's names, torch-free (re-exported)
+from llm_merge.model.names import ON_OTHER_BASE
 
 
 class ExpertError(ValueError):

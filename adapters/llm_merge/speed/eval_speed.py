@@ -11,8 +11,8 @@ On a random-init model of a real shape with random rank-r LoRA experts, for the 
 Each way scores M prompts of L tokens per candidate with one teacher-forced forward (what multiple-choice
 scoring does), in forwards of ``--batch-size`` rows. Run::
 
-    python -m llm_merge.eval_speed --shape small --device cpu            # anywhere, minutes
-    python -m llm_merge.eval_speed --shape qwen2.5-1.5b --device cuda   # the GPU figures
+    python -m llm_merge.speed.eval_speed --shape small --device cpu            # anywhere, minutes
+    python -m llm_merge.speed.eval_speed --shape qwen2.5-1.5b --device cuda   # the GPU figures
 
 and it prints a markdown table (and ``--json`` writes the numbers).
 """
@@ -46,7 +46,7 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 def build(shape: str, n_experts: int, rank: int, device: str, dtype: torch.dtype, seed: int = 0):
     import transformers
 
-    from llm_merge.experts import LoraExpert, LoraFactors
+    from llm_merge.model.experts import LoraExpert, LoraFactors
 
     torch.manual_seed(seed)
     config = transformers.Qwen2Config(**SHAPES[shape], max_position_embeddings=4096)
@@ -78,7 +78,7 @@ def _forward_all(model, ids: torch.Tensor, batch_size: int, before=None) -> None
 
 
 def measure(args: argparse.Namespace) -> dict:
-    from llm_merge.fitness import MergeFitness
+    from llm_merge.model.fitness import MergeFitness
 
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[args.dtype]
     model, experts = build(args.shape, args.experts, args.rank, args.device, dtype)

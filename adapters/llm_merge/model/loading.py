@@ -20,14 +20,8 @@ from pathlib import Path
 
 import torch
 
-from llm_merge.experts import Expert, ExpertError, _read_safetensors, dense_expert, load_lora_expert
-from llm_merge.run_config import (  # noqa: F401  (the schema's names, re-exported where they were first defined)
-    AUTO_CLASSES,
-    DTYPE_NAMES,
-    MODEL_TYPES,
-    BaseModelTypeError,
-    base_model_type,
-)
+from llm_merge.model.experts import Expert, ExpertError, _read_safetensors, dense_expert, load_lora_expert
+from llm_merge.model.names import AUTO_CLASSES, DTYPE_NAMES, base_model_type
 
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16)))
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")

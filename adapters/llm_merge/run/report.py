@@ -21,16 +21,17 @@ import torch
 
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_path, atomic_write, default_file_mode
-from llm_merge.assemble import Assembly
-from llm_merge.baselines import per_task_table, score_tasks, standard_baselines, summary_table
-from llm_merge.fitness import MergeFitness
-from llm_merge.identity import GONE, input_change
-from llm_merge.journal import RESULTS, Journal, RunError
-from llm_merge.merges import MergeMethod, get_method
-from llm_merge.pareto_report import pareto_summary, pareto_table, plot_front
-from llm_merge.recipes import CARD, RECIPE, model_card, recipe_text
-from llm_merge.run_config import MergeRunConfig
-from llm_merge.search import Searched
+from llm_merge.merges import get_method
+from llm_merge.merges.base import MergeMethod
+from llm_merge.model.fitness import MergeFitness
+from llm_merge.run.assemble import Assembly
+from llm_merge.run.baselines import per_task_table, score_tasks, standard_baselines, summary_table
+from llm_merge.run.config import MergeRunConfig
+from llm_merge.run.identity import GONE, input_change
+from llm_merge.run.journal import RESULTS, Journal, RunError
+from llm_merge.run.pareto_report import pareto_summary, pareto_table, plot_front
+from llm_merge.run.recipes import CARD, RECIPE, model_card, recipe_text
+from llm_merge.run.search import Searched
 
 UNIFORM = "uniform TA (λ = 1/N)"  # the baseline the recommended merge is compared with
 

@@ -2,7 +2,7 @@
 
 1. A tiny Qwen2-config model with a character tokenizer gets a short real pre-training on a synthetic corpus
    of every skill that answers half of each skill's table correctly and mostly wrongly elsewhere
-   (``demo_skills``), so the base partly knows every skill.
+   (``skills``), so the base partly knows every skill.
 2. Four LoRA experts (peft, rank 4) are fine-tuned gently (low learning rate, few steps) on one skill each: digit
    +1, a multiple-choice "next letter", mirroring k…t and cycling u…z; half of each batch replays the base's own
    answers on the other tasks, so an expert changes its skill and little else and the task vectors add up.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from evogm_opt.threads import torch_threads
-from llm_merge.demo_skills import LETTERS, MULTIPLE_CHOICE, SEEN, UNSEEN, pretraining_example
+from llm_merge.demo.skills import LETTERS, MULTIPLE_CHOICE, SEEN, UNSEEN, pretraining_example
 
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 =+-?:>")
 
@@ -171,7 +171,7 @@ def _tiny_qwen():
 
 
 def _pretrain_base(out: Path, seed: int, say) -> None:
-    """The base: every skill, half of each table right and the other half mostly decoys (``demo_skills``)."""
+    """The base: every skill, half of each table right and the other half mostly decoys (``skills``)."""
     tok = char_tokenizer()
     base = _tiny_qwen()
     loss = train_steps(base, tok, pretraining_example, steps=400, lr=3e-3, batch=32, seed=seed)
@@ -264,8 +264,8 @@ def _run_searches(out: Path, budget: int, seed: int, say) -> tuple[dict[str, dic
     λ and the evaluation its best was found at (the tie rule of :func:`best_search`)."""
     import yaml
 
-    from llm_merge.run import run_merge
-    from llm_merge.run_config import load_config
+    from llm_merge.run.config import load_config
+    from llm_merge.run.pipeline import run_merge
 
     rows: dict[str, dict[str, float]] = {}
     best: dict[str, list[float]] = {}
@@ -320,7 +320,7 @@ def merge_verdict(rows: dict[str, dict[str, float]], search: str = "evogm") -> d
 
 
 def _demo_table(rows: dict[str, dict[str, float]], budget: int, out: Path, seed: int, found_at: dict[str, int]) -> str:
-    from llm_merge.baselines import per_task_table, summary_table
+    from llm_merge.run.baselines import per_task_table, summary_table
 
     table = summary_table(rows, list(SEEN), list(UNSEEN)) + "\n\nPer task:\n\n" + per_task_table(rows)
     winner = best_search(rows, found_at)

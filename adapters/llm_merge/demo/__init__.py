@@ -1,0 +1,1 @@
+"""``evogm-opt merge --demo``: a tiny model, LoRA experts trained on synthetic skills (``skills``), three searches."""
