@@ -1,4 +1,5 @@
-"""``evogm-opt bench``: optimizers side by side on synthetic landscapes (``bench report``, ``bench coco`` too).
+"""``evogm-opt bench``: optimizers side by side on synthetic landscapes; ``bench report``, ``bench compare``,
+``bench coco`` and ``bench hpo`` are its subcommands, so the bench has one way in.
 
 Registered as the ``bench`` entry point of ``evogm_opt.commands``; the libraries of the ``bench`` extra are
 imported only when a command runs, so a missing one is named with the extra that brings it.
@@ -14,7 +15,6 @@ from pathlib import Path
 from evogm_opt.cli_faults import EXIT_INTERRUPTED, EXIT_USAGE, fail, fault_line, file_system_fault, install_hint
 
 DEFAULT_OPTIMIZERS = ["evogm", "evogm-paper", "cmaes", "pso-merging", "model-swarms", "random"]
-LANDSCAPE_FORMS = "bbob-f<1..24>, sbox-f<1..24>, merge-f<k>-<R|F><n_val>, mergegroup-f<k>-<R|F><n_val>-g<groups>"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +46,13 @@ def _known_peers() -> str:
         from evogm_bench.peers import PEERS
     except ImportError:
         return "(install the bench extra to list them)"
-    return ", ".join(PEERS) + ", or evogm[@preset]+key=value+... (an ablation variant)"
+    return PEERS.choices()
+
+
+def _landscape_forms() -> str:
+    from evogm_bench.landscapes import LANDSCAPES
+
+    return LANDSCAPES.choices()
 
 
 def _import_bench():
@@ -92,8 +98,8 @@ def _bench(args: argparse.Namespace) -> int:
     for name in args.optimizers:
         try:
             peers[name] = bench.peers.get_peer(name)
-        except ValueError as exc:
-            print(f"evogm-opt bench: {exc}; available: {_known_peers()}", file=sys.stderr)
+        except ValueError as exc:  # the registry's message lists the names it knows
+            print(f"evogm-opt bench: {exc}", file=sys.stderr)
             return 2
     optimizers = []
     for name in args.optimizers:
@@ -153,6 +159,64 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    bench = _import_bench()
+    from evogm_bench import compare
+
+    for path in args.results:
+        if not Path(path).exists():
+            print(f"no such results file: {path}", file=sys.stderr)
+            return 2
+    targets = [compare.Target((peer,)) for peer in args.against or []]
+    targets += [compare.Target(tuple(group)) for group in args.best_of or []]
+    if not targets:
+        print("evogm-opt bench compare: name peers with --against and/or --best-of", file=sys.stderr)
+        return 2
+    cells = bench.report.load_cells(args.results, args.landscapes, args.seeds, tuple(args.checkpoints))
+    if not any(args.optimizer in res.values for res in cells.values()):
+        print(f"evogm-opt bench compare: no records of {args.optimizer!r} in the cells chosen", file=sys.stderr)
+        return 2
+    comparisons = compare.compare(cells, args.optimizer, targets, args.holm)
+    print(compare.render(args.optimizer, comparisons, args.holm, per_cell=not args.brief), end="")
+    return 0
+
+
+def _hpo(args: argparse.Namespace) -> int:
+    try:
+        import optuna  # noqa: F401
+        import sklearn  # noqa: F401
+        from evogm_bench.hpo import report, run
+        from evogm_bench.hpo.spaces import SPACES
+    except ImportError as exc:
+        return fail("evogm-opt bench hpo", f"{exc}; install the hpo extra: {install_hint('hpo')}", EXIT_USAGE)
+    try:
+        for name in args.spaces:
+            SPACES.resolve(name)
+        for name in [*args.samplers, *args.rerun]:
+            run.SAMPLERS.resolve(name)
+    except ValueError as exc:  # the registry's message lists the names it knows
+        return fail("evogm-opt bench hpo", str(exc), EXIT_USAGE)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        settings = (tuple(args.samplers), args.trials, str(out), args.max_rows, tuple(args.rerun), tuple(args.budgets))
+        jobs = [run.Job(space, seed, *settings) for seed in seeds for space in args.spaces]
+        start = time.perf_counter()
+        for done, job in enumerate(run.run_jobs(jobs, args.workers), 1):
+            print(f"[{done}/{len(jobs)}] {job.space} seed {job.seed} ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(f"wall time {time.perf_counter() - start:.0f} s", flush=True)
+    records = [r for r in run.load_records(out) if r["sampler"] in args.samplers and r["space"] in args.spaces]
+    if not records:
+        return fail("evogm-opt bench hpo", f"no records in {out} for these spaces and samplers", EXIT_USAGE)
+    samplers = [s for s in run.SAMPLERS if s in args.samplers]  # the registry's order: the report's columns
+    text = report.markdown(records, samplers)
+    (out / "report.md").write_text(text)
+    report.plots(records, out, samplers)
+    print(text)
+    return 0
+
+
 def _coco(args: argparse.Namespace) -> int:
     _import_bench()
     from evogm_bench.coco import run_coco
@@ -169,9 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evogm-opt bench",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Run optimizers side by side. Landscapes: "
-        + LANDSCAPE_FORMS
-        + ", or the groups merge-suite, bbob-suite, sbox-suite. See also 'evogm-opt bench report -h' and "
-        "'evogm-opt bench coco -h'.",
+        + _landscape_forms()
+        + ", or the groups merge-suite, bbob-suite, sbox-suite. Subcommands: "
+        + ", ".join(f"'evogm-opt bench {name} -h'" for name in SUBCOMMANDS)
+        + ".",
     )
     bench.add_argument("--optimizers", nargs="+", default=DEFAULT_OPTIMIZERS, help=f"any of: {_known_peers()}")
     bench.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"])
@@ -220,6 +285,58 @@ def build_report_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_compare_parser() -> argparse.ArgumentParser:
+    from evogm_bench.report import seed_range
+
+    parser = _Parser(
+        prog="evogm-opt bench compare",
+        description="One optimizer against peers, cell by cell (landscape × N × checkpoint): median better in how "
+        "many cells, A12, two-sided Mann–Whitney with Holm's correction (docs/benchmarks.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench'")
+    parser.add_argument("--optimizer", default="evogm", help="the optimizer under test")
+    parser.add_argument("--against", nargs="+", metavar="PEER", help="peers, each compared on its own")
+    parser.add_argument(
+        "--best-of",
+        nargs="+",
+        action="append",
+        metavar="PEER",
+        help="a group of peers: compare with the one of best median in each cell (repeatable)",
+    )
+    parser.add_argument("--landscapes", nargs="+", default=[""], metavar="PREFIX", help="e.g. merge- (default: all)")
+    parser.add_argument("--seeds", type=seed_range, default=None, help="A:B keeps seeds A … B−1 (default: all)")
+    parser.add_argument("--checkpoints", nargs="+", type=_positive_int, default=[10, 20], help="budgets k·N")
+    parser.add_argument(
+        "--holm", choices=("target", "all"), default="target", help="correct over each target's cells, or all"
+    )
+    parser.add_argument("--brief", action="store_true", help="summaries only, no line per cell")
+    parser.set_defaults(func=_compare)
+    return parser
+
+
+def build_hpo_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="evogm-opt bench hpo",
+        description="GenerativeSampler against Optuna's samplers on an SVM (HPO) and an MLP (NAS) space on "
+        "scikit-learn's digits, offline (docs/hpo.md). Writes one job file per (space, seed), report.md and plots.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, help="folder for the job files, report.md and plots")
+    parser.add_argument("--spaces", nargs="+", default=["svm", "mlp"])
+    parser.add_argument("--samplers", nargs="+", default=["evogm", "tpe", "gp", "cmaes", "random"])
+    parser.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds (instances)")
+    parser.add_argument("--first-seed", type=_non_negative_int, default=0, help="seeds first-seed … +seeds−1")
+    parser.add_argument("--trials", type=_positive_int, default=100, help="trials per study")
+    parser.add_argument("--budgets", nargs="+", type=_positive_int, default=[30, 60, 100], help="trials reported")
+    parser.add_argument("--workers", type=_positive_int, default=2, help="parallel (space, seed) jobs, one core each")
+    parser.add_argument("--rerun", nargs="+", default=[], help="samplers to run again although recorded")
+    parser.add_argument("--report-only", action="store_true", help="redraw report.md and the plots from the records")
+    parser.add_argument("--max-rows", type=_positive_int, default=None, help=argparse.SUPPRESS)  # tests: a slice
+    parser.set_defaults(func=_hpo)
+    return parser
+
+
 def build_coco_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="evogm-opt bench coco",
@@ -237,24 +354,28 @@ def build_coco_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SUBCOMMANDS = {
+    "report": build_report_parser,
+    "compare": build_compare_parser,
+    "coco": build_coco_parser,
+    "hpo": build_hpo_parser,
+}
+
+
 def main(argv: list[str]) -> int:
-    """side-by-side runs on synthetic landscapes (also: 'bench report', 'bench coco')"""
-    if argv[:1] == ["report"]:
-        args = build_report_parser().parse_args(argv[1:])
-    elif argv[:1] == ["coco"]:
-        args = build_coco_parser().parse_args(argv[1:])
-    else:
-        args = build_parser().parse_args(argv)
-    prog = "evogm-opt bench" + (f" {argv[0]}" if argv[:1] in (["report"], ["coco"]) else "")
+    """side-by-side runs on synthetic landscapes (also: 'bench report', 'bench compare', 'bench coco', 'bench hpo')"""
+    sub = argv[0] if argv[:1] and argv[0] in SUBCOMMANDS else None
+    args = SUBCOMMANDS[sub]().parse_args(argv[1:]) if sub else build_parser().parse_args(argv)
+    prog = "evogm-opt bench" + (f" {sub}" if sub else "")
     try:
         return int(args.func(args))
     except KeyboardInterrupt:  # finished runs are in --out already; `bench` skips them when run again
-        return fail(
-            prog,
-            f"interrupted; run the same command to continue (finished runs in {args.out} are kept)",
-            EXIT_INTERRUPTED,
-        )
+        out = getattr(args, "out", None)
+        kept = f" (finished runs in {out} are kept)" if out else ""
+        return fail(prog, f"interrupted; run the same command to continue{kept}", EXIT_INTERRUPTED)
     except Exception as exc:  # a full disk or a folder that cannot be written: one line, not a traceback
+        if getattr(args, "out", None) is None:
+            raise
         folder = Path(args.out).parent if args.func is _bench else Path(args.out)  # bench's --out is a file
         fault = file_system_fault(exc, writes_under=folder)
         if fault is None:

@@ -9,7 +9,7 @@ Every landscape maps the optimizer's box to the BBOB domain by x = 5u and offers
 ``sense`` says whether larger values are better ("max": accuracies) or smaller ("min": raw BBOB values), and
 ``optimum_value`` is the best true value, so precisions and normalised scores need no knowledge of the function.
 
-Names (``make_landscape``):
+Names (``make_landscape``, registered in ``LANDSCAPES``):
 
 - ``bbob-f10`` / ``sbox-f10``: BBOB function 10 from ``ioh``'s ``BBOB`` or strict-box ``SBOX`` class, minimised.
 - ``merge-f10-F200`` / ``merge-f10-R500``: merge-like accuracy on BBOB f10, see :class:`MergeLikeLandscape`.
@@ -17,10 +17,12 @@ Names (``make_landscape``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from evogm_bench.registry import Registry
 
 BBOB_SCALE = 5.0  # our box [-1, 1]^N is the BBOB domain [-5, 5]^N
 MERGE_SUITE_FUNCTIONS = (1, 7, 10, 15, 21)
@@ -270,27 +272,82 @@ def bbob_suite(problem_class: str = "bbob") -> list[str]:
     return [f"{problem_class}-f{f}" for f in range(1, 25)]
 
 
-def make_landscape(name: str, dim: int, seed: int = 0) -> Landscape:
-    """Build a landscape from its name; ``seed`` picks the instance (BBOB instance ``seed + 1``)."""
+LandscapeFactory = Callable[[int, int], Landscape]
+"""(dim, seed) → the landscape; the seed picks the instance."""
+
+LANDSCAPES: Registry[LandscapeFactory] = Registry("landscape")
+"""Landscape names, by family: ``make_landscape`` resolves a name here. A new landscape is one class with the
+:class:`Landscape` protocol and one ``LANDSCAPES.add_family`` line (docs/architecture.md)."""
+
+
+def _function(name: str, part: str, form: str) -> int:
+    """The BBOB function number of a name's ``f<k>`` part; a ValueError naming the expected form otherwise."""
+    if not part.startswith("f") or not part[1:].isdigit():
+        raise ValueError(f"bad landscape name {name!r}; expected {form!r}")
+    return int(part[1:])
+
+
+def _observation(name: str, part: str, form: str) -> tuple[str, int]:
+    """``R200`` / ``F200`` → (noise, n_val)."""
+    if part[:1] not in ("R", "F") or not part[1:].isdigit():
+        raise ValueError(f"bad landscape name {name!r}; expected {form!r}")
+    return part[0], int(part[1:])
+
+
+def _parts(name: str, count: int, form: str) -> list[str]:
     parts = name.split("-")
-    try:
-        if not parts[1].startswith("f"):
-            raise ValueError(name)
-        kind, function = parts[0], int(parts[1][1:])
-        if kind in ("bbob", "sbox") and len(parts) == 2:
-            return BBOBLandscape(function, dim, instance=seed + 1, problem_class=kind.upper())
-        if kind == "merge" and len(parts) == 3 and parts[2][:1] in ("R", "F"):
-            return MergeLikeLandscape(function, dim, noise=parts[2][0], n_val=int(parts[2][1:]), seed=seed)
-        if kind == "mergegroup" and len(parts) == 4 and parts[2][:1] in ("R", "F") and parts[3][:1] == "g":
-            noise, n_val, groups = parts[2][0], int(parts[2][1:]), int(parts[3][1:])
-            if groups < 1 or dim % groups:
-                raise TypeError(f"{name}: dim {dim} is not a multiple of {groups} groups")
-            return GroupedMergeLandscape(function, dim, groups, noise=noise, n_val=n_val, seed=seed)
-    except (ValueError, IndexError):
-        pass
-    except TypeError as exc:  # a well-formed name that does not fit this dim
-        raise ValueError(str(exc)) from None
-    raise ValueError(
-        f"bad landscape name {name!r}; expected 'bbob-f<1..24>', 'sbox-f<1..24>', 'merge-f<1..24>-<R|F><n_val>' "
-        "or 'mergegroup-f<1..24>-<R|F><n_val>-g<groups>'"
-    )
+    if len(parts) != count:
+        raise ValueError(f"bad landscape name {name!r}; expected {form!r}")
+    return parts
+
+
+BBOB_FORM, MERGE_FORM, GROUP_FORM = (
+    "f<1..24>",
+    "merge-f<1..24>-<R|F><n_val>",
+    "mergegroup-f<1..24>-<R|F><n_val>-g<groups>",
+)
+
+
+def _bbob(problem_class: str) -> Callable[[str], LandscapeFactory]:
+    form = f"{problem_class.lower()}-{BBOB_FORM}"
+
+    def parse(name: str) -> LandscapeFactory:
+        function = _function(name, _parts(name, 2, form)[1], form)
+        return lambda dim, seed: BBOBLandscape(function, dim, instance=seed + 1, problem_class=problem_class)
+
+    return parse
+
+
+def _merge(name: str) -> LandscapeFactory:
+    form = MERGE_FORM
+    _, function_part, observation = _parts(name, 3, form)
+    function, (noise, n_val) = _function(name, function_part, form), _observation(name, observation, form)
+    return lambda dim, seed: MergeLikeLandscape(function, dim, noise=noise, n_val=n_val, seed=seed)
+
+
+def _merge_group(name: str) -> LandscapeFactory:
+    form = GROUP_FORM
+    _, function_part, observation, group_part = _parts(name, 4, form)
+    function, (noise, n_val) = _function(name, function_part, form), _observation(name, observation, form)
+    if not group_part.startswith("g") or not group_part[1:].isdigit():
+        raise ValueError(f"bad landscape name {name!r}; expected {form!r}")
+    groups = int(group_part[1:])
+
+    def build(dim: int, seed: int) -> Landscape:
+        if groups < 1 or dim % groups:
+            raise ValueError(f"{name}: dim {dim} is not a multiple of {groups} groups")
+        return GroupedMergeLandscape(function, dim, groups, noise=noise, n_val=n_val, seed=seed)
+
+    return build
+
+
+LANDSCAPES.add_family("bbob-", _bbob("BBOB"), f"bbob-{BBOB_FORM}")
+LANDSCAPES.add_family("sbox-", _bbob("SBOX"), f"sbox-{BBOB_FORM}")
+LANDSCAPES.add_family("merge-", _merge, MERGE_FORM)
+LANDSCAPES.add_family("mergegroup-", _merge_group, GROUP_FORM)
+
+
+def make_landscape(name: str, dim: int, seed: int = 0) -> Landscape:
+    """Build a landscape from its name (see :data:`LANDSCAPES`); ``seed`` picks the instance (BBOB instance
+    ``seed + 1``). A name that is not registered, or does not fit ``dim``, is a ValueError."""
+    return LANDSCAPES.resolve(name)(dim, seed)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from evogm_bench.registry import Registry
 from evogm_bench.research import variants
 
 from evogm_opt import PRESETS, Optimizer, registry
@@ -226,22 +227,26 @@ class Peer:
         return f"needs `{self.requires}`: {install_hint(self.extra or self.requires)}"
 
 
-PEERS: dict[str, Peer] = {
-    **{name: Peer(_registered(name, **BENCH_SETTINGS.get(name, {}))) for name in registry.names()},
-    # research variants (evogm_bench.research.variants): the no-generator measurement and the paper's ablations
-    **{name: Peer(lambda d, s, b, n=name: OwnOptimizer(variants.for_bench(n, d, s, b))) for name in variants.VARIANTS},
-    # peers from other libraries, run through the bench's own adapters above
-    "lq-cmaes": Peer(LQCMAES),
-    "ng-confpso": Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"),
-    "ngopt": Peer(_nevergrad("NGOpt"), "nevergrad", "nevergrad"),
-    "optuna-tpe": Peer(_optuna("tpe"), "optuna", "optuna"),
-    # Bayesian optimisation (evogm_bench.bo_peers): each costs seconds per evaluation here, see docs/benchmarks.md
-    "optuna-gp": Peer(_optuna("gp"), "optuna", "optuna", slow=True),
-    # the same, its first N + 1 trials EvoGM's one-hots and uniform mix (enqueued): is a lead only the start?
-    "optuna-gp-experts": Peer(_optuna("gp", expert_start=True), "optuna", "optuna", slow=True),
-    "botorch-qlognei": Peer(_bo("BoTorchQLogNEI"), "botorch", "bo", slow=True),
-    "smac-bb": Peer(_bo("SMACBlackBox"), "smac", "bo", slow=True),
-}
+PEERS: Registry[Peer] = Registry("optimizer")
+"""Every peer the bench runs, by name (a name registered twice is refused); ``evogm+key=value+…`` and
+``evogm@preset+…`` are one parametric family (:func:`evogm_variant`)."""
+
+for _name in registry.names():  # our own optimizers, as the core registers them, with the bench's settings on top
+    PEERS.add(_name, Peer(_registered(_name, **BENCH_SETTINGS.get(_name, {}))))
+# research variants (evogm_bench.research.variants): the no-generator measurement and the paper's ablations
+for _name in variants.VARIANTS:
+    PEERS.add(_name, Peer(lambda d, s, b, n=_name: OwnOptimizer(variants.for_bench(n, d, s, b))))
+# peers from other libraries, run through the bench's own adapters above
+PEERS.add("lq-cmaes", Peer(LQCMAES))
+PEERS.add("ng-confpso", Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"))
+PEERS.add("ngopt", Peer(_nevergrad("NGOpt"), "nevergrad", "nevergrad"))
+PEERS.add("optuna-tpe", Peer(_optuna("tpe"), "optuna", "optuna"))
+# Bayesian optimisation (evogm_bench.bo_peers): each costs seconds per evaluation here, see docs/benchmarks.md
+PEERS.add("optuna-gp", Peer(_optuna("gp"), "optuna", "optuna", slow=True))
+# the same, its first N + 1 trials EvoGM's one-hots and uniform mix (enqueued): is a lead only the start?
+PEERS.add("optuna-gp-experts", Peer(_optuna("gp", expert_start=True), "optuna", "optuna", slow=True))
+PEERS.add("botorch-qlognei", Peer(_bo("BoTorchQLogNEI"), "botorch", "bo", slow=True))
+PEERS.add("smac-bb", Peer(_bo("SMACBlackBox"), "smac", "bo", slow=True))
 
 
 def _parse_value(text: str) -> Any:
@@ -295,10 +300,10 @@ def evogm_variant(name: str) -> Peer:
     return Peer(build)
 
 
+PEERS.add_family("evogm+", evogm_variant, "evogm+key=value+...")
+PEERS.add_family("evogm@", evogm_variant, "evogm@preset+key=value+...")
+
+
 def get_peer(name: str) -> Peer:
-    """A named peer, or an ``evogm+key=value`` variant (see :func:`evogm_variant`); ValueError otherwise."""
-    if name in PEERS:
-        return PEERS[name]
-    if name.startswith("evogm"):
-        return evogm_variant(name)
-    raise ValueError(f"unknown optimizer {name!r}")
+    """A registered peer, or an ``evogm+key=value`` variant (see :func:`evogm_variant`); ValueError otherwise."""
+    return PEERS.resolve(name)

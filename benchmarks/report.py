@@ -62,18 +62,21 @@ def collect(records: Sequence[dict[str, Any]], checkpoints: Sequence[int] = (10,
 
 
 def load_cells(
-    path: str | Path, prefix: str, seeds: range | None = None, checkpoints: Sequence[int] = (10, 20)
+    paths: Sequence[str | Path],
+    prefixes: Sequence[str] = ("",),
+    seeds: range | None = None,
+    checkpoints: Sequence[int] = (10, 20),
 ) -> dict[Cell, CellResults]:
-    """The cells of one JSONL file's landscapes named ``prefix…``, optionally on a range of seeds only (so
-    optimizers run on different seed counts are compared on the same instances)."""
-    records = [r for r in load_records(Path(path)) if r["landscape"].startswith(prefix)]
+    """The cells of the records in ``paths`` whose landscape starts with one of ``prefixes``, optionally on a range
+    of seeds only (so optimizers run on different seed counts are compared on the same instances)."""
+    records = [r for path in paths for r in load_records(Path(path)) if r["landscape"].startswith(tuple(prefixes))]
     if seeds is not None:
         records = [r for r in records if r["seed"] in seeds]
     return collect(records, checkpoints=checkpoints)
 
 
 def seed_range(text: str) -> range:
-    """``"A:B"`` → seeds A … B−1 (an argparse type for the scripts that read records)."""
+    """``"A:B"`` → seeds A … B−1 (an argparse type for the commands that read records)."""
     first, last = (int(v) for v in text.split(":"))
     return range(first, last)
 
@@ -136,7 +139,7 @@ def column_order(names: Iterable[str]) -> list[str]:
     """One column order for every table and plot: the bench's peer table order, then other names (variants) sorted."""
     from evogm_bench.peers import PEERS
 
-    known = list(PEERS)
+    known = list(PEERS)  # the exact names, in registration order
     names = set(names)
     return [n for n in known if n in names] + sorted(names - set(known))
 

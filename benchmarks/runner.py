@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from evogm_bench.landscapes import Landscape, make_landscape
 from evogm_bench.peers import BudgetExhausted, get_peer
 
 from evogm_opt.loop import optimize
+
+J = TypeVar("J")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -125,18 +129,45 @@ def drive(peer: Any, ev: Any) -> None:
     optimize(peer, ev.evaluate, budget=ev.budget, after_tell=lambda p: ev.record(p.recommend()))
 
 
-def run_one(spec: RunSpec) -> dict[str, Any]:
-    """One optimisation run; records best-seen and the true/test value of the recommendation on a grid."""
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the body on one core: torch's threads and numpy's BLAS/OpenMP pools limited to one, restored after.
+
+    One run (or tuning job) per process and the processes already use the cores; oversubscribed threads would
+    fight over the machine's few cores and distort the overhead figures."""
     import torch
     from threadpoolctl import threadpool_limits
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one run per process; the processes already use the cores
+    torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):  # likewise numpy's BLAS: oversubscribed threads distort the overhead figures
-            return _run(spec)
+        with threadpool_limits(1):
+            yield
     finally:
         torch.set_num_threads(threads)
+
+
+def in_parallel(func: Callable[[J], R], jobs: Sequence[J], workers: int) -> Iterator[tuple[J, R | BaseException]]:
+    """``func(job)`` for every job, in this process (``workers == 1``) or in a pool of processes; yields each job
+    with its result, or the exception it raised, as soon as it finishes, so a caller can keep what is done."""
+    if workers == 1:
+        for job in jobs:
+            try:
+                result: R | BaseException = func(job)
+            except Exception as exc:
+                result = exc
+            yield job, result
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(func, job): job for job in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.exception() or future.result()
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    """One optimisation run; records best-seen and the true/test value of the recommendation on a grid."""
+    with one_thread():
+        return _run(spec)
 
 
 def _run(spec: RunSpec) -> dict[str, Any]:
@@ -211,18 +242,8 @@ def run_grid(
         bar.update()
 
     with out.open("a") as fh, tqdm(total=len(todo), disable=not progress, desc="bench runs") as bar:
-        if workers == 1:
-            for spec in todo:
-                try:
-                    result: Any = run_one(spec)
-                except Exception as exc:
-                    result = exc
-                keep(spec, result)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(run_one, s): s for s in todo}
-                for future in as_completed(futures):
-                    keep(futures[future], future.exception() or future.result())
+        for spec, result in in_parallel(run_one, todo, workers):
+            keep(spec, result)
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(todo)} runs failed:\n" + "\n".join(failures))
     return records

@@ -66,8 +66,28 @@ def test_binomial_observation_is_noisy_and_unbiased():
 
 @pytest.mark.parametrize("name", ["sphere", "merge-f10", "merge-f10-X200", "bbob-f25", "bbob-10"])
 def test_bad_landscape_names_are_refused(name):
-    with pytest.raises(ValueError, match=r"bad landscape name|f1\.\.f24"):
+    with pytest.raises(ValueError, match=r"unknown landscape|bad landscape name|f1\.\.f24"):
         make_landscape(name, 3)
+
+
+def test_a_name_registered_twice_is_refused_for_names_and_families():
+    from evogm_bench.landscapes import LANDSCAPES
+    from evogm_bench.registry import Registry
+
+    table: Registry[int] = Registry("thing")
+    table.add("one", 1)
+    with pytest.raises(ValueError, match="thing 'one' is already registered"):
+        table.add("one", 2)
+    table.add_family("n-", lambda name: int(name[2:]), "n-<int>")
+    with pytest.raises(ValueError, match="already registered"):
+        table.add_family("n-", int, "n-<int>")
+    assert table.resolve("one") == 1 and table.resolve("n-7") == 7 and list(table) == ["one"]
+    with pytest.raises(ValueError, match="unknown thing 'two'; available: one, n-<int>"):
+        table.resolve("two")
+    with pytest.raises(ValueError, match="already registered"):
+        LANDSCAPES.add_family("merge-", lambda name: None, "merge-anything")
+    with pytest.raises(ValueError, match="optimizer 'cmaes' is already registered"):
+        PEERS.add("cmaes", PEERS["random"])
 
 
 def test_merge_landscape_refuses_bad_noise():
@@ -246,9 +266,53 @@ def test_cli_refuses_unknown_optimizer_and_landscape(tmp_path: Path):
     result = _cli("bench", "--optimizers", "nope", "--out", str(tmp_path / "x.jsonl"))
     assert result.returncode == 2 and "unknown optimizer" in result.stderr
     result = _cli("bench", "--landscapes", "nope", "--out", str(tmp_path / "x.jsonl"))
-    assert result.returncode == 2 and "bad landscape name" in result.stderr
+    assert result.returncode == 2 and "unknown landscape 'nope'; available: bbob-f<1..24>" in result.stderr
     result = _cli("bench", "report", str(tmp_path / "missing.jsonl"))
     assert result.returncode == 2 and "no such results file" in result.stderr
+
+
+def _records(path: Path) -> Path:
+    """A small record file with real differences: 'ours' ahead of 'weak' on one landscape, level on the other."""
+    rng = np.random.default_rng(3)
+    means = {"ours": 0.80, "weak": 0.70, "close": 0.79, "level": 0.80}
+    with path.open("w") as fh:
+        for landscape in ("merge-f1-F200", "merge-f10-R200"):
+            for name, mean in means.items():
+                for seed in range(8 if name != "close" else 6):
+                    v = [float(np.clip(mean + rng.normal(0, 0.02) - 0.1 / k, 0, 0.85)) for k in (10, 20)]
+                    trace = [{"evals": k * 4, "true_of_best": x} for k, x in zip((10, 20), v)]
+                    record = {"optimizer": name, "landscape": landscape, "dim": 4, "budget": 80, "seed": seed}
+                    fh.write(json.dumps({**record, "sense": "max", "optimum_value": 0.85, "trace": trace}) + "\n")
+    return path
+
+
+def test_bench_compare_gives_the_numbers_stats_gives(tmp_path: Path, capsys):
+    from evogm_bench import cli
+    from evogm_bench.report import load_cells
+
+    path = _records(tmp_path / "r.jsonl")
+    argv = ["compare", str(path), "--optimizer", "ours", "--against", "weak", "--best-of", "close", "level"]
+    assert cli.main([*argv, "--landscapes", "merge-"]) == 0
+    text = capsys.readouterr().out
+    cells = load_cells([path], ["merge-"])
+    assert len(cells) == 4  # two landscapes × 10·N and 20·N
+    pvals, lines = [], []
+    for (landscape, dim, evals), res in sorted(cells.items()):
+        ours, weak = res.losses("ours"), res.losses("weak")
+        pvals.append(stats.mann_whitney(ours, weak))
+        lines.append((landscape, evals // dim, stats.a12(ours, weak)))
+    for (landscape, k, a12), p, holm in zip(lines, pvals, stats.holm(pvals)):
+        line = next(x for x in text.splitlines() if x.strip().startswith(landscape) and f"{k}·N" in x and "weak" in x)
+        assert f"A12={a12:.2f}" in line and f" p={p:.3g} " in line and f"Holm p={holm:.3g} better" in line
+    assert "ours against weak (Holm over its 4 cells):" in text
+    assert "all: median better in 4/4 cells (100 %); significantly better 4, worse 0" in text
+    # the best of a group is, per cell, the peer of lowest median loss
+    best = {c: min(("close", "level"), key=lambda p: np.median(r.losses(p))) for c, r in cells.items()}
+    for (landscape, dim, evals), peer in best.items():
+        assert any(landscape in x and f"{evals // dim}·N" in x and f" {peer} " in x for x in text.splitlines())
+    assert "ours: median better than every target" in text
+    assert cli.main([*argv, "--landscapes", "bbob-", "--brief"]) == 2  # no records of 'ours' there
+    assert "no records of 'ours'" in capsys.readouterr().err
 
 
 def _coco(out: Path, functions: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""The offline HPO/NAS tuning benchmark (evogm_bench.hpo): its spaces, its honest cache, its one command."""
+"""The offline HPO/NAS tuning benchmark (evogm_bench.hpo, ``evogm-opt bench hpo``): its spaces, its honest cache,
+its one command."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("sklearn", reason="the tuning benchmark needs scikit-learn (the `hpo` extra)")
-from evogm_bench import hpo  # noqa: E402
+from evogm_bench import cli  # noqa: E402
+from evogm_bench.hpo import report, run  # noqa: E402
+from evogm_bench.hpo.spaces import SPACES, mlp_space, svm_space  # noqa: E402
+from evogm_bench.report import CellResults  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -25,7 +29,7 @@ def distributions(space, n: int = 60) -> dict:
 
 
 def test_the_hpo_space_has_log_floats_a_conditional_int_and_non_string_categoricals():
-    seen, trials = distributions(hpo.svm_space)
+    seen, trials = distributions(svm_space)
     assert seen["C"] == FloatDistribution(1e-2, 1e3, log=True) and seen["gamma"].log
     assert isinstance(seen["degree"], IntDistribution)
     assert seen["kernel"] == CategoricalDistribution(["rbf", "poly", "sigmoid", "linear"])
@@ -34,7 +38,7 @@ def test_the_hpo_space_has_log_floats_a_conditional_int_and_non_string_categoric
 
 
 def test_the_nas_space_has_depth_per_layer_widths_activation_and_solver():
-    seen, trials = distributions(hpo.mlp_space)
+    seen, trials = distributions(mlp_space)
     assert seen["depth"] == IntDistribution(1, 3)
     assert seen["width3"] == IntDistribution(16, 128, step=16)
     assert set(seen["activation"].choices) == {"identity", "logistic", "tanh", "relu"}
@@ -44,14 +48,14 @@ def test_the_nas_space_has_depth_per_layer_widths_activation_and_solver():
 
 
 def test_data_ship_with_scikit_learn_and_the_split_is_the_seeds():
-    a, b, again = hpo.load_data(0), hpo.load_data(1), hpo.load_data(0)
+    a, b, again = run.load_data(0), run.load_data(1), run.load_data(0)
     assert len(a.y_train) + len(a.y_test) == 1797 and abs(len(a.y_train) - len(a.y_test)) <= 1
     assert np.array_equal(a.x_train, again.x_train) and not np.array_equal(a.x_train, b.x_train)
     assert len(a.folds) == 3
 
 
 def test_a_configurations_cv_error_is_deterministic_so_the_cache_is_exact():
-    data = hpo.load_data(0, max_rows=300)
+    data = run.load_data(0, max_rows=300)
     params = {
         "depth": 2,
         "width1": 32,
@@ -60,50 +64,54 @@ def test_a_configurations_cv_error_is_deterministic_so_the_cache_is_exact():
         "solver": "adam",
         "learning_rate_init": 0.01,
     }
-    first = hpo.cv_error(hpo.TASKS["mlp"], params, data, seed=0)
-    assert hpo.cv_error(hpo.TASKS["mlp"], params, data, seed=0) == first
+    first = run.cv_error(SPACES["mlp"], params, data, seed=0)
+    assert run.cv_error(SPACES["mlp"], params, data, seed=0) == first
     assert 0.0 <= first <= 1.0
 
 
 def test_recommendation_is_the_best_cv_trial_so_far_earliest_on_ties():
     record = {"trials": [{"params": {"x": i}, "cv_error": e} for i, e in enumerate([0.5, 0.2, 0.3, 0.2, 0.1])]}
-    assert hpo.recommended(record, 4) == ({"x": 1}, 0.2)
-    assert hpo.recommended(record, 5) == ({"x": 4}, 0.1)
+    assert run.recommended(record, 4) == ({"x": 1}, 0.2)
+    assert run.recommended(record, 5) == ({"x": 4}, 0.1)
 
 
 def test_one_command_runs_every_sampler_reuses_the_cache_and_reports(tmp_path, capsys):
     pytest.importorskip("cmaes", reason="Optuna's CmaEsSampler needs cmaes (the `hpo` extra)")
-    argv = ["--out", str(tmp_path), "--spaces", "svm", "--seeds", "0", "--trials", "6", "--budgets", "3,6"]
+    argv = ["hpo", "--out", str(tmp_path), "--spaces", "svm", "--seeds", "1", "--trials", "6", "--budgets", "3", "6"]
     argv += ["--workers", "1", "--max-rows", "400"]
-    assert hpo.main(argv) == 0
+    assert cli.main(argv) == 0
     saved = json.loads((tmp_path / "svm-seed0.json").read_text())
-    assert set(saved["records"]) == set(hpo.SAMPLERS)
+    assert set(saved["records"]) == set(run.SAMPLERS)
     for record in saved["records"].values():
         assert len(record["trials"]) == 6 and set(record["test_error"]) == {"3", "6"}
         for trial in record["trials"]:  # every value is the cached evaluation of that configuration
-            params = hpo._canonical(hpo.TASKS["svm"], trial["params"])
-            assert saved["cv_cache"][hpo.config_key(params)] == trial["cv_error"]
+            params = SPACES["svm"].canonical(trial["params"])
+            assert saved["cv_cache"][run.config_key(params)] == trial["cv_error"]
     assert sum(r["new_evaluations"] for r in saved["records"].values()) == len(saved["cv_cache"])
     report = (tmp_path / "report.md").read_text()
     assert "GenerativeSampler" in report and "| svm | 6 |" in report and "Holm" in report
     assert (tmp_path / "hpo-convergence.png").stat().st_size > 0 and (tmp_path / "hpo-test-error.png").exists()
     # a rerun of one sampler evaluates only configurations not in the cache
-    assert hpo.main([*argv, "--samplers", "random", "--rerun", "random"]) == 0
+    assert cli.main([*argv, "--samplers", "random", "--rerun", "random"]) == 0
     again = json.loads((tmp_path / "svm-seed0.json").read_text())
     assert again["records"]["random"]["trials"] == saved["records"]["random"]["trials"]
     assert again["records"]["random"]["new_evaluations"] == 0
 
 
 def test_goal_lines_say_where_the_default_sampler_wins_and_loses():
-    table = {
-        ("mlp", 60): {"evogm": {0: 0.02, 1: 0.02}, "tpe": {0: 0.03, 1: 0.03}, "random": {0: 0.01, 1: 0.01}},
-    }
-    comparisons = hpo.compare(table)
-    lines = hpo.goal(table, comparisons)
+    cell = CellResults("min")
+    for sampler, error in {"evogm": 0.02, "tpe": 0.03, "random": 0.01}.items():
+        for seed in (0, 1):
+            cell.add(sampler, seed, error, 0.0)
+    table = {("mlp", 60): cell}
+    lines = report.goal(table, report.comparisons(table))
     assert len(lines) == 1
     assert "✓ median below tpe" in lines[0] and "✗ median below random" in lines[0]
+    assert report.goal({("mlp", 60): CellResults("min")}, {}) == []  # no peer recorded: no goal line, no error
 
 
-def test_bad_arguments_are_refused():
+def test_bad_arguments_are_refused_in_one_line(tmp_path, capsys):
+    assert cli.main(["hpo", "--out", str(tmp_path), "--samplers", "nope"]) == 2
+    assert "unknown sampler 'nope'; available: evogm, tpe, gp, cmaes, random" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        hpo.main(["--out", "/tmp/x", "--samplers", "nope"])
+        cli.main(["hpo", "--out", str(tmp_path), "--trials", "0"])
