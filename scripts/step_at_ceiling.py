@@ -12,20 +12,20 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from evogm_bench.landscapes import make_landscape
+from evogm_bench.landscapes import make_landscape, merge_suite
 
 from evogm_opt import GenerativeOptimizer
-
-SUITE = [f"merge-f{f}-{v}200" for f in (1, 7, 10, 15, 21) for v in "FR"]
+from evogm_opt.evogm.proposals import step_unit
 
 
 def share_at_ceiling(dim: int, seeds: int) -> tuple[int, int]:
     at = total = 0
-    for name in SUITE:
+    for name in merge_suite():
         for seed in range(seeds):
             landscape, rng = make_landscape(name, dim, seed=seed), np.random.default_rng(seed)
             opt = GenerativeOptimizer(dim, seed=seed, max_evals=20 * dim, maximize=True)
-            ceiling = opt.config.max_proposal_noise * opt._step_unit
+            # the optimizer's own ceiling (its 1/5th-rule update), from public parts: no private attribute read
+            ceiling = opt.config.max_proposal_noise * step_unit(dim, opt.config.noise_per_sqrt_dim)
             while not opt.stop():
                 x = opt.ask()
                 opt.tell(x, landscape.observe(x, rng))
