@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {
-    "evogm_opt": ROOT / "evogm_opt",
-    "llm_merge": ROOT / "adapters" / "llm_merge",
-    "evogm_bench": ROOT / "benchmarks",
-}
+from tests.imports import ROOT, SOURCES, cycles, import_statements, imported_modules, module_graph
 
 
 def imports_of(package: str) -> list[tuple[str, int, str, list[str]]]:
     """(file, line, imported module, imported names) for every import statement, nested ones included."""
     found = []
-    for path in sorted(PACKAGES[package].rglob("*.py")):
+    for path in sorted(SOURCES[package].rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -72,23 +66,19 @@ KNOWN_CYCLES = [
 
 
 def test_no_import_cycles_in_the_core_the_adapter_or_the_bench():
-    """Every import counts, nested ones included, not those under ``if TYPE_CHECKING:`` (scripts/import_graph.py
-    builds the graph, as it does for the picture in docs/architecture.md)."""
-    from scripts import import_graph
-
-    found = [cycle for cycle in import_graph.cycles(import_graph.module_graph()) if cycle not in KNOWN_CYCLES]
+    """Every import counts, nested ones included, not those under ``if TYPE_CHECKING:`` (tests/imports.py builds
+    the graph, the same one scripts/import_graph.py draws for docs/architecture.md)."""
+    found = [cycle for cycle in cycles(module_graph()) if cycle not in KNOWN_CYCLES]
     assert found == [], "import cycles:\n" + "\n".join(" -> ".join([*cycle, cycle[0]]) for cycle in found)
 
 
 def test_the_cycle_finder_sees_a_cycle_and_skips_imports_only_type_checkers_read():
-    from scripts import import_graph
-
-    assert import_graph.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert import_graph.cycles({"a": {"b"}, "b": set()}) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
     tree = ast.parse(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    import evogm_opt.base\nelse:\n    import evogm_opt.loop\n"
         "def f():\n    from evogm_opt import registry, Optimizer\n"
     )
-    found = [m for node in import_graph.import_statements(tree) for m in import_graph.imported_modules(node)]
+    found = [m for node in import_statements(tree) for m in imported_modules(node)]
     assert sorted(found) == ["evogm_opt", "evogm_opt.loop", "evogm_opt.registry"]
