@@ -15,8 +15,9 @@ from llm_merge.model.experts import Expert
 from llm_merge.model.fitness import MergeFitness, merged_parameters
 from llm_merge.model.layouts import make_layout
 from llm_merge.model.loading import load_base, load_expert
-from llm_merge.run.config import ExpertSpec, MergeRunConfig
+from llm_merge.run.config import MergeRunConfig
 from llm_merge.run.identity import task_splits
+from llm_merge.run.schema import ExpertSpec
 from llm_merge.tasks.jsonl import Task
 
 
@@ -98,7 +99,7 @@ def load_tasks(cfg: MergeRunConfig) -> dict[str, Any]:
         if spec.lm_eval is not None:
             from llm_merge.tasks.lm_eval_tasks import LmEvalTask
 
-            task = LmEvalTask(spec.name, source, **spec.lm_eval)
+            task = LmEvalTask(spec.name, source, **spec.lm_eval_options())
             task.check()
         else:
             task = Task.from_jsonl(source, name=spec.name, max_new_tokens=spec.max_new_tokens)

@@ -22,7 +22,6 @@ import shutil
 import socket
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +253,8 @@ class Journal:
             return None
         if results["n_evals"] >= cfg.optimizer.budget:
             return results
-        same_rules = results.get("budget") == cfg.optimizer.budget and results.get("stopping") == asdict(cfg.stopping)
+        same_rules = results.get("budget") == cfg.optimizer.budget
+        same_rules = same_rules and results.get("stopping") == cfg.stopping.model_dump()
         return results if same_rules else None
 
     def _run_json(self) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class FitnessSpec:
         from pathlib import Path
 
         from llm_merge.run.assemble import assemble
-        from llm_merge.run.config import ExpertSpec
+        from llm_merge.run.schema import ExpertSpec
         from llm_merge.tasks.jsonl import Task
 
         tasks = [Task.from_jsonl(path, max_new_tokens=self.max_new_tokens) for path in self.tasks]

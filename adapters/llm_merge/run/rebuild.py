@@ -18,10 +18,10 @@ from typing import Any
 
 from llm_merge.merges.base import CONVENTION, check_convention
 from llm_merge.run.assemble import LayoutSpec, assemble
-from llm_merge.run.config import ExpertSpec
 from llm_merge.run.identity import GONE, input_change
 from llm_merge.run.journal import RUN, RunError, read_json_object
 from llm_merge.run.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
+from llm_merge.run.schema import ExpertSpec
 
 _REBUILD_KEYS = ("tokenizer", "dtype", "device", "expert_names", "expert_kinds", "on_other_base", "layout")
 
@@ -161,9 +161,8 @@ def rebuild(
     path = find_record(source)
     record = read_record(path)
     check_inputs(record, path)
-    experts = [
-        ExpertSpec(p, n, k) for p, n, k in zip(record["experts"], record["expert_names"], record["expert_kinds"])
-    ]
+    named = zip(record["experts"], record["expert_names"], record["expert_kinds"])
+    experts = [ExpertSpec(path=p, name=n, kind=k) for p, n, k in named]
     asm = assemble(
         record["base"],
         experts,

@@ -12,7 +12,6 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +291,7 @@ def report(
             "optimizer": cfg.optimizer.name,
             "method": cfg.method,
             "budget": cfg.optimizer.budget,
-            "stopping": asdict(cfg.stopping),
+            "stopping": cfg.stopping.model_dump(),
             "n_evals": opt.n_evals,
             "stop_reason": searched.reason,
             "best": best,
