@@ -31,7 +31,7 @@ PROG = "evogm-opt merge"
 # exit codes (docs/llm-merge.md; evogm_opt.cli_faults): 2 the command line, the config, the inputs or the run
 # folder is wrong; 1 the file system stopped a run that had started; 130 interrupted.
 # What every path of the command imports from the `llm` extra (peft too for the demo's LoRA training)
-LLM_MODULES = ("yaml", "transformers", "safetensors")
+LLM_MODULES = ("yaml", "pydantic", "transformers", "safetensors")
 
 
 def _fail(message: str, code: int) -> int:
