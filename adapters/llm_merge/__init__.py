@@ -1,16 +1,17 @@
 """LLM merge adapter (``llm`` extra): experts as exact task vectors, merge methods, tasks, fitness and runs.
 
-One folder per concern, each importing only those listed before it:
+One folder per concern, each importing only those listed before it (a test finds no import cycle):
 
-- ``model/``: ``experts`` / ``loading`` read LoRA and full fine-tuned experts (refusing what would merge wrong),
-  ``layouts`` (coefficients per group), ``batched`` (the batched-λ LoRA forward), ``fitness.MergeFitness``
-  (the model rebuilt in place per candidate); ``names``: the schema's names, torch-free.
 - ``merges/``: one file per method (``task_arithmetic``, ``ties``, ``dare``), the ``registry``, and
   ``mergekit_methods`` (any other mergekit method, computed by mergekit); ``get_method`` picks one.
 - ``tasks/``: ``jsonl`` (tasks scored by option log-likelihood or exact match), ``lm_eval_tasks``.
-- ``run/``: ``evogm-opt merge CONFIG.yaml`` — ``config`` (the schema), ``pipeline.run_merge`` in four steps:
-  ``assemble`` (the fitness from the config), ``journal`` (the run folder), ``search`` (the ask/tell loop),
-  ``report`` (scores, tables, plots, ``--pick``); ``rebuild`` writes ``merged/`` again from its record.
+- ``model/``: ``experts`` / ``loading`` read LoRA and full fine-tuned experts (refusing what would merge wrong),
+  ``layouts`` (coefficients per group), ``batched`` (the batched-λ LoRA forward), ``fitness.MergeFitness``
+  (the model rebuilt in place per candidate); ``names``: the model settings' names, torch-free.
+- ``run/``: ``evogm-opt merge CONFIG.yaml`` — ``schema`` and ``config`` (validated before anything loads),
+  ``pipeline.run_merge`` in four steps: ``assemble`` (the fitness from the config), ``journal`` (the run folder),
+  ``search`` (the ask/tell loop), ``report`` (scores, tables, plots, ``--pick``); ``rebuild`` writes ``merged/``
+  again from its record.
 - ``demo/``: the CPU demo; ``speed/``: the evaluation-speed benchmark; ``cli``: the command, thin.
 """
 
