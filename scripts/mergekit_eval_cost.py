@@ -75,8 +75,8 @@ def seconds(fn, repeats: int) -> float:
 
 def measure(root: Path, repeats: int) -> list[tuple[str, float, float]]:
     import transformers
-    from llm_merge.experts import dense_expert, load_lora_expert
-    from llm_merge.fitness import MergeFitness
+    from llm_merge.model.experts import dense_expert, load_lora_expert
+    from llm_merge.model.fitness import MergeFitness
     from llm_merge.merges import get_method
 
     model = transformers.AutoModelForCausalLM.from_pretrained(root / "base").float()

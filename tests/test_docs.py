@@ -20,7 +20,7 @@ def test_quickstart_code_blocks_run():
 
 def merge_demo_layout(root: Path) -> None:
     """What the Ray Tune merge example reads, in the demo's layout, with a tiny untrained model (fast)."""
-    from llm_merge.demo import char_tokenizer
+    from llm_merge.demo.cpu_demo import char_tokenizer
 
     from tests.test_llm_merge_experts import make_adapter, tiny_qwen
     from tests.test_llm_merge_fitness import write_tasks
@@ -60,7 +60,7 @@ def test_llm_merge_config_example_follows_the_schema(tmp_path):
     import pytest
 
     yaml = pytest.importorskip("yaml", reason="the llm extra")
-    from llm_merge.run_config import parse_config
+    from llm_merge.run.config import parse_config
 
     page = Path(__file__).parents[1] / "docs" / "llm-merge.md"
     block = re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S)[0]  # the first: the Qwen example
@@ -100,7 +100,7 @@ result.optimizer.save({str(tmp_path / "h.ckpt")!r})
 assert type(evogm_opt.load({str(tmp_path / "h.ckpt")!r})).__name__ == "HillClimber"
 
 import torch
-from llm_merge.merges import MergeMethod, _weighted_sum, get_method, register
+from llm_merge.merges import get_method
 {method_block}
 deltas = [torch.ones(2, 2), 3 * torch.ones(2, 2)]
 merged = get_method("average").merge(torch.zeros(2, 2), deltas, torch.tensor([1.0, 1.0]))

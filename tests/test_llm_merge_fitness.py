@@ -221,23 +221,17 @@ def test_merge_verdict_needs_both_the_best_expert_and_uniform_ta_beaten():
 
 
 def test_demo_figures_table_counts_the_seeds_evogm_wins(monkeypatch):
-    import importlib.util
-    from pathlib import Path
     from types import SimpleNamespace
 
     from llm_merge.demo.cpu_demo import SEARCHES, SEEN, UNIFORM
-
-    path = Path(__file__).parents[1] / "scripts" / "demo_figures.py"
-    spec = importlib.util.spec_from_file_location("demo_figures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from llm_merge.demo.figures import block
 
     def result(merged):
         rows = {"expert a": {f"{n}/test": 0.6 for n in SEEN}, UNIFORM: {f"{n}/test": 0.5 for n in SEEN}}
         rows |= {f"{s} λ*": {f"{n}/test": merged for n in SEEN} for s in SEARCHES}
         return SimpleNamespace(results={"rows": rows}, table="(table)", seconds=1.0)
 
-    text = module.block({0: result(0.7), 1: result(0.55), 2: result(0.65)}, SEARCHES)
+    text = block({0: result(0.7), 1: result(0.55), 2: result(0.65)}, SEARCHES)
     assert "EvoGM beats every single expert and uniform TA in 2/3 seeds." in text
     assert "| 1 | 0.500 | 0.600 | 0.550 | 0.550 | 0.550 | no | 1 s |" in text
     assert "| mean ± sd | 0.500 ± 0.000 | 0.600 ± 0.000 | 0.633 ± 0.076 |" in text

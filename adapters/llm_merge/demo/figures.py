@@ -1,0 +1,51 @@
+"""The demo figures of docs/llm-merge.md, rendered from ``run_demo`` results (``scripts/demo_figures.py`` runs the
+seeds and writes the block into the page; the rendering lives here so a test can check it without the script)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from typing import Any
+
+import numpy as np
+
+from llm_merge.demo.cpu_demo import UNIFORM, merge_verdict, seen_test
+
+
+def block(results: dict[int, Any], searches: tuple[str, ...]) -> str:
+    """The page's demo-figures block from one ``run_demo`` result per seed: seed 0's table, every seed's seen-task
+    test accuracy, the mean ± sd, how often EvoGM beat every expert and uniform TA, where and when it was run."""
+    first = min(results)
+    columns = [UNIFORM, "best single expert", *(f"{s} λ*" for s in searches)]
+    per_seed, wins = {}, 0
+    for seed, result in results.items():
+        rows = result.results["rows"]
+        verdict = merge_verdict(rows)
+        wins += verdict["beats_both"]
+        per_seed[seed] = [verdict["uniform"], verdict["best_expert_score"]]
+        per_seed[seed] += [seen_test(rows[f"{s} λ*"]) for s in searches]
+        per_seed[seed].append("yes" if verdict["beats_both"] else "no")
+    values = np.array([v[:-1] for v in per_seed.values()], dtype=float)
+    lines = [
+        f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores ({platform.machine()}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end) with `python scripts/demo_figures.py --seeds "
+        f"{' '.join(map(str, results))}`; seed {first}'s full output (`evogm-opt merge --demo --seed {first}`, "
+        f"{results[first].seconds:.0f} s):",
+        "",
+        "```",
+        results[first].table,
+        "```",
+        "",
+        "Seen-task test accuracy over seeds (each seed retrains the base and the experts; λ chosen on validation):",
+        "",
+        "| seed | " + " | ".join(columns) + " | EvoGM beats both | wall time |",
+        "|---|" + "---|" * (len(columns) + 2),
+    ]
+    for seed, vals in per_seed.items():
+        cells = " | ".join(f"{v:.3f}" for v in vals[:-1])
+        lines.append(f"| {seed} | {cells} | {vals[-1]} | {results[seed].seconds:.0f} s |")
+    mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1])
+    lines.append("| mean ± sd | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd)) + " | | |")
+    lines += ["", f"EvoGM beats every single expert and uniform TA in {wins}/{len(results)} seeds."]
+    return "\n".join(lines)
