@@ -1,5 +1,5 @@
 """``evogm-opt bench``: optimizers side by side on synthetic landscapes; ``bench report``, ``bench compare``,
-``bench coco`` and ``bench hpo`` are its subcommands, so the bench has one way in.
+``bench coco``, ``bench hpo`` and ``bench merge-speed`` are its subcommands, so the bench has one way in.
 
 Registered as the ``bench`` entry point of ``evogm_opt.commands``; the libraries of the ``bench`` extra are
 imported only when a command runs, so a missing one is named with the extra that brings it.
@@ -354,16 +354,24 @@ def build_coco_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_merge_speed_parser() -> argparse.ArgumentParser:
+    """``bench merge-speed``'s own parser; torch and the ``llm`` extra load only when this subcommand runs."""
+    from evogm_bench.merge_speed import build_parser
+
+    return build_parser()
+
+
 SUBCOMMANDS = {
     "report": build_report_parser,
     "compare": build_compare_parser,
     "coco": build_coco_parser,
     "hpo": build_hpo_parser,
+    "merge-speed": build_merge_speed_parser,
 }
 
 
 def main(argv: list[str]) -> int:
-    """side-by-side runs on synthetic landscapes (also: 'bench report', 'bench compare', 'bench coco', 'bench hpo')"""
+    """side-by-side runs on synthetic landscapes (also: 'bench report', 'compare', 'coco', 'hpo', 'merge-speed')"""
     sub = argv[0] if argv[:1] and argv[0] in SUBCOMMANDS else None
     args = SUBCOMMANDS[sub]().parse_args(argv[1:]) if sub else build_parser().parse_args(argv)
     prog = "evogm-opt bench" + (f" {sub}" if sub else "")

@@ -81,13 +81,14 @@ def test_the_path_is_chosen_by_device_and_how_full_one_candidates_forwards_are(e
         ties.evaluate_batch(np.zeros((2, 3)), path="fast")
 
 
-def test_the_eval_speed_benchmark_runs_and_reports_every_way(tmp_path):
+def test_the_merge_speed_benchmark_runs_and_reports_every_way(tmp_path):
     import json
 
-    from llm_merge.speed.eval_speed import main
+    from evogm_opt.cli import main
 
     out = tmp_path / "speed.json"
     args = ["--experts", "3", "--rank", "2", "--population", "3", "--prompts", "2", "--length", "8", "--repeats", "1"]
-    assert main([*args, "--reference-candidates", "2", "--dtype", "fp32", "--json", str(out)]) == 0
+    args += ["--reference-candidates", "2", "--dtype", "fp32", "--json", str(out)]
+    assert main(["bench", "merge-speed", *args]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 4 and all(r["s_per_candidate"] > 0 and r["tokens_per_s"] > 0 for r in rows.values())

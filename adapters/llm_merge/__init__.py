@@ -12,7 +12,7 @@ One folder per concern, each importing only those listed before it (a test finds
   ``pipeline.run_merge`` in four steps: ``assemble`` (the fitness from the config), ``journal`` (the run folder),
   ``search`` (the ask/tell loop), ``report`` (scores, tables, plots, ``--pick``); ``rebuild`` writes ``merged/``
   again from its record.
-- ``demo/``: the CPU demo; ``speed/``: the evaluation-speed benchmark; ``cli``: the command, thin.
+- ``demo/``: the CPU demo; ``cli``: the command, thin (the evaluation-speed benchmark is the bench's ``merge_speed``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Seconds per candidate and tokens/s of three ways to evaluate merge candidates (issue: fast population eval).
+"""Seconds per candidate and tokens/s of three ways to evaluate merge candidates (``evogm-opt bench merge-speed``).
 
 On a random-init model of a real shape with random rank-r LoRA experts, for the same prompts:
 
@@ -11,8 +11,8 @@ On a random-init model of a real shape with random rank-r LoRA experts, for the 
 Each way scores M prompts of L tokens per candidate with one teacher-forced forward (what multiple-choice
 scoring does), in forwards of ``--batch-size`` rows. Run::
 
-    python -m llm_merge.speed.eval_speed --shape small --device cpu            # anywhere, minutes
-    python -m llm_merge.speed.eval_speed --shape qwen2.5-1.5b --device cuda   # the GPU figures
+    evogm-opt bench merge-speed --shape small --device cpu            # anywhere, minutes
+    evogm-opt bench merge-speed --shape qwen2.5-1.5b --device cuda   # the GPU figures
 
 and it prints a markdown table (and ``--json`` writes the numbers).
 """
@@ -23,10 +23,11 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from evogm_opt.atomic import atomic_write
 
 SHAPES = {
     # Qwen2.5-1.5B's config (hidden 1536, MLP 8960, 28 layers, 12 heads / 2 KV heads, vocab 151936, tied)
@@ -45,7 +46,6 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 def build(shape: str, n_experts: int, rank: int, device: str, dtype: torch.dtype, seed: int = 0):
     import transformers
-
     from llm_merge.model.experts import LoraExpert, LoraFactors
 
     torch.manual_seed(seed)
@@ -100,7 +100,8 @@ def measure(args: argparse.Namespace) -> dict:
     rows["(b) in-place rebuild"] = {**row(seconds, len(lams)), "switch_s": switch}
     rows[f"(c) batched-λ, P = {len(lams)}"] = row(_time_batched(model, fitness, ids, lams, args), len(lams))
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    return {"device": device_name, "torch_threads": torch.get_num_threads(), "settings": vars(args), "rows": rows}
+    settings = {key: value for key, value in vars(args).items() if key != "func"}  # the parser's dispatch
+    return {"device": device_name, "torch_threads": torch.get_num_threads(), "settings": settings, "rows": rows}
 
 
 def _time_base(model, ids: torch.Tensor, args: argparse.Namespace) -> float:
@@ -189,8 +190,10 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evogm-opt bench merge-speed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shape", choices=sorted(SHAPES), default="small")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["bf16", "fp32", "fp16"], default="bf16")
@@ -203,13 +206,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="base-model passes timed")
     parser.add_argument("--reference-candidates", type=int, default=5, help="candidates timed the slow way")
     parser.add_argument("--json", default=None, help="write the measurements here")
-    args = parser.parse_args(argv)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure, print the table, and write ``--json`` (atomically) if asked."""
     result = measure(args)
     print(f"device: {result['device']}, torch threads {result['torch_threads']}, settings {result['settings']}")
     print(table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        atomic_write(args.json, json.dumps(result, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,1 +1,0 @@
-"""The evaluation-speed benchmark of the merge fitness (``eval_speed``); a candidate to move into the bench."""
