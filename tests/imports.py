@@ -3,6 +3,11 @@
 ``tests/test_architecture.py`` checks it (no import cycles); ``scripts/import_graph.py`` draws it
 (docs/img/architecture.svg). Every import counts, nested ones (in functions) included, except those under
 ``if TYPE_CHECKING:``, which never run.
+
+What it does not count, on purpose: a module found by name at call time (``importlib.import_module`` in
+``evogm_opt.registry``'s built-ins, the lazy ``__getattr__`` of ``evogm_opt`` and ``llm_merge``, entry points).
+That is how a registry works — ``base`` asks ``registry`` which class a checkpoint names, and the registry imports
+that class's module only then — and importing any module still never needs a module that needs it back.
 """
 
 from __future__ import annotations
