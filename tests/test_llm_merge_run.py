@@ -103,6 +103,25 @@ def test_schema_errors_name_the_problem(workspace):
     assert hub.base == "Qwen/Qwen2.5-1.5B"  # not a folder: a hub id, left alone
 
 
+@pytest.mark.parametrize("name", ["evogm-paper-no-rounds", "evogm-paper-single-generator"])
+def test_a_registry_name_removed_in_0_2_says_where_it_went_and_how_to_merge_with_it(workspace, name):
+    """The refusal names the bench variant and the optimizer block that builds the same configuration in a merge;
+    that block, pasted into a config, is accepted and builds the bench's configuration exactly."""
+    from evogm_bench.research import variants
+
+    from evogm_opt import registry
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config(config_dict(optimizer={"name": name}), workspace)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"optimizer.name: {name!r} is not one of [")
+    assert f"bench variant (evogm-opt bench --optimizers {name})" in message
+    block = yaml.safe_load(message.split("in a merge, write ")[1])["optimizer"]
+    cfg = parse_config(config_dict(optimizer=block), workspace)
+    opt = registry.create(cfg.optimizer.name, 4, seed=0, maximize=True, **cfg.optimizer.options)
+    assert opt.config == variants.VARIANTS[name].config
+
+
 def test_a_run_writes_log_checkpoint_results_plot_and_a_loadable_merged_model(workspace):
     umask = os.umask(0o022)
     try:

@@ -3,6 +3,9 @@
 
 The method modules do not import this one (a method does not know its registry), so the table and the methods
 never import each other.
+
+A plain dict, not the bench's ``Registry`` (``benchmarks/registry.py``): ``llm_merge`` never imports the bench
+(tests/test_architecture.py), and the one thing that class adds, families of parametric names, no method needs.
 """
 
 from __future__ import annotations

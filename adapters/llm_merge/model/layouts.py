@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llm_merge.model.names import LAYOUTS
+
 # the leftmost match: T5's "encoder.block.3.layer.0.…" is block 3 (its "layer.0" is the block's sub-layer)
 LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
 STACK = re.compile(r"(?:^|\.)(encoder|decoder)\.")
@@ -150,17 +152,17 @@ def make_layout(
         raise ValueError("a layout needs at least one expert and one parameter")
     if not sharpness > 0:
         raise ValueError(f"simplex sharpness must be > 0, got {sharpness}")
+    if name not in LAYOUTS:
+        raise ValueError(f"unknown layout {name!r}; choose {', '.join(LAYOUTS[:-1])} or {LAYOUTS[-1]}")
     labels: dict[str, str] = {}
     if name == "per_expert":
         labels = {p: "all" for p in params}
         order = ["all"]
     elif name == "per_layer_group":
         labels, order = _layer_groups(params, groups, n_layers)
-    elif name == "per_module_type":
+    else:  # per_module_type
         labels = {p: _module_type(p) for p in params}
         order = ["attention", "mlp", "other"]
-    else:
-        raise ValueError(f"unknown layout {name!r}; choose per_expert, per_layer_group or per_module_type")
     used = [g for g in order if g in set(labels.values())]
     index = {g: k for k, g in enumerate(used)}
     return CoefficientLayout(name, n_experts, tuple(used), {p: index[g] for p, g in labels.items()}, simplex, sharpness)

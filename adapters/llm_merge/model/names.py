@@ -8,6 +8,8 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")
 MODEL_TYPES = ("auto", "causal", "seq2seq")
 AUTO_CLASSES = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
 ON_OTHER_BASE = ("warn", "error", "ignore")
+# how the coefficients are laid over the model (``layouts.make_layout``; the config's ``layout.name``)
+LAYOUTS = ("per_expert", "per_layer_group", "per_module_type")
 
 
 class BaseModelTypeError(ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from llm_merge.run.schema import (
     ExpertSpec,
     OptimizerSpec,
     RunSchema,
+    SimplexChoice,
     StoppingSpec,
     TaskSpec,
 )
@@ -39,31 +40,34 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class MergeRunConfig:
     """The config resolved (paths absolute, short forms expanded): what ``run.json`` records and the fingerprint
-    hashes. Flat, as 0.1 wrote it, so that run folders written before keep their fingerprint."""
+    hashes. Flat, as 0.1 wrote it, so that run folders written before keep their fingerprint.
+
+    No field has a default: the defaults are the schema's (:class:`RunSchema`), and :func:`_resolved`, its one
+    constructor, passes every field from a validated schema."""
 
     base: str
     experts: tuple[ExpertSpec, ...]
     seen: tuple[TaskSpec, ...]
     output: str
-    unseen: tuple[TaskSpec, ...] = ()
-    tokenizer: str | None = None
-    model_type: str = "auto"
-    dtype: str = "bfloat16"
-    device: str = "auto"
-    method: str = "task_arithmetic"
-    method_options: dict[str, Any] = field(default_factory=dict)
-    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
-    stopping: StoppingSpec = field(default_factory=StoppingSpec)
-    layout: str = "per_expert"
-    layout_groups: int = 4
-    simplex: bool = False
-    simplex_sharpness: float = 4.0
-    batch_size: int = 32
-    eval_path: str = "auto"
-    baselines: bool = True
-    save_model: bool = True
-    threads: int | None = 1
-    on_other_base: str = "warn"
+    unseen: tuple[TaskSpec, ...]
+    tokenizer: str | None
+    model_type: str
+    dtype: str
+    device: str
+    method: str
+    method_options: dict[str, Any]
+    optimizer: OptimizerSpec
+    stopping: StoppingSpec
+    layout: str
+    layout_groups: int
+    simplex: bool
+    simplex_sharpness: float  # recorded (and hashed) even with the simplex off: the schema's default then
+    batch_size: int
+    eval_path: str
+    baselines: bool
+    save_model: bool
+    threads: int | None
+    on_other_base: str
 
     def fingerprint(self) -> str:
         """Hash of everything that changes which points are evaluated and what they score.
@@ -208,7 +212,7 @@ def _resolved(schema: RunSchema) -> MergeRunConfig:
         layout=schema.layout.name,
         layout_groups=schema.layout.groups,
         simplex=schema.simplex is not None,
-        simplex_sharpness=4.0 if schema.simplex is None else schema.simplex.sharpness,
+        simplex_sharpness=(SimplexChoice() if schema.simplex is None else schema.simplex).sharpness,
         batch_size=schema.batch_size,
         eval_path=schema.eval_path,
         baselines=schema.baselines,

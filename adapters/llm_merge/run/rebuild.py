@@ -21,7 +21,7 @@ from llm_merge.run.assemble import LayoutSpec, assemble
 from llm_merge.run.identity import GONE, input_change
 from llm_merge.run.journal import RUN, RunError, read_json_object
 from llm_merge.run.report import RECORD, RECORD_FORMAT, apply_entry, save_merged
-from llm_merge.run.schema import ExpertSpec
+from llm_merge.run.schema import ExpertSpec, LayoutChoice, RunSchema, SimplexChoice, default_of
 
 _REBUILD_KEYS = ("tokenizer", "dtype", "device", "expert_names", "expert_kinds", "on_other_base", "layout")
 
@@ -56,15 +56,15 @@ def _from_run_json(record: dict[str, Any], path: Path) -> dict[str, Any]:
         **record,
         "tokenizer": config.get("tokenizer"),
         "dtype": config["dtype"],
-        "device": config.get("device", "auto"),
+        "device": config.get("device", default_of(RunSchema, "device")),
         "expert_names": [e["name"] for e in specs],
-        "expert_kinds": [e.get("kind", "auto") for e in specs],
-        "on_other_base": config.get("on_other_base", "warn"),
-        "layout": {
-            "name": config.get("layout", "per_expert"),
-            "groups": config.get("layout_groups", 4),
-            "simplex": config.get("simplex", False),
-            "sharpness": config.get("simplex_sharpness", 4.0),
+        "expert_kinds": [e.get("kind", default_of(ExpertSpec, "kind")) for e in specs],
+        "on_other_base": config.get("on_other_base", default_of(RunSchema, "on_other_base")),
+        "layout": {  # a key the config lacks: the schema's default (no simplex unless asked for)
+            "name": config.get("layout", default_of(RunSchema, "layout").name),
+            "groups": config.get("layout_groups", default_of(LayoutChoice, "groups")),
+            "simplex": config.get("simplex", default_of(RunSchema, "simplex") is not None),
+            "sharpness": config.get("simplex_sharpness", default_of(SimplexChoice, "sharpness")),
         },
     }
 

@@ -15,17 +15,40 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from llm_merge.model.names import AUTO_CLASSES, DTYPE_NAMES, MODEL_TYPES, BaseModelTypeError, base_model_type
+from llm_merge.model.names import (
+    AUTO_CLASSES,
+    DTYPE_NAMES,
+    LAYOUTS,
+    MODEL_TYPES,
+    ON_OTHER_BASE,
+    BaseModelTypeError,
+    base_model_type,
+)
 
 # One torch thread unless the config says otherwise. Measured on the demo's model on this project's 2-core machine
 # (docs/performance.md): quiet, 0.066–0.069 s per evaluation whatever the count; beside other work, torch's default
 # (2 threads here) took 0.16–1.04 s against 0.09–0.11 s on one, since its threads spin waiting for each other.
 DEFAULT_THREADS = 1
-LAYOUTS = ("per_expert", "per_layer_group", "per_module_type")
+# Registry names removed in 0.2.0, now bench peers (benchmarks/research/variants.py): the paper preset's settings
+# that make the same optimizer in a merge (tests/test_llm_merge_run.py checks them against the bench's configs).
+REMOVED_OPTIMIZERS = {
+    "evogm-paper-no-rounds": {"n_rounds": 1, "iterations_per_round": 6},
+    "evogm-paper-single-generator": {"generator": {"dual": False}},
+}
 
 
 class Complete(ValueError):
     """A validator's message that already names its key (``parse_config`` prints it as it is)."""
+
+
+def default_of(model: type[BaseModel], name: str) -> Any:
+    """The default the schema declares for ``model``'s field ``name`` (a default factory called): what a record
+    written without that key meant."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _root(info: ValidationInfo) -> Path | None:
@@ -190,8 +213,19 @@ class OptimizerSpec(Section):
         from evogm_opt import registry
 
         if value not in registry.names():
-            raise ValueError(f"{value!r} is not one of {registry.names()}")
+            raise ValueError(f"{value!r} is not one of {registry.names()}{_removed_hint(value)}")
         return value
+
+
+def _removed_hint(name: str) -> str:
+    """For a registry name removed in 0.2.0: where it went, and the options that build it in a merge."""
+    if name not in REMOVED_OPTIMIZERS:
+        return ""
+    config = json.dumps(REMOVED_OPTIMIZERS[name]).replace('"', "")  # as YAML's flow style writes it
+    return (
+        f"; since 0.2.0 {name} is a bench variant (evogm-opt bench --optimizers {name}); in a merge, write "
+        f"optimizer: {{name: evogm, options: {{preset: paper, config: {config}}}}}"
+    )
 
 
 class StoppingSpec(Section):
@@ -234,7 +268,7 @@ class MethodChoice(BaseModel):
 class LayoutChoice(Section):
     """``layout:``: a name, or ``{name, groups}`` (``groups``: decoder-layer groups, ``per_layer_group`` only)."""
 
-    name: Annotated[Literal[LAYOUTS], Field(description="per_expert, per_layer_group or per_module_type")]
+    name: Annotated[Literal[LAYOUTS], Field(description=_one_of(LAYOUTS))]
     groups: Annotated[int, Field(ge=1, strict=True, description="a positive integer")] = 4
 
     @model_validator(mode="before")
@@ -282,9 +316,7 @@ class RunSchema(Section):
     # torch threads for the model's work; None (``auto``): torch's own default, one thread per core
     threads: int | None = DEFAULT_THREADS
     # a LoRA adapter trained on another base model
-    on_other_base: Annotated[Literal["warn", "error", "ignore"], Field(description="one of warn, error, ignore")] = (
-        "warn"
-    )
+    on_other_base: Annotated[Literal[ON_OTHER_BASE], Field(description=f"one of {', '.join(ON_OTHER_BASE)}")] = "warn"
     method: MethodChoice = Field(default_factory=lambda: MethodChoice(name="task_arithmetic"))
     tokenizer: str | None = None
     device: Annotated[str, BeforeValidator(str)] = "auto"
