@@ -50,7 +50,7 @@ class _Builtin:
 
 
 _ENTRIES: dict[str, OptimizerEntry | _Builtin] = {}
-# checkpoints of format 1 named the class, not the public name
+# checkpoints of format 1 named the class, not the public name: the built-ins' class names (_register_builtins)
 _LEGACY_CHECKPOINT_NAMES: dict[str, str] = {}
 _builtins_loaded = False
 
@@ -61,23 +61,18 @@ def register(
     *,
     cls: type[Optimizer],
     summary: str,
-    legacy_names: tuple[str, ...] = (),
 ) -> None:
     """Add ``name``. ``factory(dim, **kwargs)`` builds the optimizer; ``cls`` is what its checkpoints load as."""
     _ensure_builtins()
-    _add(OptimizerEntry(name, factory, cls, summary), legacy_names)
+    _add(OptimizerEntry(name, factory, cls, summary))
 
 
-def _add(entry: OptimizerEntry | _Builtin, legacy_names: tuple[str, ...]) -> None:
+def _add(entry: OptimizerEntry | _Builtin) -> None:
     if not entry.name or entry.name != entry.name.strip() or "+" in entry.name or "@" in entry.name:
         raise ValueError(f"optimizer name {entry.name!r} must be non-empty, without spaces at the ends, '+' or '@'")
     if entry.name in _ENTRIES:
         raise ValueError(f"optimizer {entry.name!r} is already registered (by {_class_name(_ENTRIES[entry.name])})")
-    for old in legacy_names:
-        if old in _LEGACY_CHECKPOINT_NAMES:
-            raise ValueError(f"legacy checkpoint name {old!r} is already mapped to {_LEGACY_CHECKPOINT_NAMES[old]!r}")
     _ENTRIES[entry.name] = entry
-    _LEGACY_CHECKPOINT_NAMES.update(dict.fromkeys(legacy_names, entry.name))
 
 
 def names() -> list[str]:
@@ -148,13 +143,21 @@ def _sep_cmaes(cls: type[Optimizer]) -> Callable[..., Optimizer]:
 def _register_builtins() -> None:
     # named, not imported: the optimizers import evogm_opt.base (which reads this registry) and torch or cma
     evogm, opts = ("evogm_opt.evogm", "GenerativeOptimizer"), ("evogm_opt.optimizers",)
-    for entry, legacy in [
-        (_Builtin("evogm", *evogm, "EvoGM, our default preset", _evogm("default")), ("GenerativeOptimizer",)),
-        (_Builtin("evogm-paper", *evogm, "EvoGM, the reference's choices", _evogm("paper")), ()),
-        (_Builtin("cmaes", *opts, "CMAES", "CMA-ES (pycma), optional IPOP restarts"), ("CMAES",)),
-        (_Builtin("sep-cmaes", *opts, "CMAES", "sep-CMA-ES (pycma, diagonal covariance)", _sep_cmaes), ()),
-        (_Builtin("pso-merging", *opts, "PSOMerging", "PSO-Merging"), ("PSOMerging",)),
-        (_Builtin("model-swarms", *opts, "ModelSwarms", "Model Swarms"), ("ModelSwarms",)),
-        (_Builtin("random", *opts, "RandomSearch", "uniform random search"), ("RandomSearch",)),
+    for entry in [
+        _Builtin("evogm", *evogm, "EvoGM, our default preset", _evogm("default")),
+        _Builtin("evogm-paper", *evogm, "EvoGM, the reference's choices", _evogm("paper")),
+        _Builtin("cmaes", *opts, "CMAES", "CMA-ES (pycma), optional IPOP restarts"),
+        _Builtin("sep-cmaes", *opts, "CMAES", "sep-CMA-ES (pycma, diagonal covariance)", _sep_cmaes),
+        _Builtin("pso-merging", *opts, "PSOMerging", "PSO-Merging"),
+        _Builtin("model-swarms", *opts, "ModelSwarms", "Model Swarms"),
+        _Builtin("random", *opts, "RandomSearch", "uniform random search"),
     ]:
-        _add(entry, legacy)
+        _add(entry)
+    # checkpoints of format 1 named the class: these built-ins' classes, each read as the name it maps to
+    _LEGACY_CHECKPOINT_NAMES.update(
+        GenerativeOptimizer="evogm",
+        CMAES="cmaes",
+        PSOMerging="pso-merging",
+        ModelSwarms="model-swarms",
+        RandomSearch="random",
+    )

@@ -9,7 +9,7 @@ import pytest
 
 from evogm_opt import GenerativeOptimizer
 from evogm_opt.bounds import reflect_into_unit_box
-from evogm_opt.evogm.config import PRESETS, EvoGMConfig
+from evogm_opt.evogm.config import PRESETS, REMOVED_AT, EvoGMConfig
 
 
 def near_a_corner(x: np.ndarray) -> float:
@@ -27,7 +27,20 @@ def test_default_reflects_and_paper_clips():
     assert all(PRESETS[name].boundary == "clip" for name in PRESETS if name.startswith("paper"))
     with pytest.raises(ValueError, match="boundary"):
         EvoGMConfig(boundary="wrap")
-    assert EvoGMConfig(boundary="mixed").boundary == "mixed"
+
+
+@pytest.mark.parametrize("where", ["constructed", "a user's dict", "a recorded configuration"])
+def test_the_removed_mixed_boundary_is_refused_naming_where_its_code_lives(where):
+    """ "mixed" (ablation 8's follow-up, rejected) left the core in 0.2.0, like the removed settings."""
+    build = {
+        "constructed": lambda: EvoGMConfig(boundary="mixed"),
+        "a user's dict": lambda: GenerativeOptimizer(3, config={"boundary": "mixed"}),
+        "a recorded configuration": lambda: EvoGMConfig.from_dict(
+            {**PRESETS["default"].to_dict(), "boundary": "mixed"}
+        ),
+    }[where]
+    with pytest.raises(ValueError, match=rf"boundary='mixed' was removed in evogm-opt 0\.2\.0.*{REMOVED_AT}"):
+        build()
 
 
 def _after_shifts(boundary: str) -> tuple[GenerativeOptimizer, np.ndarray]:
@@ -53,9 +66,8 @@ def test_reflected_asks_carry_the_coordinates_of_the_point_evaluated():
     np.testing.assert_allclose(coords @ opt.basis.matrix, opt.box.to_unit(x), atol=1e-9)
 
 
-def _screened_after_shifts(boundary: str, seed: int) -> np.ndarray:
-    config = dataclasses.replace(PRESETS["default"], boundary=boundary)
-    opt = GenerativeOptimizer(6, seed=seed, config=config)
+def _screened_after_shifts(seed: int) -> np.ndarray:
+    opt = GenerativeOptimizer(6, seed=seed)  # the default: reflect, screening
     while opt.basis_version < 2:
         x = opt.ask()
         opt.tell(x, -x.sum(axis=1))  # a slope: the optimum is the corner (1, …, 1)
@@ -65,11 +77,9 @@ def _screened_after_shifts(boundary: str, seed: int) -> np.ndarray:
     return x
 
 
-def test_mixed_boundary_can_still_reach_a_face_and_stays_in_the_box():
-    """ "mixed" projects the generator's own proposal and mirrors the noisy variants: unlike "reflect" it can
-    ask a point on a face, which a slope to a corner needs."""
-    mixed = np.concatenate([_screened_after_shifts("mixed", s) for s in range(4)])
-    reflected = np.concatenate([_screened_after_shifts("reflect", s) for s in range(4)])
-    assert np.all(np.abs(mixed) <= 1.0) and np.all(np.abs(reflected) <= 1.0)
+def test_screened_asks_are_reflected_too_even_on_a_slope_to_a_corner():
+    """Screening judges each candidate where the boundary rule puts it, and the ask is that point: in the box,
+    off its faces, with the coordinates of the point evaluated."""
+    reflected = np.concatenate([_screened_after_shifts(s) for s in range(4)])
+    assert np.all(np.abs(reflected) <= 1.0)
     assert np.mean(np.isclose(np.abs(reflected), 1.0, atol=1e-12)) == 0.0
-    assert np.mean(np.isclose(np.abs(mixed), 1.0, atol=1e-12)) > 0.0

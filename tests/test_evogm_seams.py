@@ -84,15 +84,13 @@ def _asked_in_a_stretched_basis(boundary: str) -> tuple[GenerativeOptimizer, Ask
     return opt, opt.ask_with_coordinates()
 
 
-def test_mixed_boundary_projects_the_generators_own_proposals_without_screening_too():
-    """(It used to act only inside screening: unscreened proposals were mirrored.)"""
-    opt, mixed = _asked_in_a_stretched_basis("mixed")
-    _, reflected = _asked_in_a_stretched_basis("reflect")  # the same run up to this ask, then mirrored
+def test_the_boundary_rule_folds_the_generators_own_proposals_without_screening_too():
+    opt, reflected = _asked_in_a_stretched_basis("reflect")
+    _, clipped = _asked_in_a_stretched_basis("clip")  # the same run up to this ask, then projected
     assert opt.iteration > 0  # proposals of the generator, not an initial population
-    on_face = np.isclose(np.abs(mixed.x), 1.0, rtol=0, atol=1e-12)
-    assert on_face.any() and not np.isclose(np.abs(reflected.x), 1.0, rtol=0, atol=1e-12).any()
-    np.testing.assert_allclose(mixed.x[~on_face], reflected.x[~on_face], rtol=0, atol=1e-9)  # inside: the same
-    np.testing.assert_allclose(mixed.coordinates @ opt.basis.matrix, opt.box.to_unit(mixed.x), atol=1e-9)
+    assert np.all(np.abs(reflected.x) <= 1.0) and not np.isclose(np.abs(reflected.x), 1.0, rtol=0, atol=1e-12).any()
+    assert np.isclose(np.abs(clipped.x), 1.0, rtol=0, atol=1e-12).any()  # projected: piled on the faces
+    np.testing.assert_allclose(reflected.coordinates @ opt.basis.matrix, opt.box.to_unit(reflected.x), atol=1e-9)
 
 
 def test_presets_set_every_field_and_old_settings_take_the_papers_values():

@@ -65,6 +65,8 @@ def test_a_format_1_record_of_0_1_still_loads():
         ("screening_scales", [1.0, 0.25]),
         ("final_replicates_per_dim", 1.0),
         ("binomial_trials", 200),
+        ("success_target", 0.4),
+        ("boundary", "mixed"),  # a value removed from a setting that stays
     ],
 )
 def test_a_record_that_turned_a_removed_setting_on_is_refused_in_one_line(setting, value):

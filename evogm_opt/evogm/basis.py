@@ -17,23 +17,15 @@ from evogm_opt.bounds import clip_into_unit_box, reflect_into_unit_box
 
 #: How effective coefficients outside [-1, 1] are brought back (``EvoGMConfig.boundary``):
 #: ``"clip"`` projects them (the paper presets), ``"reflect"`` mirrors them at the faces (our default, research
-#: ablation 8), ``"mixed"`` projects the generator's own noise-free proposals and mirrors everything else
-#: (ablation 8 follow-up, measured and rejected; kept so the experiment stays reproducible).
-Boundary = Literal["clip", "reflect", "mixed"]
+#: ablation 8).
+Boundary = Literal["clip", "reflect"]
 
 
-def fold_into_box(u: np.ndarray, boundary: Boundary, projected: np.ndarray | None = None) -> np.ndarray:
-    """Original normalised coordinates → [-1, 1]^dim by the ``boundary`` rule.
-
-    ``projected`` marks the rows that are the generator's own, noise-free proposals; only ``"mixed"`` reads it
-    (those rows are clipped, so a face or corner stays reachable, and the rest are mirrored).
-    """
+def fold_into_box(u: np.ndarray, boundary: Boundary) -> np.ndarray:
+    """Original normalised coordinates → [-1, 1]^dim by the ``boundary`` rule."""
     if boundary == "clip":
         return clip_into_unit_box(u)
-    folded = reflect_into_unit_box(u)
-    if boundary == "mixed" and projected is not None and projected.any():
-        folded[projected] = clip_into_unit_box(u[projected])
-    return folded
+    return reflect_into_unit_box(u)
 
 
 class Basis:

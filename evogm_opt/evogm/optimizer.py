@@ -44,7 +44,7 @@ class AskedBatch:
 
     ``x``: the points, shape (n, dim), user coordinates — exactly what ``ask(n)`` returns. ``basis_version``:
     the basis they were asked in (how many shifts, ``len(shift_rows)``). ``coordinates``: their current
-    coordinates c, shape (n, dim), over the experts of that basis — for ``boundary="reflect"``/``"mixed"`` the
+    coordinates c, shape (n, dim), over the experts of that basis — for ``boundary="reflect"`` the
     coordinates of x itself; for ``"clip"`` (the paper presets) the generator's own c, of which x is c @ B
     clipped into the box.
     """
@@ -76,10 +76,9 @@ class GenerativeOptimizer(Optimizer):
     u = c @ B in the original normalised box and returned to the user as x = centre + u ⊙ half_width. After a
     basis shift (paper §3.3) the rows of B are the round's top-dim points, so c @ B can leave the box; the
     config's ``boundary`` rule brings it back (:func:`~evogm_opt.evogm.basis.fold_into_box`): ``"clip"`` (the
-    paper presets: projected per coordinate, the generator keeps learning in its own c), ``"reflect"`` (the
-    default: mirrored at the faces, and c becomes the current coordinates of the point evaluated) or
-    ``"mixed"`` (the generator's own noise-free proposals projected, every other row mirrored; c as for
-    ``"reflect"``). Rows told without an ask are expressed in the current basis by least squares.
+    paper preset: projected per coordinate, the generator keeps learning in its own c) or ``"reflect"`` (the
+    default: mirrored at the faces, and c becomes the current coordinates of the point evaluated). Rows told
+    without an ask are expressed in the current basis by least squares.
 
     Args:
         dim: number of coefficients (experts).
@@ -227,10 +226,10 @@ class GenerativeOptimizer(Optimizer):
         payload = np.concatenate([np.full((n, 1), float(self.basis.version)), c], axis=1)
         return x, payload
 
-    def _into_box(self, c: np.ndarray, projected: np.ndarray | None = None) -> np.ndarray:
+    def _into_box(self, c: np.ndarray) -> np.ndarray:
         """Where current coordinates are evaluated: u = c @ B, folded into the box by the ``boundary`` rule."""
         u = c if self.basis.version == 0 else self.basis.to_original(c)  # B = I before the first shift: u is c
-        return fold_into_box(u, self.config.boundary, projected)
+        return fold_into_box(u, self.config.boundary)
 
     def _make_proposals(self) -> np.ndarray:
         """The next batch of asks (current coordinates): paper Alg. 1, plus our noise, screening and repeats."""
@@ -242,19 +241,12 @@ class GenerativeOptimizer(Optimizer):
             return proposals.uniform(self.popsize, self.dim, self.rng)
         population = self._history.c[self._history.ranked()[: self.popsize]]  # Alg. 1: the best P of H
         made = self.generate(population)  # Alg. 1: C = G_lw(population)
-        projected = np.full(len(made), self.noise == 0)  # which rows are G_lw's own, unperturbed output
         surrogate = self._surrogate() if cfg.screening > 0 else None
         if surrogate is not None:
             candidates = proposals.screening_candidates(made, cfg.screening, self.noise, self.rng)
-            made, projected = proposals.screened(candidates, surrogate, self._into_box)
+            made = proposals.screened(candidates, surrogate, self._into_box)
         elif self.noise > 0:
             made = proposals.perturbed(made, self.noise, self.rng)
-        if cfg.boundary == "mixed" and self.basis.version and projected.any():
-            # the queue keeps coordinates only, not which rows are G_lw's own: those are folded now (projected, by
-            # the rule) and kept as the coordinates of the points chosen, which the fold at ask time leaves where
-            # they are; every other row is folded at ask time, exactly as under "reflect"
-            own = made[projected]
-            made[projected] = self.basis.to_current(self._into_box(own, np.ones(len(own), dtype=bool)))
         if cfg.deduplicate:
             made = proposals.without_repeats(made, self._history.c, max(self.noise, 0.05), self.rng)
         return made
@@ -328,7 +320,7 @@ class GenerativeOptimizer(Optimizer):
             top = set(self._history.ranked()[: self.popsize].tolist())
             success = np.mean([row in top for row in told])
             ceiling = self.config.max_proposal_noise * self._step_unit
-            self.noise = proposals.adapted_step(self.noise, success, ceiling, self.config.success_target)
+            self.noise = proposals.adapted_step(self.noise, success, ceiling)
         self._generation = _Generation(np.empty((0, self.dim)))
         best = "none" if self._best is None else f"{self._best.y:.6g}"
         logger.info(

@@ -15,9 +15,6 @@ maximum log marginal likelihood (eq. 5.8) over a small grid. Acquisition: expect
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import numpy as np
 import torch
 from scipy import stats
@@ -32,33 +29,30 @@ def copula(y: np.ndarray) -> np.ndarray:
     return stats.norm.ppf((ranks + 0.5) / len(y))
 
 
-def distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(a, b)
-
-
 def matern52(dist: torch.Tensor, length_scale: float) -> torch.Tensor:
     r = dist * (np.sqrt(5.0) / length_scale)
     return (1.0 + r + r**2 / 3.0) * torch.exp(-r)
 
 
-def most_likely(
-    target: torch.Tensor, covariances: Iterable[tuple[Any, torch.Tensor]]
-) -> tuple[Any, torch.Tensor, torch.Tensor]:
-    """Of (setting, covariance) pairs, the one of highest log marginal likelihood for ``target`` (eq. 5.8, up to a
-    constant; the first of equals wins), with its Cholesky factor and α = K⁻¹·target. Covariances that are not
-    positive definite are skipped."""
+def _most_likely(target: torch.Tensor, dist: torch.Tensor, dim: int) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """Of the grid of length scales (times √dim) and noise variances, the pair of highest log marginal likelihood
+    for ``target`` (eq. 5.8, up to a constant; the first of equals in grid order wins), with its Cholesky factor and
+    α = K⁻¹·target. Pairs whose covariance is not positive definite are skipped."""
+    eye = torch.eye(len(target), dtype=torch.float64)
     best = None
-    for setting, covariance in covariances:
-        chol, info = torch.linalg.cholesky_ex(covariance)
-        if int(info) != 0:
-            continue
-        alpha = torch.cholesky_solve(target[:, None], chol)[:, 0]
-        lml = float(-0.5 * target @ alpha - torch.log(torch.diagonal(chol)).sum())
-        if best is None or lml > best[0]:
-            best = (lml, setting, chol, alpha)
+    for length_scale in (ls * np.sqrt(dim) for ls in _LENGTH_SCALES):
+        kernel = matern52(dist, length_scale)
+        for noise in _NOISE_VARIANCES:
+            chol, info = torch.linalg.cholesky_ex(kernel + noise * eye)
+            if int(info) != 0:
+                continue
+            alpha = torch.cholesky_solve(target[:, None], chol)[:, 0]
+            lml = float(-0.5 * target @ alpha - torch.log(torch.diagonal(chol)).sum())
+            if best is None or lml > best[0]:
+                best = (lml, length_scale, noise, chol, alpha)
     if best is None:
         raise np.linalg.LinAlgError("no kernel setting gave a positive-definite covariance")
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], best[4]
 
 
 class GaussianProcess:
@@ -73,19 +67,14 @@ class GaussianProcess:
             raise ValueError("a surrogate needs at least two finite observations")
         self.x = torch.as_tensor(np.asarray(x, dtype=np.float64))
         self.t = torch.as_tensor(copula(np.asarray(y, dtype=float)))
-        dim = self.x.shape[1]
-        dist = distances(self.x, self.x)
-        eye = torch.eye(len(self.x), dtype=torch.float64)
-        noises = _NOISE_VARIANCES
-        kernels = ((ls * np.sqrt(dim), matern52(dist, ls * np.sqrt(dim))) for ls in _LENGTH_SCALES)
-        settings = (((ls, noise), k + noise * eye) for ls, k in kernels for noise in noises)
-        (self.length_scale, self.noise), self._chol, self._alpha = most_likely(self.t, settings)
+        dist = torch.cdist(self.x, self.x)
+        self.length_scale, self.noise, self._chol, self._alpha = _most_likely(self.t, dist, self.x.shape[1])
         self.incumbent = float(torch.min(self.t - self.noise * self._alpha))  # the best posterior mean observed
 
     def _predict(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and sd as tensors."""
         x = torch.as_tensor(np.atleast_2d(x), dtype=torch.float64)
-        ks = matern52(distances(x, self.x), self.length_scale)
+        ks = matern52(torch.cdist(x, self.x), self.length_scale)
         mean = ks @ self._alpha
         v = torch.linalg.solve_triangular(self._chol, ks.T, upper=False)
         var = torch.clamp(1.0 - (v**2).sum(dim=0), min=1e-12)
