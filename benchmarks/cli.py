@@ -1,5 +1,6 @@
 """``evogm-opt bench``: optimizers side by side on synthetic landscapes; ``bench report``, ``bench compare``,
-``bench coco``, ``bench hpo`` and ``bench merge-speed`` are its subcommands, so the bench has one way in.
+``bench coco``, ``bench hpo``, the timings ``bench merge-speed``, ``bench overhead`` and ``bench thread-load``, and
+the research experiments ``bench research …`` are its subcommands, so the bench has one way in.
 
 Registered as the ``bench`` entry point of ``evogm_opt.commands``; the libraries of the ``bench`` extra are
 imported only when a command runs, so a missing one is named with the extra that brings it.
@@ -194,6 +195,8 @@ def _hpo(args: argparse.Namespace) -> int:
             SPACES.resolve(name)
         for name in [*args.samplers, *args.rerun]:
             run.SAMPLERS.resolve(name)
+        if "evogm" in args.samplers:  # EVOGM_HPO_KWARGS' settings checked (a removed one refused) before any job
+            run.SAMPLERS.resolve("evogm")(0)
     except ValueError as exc:  # the registry's message lists the names it knows
         return fail("evogm-opt bench hpo", str(exc), EXIT_USAGE)
     out = Path(args.out)
@@ -361,17 +364,41 @@ def build_merge_speed_parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
+def build_overhead_parser() -> argparse.ArgumentParser:
+    """``bench overhead``'s own parser (benchmarks/overhead_high_dim.py); torch loads only when it runs."""
+    from evogm_bench.overhead_high_dim import build_parser
+
+    return build_parser()
+
+
+def build_thread_load_parser() -> argparse.ArgumentParser:
+    """``bench thread-load``'s own parser (benchmarks/thread_load.py)."""
+    from evogm_bench.thread_load import build_parser
+
+    return build_parser()
+
+
+def build_research_parser() -> argparse.ArgumentParser:
+    """``bench research``'s own parser: the experiments of docs/research.md (benchmarks/research/cli.py)."""
+    from evogm_bench.research.cli import build_parser
+
+    return build_parser()
+
+
 SUBCOMMANDS = {
     "report": build_report_parser,
     "compare": build_compare_parser,
     "coco": build_coco_parser,
     "hpo": build_hpo_parser,
     "merge-speed": build_merge_speed_parser,
+    "overhead": build_overhead_parser,
+    "thread-load": build_thread_load_parser,
+    "research": build_research_parser,
 }
 
 
 def main(argv: list[str]) -> int:
-    """side-by-side runs on synthetic landscapes (also: 'bench report', 'compare', 'coco', 'hpo', 'merge-speed')"""
+    """side-by-side runs on synthetic landscapes, reports, comparisons, timings, research ('evogm-opt bench -h')"""
     sub = argv[0] if argv[:1] and argv[0] in SUBCOMMANDS else None
     args = SUBCOMMANDS[sub]().parse_args(argv[1:]) if sub else build_parser().parse_args(argv)
     prog = "evogm-opt bench" + (f" {sub}" if sub else "")

@@ -218,11 +218,3 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write(args.json, json.dumps(result, indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,10 @@
 """Optimizer overhead per generation (ask + tell) at high dimension: EvoGM default vs CMA-ES vs sep-CMA-ES.
 
-Run: ``python -m evogm_bench.overhead_high_dim [--dims 128 512] [--generations 4]`` (figures in
-docs/performance.md). The fitness is a trivial sphere, so the time is the optimizer's own; two warm-up
-generations are left out. Each optimizer runs at its default population (EvoGM 2·dim, CMA-ES 4 + ⌊3 ln dim⌋).
-The default EvoGM hands off to sep-CMA-ES from 100 coordinates on (``handoff_dim``), so its rows after the warm-up
-are sep-CMA-ES generations; ``evogm (no handoff)`` is EvoGM's own generation at that size.
+Run: ``evogm-opt bench overhead [--dims 128 512] [--generations 4]`` (figures in docs/performance.md). The fitness
+is a trivial sphere, so the time is the optimizer's own; two warm-up generations are left out. Each optimizer runs
+at its default population (EvoGM 2·dim, CMA-ES 4 + ⌊3 ln dim⌋). The default EvoGM hands off to sep-CMA-ES from 100
+coordinates on (``handoff_dim``), so its rows after the warm-up are sep-CMA-ES generations; ``evogm (no handoff)``
+is EvoGM's own generation at that size.
 """
 
 from __future__ import annotations
@@ -42,11 +42,18 @@ def per_generation(label: str, dim: int, generations: int) -> tuple[int, float]:
     return opt.popsize, (time.perf_counter() - start) / generations
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evogm-opt bench overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dims", nargs="+", type=int, default=[128, 512])
-    parser.add_argument("--generations", type=int, default=4)
-    args = parser.parse_args(argv)
+    parser.add_argument("--generations", type=int, default=4, help="generations timed after two warm-up ones")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time each optimizer at each dimension and print the markdown table."""
     print(f"torch threads: {torch.get_num_threads()}")
     print("| dim | optimizer | popsize | ms / generation | ms / evaluation |\n|---|---|---|---|---|")
     for dim in args.dims:
@@ -54,7 +61,3 @@ def main(argv: list[str] | None = None) -> int:
             popsize, seconds = per_generation(label, dim, args.generations)
             print(f"| {dim} | {label} | {popsize} | {seconds * 1e3:.0f} | {seconds / popsize * 1e3:.2f} |", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -269,7 +269,7 @@ def evogm_variant(name: str) -> Peer:
     preset = head.split("@", 1)[1] if "@" in head else "default"
     if head.split("@", 1)[0] != "evogm" or preset not in PRESETS or not pairs:
         raise ValueError(f"unknown optimizer {name!r}")
-    data = PRESETS[preset].to_dict()
+    overrides: dict[str, Any] = {}
     popsize = None
     per_dim = None
     for pair in pairs:
@@ -282,13 +282,11 @@ def evogm_variant(name: str) -> Peer:
         elif key == "popsize_per_dim":
             per_dim = float(value)
         elif key.startswith("generator."):
-            data["generator"][key.removeprefix("generator.")] = value
+            overrides.setdefault("generator", {})[key.removeprefix("generator.")] = value
         else:
-            data[key] = value
-    try:
-        from evogm_opt.evogm import EvoGMConfig
-
-        config = EvoGMConfig.from_dict(data)
+            overrides[key] = value
+    try:  # a user's settings over a preset: a removed setting is refused, naming the commit of its code
+        config = PRESETS[preset].with_settings(overrides)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name!r}: {exc}") from exc
 

@@ -1,6 +1,6 @@
 """EvoGM's time per generation on an idle and on a loaded machine, by the torch threads its own networks use.
 
-Run: ``python -m evogm_bench.thread_load [--dim 10] [--generations 8] [--threads 1 2] [--load 0 2]``
+Run: ``evogm-opt bench thread-load [--dim 10] [--generations 8] [--threads 1 2] [--load 0 2]``
 (figures in docs/performance.md). ``--load k`` starts k busy-loop processes beside the measurement (what another
 job on a shared machine does). ``threads=2`` is what version 0.1 did on a 2-core machine: it ran the networks on
 torch's default thread count; since 0.2 ``GenerativeOptimizer(torch_threads=1)`` is the default.
@@ -37,13 +37,20 @@ def per_generation(dim: int, generations: int, threads: int) -> tuple[float, flo
     return float(np.median(walls)), float(np.median(cpus))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evogm-opt bench thread-load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dim", type=int, default=10)
-    parser.add_argument("--generations", type=int, default=8)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--generations", type=int, default=8, help="generations timed after two warm-up ones")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads of EvoGM's networks")
     parser.add_argument("--load", type=int, nargs="+", default=[0, 2], help="busy-loop processes beside the run")
-    args = parser.parse_args(argv)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time a generation at each load and thread count and print the markdown table."""
     print(f"| load (busy processes) | torch threads | wall ms / generation | CPU ms / generation |  (dim {args.dim})")
     print("|---|---|---|---|")
     for load in args.load:
@@ -60,7 +67,3 @@ def main(argv: list[str] | None = None) -> int:
             for w in workers:
                 w.join()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -402,3 +402,69 @@ def test_the_expert_started_gp_peer_first_asks_evogms_one_hots_and_uniform_mix()
         peer.tell(x, np.array([float(-np.sum(x**2))]))
     np.testing.assert_allclose(asked[:4], np.concatenate([np.eye(3), np.full((1, 3), 1 / 3)]))
     assert not np.allclose(asked[4], asked[3])  # then its own choices
+
+
+@pytest.mark.parametrize(
+    "name, setting",
+    [
+        ("evogm+use_generator=true", "use_generator"),
+        ('evogm+recommendation="best"', "recommendation"),
+        ("evogm+screening_scales=[1.0]", "screening_scales"),
+        ("evogm@paper+recommend_top_fraction=0.2", "recommend_top_fraction"),
+    ],
+)
+def test_a_removed_setting_in_a_variant_name_is_refused_in_one_line(tmp_path: Path, capsys, name, setting):
+    from evogm_bench import cli
+
+    out = tmp_path / "b.jsonl"
+    assert cli.main(["--optimizers", name, "--dims", "4", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"EvoGM setting {setting} was removed" in err and "a95bed8" in err, err
+    assert not out.exists()
+
+
+def test_a_variant_is_its_preset_with_the_settings_it_names():
+    import dataclasses
+
+    from evogm_bench.peers import get_peer
+
+    from evogm_opt import PRESETS
+
+    default, paper = PRESETS["default"], PRESETS["paper"]
+    expected = {
+        "evogm+popsize=6": (default, 6),
+        "evogm+boundary=clip+shift_min_residual=0": (
+            dataclasses.replace(default, boundary="clip", shift_min_residual=0),
+            8,
+        ),
+        "evogm@paper+n_rounds=null+generator.hidden=[32,32]": (
+            dataclasses.replace(paper, n_rounds=None, generator=dataclasses.replace(paper.generator, hidden=(32, 32))),
+            8,
+        ),
+        "evogm+popsize_per_dim=0.25": (default, 6),
+    }
+    for name, (config, popsize) in expected.items():
+        opt = get_peer(name).build(4, 0, 40).opt
+        assert opt.config == config and opt.popsize == popsize, name
+    with pytest.raises(ValueError, match=r"unknown EvoGM settings \['nope'\]"):
+        get_peer("evogm+nope=1")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["overhead"],
+        ["thread-load"],
+        ["merge-speed"],
+        ["research"],
+        ["research", "oracle-gap"],
+        ["research", "step-at-ceiling"],
+    ],
+)
+def test_each_timing_and_research_subcommand_is_a_way_into_the_bench(capsys, argv):
+    from evogm_opt.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", *argv, "-h"])
+    assert stop.value.code == 0
+    assert f"usage: evogm-opt bench {' '.join(argv)}" in capsys.readouterr().out

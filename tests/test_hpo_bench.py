@@ -115,3 +115,21 @@ def test_bad_arguments_are_refused_in_one_line(tmp_path, capsys):
     assert "unknown sampler 'nope'; available: evogm, tpe, gp, cmaes, random" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["hpo", "--out", str(tmp_path), "--trials", "0"])
+
+
+def test_research_settings_are_the_default_with_those_settings_and_a_removed_one_is_refused(
+    tmp_path, capsys, monkeypatch
+):
+    import dataclasses
+
+    from evogm_opt import PRESETS
+
+    factory = run._evogm_factory({"n_rounds": 1, "generator": {"hidden": [16]}}, None)
+    default = PRESETS["default"]
+    expected = dataclasses.replace(default, n_rounds=1, generator=dataclasses.replace(default.generator, hidden=(16,)))
+    assert factory(3, 0, False).config == expected
+    monkeypatch.setenv("EVOGM_HPO_KWARGS", json.dumps({"config": {"use_generator": True}}))
+    assert cli.main(["hpo", "--out", str(tmp_path / "h"), "--seeds", "1", "--trials", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "EvoGM setting use_generator was removed" in err and "a95bed8" in err
+    assert not (tmp_path / "h").exists()

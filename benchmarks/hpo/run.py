@@ -101,11 +101,9 @@ def _generative(seed: int) -> Any:
 
 
 def _evogm_factory(overrides: dict[str, Any], popsize: int | None) -> Callable[[int, int | None, bool], Any]:
-    import dataclasses
-
     from evogm_opt import PRESETS, GenerativeOptimizer
 
-    config = dataclasses.replace(PRESETS["default"], **overrides)
+    config = PRESETS["default"].with_settings(overrides)  # a removed setting is refused, naming its commit
 
     def factory(dim: int, seed: int | None, maximize: bool) -> Any:
         size = popsize or max(2, min(10, 2 * dim))
