@@ -75,9 +75,9 @@ def seconds(fn, repeats: int) -> float:
 
 def measure(root: Path, repeats: int) -> list[tuple[str, float, float]]:
     import transformers
+    from llm_merge.merges import get_method
     from llm_merge.model.experts import dense_expert, load_lora_expert
     from llm_merge.model.fitness import MergeFitness
-    from llm_merge.merges import get_method
 
     model = transformers.AutoModelForCausalLM.from_pretrained(root / "base").float()
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
