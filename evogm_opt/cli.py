@@ -7,6 +7,7 @@ whose docstring's first line is its summary here; the core imports none of them 
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
 
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(found[argv[0]].load()(argv[1:]))
     except KeyboardInterrupt:  # a command that does not say more itself (merge and bench do): one line, not a traceback
         return fail(f"evogm-opt {argv[0]}", "interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `evogm-opt ... | head`: the reader left; nothing to say to it, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
+        return 1
 
 
 if __name__ == "__main__":

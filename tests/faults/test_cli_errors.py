@@ -263,3 +263,22 @@ def test_interrupted_while_reading_the_config_is_one_line_exit_130(workspace, mo
     line = one_line(capsys.readouterr().err)
     assert line == "evogm-opt merge: interrupted before the run started; nothing was written"
     assert not (workspace / "never").exists()
+
+
+def test_ctrl_c_with_the_progress_bar_on_ends_the_bar_before_the_message(workspace, monkeypatch, capsys):
+    """Without --quiet the bar is on stderr too: it must be closed (its line ended) before the one-line message,
+    not redrawn after it."""
+    from llm_merge.run import search
+
+    closed: list[bool] = []
+    close = search._Progress.close
+    monkeypatch.setattr(search._Progress, "close", lambda self: (closed.append(True), close(self))[1])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "optimize", interrupted)
+    assert main([str(write_config(workspace, workspace / "bar-on"))]) == 130
+    err = capsys.readouterr().err
+    assert closed == [True]
+    assert err.splitlines()[-1].startswith("evogm-opt merge: interrupted"), err[-500:]

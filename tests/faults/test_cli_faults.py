@@ -127,3 +127,31 @@ def test_saved_evaluations_is_none_for_a_missing_damaged_or_foreign_file(tmp_pat
 
     np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
     assert saved_evaluations(tmp_path / "foreign.npz") is None
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(tmp_path):
+    """``evogm-opt … | head``: the command's next write raises BrokenPipeError; the dispatcher ends quietly."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from evogm_opt import cli
+
+class Leaving:
+    name = "talk"
+    def load(self):
+        def talk(argv):
+            for i in range(100000):
+                print("line", i)
+            return 0
+        return talk
+
+cli.commands = lambda: {"talk": Leaving()}
+sys.exit(cli.main(["talk"]))
+"""
+    run = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.readline()
+    run.stdout.close()  # the reader leaves, as `head -1` does
+    err = run.stderr.read().decode()
+    assert run.wait() == 1 and "Traceback" not in err and "BrokenPipe" not in err, err

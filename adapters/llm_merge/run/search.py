@@ -207,18 +207,20 @@ def search(
     step = _Step(cfg, fitness, asking, journal, entries)
     monitor, reason = replay_monitor(cfg, entries)
     bar = _Progress(cfg, opt, step, progress)
-    if reason is None:
-        reason = optimize(
-            asking,
-            step.evaluate,
-            budget=cfg.optimizer.budget,
-            monitor=monitor,
-            checkpoint=journal.checkpoint,
-            before_tell=step.write_log,
-            after_tell=bar.advance,
-            elapsed=entries[-1]["elapsed_s"] if entries else 0.0,
-        )
-    bar.close()
+    try:
+        if reason is None:
+            reason = optimize(
+                asking,
+                step.evaluate,
+                budget=cfg.optimizer.budget,
+                monitor=monitor,
+                checkpoint=journal.checkpoint,
+                before_tell=step.write_log,
+                after_tell=bar.advance,
+                elapsed=entries[-1]["elapsed_s"] if entries else 0.0,
+            )
+    finally:  # also on Ctrl-C or a full disk: the bar ends its line before the command's one-line message
+        bar.close()
     fitness.restore()
     reason = reason or budget_reason(opt.n_evals, cfg.optimizer.budget)
     journal.append_event({"event": "stop", "reason": reason, "evaluations": opt.n_evals})
