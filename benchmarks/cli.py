@@ -173,7 +173,7 @@ def _compare(args: argparse.Namespace) -> int:
     if not targets:
         print("evogm-opt bench compare: name peers with --against and/or --best-of", file=sys.stderr)
         return 2
-    cells = bench.report.load_cells(args.results, args.landscapes, args.seeds, tuple(args.checkpoints))
+    cells = bench.report.load_cells(args.results, args.landscapes or [""], args.seeds, tuple(args.checkpoints))
     if not any(args.optimizer in res.values for res in cells.values()):
         print(f"evogm-opt bench compare: no records of {args.optimizer!r} in the cells chosen", file=sys.stderr)
         return 2
@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         + ".",
     )
     bench.add_argument("--optimizers", nargs="+", default=DEFAULT_OPTIMIZERS, help=f"any of: {_known_peers()}")
-    bench.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"])
-    bench.add_argument("--dims", nargs="+", type=_positive_int, default=[8])
+    bench.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"], help="names or groups")
+    bench.add_argument("--dims", nargs="+", type=_positive_int, default=[8], help="coordinates N")
     bench.add_argument(
         "--budgets",
         nargs="+",
@@ -264,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--workers", type=_positive_int, default=None, help="processes (None: one per core)")
     bench.add_argument("--reference", default="cmaes", help="optimizer the statistics compare against")
-    bench.add_argument("--out", default="bench-results/bench.jsonl")
-    bench.add_argument("--quiet", action="store_true")
+    bench.add_argument("--out", default="bench-results/bench.jsonl", help="records (JSONL); finished runs are skipped")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines")
     bench.set_defaults(func=_bench)
     return bench
 
@@ -299,7 +299,12 @@ def build_compare_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench'")
     parser.add_argument("--optimizer", default="evogm", help="the optimizer under test")
-    parser.add_argument("--against", nargs="+", metavar="PEER", help="peers, each compared on its own")
+    parser.add_argument(
+        "--against",
+        nargs="+",
+        metavar="PEER",
+        help="peers, each compared on its own (give --against, --best-of or both)",
+    )
     parser.add_argument(
         "--best-of",
         nargs="+",
@@ -307,8 +312,16 @@ def build_compare_parser() -> argparse.ArgumentParser:
         metavar="PEER",
         help="a group of peers: compare with the one of best median in each cell (repeatable)",
     )
-    parser.add_argument("--landscapes", nargs="+", default=[""], metavar="PREFIX", help="e.g. merge- (default: all)")
-    parser.add_argument("--seeds", type=seed_range, default=None, help="A:B keeps seeds A … B−1 (default: all)")
+    parser.add_argument(
+        "--landscapes",
+        nargs="+",
+        default=None,
+        metavar="PREFIX",
+        help="landscape name prefixes, e.g. merge-; None: every landscape",
+    )
+    parser.add_argument(
+        "--seeds", type=seed_range, default=None, help="a range A:B keeps seeds A … B−1; None: every seed"
+    )
     parser.add_argument("--checkpoints", nargs="+", type=_positive_int, default=[10, 20], help="budgets k·N")
     parser.add_argument(
         "--holm", choices=("target", "all"), default="target", help="correct over each target's cells, or all"
@@ -326,8 +339,8 @@ def build_hpo_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="folder for the job files, report.md and plots")
-    parser.add_argument("--spaces", nargs="+", default=["svm", "mlp"])
-    parser.add_argument("--samplers", nargs="+", default=["evogm", "tpe", "gp", "cmaes", "random"])
+    parser.add_argument("--spaces", nargs="+", default=["svm", "mlp"], help="tuning spaces (docs/hpo.md)")
+    parser.add_argument("--samplers", nargs="+", default=["evogm", "tpe", "gp", "cmaes", "random"], help="samplers")
     parser.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds (instances)")
     parser.add_argument("--first-seed", type=_non_negative_int, default=0, help="seeds first-seed … +seeds−1")
     parser.add_argument("--trials", type=_positive_int, default=100, help="trials per study")

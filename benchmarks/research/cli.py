@@ -15,14 +15,14 @@ EXPERIMENTS = {"oracle-gap": oracle_gap, "step-at-ceiling": step_at_ceiling}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evogm-opt bench research", description=__doc__)
+    parser = argparse.ArgumentParser(prog="evogm-opt bench research", description=__doc__.replace("``", ""))
     experiments = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     for name, module in EXPERIMENTS.items():
         doc = module.__doc__ or ""
         sub = experiments.add_parser(
             name,
             help=doc.split("\n\n")[0].replace("\n", " "),
-            description=doc,
+            description=doc.replace("``", ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
