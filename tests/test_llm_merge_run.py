@@ -447,6 +447,22 @@ def test_two_seen_tasks_give_a_pareto_front_and_a_pick_by_weights_reruns_nothing
         quiet_run(path, pick={"gen": 1.0})
 
 
+def test_a_pick_naming_no_seen_task_is_refused_before_the_folder_or_the_model(workspace, monkeypatch):
+    """The seen tasks are in the config: a typo in --pick is said at once, not after the model has loaded."""
+    from llm_merge.run import pipeline
+
+    def loads(*args, **kwargs):
+        raise AssertionError("the model was loaded before --pick was checked")
+
+    monkeypatch.setattr(pipeline, "assemble_run", loads)
+    path = write_config(workspace, "pick-typo")
+    with pytest.raises(RunError, match=r"--pick: unknown seen tasks \['mcc'\]; seen tasks: \['mc'\]"):
+        quiet_run(path, pick={"mcc": 1.0})
+    with pytest.raises(RunError, match="no Pareto archive"):
+        quiet_run(path, pick={"mc": 1.0})
+    assert not (workspace / "runs" / "pick-typo").exists()  # no folder claimed, nothing written
+
+
 def test_the_merge_search_keeps_the_optimizers_default_stopping_rules_off():
     """The run has a budget and stopping rules of its own (as ``optimize`` gives a bare optimizer): a flat
     landscape runs to the budget, past the 100·dim evaluations and 25 stale generations of the default rules."""

@@ -32,7 +32,7 @@ from llm_merge.run.assemble import assemble_run, load_tasks
 from llm_merge.run.config import MergeRunConfig
 from llm_merge.run.journal import Journal, RunError
 from llm_merge.run.report import pick as pick_point
-from llm_merge.run.report import report
+from llm_merge.run.report import pick_refusal, report
 from llm_merge.run.search import open_optimizer, search
 
 __all__ = ["RunError", "RunResult", "run_merge"]
@@ -65,6 +65,9 @@ def _run(
     cfg: MergeRunConfig, restart: bool, progress: bool, say: Callable[..., Any], pick: dict[str, float] | None
 ) -> RunResult:
     start = time.perf_counter()
+    refusal = None if pick is None else pick_refusal(cfg, pick)
+    if refusal is not None:  # a typo in --pick is known from the config: say it before the folder or the model
+        raise RunError(refusal)
     journal = Journal.claim(cfg, restart)  # the folder is locked before anything heavy loads
     try:
         return _claimed(cfg, journal, start, progress, say, pick)

@@ -346,6 +346,19 @@ def _pareto_section(summary: dict[str, Any]) -> str:
     )
 
 
+def pick_refusal(cfg: MergeRunConfig, weights: dict[str, float]) -> str | None:
+    """Why ``--pick`` with these weights cannot be answered from this config (``None``: it can): a task that is
+    not a seen task, or a single seen task (no Pareto front). Known from the config alone, so it is said before
+    the model loads."""
+    names = [t.name for t in cfg.seen]
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        return f"--pick: unknown seen tasks {unknown}; seen tasks: {names}"
+    if len(names) < 2:
+        return f"--pick: the run has no Pareto archive (one seen task); seen tasks: {names}"
+    return None
+
+
 def pick(
     cfg: MergeRunConfig,
     weights: dict[str, float],
@@ -357,10 +370,9 @@ def pick(
 ) -> tuple[dict[str, Any], str]:
     """The archived point that is best for the user's task weights, scored and saved; nothing re-searched."""
     names = [t.name for t in cfg.seen]
-    unknown = sorted(set(weights) - set(names))
-    if unknown or opt.archive is None:
-        why = f"unknown seen tasks {unknown}" if unknown else "the run has no Pareto archive (one seen task)"
-        raise RunError(f"--pick: {why}; seen tasks: {names}")
+    refusal = pick_refusal(cfg, weights)
+    if refusal is not None or opt.archive is None:
+        raise RunError(refusal or f"--pick: the run has no Pareto archive; seen tasks: {names}")
     point = opt.archive.pick([float(weights.get(n, 0.0)) for n in names])
     entry = entries[point.evaluation - 1]
     clear_leftovers(journal.folder)
