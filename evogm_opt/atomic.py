@@ -108,9 +108,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # it exists, and belongs to someone else
-        return True
-    except (OSError, OverflowError):  # an id no process can have (too large): keep the file
+    except (OSError, OverflowError):  # it exists and is someone else's (EPERM), or no process can have that id
         return True
     return True
 

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -146,9 +147,13 @@ def _try_lock(fd: int) -> bool:
     except (BlockingIOError, PermissionError):
         return False
     except OSError as exc:
-        if exc.errno in (11, 13, 35, 36):  # EAGAIN/EACCES/EWOULDBLOCK/EDEADLK: held by another process
+        if exc.errno in _HELD:  # held by another process
             return False
         raise
+
+
+# what fcntl/msvcrt say when another process holds the lock (named, not numbered: the numbers differ by platform)
+_HELD = frozenset({errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK})
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
@@ -483,13 +488,13 @@ def disagreement(entries: list[dict[str, Any]], opt: Optimizer) -> str | None:
         if e.get("evaluation") != i + 1:
             return f"the line of evaluation {i + 1} is numbered {e.get('evaluation')!r}"
     record = opt.evaluations
-    offset = len(entries) - len(record)  # checkpoints older than 0.2 recorded only what came after a resume
-    box = getattr(opt, "box", None)
+    offset = len(entries) - len(record)  # 0, or all of them: checkpoints older than 0.2 recorded no evaluations
+    box = opt.box
     for j in range(max(0, -offset), len(record)):
         e = entries[offset + j]
         try:
             lam = np.asarray(e["lambda"], dtype=float)
-            if box is not None and lam.shape == record.x[j].shape:
+            if lam.shape == record.x[j].shape:
                 lam = np.clip(lam, box.lower, box.upper)
             score = e["score"]
         except (KeyError, TypeError, ValueError):
