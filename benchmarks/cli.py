@@ -335,11 +335,14 @@ def build_hpo_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="evogm-opt bench hpo",
         description="GenerativeSampler against Optuna's samplers on an SVM (HPO) and an MLP (NAS) space on "
-        "scikit-learn's digits, offline (docs/hpo.md). Writes one job file per (space, seed), report.md and plots.",
+        "scikit-learn's digits, offline (docs/hpo.md); the held-out space hgb (gradient boosting on diabetes) runs "
+        "only when named. Writes one job file per (space, seed), report.md and plots.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="folder for the job files, report.md and plots")
-    parser.add_argument("--spaces", nargs="+", default=["svm", "mlp"], help="tuning spaces (docs/hpo.md)")
+    parser.add_argument(
+        "--spaces", nargs="+", default=["svm", "mlp"], help="tuning spaces: svm, mlp, or hgb (held out; docs/hpo.md)"
+    )
     parser.add_argument("--samplers", nargs="+", default=["evogm", "tpe", "gp", "cmaes", "random"], help="samplers")
     parser.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds (instances)")
     parser.add_argument("--first-seed", type=_non_negative_int, default=0, help="seeds first-seed … +seeds−1")

@@ -12,7 +12,7 @@ optuna = pytest.importorskip("optuna")
 pytest.importorskip("sklearn", reason="the tuning benchmark needs scikit-learn (the `hpo` extra)")
 from evogm_bench import cli  # noqa: E402
 from evogm_bench.hpo import report, run  # noqa: E402
-from evogm_bench.hpo.spaces import SPACES, mlp_space, svm_space  # noqa: E402
+from evogm_bench.hpo.spaces import SPACES, hgb_space, mlp_space, svm_space, unexplained_variance  # noqa: E402
 from evogm_bench.report import CellResults  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 
@@ -45,6 +45,45 @@ def test_the_nas_space_has_depth_per_layer_widths_activation_and_solver():
     assert set(seen["solver"].choices) == {"lbfgs", "sgd", "adam"}
     assert all(("width3" in t.params) == (t.params["depth"] == 3) for t in trials)
     assert all(("learning_rate_init" in t.params) == (t.params["solver"] != "lbfgs") for t in trials)
+
+
+def test_the_held_out_space_is_boosted_trees_with_log_stepped_and_conditional_parameters():
+    seen, trials = distributions(hgb_space)
+    assert seen["learning_rate"] == FloatDistribution(1e-3, 0.5, log=True)
+    assert seen["max_leaf_nodes"] == IntDistribution(4, 64, log=True)
+    assert seen["min_samples_leaf"] == IntDistribution(1, 50, log=True)
+    assert seen["max_features"] == FloatDistribution(0.3, 1.0, step=0.1)
+    assert set(seen["loss"].choices) == {"squared_error", "absolute_error", "poisson"}
+    assert all(("max_leaf_nodes" in t.params) == (t.params["tree_limit"] == "leaves") for t in trials)
+    assert all(("max_depth" in t.params) == (t.params["tree_limit"] == "depth") for t in trials)
+    space = SPACES["hgb"]
+    assert space.dataset == "diabetes" and "R²" in space.error_name
+    assert "hgb" not in cli.build_hpo_parser().parse_args(["--out", "x"]).spaces  # held out: run only when named
+
+
+def test_a_regressions_error_is_one_minus_r2():
+    y = np.array([1.0, 2.0, 4.0, 9.0])
+    assert unexplained_variance(y, y) == 0.0
+    assert unexplained_variance(y, np.full(4, y.mean())) == pytest.approx(1.0)
+    assert unexplained_variance(y, y + 1.0) == pytest.approx(4 / np.sum((y - y.mean()) ** 2))
+
+
+def test_the_regression_data_are_split_without_strata_and_scored_by_its_error():
+    data = run.load_data(0, dataset="diabetes")
+    assert len(data.y_train) + len(data.y_test) == 442 and len(data.folds) == 3
+    assert len(np.unique(data.y_train)) > 50  # a continuous target, not labels
+    params = {
+        "learning_rate": 0.1,
+        "loss": "squared_error",
+        "tree_limit": "depth",
+        "max_depth": 2,
+        "min_samples_leaf": 10,
+        "l2_regularization": 1.0,
+        "max_features": 0.5,
+    }
+    error = run.cv_error(SPACES["hgb"], params, data, seed=0)
+    assert run.cv_error(SPACES["hgb"], params, data, seed=0) == error  # deterministic: the cache stays exact
+    assert 0.2 < error < 1.0  # 1 − R² of a sensible model: better than the mean, far from perfect
 
 
 def test_data_ship_with_scikit_learn_and_the_split_is_the_seeds():
@@ -96,6 +135,16 @@ def test_one_command_runs_every_sampler_reuses_the_cache_and_reports(tmp_path, c
     again = json.loads((tmp_path / "svm-seed0.json").read_text())
     assert again["records"]["random"]["trials"] == saved["records"]["random"]["trials"]
     assert again["records"]["random"]["new_evaluations"] == 0
+
+
+def test_the_held_out_space_runs_through_the_command_and_the_report_names_its_error(tmp_path):
+    argv = ["hpo", "--out", str(tmp_path), "--spaces", "hgb", "--seeds", "1", "--trials", "5", "--budgets", "5"]
+    assert cli.main([*argv, "--workers", "1", "--samplers", "evogm", "random"]) == 0
+    saved = json.loads((tmp_path / "hgb-seed0.json").read_text())
+    for record in saved["records"].values():
+        assert len(record["trials"]) == 5 and 0.0 < record["test_error"]["5"] < 1.5
+    report = (tmp_path / "report.md").read_text()
+    assert "| hgb | 5 |" in report and "hgb: 1 − R² (unexplained variance)" in report
 
 
 def test_goal_lines_say_where_the_default_sampler_wins_and_loses():

@@ -1,5 +1,6 @@
 """The tuning benchmark's report: per (space, trials) cell, the test error of each sampler's recommendation, the
-bench's statistics against GenerativeSampler, the goal lines, and two plots.
+bench's statistics against GenerativeSampler, the goal lines, and two plots. Each space's error is its own
+(``Space.error_name``: a classification error, or 1 − R² for the regression), always in %, and the report says which.
 
 The cells are :class:`evogm_bench.report.CellResults` (an error is already a loss: sense "min", optimum 0) and
 the comparisons are :func:`evogm_bench.compare.compare`'s (A12 = P(ours lower), two-sided Mann–Whitney, Holm over
@@ -73,6 +74,14 @@ def goal(
     return lines
 
 
+def units(records: Sequence[dict[str, Any]]) -> str:
+    """One line naming each space's error (all in %): a regression's error is not a share of wrong labels."""
+    by_error: dict[str, list[str]] = {}
+    for space in sorted({r["space"] for r in records}):
+        by_error.setdefault(SPACES[space].error_name, []).append(space)
+    return "Errors, in %: " + "; ".join(f"{', '.join(names)}: {error}" for error, names in by_error.items()) + "."
+
+
 def markdown(records: Sequence[dict[str, Any]], samplers: Sequence[str]) -> str:
     test, cv = cells(records), cells(records, "cv_error")
     found = comparisons(test)
@@ -82,6 +91,8 @@ def markdown(records: Sequence[dict[str, Any]], samplers: Sequence[str]) -> str:
         "error so far); below it the median CV error of that configuration. ▲/▼: GenerativeSampler significantly "
         "better/worse than that peer (Mann–Whitney, Holm over all cells and peers, p < 0.05); A12 = P(ours lower). "
         "**Bold**: the lowest median in the cell.",
+        "",
+        units(records),
         "",
     ]
     lines += ["| space | trials | " + " | ".join(label(s) for s in samplers) + " |", "|" + "---|" * (len(samplers) + 2)]
@@ -159,7 +170,7 @@ def plots(records: Sequence[dict[str, Any]], out_dir: Path, samplers: Sequence[s
             ax.fill_between(x, q1, q3, color=COLOURS.get(s), alpha=0.12)
         ax.set_title(f"{SPACES[space].kind}: best CV error so far")
         ax.set_xlabel("trials")
-        ax.set_ylabel("CV error (%), median and IQR over seeds")
+        ax.set_ylabel(f"CV {SPACES[space].error_name} (%), median and IQR over seeds")
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -184,7 +195,7 @@ def plots(records: Sequence[dict[str, Any]], out_dir: Path, samplers: Sequence[s
         ax.set_xticks([j * (len(samplers) + 1) + (len(samplers) - 1) / 2 for j in range(len(budgets))])
         ax.set_xticklabels([f"{b} trials" for b in budgets])
         ax.set_title(f"{SPACES[space].kind}: test error of the recommendation")
-        ax.set_ylabel("test error (%)")
+        ax.set_ylabel(f"test {SPACES[space].error_name} (%)")
         ax.grid(alpha=0.3, axis="y")
         handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS.get(s), alpha=0.6) for s in samplers]
         ax.legend(handles, [label(s) for s in samplers], fontsize=8)

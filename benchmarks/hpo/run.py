@@ -1,11 +1,12 @@
 """Running the tuning benchmark: the data, the samplers, one Optuna study per sampler, and one job file per
 (space, seed) that keeps the studies and a cache of evaluated configurations.
 
-A *seed* is one instance: it fixes the train/test split of the digits (50/50, stratified), the 3-fold CV split of
-the training half, the models' initialisation and every sampler's seed. Each study runs ``trials`` trials; the
-record keeps every trial, so the 30/60/100 budgets are read from one study (no sampler here looks at the budget).
-The recommended configuration at budget b is the best trial by CV error among the first b (ties: the earliest);
-its test error is that of the model refitted on the whole training half.
+A *seed* is one instance: it fixes the train/test split of the space's dataset (50/50, stratified for a
+classification), the 3-fold CV split of the training half, the models' initialisation and every sampler's seed.
+Each study runs ``trials`` trials; the record keeps every trial, so the 30/60/100 budgets are read from one study
+(no sampler here looks at the budget). A trial's value is the mean of the space's error (``Space.error``) over the
+folds; the recommended configuration at budget b is the best trial by CV error among the first b (ties: the
+earliest); its test error is that of the model refitted on the whole training half.
 
 Cache: within one job, every distinct configuration is evaluated once and shared by the samplers of that seed — a
 configuration's CV error is a deterministic function of (configuration, seed), so a sampler sees exactly what it
@@ -45,16 +46,26 @@ class Data:
     folds: list[tuple[np.ndarray, np.ndarray]]
 
 
-def load_data(seed: int, max_rows: int | None = None) -> Data:
-    """The digits (1797 images, 10 classes), split 50/50 by ``seed``; 3 stratified CV folds of the training half."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+DATASETS = {"digits": ("load_digits", True), "diabetes": ("load_diabetes", False)}
+"""Datasets that ship with scikit-learn (nothing is downloaded): name → (its loader, whether the splits are
+stratified, as they are for a classification). digits: 1797 8×8 images, 10 classes; diabetes: 442 patients, 10
+features, a disease-progression score to regress."""
 
-    x, y = load_digits(return_X_y=True)
+
+def load_data(seed: int, max_rows: int | None = None, dataset: str = "digits") -> Data:
+    """``dataset`` split 50/50 by ``seed``; 3 CV folds of the training half (stratified for a classification)."""
+    import sklearn.datasets
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    loader, stratified = DATASETS[dataset]
+    x, y = getattr(sklearn.datasets, loader)(return_X_y=True)
     if max_rows is not None:  # tests: a small slice, same code path
         x, y = x[:max_rows], y[:max_rows]
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.5, stratify=y, random_state=seed)
-    folds = list(StratifiedKFold(3, shuffle=True, random_state=seed).split(x_tr, y_tr))
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=0.5, stratify=y if stratified else None, random_state=seed
+    )
+    splitter = StratifiedKFold if stratified else KFold
+    folds = list(splitter(3, shuffle=True, random_state=seed).split(x_tr, y_tr))
     return Data(x_tr, y_tr, x_te, y_te, folds)
 
 
@@ -65,16 +76,18 @@ def _quiet_fit(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
 
 
 def cv_error(space: Space, params: dict[str, Any], data: Data, seed: int) -> float:
+    """The mean over the 3 folds of the space's error on the validation fold."""
     errors = []
     for train, valid in data.folds:
         model = _quiet_fit(space.build(params, seed), data.x_train[train], data.y_train[train])
-        errors.append(1.0 - float(np.mean(model.predict(data.x_train[valid]) == data.y_train[valid])))
+        errors.append(space.error(data.y_train[valid], model.predict(data.x_train[valid])))
     return float(np.mean(errors))
 
 
 def test_error(space: Space, params: dict[str, Any], data: Data, seed: int) -> float:
+    """The space's error on the test half of the model refitted on the whole training half."""
     model = _quiet_fit(space.build(params, seed), data.x_train, data.y_train)
-    return 1.0 - float(np.mean(model.predict(data.x_test) == data.y_test))
+    return space.error(data.y_test, model.predict(data.x_test))
 
 
 test_error.__test__ = False  # type: ignore[attr-defined]  # a function of the benchmark, not a pytest test
@@ -226,7 +239,7 @@ def _run_job(job: Job) -> str:
     space, path = SPACES[job.space], job.path
     previous = json.loads(path.read_text()) if path.exists() else {"records": {}, "cv_cache": {}, "test_cache": {}}
     cv_cache, test_cache = previous["cv_cache"], previous["test_cache"]
-    data = load_data(job.seed, job.max_rows)
+    data = load_data(job.seed, job.max_rows, space.dataset)
     records = previous["records"]
     for name in job.samplers:
         if name in records and records[name]["n_trials"] >= job.n_trials and name not in job.rerun:
