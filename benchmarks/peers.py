@@ -236,6 +236,9 @@ for _name in registry.names():  # our own optimizers, as the core registers them
 # research variants (evogm_bench.research.variants): the no-generator measurement and the paper's ablations
 for _name in variants.VARIANTS:
     PEERS.add(_name, Peer(lambda d, s, b, n=_name: OwnOptimizer(variants.for_bench(n, d, s, b))))
+# research round three (evogm_bench.research.sequential): one point per ask by LogEI, G_lw's proposals as starts
+for _name in variants.SEQUENTIAL:
+    PEERS.add(_name, Peer(lambda d, s, b, n=_name: OwnOptimizer(variants.sequential_for_bench(n, d, s, b))))
 # peers from other libraries, run through the bench's own adapters above
 PEERS.add("lq-cmaes", Peer(LQCMAES))
 PEERS.add("ng-confpso", Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"))

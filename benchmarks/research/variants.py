@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from evogm_bench.research.sequential import SequentialConfig, SequentialEvoGM
 
 from evogm_opt import GenerativeOptimizer
 from evogm_opt.evogm import DEFAULT, PAPER, EvoGMConfig
@@ -70,3 +71,24 @@ def build(name: str, dim: int, *, keep_going: bool = False, **kwargs: Any) -> Ge
 def for_bench(name: str, dim: int, seed: int, budget: int) -> GenerativeOptimizer:
     """The variant as the bench runs it: maximising, ``max_evals`` the budget, rounds until the budget is spent."""
     return build(name, dim, keep_going=True, seed=seed, maximize=True, max_evals=budget)
+
+
+# Research round three (docs/research.md): the sequential shape, with and without the generator's start points,
+# and with a smaller start design.
+SEQUENTIAL: dict[str, tuple[SequentialConfig, str]] = {
+    "evogm-seq": (SequentialConfig(), "one point per ask by LogEI; G_lw's proposals among its starts; Sobol quarter"),
+    "evogm-seq-nogen": (
+        dataclasses.replace(SequentialConfig(), generator_starts=False),
+        "evogm-seq without the generator's start points",
+    ),
+    "evogm-seq-small-start": (
+        dataclasses.replace(SequentialConfig(), init_fraction=0.0),
+        "evogm-seq with the informed start only (experts, mix, one more)",
+    ),
+}
+
+
+def sequential_for_bench(name: str, dim: int, seed: int, budget: int) -> SequentialEvoGM:
+    """A sequential variant as the bench runs it: maximising, ``max_evals`` the budget."""
+    config, _ = SEQUENTIAL[name]
+    return SequentialEvoGM(dim, seed=seed, maximize=True, max_evals=budget, config=config)

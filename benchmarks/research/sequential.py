@@ -1,0 +1,175 @@
+"""Research round three (docs/research.md): a sequential EvoGM for small problems — one point per ask, chosen by a
+properly maximised acquisition, with the learned generator as a source of the acquisition's start points.
+
+Why: at N = 4 and 40–80 evaluations the default asks eight points per generation, and round two's reading was
+that the population shape, not a setting, is what a sequential Bayesian optimiser beats it with. Here the shape
+changes and the generator stays: the history's winners and losers still train G_lw (as in the default), and
+G_lw(best P of H) plus variants around them are scored by LogEI beside a space-filling pool and perturbations
+of the best points; the best few are climbed by L-BFGS-B (``ard_gp.maximise_log_ei``).
+
+The start (rule, not landscape): the informed start of the default (each expert alone, the uniform mix), then a
+scrambled Sobol design until ``init_fraction`` of the budget is spent (SMAC3's black-box facade starts with a
+Sobol quarter; ``init_fraction=0`` keeps only the informed start plus one point).
+
+A batch (``ask(n)`` with n > 1, or asks while others are pending) is built by kriging believer: each chosen
+point is added to the GP with its posterior mean as a fantasy value before the next is chosen.
+
+Variants measured (``VARIANTS`` in ``variants.py``): with and without the generator's starts, and the start's
+size. Not a core setting until its ablation is adopted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from evogm_bench.research.ard_gp import ARDGaussianProcess, maximise_log_ei
+from scipy.stats import qmc
+
+from evogm_opt.base import Optimizer
+from evogm_opt.evogm import DEFAULT
+from evogm_opt.evogm.generator import GeneratorConfig, GeneratorPair
+from evogm_opt.threads import torch_threads
+
+
+@dataclass(frozen=True)
+class SequentialConfig:
+    """Settings of the sequential variant (each one measured in docs/research.md, round three)."""
+
+    # share of the budget spent on the informed start + Sobol design before the first model-based ask
+    init_fraction: float = 0.25
+    # G_lw's proposals (and variants around them) are offered to the acquisition as start points
+    generator_starts: bool = True
+    generator: GeneratorConfig = DEFAULT.generator
+    winner_fraction: float = DEFAULT.winner_fraction
+    # the generator is retrained after this many tells per coordinate (the default retrains every 2·dim)
+    train_every_per_dim: float = 2.0
+    # noisy variants of each generator proposal, at σ = step/√dim (the default's initial step)
+    variants_per_proposal: int = 8
+    step: float = DEFAULT.proposal_noise
+    # the pool scored before climbing: Sobol points, and Gaussian steps around the best observed points
+    sobol_pool: int = 512
+    local_pool: int = 64
+    n_starts: int = 8
+    # EI's reference: the best observed value ("observed") or the best posterior mean at an observed point ("mean")
+    incumbent: str = "observed"
+
+
+class SequentialEvoGM(Optimizer):
+    """One point per ask (``popsize`` 1), chosen by LogEI under an ARD GP; see the module docstring."""
+
+    name = "evogm-sequential"
+
+    def __init__(
+        self,
+        dim: int,
+        bounds: Any = (-1.0, 1.0),
+        *,
+        popsize: int | None = None,
+        seed: int | None = None,
+        maximize: bool = False,
+        max_evals: int | None = None,
+        config: SequentialConfig | None = None,
+    ) -> None:
+        super().__init__(dim, bounds, popsize=popsize, seed=seed, maximize=maximize, max_evals=max_evals)
+        self.config = config or SequentialConfig()
+        budget = max_evals if max_evals is not None else 20 * dim
+        n_init = max(dim + 2, int(round(self.config.init_fraction * budget)))
+        informed = np.concatenate([np.eye(dim), np.full((1, dim), 1.0 / dim)])
+        sobol = self._sobol(max(0, n_init - len(informed)))
+        self._design = np.concatenate([informed, sobol])[:n_init]
+        self._u = np.empty((0, dim))  # told points, unit box coordinates [-1, 1]
+        self._y = np.empty(0)  # minimised values, failures +inf
+        self._generators: GeneratorPair | None = None
+        self._told_since_training = 0
+        self._gp_warm: np.ndarray | None = None
+
+    @staticmethod
+    def default_popsize(dim: int) -> int:
+        return 1
+
+    def _sobol(self, n: int) -> np.ndarray:
+        if n == 0:
+            return np.empty((0, self.dim))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a Sobol sample whose size is not a power of two: still space-filling
+            sampler = qmc.Sobol(self.dim, scramble=True, seed=self.rng)
+            return 2.0 * sampler.random(n) - 1.0
+
+    # ------------------------------------------------------------------ asks
+    def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = []
+        fantasies = [self.box.to_unit(x) for x in self._pending_x]
+        with torch_threads(1):
+            for _ in range(n):
+                row = self._next(np.array(fantasies).reshape(-1, self.dim))
+                rows.append(row)
+                fantasies.append(row)
+        return self.box.to_user(np.array(rows)), np.empty((n, 0))
+
+    def _next(self, pending: np.ndarray) -> np.ndarray:
+        asked_so_far = len(self._y) + len(pending)
+        if asked_so_far < len(self._design):
+            return self._design[asked_so_far]
+        finite = np.isfinite(self._y)
+        if finite.sum() < 2:
+            return self._sobol(1)[0]
+        y = np.where(finite, self._y, np.max(self._y[finite]))  # failures ranked with the worst
+        gp = ARDGaussianProcess(self._u, y, warm=self._gp_warm)
+        self._gp_warm = gp.log_params
+        if len(pending):
+            gp = gp.conditioned(pending, gp.mean(pending))  # kriging believer
+        point, _ = maximise_log_ei(
+            gp, self._pool(y), n_starts=self.config.n_starts, incumbent_rule=self.config.incumbent
+        )
+        seen = np.concatenate([self._u, pending])
+        if np.min(np.max(np.abs(seen - point), axis=1)) < 1e-9:  # LogEI at an observed point: explore instead
+            point = self._sobol(1)[0]
+        return point
+
+    def _pool(self, y: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        best = self._u[np.argsort(y, kind="stable")[:5]]
+        local = []
+        for scale in (0.05, 0.2):
+            centres = best[self.rng.integers(len(best), size=cfg.local_pool // 2)]
+            local.append(centres + scale * self.rng.standard_normal(centres.shape))
+        pool = [self._sobol(cfg.sobol_pool), *local]
+        if cfg.generator_starts:
+            pool.append(self._generator_proposals(y))
+        return np.clip(np.concatenate(pool), -1.0, 1.0)
+
+    def _generator_proposals(self, y: np.ndarray) -> np.ndarray:
+        """G_lw(best P of H) and ``variants_per_proposal`` Gaussian variants of each (the default's proposals before
+        its screening), G_lw retrained every ``train_every_per_dim``·dim tells."""
+        cfg = self.config
+        order = np.argsort(y, kind="stable")
+        if self._generators is None or self._told_since_training >= cfg.train_every_per_dim * self.dim:
+            if self._generators is None:
+                self._generators = GeneratorPair(self.dim, cfg.generator, self.rng)
+            n_winners = max(1, int(cfg.winner_fraction * len(order)))
+            self._generators.train(self._u[order[:n_winners]], self._u[order[n_winners:]], self.rng)
+            self._told_since_training = 0
+        population = self._u[order[: 2 * self.dim]]
+        made = self._generators.propose(population)
+        sigma = cfg.step / math.sqrt(self.dim)
+        noise = sigma * self.rng.standard_normal((len(made), cfg.variants_per_proposal, self.dim))
+        return np.concatenate([made, (made[:, None, :] + noise).reshape(-1, self.dim)])
+
+    # ------------------------------------------------------------------ results
+    def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
+        self._u = np.concatenate([self._u, self.box.to_unit(x)])
+        self._y = np.concatenate([self._y, y])
+        self._told_since_training += len(y)
+
+    def _repr_extra(self) -> str:
+        return f", strategy=sequential LogEI (design {len(self._design)} points), config={self.config}"
+
+
+def variant(**settings: Any) -> SequentialConfig:
+    """A :class:`SequentialConfig` with ``settings`` changed."""
+    return dataclasses.replace(SequentialConfig(), **settings)
