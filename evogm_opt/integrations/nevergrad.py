@@ -10,6 +10,12 @@ with a margin). A numeric parameter inside a ``Choice`` option is a conditional 
 where its option is not chosen. A number without a finite lower and upper bound is refused with a ``ValueError``
 naming it (nevergrad's arctan squashing would send the box's faces to ±1.6e16).
 
+No candidate repeats the configuration of a told or pending one while an unused one can be found
+(:mod:`evogm_opt.integrations.distinct`): a configuration is the candidate's values as nevergrad casts them (an
+integer-cast number by its int, a ``Choice`` by its option). With only ``Choice`` parameters the space is listed
+whole and the rule holds until it is exhausted; with numbers the unused configuration is searched for near the
+proposal and then anywhere in the box.
+
     import nevergrad as ng
     from evogm_opt.integrations.nevergrad import register
 
@@ -21,6 +27,7 @@ naming it (nevergrad's arctan squashing would send the box's faces to ±1.6e16).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed in CI
 
 from evogm_opt import GenerativeOptimizer
 from evogm_opt.integrations import space as enc
+from evogm_opt.integrations.distinct import Distinct, Used
 
 NAME = "EvoGM"
 
@@ -134,6 +142,12 @@ class _EvoGM(base.Optimizer):
         self._margin_rng = np.random.default_rng(seed)
         self._optimizer = GenerativeOptimizer(max(1, self._encoding.dim), seed=seed, preset=preset, popsize=popsize)
         self._asked_rows: dict[str, np.ndarray] = {}  # candidate uid -> the row told for it
+        numbers = any(not slot.choice for slot in self._slots)  # nevergrad may cast them: compare cast values
+        self._distinct = Distinct(self._encoding, self._configuration if numbers else None)
+        self._done = Used(self._encoding)  # configurations told
+        self._pending: dict[str, dict[str, Any]] = {}  # candidate uid -> its configuration, until told
+        self.duplicates_skipped = 0  # proposals that repeated a used configuration, replaced by an unused one
+        self.repeats = 0  # candidates of a used configuration because none was found
 
     @property
     def search_space(self) -> enc.SearchSpace:
@@ -172,21 +186,50 @@ class _EvoGM(base.Optimizer):
                     values[f"{slot.name}#{i}"] = float(np.clip(unit[slot.start + i], 0.0, 1.0))
         return values
 
+    def _configuration(self, values: dict[str, Any]) -> dict[str, Any]:
+        """What identifies the candidate of ``values``: its numbers as nevergrad casts them (an integer-cast
+        coordinate as its int), its choices as option indices."""
+        out = dict(values)
+        for slot, data in zip(self._slots, helpers.list_data(self._candidate(values))):
+            if not slot.choice:
+                cast = np.asarray(data.value, dtype=float).ravel()
+                out.update({f"{slot.name}#{i}": float(cast[i]) for i in range(slot.size)})
+        return out
+
     def _internal_ask_candidate(self) -> Any:
         self._check_bounded()
         asked = self._optimizer.ask(1)[0]
         values, row = self._encoding.decode(asked[: self._encoding.dim], self._margin_rng)
+        used = (self._done, Used(self._encoding, self._pending.values()))
+        if self._distinct.repeats(values, used):
+            found = self._distinct.nearest_unused(row, used, self._margin_rng)
+            if found is None:
+                self.repeats += 1
+                if self._distinct.finite and self.repeats == 1:
+                    warnings.warn(
+                        "EvoGM has asked every configuration of the parametrization (told or pending); from now on "
+                        "candidates repeat configurations, as the optimizer proposes them",
+                        stacklevel=3,  # the caller of ask
+                    )
+            else:
+                self.duplicates_skipped += 1
+                values, row = found
         candidate = self._candidate(values)
         self._asked_rows[candidate.uid] = np.concatenate([row, asked[self._encoding.dim :]])
+        self._pending[candidate.uid] = self._distinct.configuration(values)
         return candidate
 
     def _internal_tell_candidate(self, candidate: Any, loss: float) -> None:
         self._check_bounded()
         row = self._asked_rows.pop(candidate.uid, None)
+        configuration = self._pending.pop(candidate.uid, None)
         if row is None:  # told without an ask: its values encoded, told as an external row
-            row = self._encoding.encode(self._values(candidate))
+            values = self._values(candidate)
+            configuration = self._distinct.configuration(values)
+            row = self._encoding.encode(values)
             row = np.concatenate([row, np.zeros(self._optimizer.dim - len(row))])
         self._optimizer.tell(row[None, :], [float(loss)])
+        self._done.add(configuration)
 
     def _internal_provide_recommendation(self) -> np.ndarray | None:
         best = self._optimizer.best

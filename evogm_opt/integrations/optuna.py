@@ -13,8 +13,14 @@ Distributed studies: the optimizer is fed from the *storage*. Each trial's row (
 that was evaluated) is kept in the trial's system attributes. Before every relative sample, trials that finished
 since the last one (COMPLETE with their value; FAIL and PRUNED as failed evaluations, each told once) are told to
 this process's optimizer in trial-number order, whichever process ran them; rows this process did not ask are
-external rows to it (the core protocol takes them). A row that a trial of the storage already holds (another
-process with the same seed, say) is not handed out again. ``n_jobs > 1`` threads share one optimizer under a lock.
+external rows to it (the core protocol takes them). ``n_jobs > 1`` threads share one optimizer under a lock.
+
+No configuration is asked twice until the space is exhausted (``skip_duplicates``, on by default): a proposal that
+repeats the configuration of any trial of the storage — finished, or running in this or another thread or process
+— is replaced by the unused configuration nearest to it (:mod:`evogm_opt.integrations.distinct`), and a random
+startup trial draws each discrete parameter among the values that do not complete a configuration another trial
+holds. Once every configuration of a finite space has been asked, trials repeat the optimizer's proposals (a
+one-time warning says so).
 Optuna itself reports failed and pruned trials; telling them to the optimizer is logged at DEBUG only.
 """
 
@@ -28,6 +34,7 @@ import os
 import sys
 import threading
 import warnings
+import zlib
 from typing import Any
 
 import numpy as np
@@ -42,6 +49,7 @@ import evogm_opt
 from evogm_opt.base import Optimizer
 from evogm_opt.integrations import space as enc
 from evogm_opt.integrations._common import OptimizerFactory, derived_seed, row_key, sampler_factory
+from evogm_opt.integrations.distinct import Distinct, Used
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +163,11 @@ class GenerativeSampler(BaseSampler):
         n_startup_trials: the first trials are sampled independently (at random), as Optuna's TPE and GP samplers
             do; they reveal the conditional parameters, so the optimizer starts on (nearly) the whole space.
         popsize: trials per generation of the default optimizer (default: see ``sampler_factory``).
-        skip_duplicates: a proposal that repeats a finished trial's configuration (equal values for every
-            parameter that trial used) is not run again: the optimizer is told that trial's value and the next
-            proposal is taken. Turn off for a noisy objective you want re-measured.
+        skip_duplicates: no configuration is asked twice until the space is exhausted: a proposal that repeats
+            the configuration of a finished or running trial (equal values for every parameter that trial used)
+            is replaced by the unused configuration nearest to it (counted in ``duplicates_skipped``); once a
+            finite space is exhausted, trials repeat the optimizer's proposals (counted in ``repeats``, with a
+            one-time warning). Turn off for a noisy objective you want re-measured.
     """
 
     def __init__(
@@ -182,7 +192,8 @@ class GenerativeSampler(BaseSampler):
         self._factory = optimizer_factory or sampler_factory(popsize)
         self._n_startup = n_startup_trials
         self._skip_duplicates = skip_duplicates
-        self.duplicates_skipped = 0
+        self.duplicates_skipped = 0  # proposals that repeated a used configuration, replaced by an unused one
+        self.repeats = 0  # trials handed a used configuration because none was left
         self._independent = independent_sampler or _PerTrialRandomSampler(seed)
         self._margin = categorical_margin
         self._rng = np.random.default_rng(seed)
@@ -199,7 +210,6 @@ class GenerativeSampler(BaseSampler):
         self._scanned: set[int] = set()
         self._dists: dict[str, BaseDistribution] = {}
         self._conflicts: set[str] = set()
-        self._taken: set[bytes] = set()  # rows some trial of the storage holds
 
     # ------------------------------------------------------------------ Optuna's sampler interface
     def reseed_rng(self) -> None:
@@ -234,20 +244,22 @@ class GenerativeSampler(BaseSampler):
             return {}
         with self._lock:
             self._prepare(study, search_space, trial.number)
-            self._sync(study)
+            self._sync(study, trial)
             shared = not isinstance(study._storage, InMemoryStorage)  # other processes may be sampling too
             for attempt in range(_CLAIM_ATTEMPTS):
-                values, row = self._next()
+                values, row, fresh = self._next()
                 self._store(study, trial, row)
-                # Two processes can pick the same row between one's read of the storage and its write (the
-                # deterministic part of an initial design, say). Whoever reads after both writes sees the clash
-                # and picks again, from a point of its queue that depends on the trial number, so processes that
-                # run in step do not clash again on the next row.
-                if not shared or attempt == _CLAIM_ATTEMPTS - 1 or not self._held_elsewhere(study, trial, row):
+                # Two processes can pick the same configuration between one's read of the storage and its write
+                # (the deterministic part of an initial design, say). Whoever reads after both writes sees the
+                # clash and picks again, from a point of its queue that depends on the trial number, so processes
+                # that run in step do not clash again on the next row.
+                last = attempt == _CLAIM_ATTEMPTS - 1
+                if not shared or not fresh or last or not self._held_elsewhere(study, trial, values, row):
                     break
                 rng = np.random.default_rng([trial.number, attempt])
                 shift = int(rng.integers(len(self._queue) + 1))
                 self._queue = self._queue[shift:] + self._queue[:shift]
+                self._sync(study, trial)
         return values
 
     def _store(self, study: optuna.Study, trial: FrozenTrial, row: np.ndarray) -> None:
@@ -257,13 +269,19 @@ class GenerativeSampler(BaseSampler):
                 trial._trial_id, f"{_ROW_ATTR}:{i}", text[i * _CHUNK : (i + 1) * _CHUNK]
             )
 
-    def _held_elsewhere(self, study: optuna.Study, trial: FrozenTrial, row: np.ndarray) -> bool:
+    def _held_elsewhere(self, study: optuna.Study, trial: FrozenTrial, values: dict[str, Any], row: np.ndarray) -> bool:
+        """Whether another trial not told yet holds this configuration (this row, with ``skip_duplicates`` off)."""
+        others = [
+            t for t in study.get_trials(deepcopy=False) if t.number != trial.number and t.number not in self._told
+        ]
+        if self._skip_duplicates:
+            held = Used(self._encoding, filter(None, (self._reference(t) for t in others)))
+            return held.holds(values)
         key = row_key(row)
-        for t in study.get_trials(deepcopy=False):
-            if t.number != trial.number and t.number not in self._told:
-                stored = _stored_row(t)
-                if stored is not None and row_key(self._encoding.encode(t.params, stored)) == key:
-                    return True
+        for t in others:
+            stored = _stored_row(t)
+            if stored is not None and row_key(self._encoding.encode(t.params, stored)) == key:
+                return True
         return False
 
     def sample_independent(
@@ -277,7 +295,30 @@ class GenerativeSampler(BaseSampler):
                     f"GenerativeSampler samples {param_name!r} ({type(param_distribution).__name__}) with "
                     f"{type(self._independent).__name__}: {reason}"
                 )
-        return self._independent.sample_independent(study, trial, param_name, param_distribution)
+        value = self._independent.sample_independent(study, trial, param_name, param_distribution)
+        if self._skip_duplicates:
+            value = self._unused_value(study, trial, param_name, param_distribution, value)
+        return value
+
+    def _unused_value(
+        self, study: optuna.Study, trial: FrozenTrial, name: str, dist: BaseDistribution, value: Any
+    ) -> Any:
+        """``value``, or, when every configuration that starts with it is used (see :func:`_used_up`), a value of
+        ``dist`` drawn among those that leave one free. The random startup trials are chosen one parameter at a
+        time, so this is the rule there."""
+        options = _discrete_values(dist)
+        if options is None:
+            return value
+        others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+        taken = _used_up(others, trial.params, name, dist)
+        if dist.to_internal_repr(value) not in taken:
+            return value
+        free = [v for v in options if dist.to_internal_repr(v) not in taken]
+        if not free:
+            return value
+        seed = derived_seed(self._seed, trial.number)
+        rng = np.random.default_rng(None if seed is None else [seed, zlib.crc32(name.encode())])
+        return free[int(rng.integers(len(free)))]
 
     def _why_independent(self, name: str, dist: BaseDistribution) -> str | None:
         """Why ``name`` is outside the joint space, in the user's terms; None when that is not news: no finished
@@ -313,7 +354,7 @@ class GenerativeSampler(BaseSampler):
         if self._study_id == study._study_id:
             return
         self._study_id = study._study_id
-        self._scanned, self._dists, self._conflicts, self._taken = set(), {}, set(), set()
+        self._scanned, self._dists, self._conflicts = set(), {}, set()
         self._optimizer, self._space = None, {}
 
     def _prepare(self, study: optuna.Study, search_space: dict[str, BaseDistribution], number: int) -> None:
@@ -339,33 +380,43 @@ class GenerativeSampler(BaseSampler):
         # seeded per (seed, trial number): reproducible in one process, and processes that share a seed and a
         # storage do not all propose the same rows
         self._optimizer = self._factory(self._encoding.dim, derived_seed(self._seed, number), maximize)
-        self._told, self._taken = set(), set()
-        self._known: dict[tuple[str, ...], dict[tuple, float]] = {}  # names used -> their values -> the value
+        self._told = set()
+        self._distinct = Distinct(self._encoding)
+        self._done = Used(self._encoding)  # configurations of finished trials
+        self._running = Used(self._encoding)  # of trials not finished, as of the last sync
+        self._always: set[str] | None = None  # joint parameters every completed trial used (None: none completed)
+        self._warned_exhausted = False
         self._queue = []
 
     def _to_user(self, unit: np.ndarray) -> np.ndarray:
         return self._optimizer.box.to_user(np.asarray(unit, dtype=float)[None])[0]
 
-    def _sync(self, study: optuna.Study) -> None:
-        """Tell every finished trial of the storage not told yet; note the rows that every trial holds."""
-        rows, values = [], []
+    def _sync(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Tell every finished trial of the storage not told yet, and note the configurations that the finished
+        trials and the ones still running (other than ``trial``) hold."""
+        rows, values, finished = [], [], []
+        self._running = Used(self._encoding)
         for t in study.get_trials(deepcopy=False):
-            if t.number in self._told:
+            if t.number in self._told or t.number == trial.number:
                 continue
-            stored = _stored_row(t)
-            if t.state not in _FINISHED:
-                if stored is not None:  # running elsewhere (or in another thread): not to be handed out again
-                    self._taken.add(row_key(self._encoding.encode(t.params, stored)))
+            if t.state not in _FINISHED:  # running here, in another thread or process, or waiting
+                reference = self._reference(t)
+                if reference:
+                    self._running.add(reference)
                 continue
             self._told.add(t.number)
-            unit = self._encoding.encode(t.params, stored)
-            self._taken.add(row_key(unit))
+            finished.append(t)
+            unit = self._encoding.encode(t.params, _stored_row(t))
             rows.append(self._to_user(unit))
             ok = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
             values.append(float(t.value) if ok else float("nan"))
-            if t.state != TrialState.PRUNED and t.params:  # a pruned value says nothing about a full run
-                names = tuple(sorted(t.params))
-                self._known.setdefault(names, {})[_hashable(t.params[n] for n in names)] = values[-1]
+            if t.state == TrialState.COMPLETE:
+                names = set(t.params) & set(self._space)
+                self._always = names if self._always is None else self._always & names
+        for t in finished:
+            # a failed or pruned trial may have stopped before choosing all its parameters: then it blocks nothing
+            if t.params and (t.state == TrialState.COMPLETE or self._always_used() <= set(t.params)):
+                self._done.add(t.params)
         if rows:
             _told_by_optuna.active.on = True
             try:
@@ -373,43 +424,107 @@ class GenerativeSampler(BaseSampler):
             finally:
                 _told_by_optuna.active.on = False
 
-    def _next(self) -> tuple[dict[str, Any], np.ndarray]:
-        """The next asked row, decoded. Passed over: rows a trial of the storage already holds, and (with
-        ``skip_duplicates``) configurations a finished trial has measured, whose value is told instead. Both a
-        bounded number of times, so an optimizer that only repeats itself still gets its rows evaluated."""
-        limit = max(8, 2 * self._optimizer.popsize)
-        for attempt in range(limit):
-            if not self._queue:
-                self._queue = list(self._optimizer.ask())
-            asked = self._optimizer.box.to_unit(self._queue.pop(0)[None])[0]
-            values, row = self._encoding.decode(asked, self._rng)
-            key = row_key(row)
-            if attempt < limit - 1:
-                if key in self._taken:
-                    continue
-                known = self._known_value(values) if self._skip_duplicates else None
-                if known is not None:
-                    self._taken.add(key)
-                    self.duplicates_skipped += 1
-                    _told_by_optuna.active.on = True
-                    try:
-                        self._optimizer.tell(self._to_user(row)[None], [known])
-                    finally:
-                        _told_by_optuna.active.on = False
-                    continue
-            self._taken.add(key)
-            return values, row
-        raise AssertionError("unreachable")
+    def _next(self) -> tuple[dict[str, Any], np.ndarray, bool]:
+        """The next asked row, decoded, and whether its configuration is unused. One row of the optimizer per
+        trial: a proposal that repeats a used configuration is replaced by the nearest unused one (the optimizer
+        is told only what is evaluated), so the work per trial stays flat however often it repeats itself."""
+        if not self._queue:
+            self._queue = list(self._optimizer.ask())
+        asked = self._optimizer.box.to_unit(self._queue.pop(0)[None])[0]
+        values, row = self._encoding.decode(asked, self._rng)
+        used = (self._done, self._running)
+        if not self._skip_duplicates or not self._distinct.repeats(values, used):
+            return values, row, True
+        found = self._distinct.nearest_unused(row, used, self._rng)
+        if found is not None:
+            self.duplicates_skipped += 1
+            return found[0], found[1], True
+        self.repeats += 1
+        if self._distinct.finite and not self._warned_exhausted:
+            self._warned_exhausted = True
+            _warn_at_user(
+                "GenerativeSampler has asked every configuration of the search space (finished or running); from "
+                "now on trials repeat configurations, as the optimizer proposes them"
+            )
+        return values, row, False
 
-    def _known_value(self, values: dict[str, Any]) -> float | None:
-        """The value of a finished trial whose every parameter has the same value in ``values``, if any."""
-        for names, table in self._known.items():
-            if all(n in values for n in names):
-                found = table.get(_hashable(values[n] for n in names))
-                if found is not None:
-                    return found
+    def _always_used(self) -> set[str]:
+        """Joint parameters that every completed trial used (all of them before any trial completed)."""
+        return set(self._space) if self._always is None else self._always
+
+    def _reference(self, t: FrozenTrial) -> dict[str, Any]:
+        """The configuration a trial not yet told holds, as far as it is known: the parameters it has chosen (or
+        was enqueued with), and from the row it was handed the joint parameters every completed trial used, so
+        a trial that has not yet suggested them all in another thread holds them already."""
+        reference = {**_fixed(t), **t.params}
+        stored = _stored_row(t)
+        if stored is not None:
+            values, _ = self._encoding.decode(self._encoding.encode(t.params, stored))
+            for name in self._always_used() & set(stored):
+                reference.setdefault(name, values[name])
+        return reference
+
+
+def _fixed(t: FrozenTrial) -> dict[str, Any]:
+    """The parameters a trial was enqueued with (``study.enqueue_trial``), before it runs."""
+    fixed = t.system_attrs.get("fixed_params") if t.state == TrialState.WAITING else None
+    return dict(fixed) if isinstance(fixed, dict) else {}
+
+
+def _used_up(trials: list[FrozenTrial], mine: dict[str, Any], name: str, dist: BaseDistribution) -> set[float]:
+    """Values of ``name`` (Optuna's internal representation) with which a trial whose parameters so far are
+    ``mine`` can only repeat one of ``trials``: either that trial has exactly these parameters and this value, or
+    all the trials that agree so far go on with the same further discrete parameters and hold every combination
+    of them (a branch of a conditional space, or a row of a grid, used up)."""
+    prefix = set(mine) | {name}
+    branches: dict[float, tuple[set[tuple[str, ...]], set[tuple], list[int | None]]] = {}
+    for t in trials:
+        params = {**_fixed(t), **t.params}
+        if not prefix <= set(params) or t.distributions.get(name, dist) != dist:
+            continue
+        if not all(_same(t.distributions.get(n), params[n], mine[n]) for n in mine):
+            continue
+        rest = tuple(sorted(set(params) - prefix))
+        sets, seen, sizes = branches.setdefault(dist.to_internal_repr(params[name]), (set(), set(), []))
+        sets.add(rest)
+        seen.add((rest, tuple(_internal(t.distributions.get(n), params[n]) for n in rest)))
+        sizes[:] = [_size(t.distributions.get(n)) for n in rest]
+    taken = set()
+    for v, (sets, seen, sizes) in branches.items():
+        if () in sets or (len(sets) == 1 and None not in sizes and len(seen) >= math.prod(sizes)):
+            taken.add(v)
+    return taken
+
+
+def _size(dist: BaseDistribution | None) -> int | None:
+    values = None if dist is None else _discrete_values(dist)
+    return None if values is None else len(values)
+
+
+def _internal(dist: BaseDistribution | None, value: Any) -> Any:
+    if dist is not None:
+        try:
+            return dist.to_internal_repr(value)
+        except (ValueError, TypeError):
+            pass
+    return repr(value)
+
+
+def _discrete_values(dist: BaseDistribution, limit: int = 100_000) -> list[Any] | None:
+    """Every value of a discrete distribution with at most ``limit`` of them; None for a continuous float."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    step = getattr(dist, "step", None)
+    if step is None or not isinstance(dist, (IntDistribution, FloatDistribution)):
         return None
+    n = int(math.floor((dist.high - dist.low) / step + 1e-9)) + 1
+    if n > limit:
+        return None
+    if isinstance(dist, IntDistribution):
+        return [int(dist.low + k * step) for k in range(n)]
+    return [min(dist.low + k * step, dist.high) for k in range(n)]
 
 
-def _hashable(values: Any) -> tuple:
-    return tuple(repr(v) if isinstance(v, (list, dict)) else v for v in values)
+def _same(dist: BaseDistribution | None, a: Any, b: Any) -> bool:
+    """Whether two values of a parameter are the same (by Optuna's internal representation where it can)."""
+    return _internal(dist, a) == _internal(dist, b)

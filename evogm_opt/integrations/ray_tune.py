@@ -11,6 +11,11 @@ Search space: every bounded domain is searched jointly through the encoding of
 ``choice`` (a relaxed one-hot decoded by argmax, with a margin). ``qloguniform`` and ``qlograndint`` are searched
 in log space and put on multiples of q on the way out. Other domains (``sample_from``, ``randn``) are sampled at
 random (seeded) with a one-time warning. Constants pass through.
+
+No configuration is suggested twice until the space is exhausted (``skip_duplicates``, on by default): a proposal
+that repeats the configuration of a finished or running trial is replaced by the unused configuration nearest to
+it (:mod:`evogm_opt.integrations.distinct`); once every configuration of a finite space has been suggested, trials
+repeat the optimizer's proposals, with a one-time warning. Domains sampled at random are not part of the rule.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ray.tune.utils.util import unflatten_list_dict
 from evogm_opt import Optimizer, _state
 from evogm_opt.integrations import space as enc
 from evogm_opt.integrations._common import OptimizerFactory, sampler_factory
+from evogm_opt.integrations.distinct import Distinct, Used
 
 
 def _param(domain: Float | Integer | Categorical, margin: float) -> tuple[enc.Param, float | None]:
@@ -68,6 +74,10 @@ class GenerativeSearch(Searcher):
             default preset, 10 trials per generation; see ``evogm_opt.integrations._common.sampler_factory``).
         categorical_margin: probability that a ``choice`` is drawn uniformly instead of by the optimizer (per
             choice and trial; see :mod:`evogm_opt.integrations.space`).
+        skip_duplicates: no configuration is suggested twice until the space is exhausted (a repeat of a
+            finished or running trial's configuration is replaced by the nearest unused one, counted in
+            ``duplicates_skipped``; after exhaustion, repeats are counted in ``repeats``). Turn off for a noisy
+            objective you want re-measured.
     """
 
     def __init__(
@@ -79,6 +89,7 @@ class GenerativeSearch(Searcher):
         seed: int | None = None,
         optimizer_factory: OptimizerFactory | None = None,
         categorical_margin: float = enc.DEFAULT_MARGIN,
+        skip_duplicates: bool = True,
     ) -> None:
         if mode not in (None, "min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -93,6 +104,9 @@ class GenerativeSearch(Searcher):
         self._optimizer: Optimizer | None = None
         self._live: dict[str, np.ndarray] = {}  # trial id -> the row told for it (optimizer coordinates)
         self._queue: list[np.ndarray] = []
+        self._skip_duplicates = skip_duplicates
+        self.duplicates_skipped = 0  # proposals that repeated a used configuration, replaced by an unused one
+        self.repeats = 0  # suggestions of a used configuration because none was left
         if space:
             self._set_space(space)
 
@@ -112,7 +126,7 @@ class GenerativeSearch(Searcher):
         if not self._queue:
             self._queue = list(optimizer.ask())
         asked = optimizer.box.to_unit(self._queue.pop(0)[None])[0]
-        values, row = self._encoding.decode(asked, self._rng)
+        values, row = self._distinct_config(*self._encoding.decode(asked, self._rng))
         self._live[trial_id] = optimizer.box.to_user(row[None])[0]
         flat = dict(self._constants)
         for name, value in values.items():
@@ -183,6 +197,7 @@ class GenerativeSearch(Searcher):
                 "(a different space)"
             )
         self._optimizer = optimizer
+        self._done = Used(self._encoding, (self._values(x) for x in optimizer.evaluations.x))
         self._metric, self._mode = state["metric"], state["mode"]
         rows = np.asarray(state["live_rows"], dtype=float).reshape(-1, optimizer.dim)
         self._live = {i: rows[k] for k, i in enumerate(state["live_ids"])}
@@ -210,6 +225,32 @@ class GenerativeSearch(Searcher):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._optimizer.tell(row[None], [value])
+        self._done.add(self._values(row))
+
+    def _values(self, row: np.ndarray) -> dict[str, Any]:
+        """The configuration of a told or live row (optimizer coordinates): its exact decoding."""
+        return self._encoding.decode(self._optimizer.box.to_unit(row[None])[0])[0]
+
+    def _distinct_config(self, values: dict[str, Any], row: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+        """``values`` and ``row``, or, when they repeat a finished or live trial's configuration, the nearest
+        unused one (see :mod:`evogm_opt.integrations.distinct`)."""
+        if not self._skip_duplicates:
+            return values, row
+        used = (self._done, Used(self._encoding, (self._values(r) for r in self._live.values())))
+        if not self._distinct.repeats(values, used):
+            return values, row
+        found = self._distinct.nearest_unused(row, used, self._rng)
+        if found is not None:
+            self.duplicates_skipped += 1
+            return found
+        self.repeats += 1
+        if self._distinct.finite and self.repeats == 1:
+            warnings.warn(
+                "GenerativeSearch has suggested every configuration of the search space (finished or running); "
+                "from now on trials repeat configurations, as the optimizer proposes them",
+                stacklevel=3,  # the caller of suggest
+            )
+        return values, row
 
     def _on_multiple(self, name: str, value: float | int, q: float) -> float | int:
         p = self._encoding.params[name]
@@ -236,6 +277,8 @@ class GenerativeSearch(Searcher):
             else:
                 self._other[name] = domain
         self._encoding = enc.SearchSpace(params)
+        self._distinct = Distinct(self._encoding)
+        self._done = Used(self._encoding)  # configurations told (finished trials and evaluated points)
         if self._encoding.dim == 0:
             raise ValueError(
                 "GenerativeSearch needs at least one searchable domain (uniform/loguniform/randint/choice …)"

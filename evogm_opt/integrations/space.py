@@ -77,6 +77,21 @@ class Real:
         value = math.exp(v) if self.log else v
         return float(min(max(value, float(self.low)), float(self.high))), np.array([x])
 
+    @property
+    def size(self) -> int | None:
+        """How many values it can take: the grid's for a ``step``, None (unbounded) for a continuous float."""
+        return None if self.step is None else _n_grid(self)
+
+    def level(self, value: Any) -> int | float:
+        """What identifies ``value`` among the others: its grid index with a ``step``, else the value itself."""
+        if self.step is None:
+            return float(value)
+        return _strict_grid_index(float(value), float(self.low), float(self.step), _n_grid(self))
+
+    def value_of(self, level: int) -> float:
+        """The value of grid index ``level`` (``step`` only)."""
+        return min(float(self.low) + level * float(self.step), float(self.high))
+
 
 @dataclass(frozen=True)
 class Integer:
@@ -112,6 +127,17 @@ class Integer:
         value = int(round(math.exp(lo + (x + 1.0) * 0.5 * (hi - lo))))
         return int(min(max(value, self.low), self.high)), np.array([x])
 
+    @property
+    def size(self) -> int:
+        return _n_grid(self)
+
+    def level(self, value: Any) -> int:
+        """The grid index of ``value`` (a ValueError off the grid)."""
+        return _strict_grid_index(float(value), float(self.low), float(self.step), _n_grid(self))
+
+    def value_of(self, level: int) -> int:
+        return int(self.low) + level * int(self.step)
+
 
 @dataclass(frozen=True)
 class Categorical:
@@ -144,6 +170,16 @@ class Categorical:
             if _equal(c, value):
                 return i
         raise ValueError(f"{value!r} is not one of the choices {list(self.choices)}")
+
+    @property
+    def size(self) -> int:
+        return len(self.choices)
+
+    def level(self, value: Any) -> int:
+        return self.index(value)
+
+    def value_of(self, level: int) -> Any:
+        return self.choices[level]
 
     def to_unit(self, value: Any) -> np.ndarray:
         i = self.index(value)
@@ -251,6 +287,26 @@ class SearchSpace:
             values[name], repaired[s] = p.from_unit(repaired[s], rng)
         return values, repaired
 
+    @property
+    def size(self) -> int | None:
+        """How many configurations the space holds (the product of the parameters' sizes; conditional parameters
+        counted as if always used), None when a continuous float makes it unbounded."""
+        sizes = [p.size for p in self.params.values()]
+        return None if None in sizes else math.prod(sizes)
+
+    def grid(self, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every configuration of a finite space with at most ``limit`` of them, as levels (one column per
+        parameter) and as the rows that encode them; None for a larger or unbounded space."""
+        size = self.size
+        if size is None or size > limit:
+            return None
+        sizes = [p.size for p in self.params.values()]
+        levels = np.indices(sizes).reshape(len(sizes), -1).T if sizes else np.zeros((1, 0), dtype=int)
+        tables = [np.array([p.to_unit(p.value_of(i)) for i in range(p.size)]) for p in self.params.values()]
+        rows = [table.reshape(len(table), -1)[levels[:, j]] for j, table in enumerate(tables)]
+        units = np.concatenate(rows, axis=1) if rows else np.zeros((1, 0))
+        return levels, units
+
     def split(self, row: np.ndarray) -> dict[str, list[float]]:
         """Each parameter's coordinates of ``row`` (what adapters store beside a trial to re-tell it exactly)."""
         return {name: [float(v) for v in row[s]] for name, s in self.slices.items()}
@@ -286,6 +342,14 @@ def _n_grid(p: Real | Integer) -> int:
 
 def _grid_index(value: float, low: float, step: float, n: int) -> int:
     return int(min(max(round((value - float(low)) / float(step)), 0), n - 1))
+
+
+def _strict_grid_index(value: float, low: float, step: float, n: int) -> int:
+    """The grid index of ``value``; a ValueError for a value off the grid (e.g. a range that changed)."""
+    k = round((value - low) / step)
+    if not 0 <= k < n or abs(low + k * step - value) > 1e-9 * max(1.0, abs(value)):
+        raise ValueError(f"{value!r} is not on the grid {low} + k·{step}, k < {n}")
+    return int(k)
 
 
 def _bin_index(x: float, n: int) -> int:
