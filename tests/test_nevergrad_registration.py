@@ -140,3 +140,31 @@ def test_choices_are_searched_jointly_through_the_shared_encoding():
     outside = param.spawn_child(new_value=((), {"x": np.zeros(2), "act": 2.5, "depth": 3, "opt": "sgd"}))
     opt.tell(outside, 5.0)
     assert opt.num_tell == told + 1 and opt._optimizer.n_evals == told + 1
+
+
+@pytest.mark.parametrize("kind", ["choices", "integer-cast"])
+def test_no_candidate_repeats_a_configuration_told_or_pending(kind):
+    register()
+    if kind == "choices":  # 100 configurations, listed whole: exact until exhausted
+        param = ng.p.Instrumentation(x=ng.p.Choice(list(range(10))), y=ng.p.Choice(list(range(10))))
+    else:  # nevergrad casts the box's floats to ints: searched near the proposal, then anywhere
+        param = ng.p.Instrumentation(
+            x=ng.p.Scalar(lower=0, upper=9).set_integer_casting(), y=ng.p.Scalar(lower=0, upper=9).set_integer_casting()
+        )
+    param.random_state.seed(0)
+    opt = ng.optimizers.registry["EvoGM"](param, budget=104, num_workers=8)
+    seen = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(13):
+            candidates = [opt.ask() for _ in range(8)]  # eight pending at once
+            for c in candidates:
+                x, y = c.kwargs["x"], c.kwargs["y"]
+                seen.append((x, y))
+                opt.tell(c, float((x - 3) ** 2 + 0.5 * (y - 7) ** 2 + 3 * np.cos(2 * x) * np.sin(y)))
+    exhausted = [w for w in caught if "every configuration" in str(w.message)]
+    if kind == "choices":
+        assert len(set(seen[:100])) == 100 and len(exhausted) == 1 and opt.repeats == 4
+    else:
+        assert len(set(seen[:100])) >= 95 and len(set(seen)) == 100 and not exhausted
+    assert opt.duplicates_skipped > 0

@@ -273,3 +273,100 @@ def test_several_processes_share_one_sqlite_study(tmp_path: Path):
         assert out["told"] == out["distinct"] == len(out["numbers"])  # each trial told once
         assert out["failed"] == len(bad & set(out["numbers"]))  # failed and pruned: failures, once
     assert max(out["told"] for out in outs) > 20  # at least one process learned from trials the other one ran
+
+
+# ---------------------------------------------------------------------- no configuration asked twice (issue 29)
+def _config(trial: optuna.trial.FrozenTrial) -> tuple:
+    return tuple(sorted(trial.params.items()))
+
+
+def _in_batches(sampler: GenerativeSampler, suggest, n_trials: int, batch: int = 8) -> list[tuple]:
+    """Trials asked ``batch`` at a time, each batch told only after all of it was asked and suggested."""
+    study = optuna.create_study(sampler=sampler)
+    while len(study.trials) < n_trials:
+        trials = [study.ask() for _ in range(batch)]
+        values = [suggest(t) for t in trials]
+        for t, v in zip(trials, values):
+            study.tell(t, v)
+    return [_config(t) for t in study.trials]
+
+
+def two_ints(trial: optuna.Trial) -> float:  # 10 · 10 = 100 configurations
+    x, y = trial.suggest_int("x", 0, 9), trial.suggest_int("y", 0, 9)
+    return (x - 3) ** 2 + 0.5 * (y - 7) ** 2 + 3 * math.cos(2 * x) * math.sin(y)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_ints_asked_eight_at_a_time_use_all_100_configurations_before_any_repeat(seed):
+    sampler = GenerativeSampler(seed=seed)
+    with pytest.warns(UserWarning, match="asked every configuration") as caught:
+        configs = _in_batches(sampler, two_ints, 128)
+    assert len(set(configs[:100])) == 100  # the whole space, no repeat before it is exhausted
+    assert sampler.repeats == 28 and len([w for w in caught if "every configuration" in str(w.message)]) == 1
+    # one row of the optimizer per trial sampled by it (the first two batches are random startup trials), and
+    # only evaluated rows told: the work per trial does not grow with the repeats it proposes
+    assert sampler.optimizer.n_asked == 128 - 16
+    assert sampler.optimizer.n_evals == 120  # every trial finished before the last batch, once
+
+
+def test_a_categorical_times_an_int_uses_every_configuration_before_any_repeat():
+    def objective(trial: optuna.Trial) -> float:  # 4 · 25 = 100 configurations, a None and an int among choices
+        c = trial.suggest_categorical("c", ["a", None, 3, "d"])
+        return (trial.suggest_int("k", 0, 24) - 7) ** 2 / 10 + {"a": 0, None: 1, 3: 2, "d": 3}[c]
+
+    sampler = GenerativeSampler(seed=0)
+    with pytest.warns(UserWarning, match="asked every configuration"):
+        configs = _in_batches(sampler, objective, 104)
+    assert len(set(configs[:100])) == 100 and sampler.duplicates_skipped > 0
+
+
+def test_a_conditional_space_counts_only_the_parameters_a_trial_used():
+    def objective(trial: optuna.Trial) -> float:  # 5 + 10 · 3 = 35 configurations
+        if trial.suggest_categorical("kind", ["a", "b"]) == "a":
+            return (trial.suggest_int("i", 0, 4) - 2) ** 2
+        return (trial.suggest_int("j", 0, 18, step=2) - 10) ** 2 / 5 + trial.suggest_float("s", 0.0, 1.0, step=0.5)
+
+    sampler = GenerativeSampler(seed=0)
+    with pytest.warns(UserWarning, match="asked every configuration"):
+        configs = _in_batches(sampler, objective, 40)
+    assert len(set(configs[:35])) == 35 and sampler.repeats == 5
+    assert set(sampler.search_space.params) == {"kind", "i", "j", "s"}  # i and j are both in the joint space
+
+
+def test_trials_asked_and_not_told_are_not_asked_again():
+    def objective(trial: optuna.Trial) -> float:  # 25 configurations
+        return (trial.suggest_int("x", 0, 4) - 1) ** 2 + (trial.suggest_int("y", 0, 4) - 3) ** 2
+
+    sampler = GenerativeSampler(seed=2, n_startup_trials=4)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(4):
+        trial = study.ask()
+        study.tell(trial, objective(trial))
+    running = [study.ask() for _ in range(21)]  # asked by the optimizer, none told
+    for trial in running:
+        objective(trial)
+    assert sampler.optimizer is not None and sampler.optimizer.n_asked >= 21
+    assert len({_config(t) for t in study.trials}) == 25
+    with pytest.warns(UserWarning, match="asked every configuration"):
+        objective(study.ask())  # the space is exhausted: a repeat, said once
+
+
+def test_threads_do_not_run_one_configuration_twice():
+    sampler = GenerativeSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(two_ints, n_trials=100, n_jobs=4)
+    assert len({_config(t) for t in study.trials}) == 100 and sampler.repeats == 0
+
+
+def test_a_space_with_a_continuous_float_is_never_exhausted():
+    def objective(trial: optuna.Trial) -> float:  # kind "a": 2 configurations; kind "b": a float, unbounded
+        if trial.suggest_categorical("kind", ["a", "b"]) == "a":
+            return float(trial.suggest_int("i", 0, 1))
+        return 10.0 + trial.suggest_float("x", 0.0, 1.0)
+
+    sampler = GenerativeSampler(seed=0, n_startup_trials=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "asked every configuration"
+        configs = _in_batches(sampler, objective, 40)
+    assert len(set(configs)) == 40 and sampler.repeats == 0
+    assert sampler.duplicates_skipped > 0  # the optimizer kept proposing the used-up, better branch

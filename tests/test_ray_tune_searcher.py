@@ -147,3 +147,25 @@ def test_a_real_local_tune_run_under_a_concurrency_limiter():
     losses = [r.metrics["loss"] for r in results]
     assert best.metrics["loss"] == min(losses)
     assert searcher.searcher.optimizer.n_evals == 24
+
+
+def test_no_configuration_is_suggested_twice_until_the_space_is_exhausted_across_a_restore(tmp_path):
+    space = {"x": tune.randint(0, 10), "y": tune.randint(0, 10)}  # 100 configurations
+
+    def batch(searcher: GenerativeSearch, start: int) -> list[tuple]:
+        ids = [f"t{start + i}" for i in range(8)]
+        configs = [searcher.suggest(i) for i in ids]  # eight running at once
+        for i, c in zip(ids, configs):
+            searcher.on_trial_complete(i, {"loss": (c["x"] - 3) ** 2 + 0.5 * (c["y"] - 7) ** 2})
+        return [(c["x"], c["y"]) for c in configs]
+
+    first = GenerativeSearch(space, metric="loss", mode="min", seed=0)
+    seen = [c for b in range(6) for c in batch(first, 8 * b)]
+    first.save(str(tmp_path / "s.npz"))
+    second = GenerativeSearch(space, metric="loss", mode="min", seed=0)
+    second.restore(str(tmp_path / "s.npz"))  # what was used is read back from the optimizer's record
+    seen += [c for b in range(6, 12) for c in batch(second, 8 * b)]
+    with pytest.warns(UserWarning, match="every configuration"):
+        seen += batch(second, 96)
+    assert len(set(seen[:100])) == 100 and second.repeats == 4 and second.duplicates_skipped > 0
+    assert second.optimizer.n_evals == 104 and second.optimizer.n_asked <= 104 + second.optimizer.popsize

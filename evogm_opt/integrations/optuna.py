@@ -210,6 +210,7 @@ class GenerativeSampler(BaseSampler):
         self._scanned: set[int] = set()
         self._dists: dict[str, BaseDistribution] = {}
         self._conflicts: set[str] = set()
+        self._chosen: dict[int, dict[str, Any]] = {}  # trial id -> discrete values sampled independently
 
     # ------------------------------------------------------------------ Optuna's sampler interface
     def reseed_rng(self) -> None:
@@ -309,16 +310,20 @@ class GenerativeSampler(BaseSampler):
         options = _discrete_values(dist)
         if options is None:
             return value
-        others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
-        taken = _used_up(others, trial.params, name, dist)
-        if dist.to_internal_repr(value) not in taken:
-            return value
-        free = [v for v in options if dist.to_internal_repr(v) not in taken]
-        if not free:
-            return value
-        seed = derived_seed(self._seed, trial.number)
-        rng = np.random.default_rng(None if seed is None else [seed, zlib.crc32(name.encode())])
-        return free[int(rng.integers(len(free)))]
+        with self._lock:  # threads: a value chosen here is seen by the others before Optuna stores it
+            others = [
+                ({**_fixed(t), **self._chosen.get(t._trial_id, {}), **t.params}, t.distributions)
+                for t in study.get_trials(deepcopy=False)
+                if t.number != trial.number
+            ]
+            taken = _used_up(others, trial.params, name, dist)
+            free = [v for v in options if dist.to_internal_repr(v) not in taken]
+            if dist.to_internal_repr(value) in taken and free:
+                seed = derived_seed(self._seed, trial.number)
+                rng = np.random.default_rng(None if seed is None else [seed, zlib.crc32(name.encode())])
+                value = free[int(rng.integers(len(free)))]
+            self._chosen.setdefault(trial._trial_id, {})[name] = value
+        return value
 
     def _why_independent(self, name: str, dist: BaseDistribution) -> str | None:
         """Why ``name`` is outside the joint space, in the user's terms; None when that is not news: no finished
@@ -338,6 +343,7 @@ class GenerativeSampler(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: list[float] | None
     ) -> None:
         self._independent.after_trial(study, trial, state, values)
+        self._chosen.pop(trial._trial_id, None)
 
     # ------------------------------------------------------------------ internals
     @property
@@ -456,7 +462,7 @@ class GenerativeSampler(BaseSampler):
         """The configuration a trial not yet told holds, as far as it is known: the parameters it has chosen (or
         was enqueued with), and from the row it was handed the joint parameters every completed trial used, so
         a trial that has not yet suggested them all in another thread holds them already."""
-        reference = {**_fixed(t), **t.params}
+        reference = {**_fixed(t), **self._chosen.get(t._trial_id, {}), **t.params}
         stored = _stored_row(t)
         if stored is not None:
             values, _ = self._encoding.decode(self._encoding.encode(t.params, stored))
@@ -471,24 +477,29 @@ def _fixed(t: FrozenTrial) -> dict[str, Any]:
     return dict(fixed) if isinstance(fixed, dict) else {}
 
 
-def _used_up(trials: list[FrozenTrial], mine: dict[str, Any], name: str, dist: BaseDistribution) -> set[float]:
+def _used_up(
+    others: list[tuple[dict[str, Any], dict[str, BaseDistribution]]],
+    mine: dict[str, Any],
+    name: str,
+    dist: BaseDistribution,
+) -> set[float]:
     """Values of ``name`` (Optuna's internal representation) with which a trial whose parameters so far are
-    ``mine`` can only repeat one of ``trials``: either that trial has exactly these parameters and this value, or
-    all the trials that agree so far go on with the same further discrete parameters and hold every combination
-    of them (a branch of a conditional space, or a row of a grid, used up)."""
+    ``mine`` can only repeat one of the ``others`` (their parameters and distributions): either one of them has
+    exactly these parameters and this value, or all the ones that agree so far go on with the same further
+    discrete parameters and hold every combination of them (a branch of a conditional space, or a row of a grid,
+    used up)."""
     prefix = set(mine) | {name}
     branches: dict[float, tuple[set[tuple[str, ...]], set[tuple], list[int | None]]] = {}
-    for t in trials:
-        params = {**_fixed(t), **t.params}
-        if not prefix <= set(params) or t.distributions.get(name, dist) != dist:
+    for params, dists in others:
+        if not prefix <= set(params) or dists.get(name, dist) != dist:
             continue
-        if not all(_same(t.distributions.get(n), params[n], mine[n]) for n in mine):
+        if not all(_same(dists.get(n), params[n], mine[n]) for n in mine):
             continue
         rest = tuple(sorted(set(params) - prefix))
         sets, seen, sizes = branches.setdefault(dist.to_internal_repr(params[name]), (set(), set(), []))
         sets.add(rest)
-        seen.add((rest, tuple(_internal(t.distributions.get(n), params[n]) for n in rest)))
-        sizes[:] = [_size(t.distributions.get(n)) for n in rest]
+        seen.add((rest, tuple(_internal(dists.get(n), params[n]) for n in rest)))
+        sizes[:] = [_size(dists.get(n)) for n in rest]
     taken = set()
     for v, (sets, seen, sizes) in branches.items():
         if () in sets or (len(sets) == 1 and None not in sizes and len(seen) >= math.prod(sizes)):
