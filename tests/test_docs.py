@@ -43,13 +43,14 @@ def test_integrations_code_blocks_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     page = Path(__file__).parents[1] / "docs" / "integrations.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     namespace: dict = {"np": np}
     for block in blocks:
         exec(compile(block, str(page), "exec"), namespace)
     assert namespace["result"].n_evals == 80 and namespace["result"].y < 0.2
     assert namespace["ng_opt"].num_tell == 80 and namespace["loss"](namespace["ng_best"].value) < 0.1
     assert len(namespace["study"].trials) == 40
+    assert len(namespace["grid_study"].trials) == 96  # the no-repeat example asserts its own distinct count
     assert set(namespace["best"].config) == {"x", "lr"}
     merge = namespace["merge_result"]
     assert set(merge.config) == {"w0", "w1", "w2", "w3"} and 0.0 <= merge.metrics["score"] <= 1.0
