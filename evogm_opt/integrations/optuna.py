@@ -307,9 +307,8 @@ class GenerativeSampler(BaseSampler):
         """``value``, or, when every configuration that starts with it is used (see :func:`_used_up`), a value of
         ``dist`` drawn among those that leave one free. The random startup trials are chosen one parameter at a
         time, so this is the rule there."""
-        options = _discrete_values(dist)
-        if options is None:
-            return value
+        if _size(dist) is None:
+            return value  # a continuous float never repeats
         with self._lock:  # threads: a value chosen here is seen by the others before Optuna stores it
             others = [
                 ({**_fixed(t), **self._chosen.get(t._trial_id, {}), **t.params}, t.distributions)
@@ -317,11 +316,12 @@ class GenerativeSampler(BaseSampler):
                 if t.number != trial.number
             ]
             taken = _used_up(others, trial.params, name, dist)
-            free = [v for v in options if dist.to_internal_repr(v) not in taken]
-            if dist.to_internal_repr(value) in taken and free:
-                seed = derived_seed(self._seed, trial.number)
-                rng = np.random.default_rng(None if seed is None else [seed, zlib.crc32(name.encode())])
-                value = free[int(rng.integers(len(free)))]
+            if dist.to_internal_repr(value) in taken:
+                free = [v for v in _discrete_values(dist) or [] if dist.to_internal_repr(v) not in taken]
+                if free:
+                    seed = derived_seed(self._seed, trial.number)
+                    rng = np.random.default_rng(None if seed is None else [seed, zlib.crc32(name.encode())])
+                    value = free[int(rng.integers(len(free)))]
             self._chosen.setdefault(trial._trial_id, {})[name] = value
         return value
 
@@ -507,9 +507,15 @@ def _used_up(
     return taken
 
 
-def _size(dist: BaseDistribution | None) -> int | None:
-    values = None if dist is None else _discrete_values(dist)
-    return None if values is None else len(values)
+def _size(dist: BaseDistribution | None, limit: int = 100_000) -> int | None:
+    """How many values a discrete distribution has (None: a continuous float, or more than ``limit``)."""
+    if isinstance(dist, CategoricalDistribution):
+        return len(dist.choices)
+    step = getattr(dist, "step", None)
+    if step is None or not isinstance(dist, (IntDistribution, FloatDistribution)):
+        return None
+    n = int(math.floor((dist.high - dist.low) / step + 1e-9)) + 1
+    return n if n <= limit else None
 
 
 def _internal(dist: BaseDistribution | None, value: Any) -> Any:
@@ -521,19 +527,16 @@ def _internal(dist: BaseDistribution | None, value: Any) -> Any:
     return repr(value)
 
 
-def _discrete_values(dist: BaseDistribution, limit: int = 100_000) -> list[Any] | None:
-    """Every value of a discrete distribution with at most ``limit`` of them; None for a continuous float."""
+def _discrete_values(dist: BaseDistribution) -> list[Any] | None:
+    """Every value of a discrete distribution (see :func:`_size`); None for a continuous float."""
+    n = _size(dist)
+    if n is None:
+        return None
     if isinstance(dist, CategoricalDistribution):
         return list(dist.choices)
-    step = getattr(dist, "step", None)
-    if step is None or not isinstance(dist, (IntDistribution, FloatDistribution)):
-        return None
-    n = int(math.floor((dist.high - dist.low) / step + 1e-9)) + 1
-    if n > limit:
-        return None
     if isinstance(dist, IntDistribution):
-        return [int(dist.low + k * step) for k in range(n)]
-    return [min(dist.low + k * step, dist.high) for k in range(n)]
+        return [int(dist.low + k * dist.step) for k in range(n)]
+    return [min(dist.low + k * dist.step, dist.high) for k in range(n)]
 
 
 def _same(dist: BaseDistribution | None, a: Any, b: Any) -> bool:
