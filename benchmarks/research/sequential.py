@@ -42,6 +42,10 @@ class SequentialConfig:
 
     # share of the budget spent on the informed start + Sobol design before the first model-based ask
     init_fraction: float = 0.25
+    # the design's size regardless of the budget (a tuning study has none); None: init_fraction of the budget
+    initial_points: int | None = None
+    # the design begins with each expert alone and the uniform mix (a merge); False: Sobol only (a tuning space)
+    informed_start: bool = True
     # G_lw's proposals (and variants around them) are offered to the acquisition as start points
     generator_starts: bool = True
     generator: GeneratorConfig = DEFAULT.generator
@@ -77,9 +81,14 @@ class SequentialEvoGM(Optimizer):
     ) -> None:
         super().__init__(dim, bounds, popsize=popsize, seed=seed, maximize=maximize, max_evals=max_evals)
         self.config = config or SequentialConfig()
+        cfg = self.config
         budget = max_evals if max_evals is not None else 20 * dim
-        n_init = max(dim + 2, int(round(self.config.init_fraction * budget)))
+        n_init = max(dim + 2, int(round(cfg.init_fraction * budget)))
+        if cfg.initial_points is not None:
+            n_init = cfg.initial_points
         informed = np.concatenate([np.eye(dim), np.full((1, dim), 1.0 / dim)])
+        if not cfg.informed_start:
+            informed = informed[:0]
         sobol = self._sobol(max(0, n_init - len(informed)))
         self._design = np.concatenate([informed, sobol])[:n_init]
         self._u = np.empty((0, dim))  # told points, unit box coordinates [-1, 1]
