@@ -125,6 +125,21 @@ def _evogm_factory(overrides: dict[str, Any], popsize: int | None) -> Callable[[
     return factory
 
 
+def _sequential(seed: int) -> Any:
+    """Research round three (docs/research.md): GenerativeSampler over the sequential variant — its 10 random
+    startup trials are the design, then one trial per ask by LogEI, G_lw's proposals among the starts."""
+    from evogm_bench.research.sequential import SequentialConfig, SequentialEvoGM
+
+    from evogm_opt.integrations.optuna import GenerativeSampler
+
+    config = SequentialConfig(initial_points=0, informed_start=False)
+
+    def factory(dim: int, seed: int | None, maximize: bool) -> Any:
+        return SequentialEvoGM(dim, seed=seed, maximize=maximize, config=config)
+
+    return GenerativeSampler(seed=seed, optimizer_factory=factory)
+
+
 def _optuna(name: str, **settings: Any) -> SamplerFactory:
     def build(seed: int) -> Any:
         import optuna
@@ -157,6 +172,7 @@ def _cmaes_with_margin(seed: int) -> Any:
 
 
 SAMPLERS.add("evogm", _generative, "GenerativeSampler")
+SAMPLERS.add("evogm-seq", _sequential, "GenerativeSampler, sequential (research)")
 SAMPLERS.add("tpe", _optuna("TPESampler", multivariate=True), "TPE (multivariate)")
 SAMPLERS.add("gp", _optuna("GPSampler"), "GPSampler")
 SAMPLERS.add("cmaes", _cmaes_with_margin, "CMA-ES (with margin)")
