@@ -21,6 +21,7 @@ from evogm_opt.minimize import MinimizeResult, minimize
 
 if TYPE_CHECKING:
     from evogm_opt.evogm import PRESETS, AskedBatch, BasisShift, EvoGMConfig, GenerativeOptimizer, GeneratorConfig
+    from evogm_opt.fidelity import FidelityBatch, FidelityScheduler
     from evogm_opt.optimizers import CMAES, ModelSwarms, PSOMerging, RandomSearch
 
 # public name -> the module that defines it (torch for EvoGM; cma, and through it matplotlib, for the peers)
@@ -30,6 +31,7 @@ _LAZY = {
         "evogm_opt.evogm",
     ),
     **dict.fromkeys(("CMAES", "ModelSwarms", "PSOMerging", "RandomSearch"), "evogm_opt.optimizers"),
+    **dict.fromkeys(("FidelityBatch", "FidelityScheduler"), "evogm_opt.fidelity"),
 }
 
 
@@ -53,6 +55,8 @@ __all__ = [
     "Best",
     "Evaluations",
     "EvoGMConfig",
+    "FidelityBatch",
+    "FidelityScheduler",
     "GenerativeOptimizer",
     "GeneratorConfig",
     "MinimizeResult",

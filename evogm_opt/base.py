@@ -373,6 +373,8 @@ class Optimizer(abc.ABC):
     @classmethod
     def from_state_dict(cls: type[OptimizerT], state: dict[str, Any], **runtime: Any) -> OptimizerT:
         """Rebuild an optimizer from :meth:`state_dict`. ``runtime`` passes non-data arguments (callbacks)."""
+        if isinstance(state, dict) and "scheduler" in state:  # evogm_opt.fidelity's checkpoints wrap an optimizer's
+            raise ValueError("this state holds a FidelityScheduler: load it with FidelityScheduler.load(path)")
         if not isinstance(state, dict) or "optimizer" not in state or "config" not in state:
             raise ValueError("not an evogm-opt optimizer state (missing 'optimizer'/'config' entries)")
         name = state["optimizer"]

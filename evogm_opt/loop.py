@@ -8,6 +8,9 @@ is written once.
 One step: ``X = opt.ask(min(popsize, budget − n_evals))``; ``values = evaluate(X)``; ``before_tell(X, values)``
 (e.g. append the journal, so a crash before the checkpoint re-runs the step); ``opt.tell(X, values)``;
 ``opt.save(checkpoint)``; the stopping rules; ``after_tell(opt)`` (``True`` stops).
+
+An optimizer that asks with fidelity (:class:`evogm_opt.fidelity.FidelityScheduler`) returns a batch with the rows
+and the fidelity to measure each at: ``evaluate`` then receives that batch, and the tell says the fidelities.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class AskTell(Protocol):
 
     Optional: ``popsize`` (rows per ask; default: whatever budget is left), ``n_evals`` (default: counted by the
     loop), ``stop()``, ``stop_reason``, ``best`` (for the stopping monitor) and ``save(path)`` (checkpoints).
+    ``ask`` may return a batch with ``x`` and ``fidelity`` (a :class:`evogm_opt.fidelity.FidelityBatch`) instead
+    of an array: then ``tell(x, values, fidelity=...)``.
     """
 
     def ask(self, n: int) -> np.ndarray: ...
@@ -50,7 +55,8 @@ def optimize(
     """Run ``opt`` until ``budget`` evaluations, ``opt.stop()``, the monitor or ``after_tell`` ends it.
 
     Args:
-        evaluate: ``evaluate(X) -> values`` for a whole batch: one value per row, or K values per row.
+        evaluate: ``evaluate(X) -> values`` for a whole batch: one value per row, or K values per row. For an
+            optimizer that asks with fidelity, ``X`` is its batch (``.x``, ``.fidelity``, ``.previous``, …).
         budget: total evaluations (those already told included); ``None``: until something else stops the run.
         monitor: stopping rules checked after each tell with ``(opt.best.y, n_evals, seconds)``.
         checkpoint: ``opt.save(checkpoint)`` after every tell.
@@ -71,13 +77,18 @@ def optimize(
         n = left if popsize is None else popsize if left is None else min(popsize, left)
         if n is None:
             raise ValueError("an optimizer without popsize needs a budget")
-        x = opt.ask(n)
-        if len(x) == 0:
+        asked = opt.ask(n)
+        if len(asked) == 0:
             raise RuntimeError(f"{type(opt).__name__} proposed no points with {left} evaluations left")
-        values = evaluate(x)
+        values = evaluate(asked)
+        fidelity = getattr(asked, "fidelity", None)  # an array has none: a plain optimizer's step is unchanged
+        x = asked if fidelity is None else asked.x
         if before_tell is not None:
             before_tell(x, values)
-        opt.tell(x, values)
+        if fidelity is None:
+            opt.tell(x, values)
+        else:
+            opt.tell(x, values, fidelity=fidelity)  # type: ignore[call-arg]
         told = int(getattr(opt, "n_evals", told + len(x)))
         if checkpoint is not None:
             opt.save(checkpoint)  # type: ignore[attr-defined]
