@@ -1,6 +1,7 @@
 """``evogm-opt bench``: optimizers side by side on synthetic landscapes; ``bench report``, ``bench compare``,
-``bench coco``, ``bench hpo``, the timings ``bench merge-speed``, ``bench overhead`` and ``bench thread-load``, and
-the research experiments ``bench research …`` are its subcommands, so the bench has one way in.
+``bench fidelity`` (at equal cost in validation examples), ``bench coco``, ``bench hpo``, the timings
+``bench merge-speed``, ``bench overhead`` and ``bench thread-load``, and the research experiments
+``bench research …`` are its subcommands, so the bench has one way in.
 
 Registered as the ``bench`` entry point of ``evogm_opt.commands``; the libraries of the ``bench`` extra are
 imported only when a command runs, so a missing one is named with the extra that brings it.
@@ -220,6 +221,35 @@ def _hpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fidelity(args: argparse.Namespace) -> int:
+    """``bench fidelity``: the runs of ``bench`` charged in validation examples (benchmarks/cost.py)."""
+    bench = _import_bench()
+    from evogm_bench import cost
+
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    landscapes = _resolve_landscapes(args.landscapes)
+    try:
+        specs, notes = cost.plan(
+            args.optimizers, landscapes, args.dims, args.budgets, seeds, args.min_examples, args.eta
+        )
+    except ValueError as exc:
+        return fail("evogm-opt bench fidelity", str(exc), EXIT_USAGE)
+    for note in notes:
+        print(note, file=sys.stderr)
+    out = Path(args.out)
+    start = time.perf_counter()
+    bench.runner.run_grid(specs, out, workers=args.workers, progress=not args.quiet, run=cost.run_cost)
+    wanted = {spec.key for spec in specs}
+    records = [r for r in bench.runner.load_records(out) if r["key"] in wanted]
+    checkpoints = sorted({k for k in (10, 20, 50) if k <= max(args.budgets)} | set(args.budgets))
+    columns = [name for name in args.optimizers if name in {spec.optimizer for spec in specs}]
+    print()
+    print(cost.REPORT_NOTE + "\n")
+    print(bench.report.markdown_report(records, columns, reference=args.reference, checkpoints=checkpoints))
+    print(f"{len(records)} runs in {out} ({time.perf_counter() - start:.1f} s this invocation)")
+    return 0
+
+
 def _coco(args: argparse.Namespace) -> int:
     _import_bench()
     from evogm_bench.coco import run_coco
@@ -356,6 +386,45 @@ def build_hpo_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fidelity_peers() -> str:
+    try:
+        from evogm_bench.multifidelity import FIDELITY_PEERS
+    except ImportError:
+        return "(install the bench extra to list them)"
+    return FIDELITY_PEERS.choices()
+
+
+def build_fidelity_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="evogm-opt bench fidelity",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Optimizers at equal cost in validation examples (issue 30): each run may spend budget·N·n_val "
+        "examples; multi-fidelity peers score candidates on fewer and promote the best, full-fidelity peers pay "
+        "n_val per evaluation. Merge-like landscapes only. Records carry 'examples' beside 'evals'.",
+    )
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=["evogm", "sh-evogm", "sh-random", "optuna-tpe-hyperband"],
+        help=f"multi-fidelity: {_fidelity_peers()}; or any peer of 'evogm-opt bench' (at full fidelity)",
+    )
+    parser.add_argument("--min-examples", type=_positive_int, default=22, help="examples at the first rung")
+    parser.add_argument("--eta", type=_int_at_least(2), default=3, help="promotion factor η: the best 1/η go on")
+    parser.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"], help="merge-like")
+    parser.add_argument("--dims", nargs="+", type=_positive_int, default=[8], help="coordinates N")
+    parser.add_argument(
+        "--budgets", nargs="+", type=_positive_int, default=[20], help="cost per dimension, in full evaluations"
+    )
+    parser.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds (instances)")
+    parser.add_argument("--first-seed", type=_non_negative_int, default=0, help="seeds first-seed … +seeds−1")
+    parser.add_argument("--workers", type=_positive_int, default=None, help="processes (None: one per core)")
+    parser.add_argument("--reference", default="evogm", help="optimizer the statistics compare against")
+    parser.add_argument("--out", default="bench-results/bench-fidelity.jsonl", help="records (JSONL); kept on rerun")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(func=_fidelity)
+    return parser
+
+
 def build_coco_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="evogm-opt bench coco",
@@ -404,6 +473,7 @@ def build_research_parser() -> argparse.ArgumentParser:
 SUBCOMMANDS = {
     "report": build_report_parser,
     "compare": build_compare_parser,
+    "fidelity": build_fidelity_parser,
     "coco": build_coco_parser,
     "hpo": build_hpo_parser,
     "merge-speed": build_merge_speed_parser,
@@ -427,9 +497,10 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # a full disk or a folder that cannot be written: one line, not a traceback
         if getattr(args, "out", None) is None:
             raise
-        folder = Path(args.out).parent if args.func is _bench else Path(args.out)  # bench's --out is a file
+        folder = Path(args.out).parent if args.func in (_bench, _fidelity) else Path(args.out)  # --out: a file
         fault = file_system_fault(exc, writes_under=folder)
         if fault is None:
             raise
-        then = "run the same command (finished runs are kept)" if args.func is _bench else "run the same command"
+        kept = args.func in (_bench, _fidelity)
+        then = "run the same command (finished runs are kept)" if kept else "run the same command"
         return fail(prog, fault_line(fault, folder, then), fault.exit_code)

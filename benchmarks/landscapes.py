@@ -104,6 +104,44 @@ class SmoothField:
         return np.sqrt(2.0 / self.n_features) * np.cos(np.atleast_2d(u) @ self._w + self._b).sum(axis=1)
 
 
+@dataclass
+class ValidationItems:
+    """A fixed validation set item by item, so that it can be scored on prefixes (issue 30's fidelity).
+
+    Merge u answers item i correctly when i is among the K(u) items of lowest s_i(u) = √a·d_i + √(1−a)·ε_i(u):
+    d_i ~ N(0, 1) is the item's difficulty, shared by every merge (a = ``agreement``: how much two distant merges
+    agree on which items they get right), ε_i a frozen smooth field per item (random Fourier features, as
+    :class:`SmoothField`), so nearby merges agree more. The items are read in one seeded permutation; the score at
+    n examples is the share correct among its first n, so prefixes nest and the whole set scores exactly K/n_val.
+    """
+
+    dim: int
+    n_val: int
+    seed: int
+    agreement: float = 0.5
+    length_scale: float = 0.3
+    n_features: int = 256
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng([self.seed, self.n_val, 13])
+        self.order = rng.permutation(self.n_val)
+        self.difficulty = rng.standard_normal(self.n_val)
+        self._w = rng.standard_normal((self.dim, self.n_features)) / self.length_scale
+        self._b = rng.uniform(0, 2 * np.pi, self.n_features)
+        self._a = rng.standard_normal((self.n_features, self.n_val))  # one column per item: its field's weights
+
+    def prefix_correct(self, u: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Items answered correctly among the first ``n`` of the order, for merges ``u`` that get ``k`` of all."""
+        u = np.atleast_2d(u)
+        field = np.sqrt(2.0 / self.n_features) * np.cos(u @ self._w + self._b) @ self._a
+        score = np.sqrt(self.agreement) * self.difficulty + np.sqrt(1.0 - self.agreement) * field
+        rank = np.argsort(np.argsort(score, axis=1, kind="stable"), axis=1, kind="stable")
+        correct = (rank < np.asarray(k).reshape(-1, 1))[:, self.order]
+        counts = np.cumsum(correct, axis=1)
+        n = np.broadcast_to(np.asarray(n, dtype=int), (len(u),))
+        return counts[np.arange(len(u)), n - 1]
+
+
 def _corners(dim: int) -> np.ndarray:
     """The centre and the one-hots: where centre- or expert-biased starts begin."""
     return np.concatenate([np.zeros((1, dim)), np.eye(dim)])
@@ -115,6 +153,10 @@ class _MergeAccuracy:
     p(u) = a_lo + (a_hi − a_lo) / (1 + gap(u)^κ); observed as (R) Binomial(n_val, p)/n_val or (F) a fixed
     validation set round(n_val·clip(p + σ·z(u), 0, 1))/n_val with a frozen smooth field z; tested on a second
     frozen field z′.
+
+    Fidelity (issue 30): observed on n ≤ n_val examples, (R) Binomial(n, p)/n on fresh examples, (F) the share
+    correct among the first n items of the fixed set (:class:`ValidationItems`), which at n = n_val is the value
+    above exactly. ``observe(u, rng)`` without n is the full-fidelity observation, unchanged.
     """
 
     a_lo: float
@@ -133,18 +175,56 @@ class _MergeAccuracy:
         """p(u): the accuracy an infinite validation set would report."""
         return self.a_lo + (self.a_hi - self.a_lo) / (1.0 + self._scaled_gap(u) ** self.kappa)
 
-    def _fixed_set(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
+    def _fixed_count(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
+        """K(u) = round(n_val·clip(p + σ·z(u), 0, 1)): items of a fixed set of n_val answered correctly."""
         p = np.clip(self.true_value(u) + self.field_sigma * z(u), 0.0, 1.0)
-        return np.round(self.n_val * p) / self.n_val
+        return np.round(self.n_val * p)
+
+    def _fixed_set(self, u: np.ndarray, z: SmoothField) -> np.ndarray:
+        return self._fixed_count(u, z) / self.n_val
 
     def test_value(self, u: np.ndarray) -> np.ndarray:
         """Accuracy on an independent held-out set (a second frozen field z′)."""
         return self._fixed_set(u, self.test_field)
 
-    def observe(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def observe(self, u: np.ndarray, rng: np.random.Generator, n: int | np.ndarray | None = None) -> np.ndarray:
+        """Validation accuracy of ``u``; on the first ``n`` examples (one per row, or one for all) when given."""
+        if n is not None:
+            return self.correct(u, rng, n) / np.broadcast_to(n, (len(np.atleast_2d(u)),))
         if self.noise == "F":
             return self._fixed_set(u, self.val_field)
         return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
+
+    def correct(self, u: np.ndarray, rng: np.random.Generator, n: int | np.ndarray) -> np.ndarray:
+        """Examples answered correctly among ``n`` (1 ≤ n ≤ n_val): (R) fresh ones, (F) the set's first n."""
+        n = self._examples(n, len(np.atleast_2d(u)))
+        if self.noise == "F":
+            return self._items().prefix_correct(u, self._fixed_count(u, self.val_field), n)
+        return rng.binomial(n, self.true_value(u))
+
+    def extend(
+        self, u: np.ndarray, rng: np.random.Generator, n_from: np.ndarray, correct_from: np.ndarray, n_to: np.ndarray
+    ) -> np.ndarray:
+        """Correct answers among ``n_to`` examples of merges already scored on their first ``n_from``, with
+        ``correct_from`` right: the nested prefix scores only the new examples (R: fresh ones; F: the set's next
+        ones, so the result is :meth:`correct` at ``n_to``, which already agrees with ``correct_from``)."""
+        n_to = self._examples(n_to, len(np.atleast_2d(u)))
+        if self.noise == "F":
+            return self.correct(u, rng, n_to)
+        return np.asarray(correct_from) + rng.binomial(n_to - np.asarray(n_from), self.true_value(u))
+
+    def _examples(self, n: int | np.ndarray, rows: int) -> np.ndarray:
+        n = np.broadcast_to(np.asarray(n), (rows,))
+        if n.dtype.kind not in "iu" or np.any(n < 1) or np.any(n > self.n_val):
+            raise ValueError(f"a fidelity is 1 … n_val = {self.n_val} examples, got {n.tolist()}")
+        return n
+
+    def _items(self) -> ValidationItems:
+        """The fixed set item by item, built on first use (runs at full fidelity never need it)."""
+        items = self.__dict__.get("_validation_items")
+        if items is None:
+            items = self.__dict__["_validation_items"] = ValidationItems(self.dim, self.n_val, self.seed * 1000 + 3)
+        return items
 
 
 @dataclass

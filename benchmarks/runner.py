@@ -214,12 +214,17 @@ def _drop_torn_tail(path: Path) -> None:
 
 
 def run_grid(
-    specs: Iterable[RunSpec], out: Path, workers: int | None = None, progress: bool = True
+    specs: Iterable[Any],
+    out: Path,
+    workers: int | None = None,
+    progress: bool = True,
+    run: Callable[[Any], dict[str, Any]] = run_one,
 ) -> list[dict[str, Any]]:
     """Run every spec not already in ``out``; append each record as soon as it finishes.
 
     A run that raises is reported and left out of ``out`` (so the next invocation retries it); the grid goes on
-    and a RuntimeError listing the failures is raised at the end.
+    and a RuntimeError listing the failures is raised at the end. ``run``: what one spec's run is (a picklable
+    function of a spec with a ``key``; the runs at equal cost in examples, benchmarks/cost.py, bring their own).
     """
     from tqdm import tqdm
 
@@ -242,7 +247,7 @@ def run_grid(
         bar.update()
 
     with out.open("a") as fh, tqdm(total=len(todo), disable=not progress, desc="bench runs") as bar:
-        for spec, result in in_parallel(run_one, todo, workers):
+        for spec, result in in_parallel(run, todo, workers):
             keep(spec, result)
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(todo)} runs failed:\n" + "\n".join(failures))

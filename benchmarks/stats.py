@@ -18,10 +18,16 @@ def loss(value: float, optimum: float, sense: str) -> float:
 
 
 def value_at(record: dict[str, Any], evals: int, key: str = "true_of_best") -> float | None:
-    """The recorded ``key`` at the last trace entry with at most ``evals`` evaluations (None if there is none)."""
+    """The recorded ``key`` at the last trace entry with at most ``evals`` evaluations (None if there is none).
+
+    A run charged in examples (``"cost": "examples"``, benchmarks/cost.py) is read at the same cost: ``evals``
+    full-fidelity evaluations' worth of examples, so runs that spent their examples differently compare."""
+    axis, limit = "evals", evals
+    if record.get("cost") == "examples":
+        axis, limit = "examples", evals * record["full_fidelity"]
     best = None
     for entry in record["trace"]:
-        if entry["evals"] > evals:
+        if entry[axis] > limit:
             break
         best = entry[key]
     return best

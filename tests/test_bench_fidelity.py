@@ -1,0 +1,176 @@
+"""The bench measures cost (issue 30, item 3): landscapes observed at n examples, runs charged in examples."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from evogm_bench import stats
+from evogm_bench.cost import CostEvaluator, CostSpec, run_cost
+from evogm_bench.landscapes import _MergeAccuracy, make_landscape
+from evogm_bench.multifidelity import FIDELITY_PEERS, Fidelity, SuccessiveHalving
+from evogm_bench.peers import BudgetExhausted
+from evogm_bench.runner import RunSpec, run_one
+
+ROOT = Path(__file__).parents[1]
+TIMES = ("wall_s", "overhead_s")
+
+
+def _observe_before_fidelity(self, u, rng):
+    """``_MergeAccuracy.observe`` as it was before fidelity existed (commit 2d9fa35), the reference for 'no record
+    changes'."""
+    if self.noise == "F":
+        p = np.clip(self.true_value(u) + self.field_sigma * self.val_field(u), 0.0, 1.0)
+        return np.round(self.n_val * p) / self.n_val
+    return rng.binomial(self.n_val, self.true_value(u)) / self.n_val
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        RunSpec("random", "merge-f10-F200", 3, 30, 0),
+        RunSpec("cmaes", "merge-f15-R200", 3, 30, 1),
+        RunSpec("random", "mergegroup-f7-F100-g2", 4, 20, 2),
+    ],
+    ids=lambda s: s.key,
+)
+def test_a_plain_bench_record_is_the_same_as_before_fidelity(spec, monkeypatch):
+    now = {k: v for k, v in run_one(spec).items() if k not in TIMES}
+    monkeypatch.setattr(_MergeAccuracy, "observe", _observe_before_fidelity)
+    before = {k: v for k, v in run_one(spec).items() if k not in TIMES}
+    assert now == before
+
+
+def test_the_fixed_set_scored_on_prefixes_nests_and_in_full_is_todays_value_exactly():
+    landscape = make_landscape("merge-f10-F200", 4, seed=3)
+    rng = np.random.default_rng(0)
+    u = np.concatenate([rng.uniform(-1, 1, (20, 4)), 0.95 * landscape.x_opt.reshape(1, -1)])
+    counts = np.array([landscape.correct(u, rng, n) for n in range(1, 201)])
+    assert set(np.unique(np.diff(counts, axis=0))) <= {0, 1}  # one more example: one more right, or not
+    assert np.array_equal(counts[-1] / 200, landscape.observe(u, rng))  # the whole set: exactly today's value
+    assert np.array_equal(landscape.observe(u, rng, 200), landscape.observe(u, rng))
+    assert np.array_equal(landscape.observe(u, rng, 25), counts[24] / 25)  # a prefix scores the same every time
+    assert np.array_equal(landscape.extend(u, rng, 25, counts[24], 75), counts[74])
+
+
+def test_the_fixed_sets_noise_shrinks_with_the_examples_and_vanishes_in_full():
+    landscape = make_landscape("merge-f10-F200", 4, seed=0)
+    rng = np.random.default_rng(1)
+    u = rng.uniform(-1, 1, (300, 4))
+    full = landscape.observe(u, rng)
+    spread = [np.std(landscape.observe(u, rng, n) - full) for n in (25, 75, 200)]
+    assert 0.03 < spread[0] and spread[1] < spread[0] and spread[2] == 0.0
+    # without the finite-population shrinkage, binomial sd at n = 25 and p ≈ 0.3 would be 0.09: of that order
+    assert spread[0] < 0.12
+
+
+def test_fresh_examples_are_binomial_at_n_and_an_extension_adds_only_new_ones():
+    landscape = make_landscape("merge-f15-R200", 3, seed=0)
+    u = 0.9 * landscape.x_opt.reshape(1, -1)
+    p = float(landscape.true_value(u)[0])
+    rng = np.random.default_rng(2)
+    draws = np.array([landscape.observe(u, rng, 25)[0] for _ in range(4000)])
+    assert abs(draws.mean() - p) < 0.01 and abs(draws.var() - p * (1 - p) / 25) < 0.2 * p * (1 - p) / 25
+    first = landscape.correct(u, rng, 25)
+    extended = landscape.extend(u, rng, 25, first, 200)
+    assert first[0] <= extended[0] <= first[0] + 175
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert np.array_equal(landscape.observe(u, a), _observe_before_fidelity(landscape, u, b))
+
+
+@pytest.mark.parametrize("n", [0, 201, 2.5])
+def test_a_fidelity_off_the_validation_set_is_refused(n):
+    landscape = make_landscape("merge-f10-F200", 2, seed=0)
+    with pytest.raises(ValueError, match="a fidelity is 1 … n_val = 200 examples"):
+        landscape.observe(np.zeros((1, 2)), np.random.default_rng(0), np.array(n))
+
+
+def test_a_promotion_is_charged_only_its_new_examples_and_the_budget_is_never_passed():
+    landscape = make_landscape("merge-f10-F200", 3, seed=0)
+    ev = CostEvaluator(landscape, 2, np.random.default_rng(0))  # 400 examples
+    x = np.array([[0.1, -0.2, 0.3], [0.5, 0.5, -0.5]])
+    low = ev.measure(x, 25, keys=["a", "b"])
+    assert ev.examples == 50 and ev.n_evals == 2 and ev.best_x is None  # nothing measured in full yet
+    high = ev.measure(x[:1], 75, keys=["a"])
+    assert ev.examples == 100  # 50 new examples, not 75
+    assert np.array_equal(high, landscape.correct(x[:1], None, 75) / 75)
+    assert low[0] == landscape.observe(x[:1], None, 25)[0]
+    ev.measure(x[:1], 200, keys=["a"])
+    assert ev.examples == 225 and np.array_equal(ev.best_x, x[0])
+    with pytest.raises(BudgetExhausted):
+        ev.measure(x, 200)  # 400 more: over the budget, and nothing is charged
+    assert ev.examples == 225 and ev.n_evals == 4
+
+
+def test_a_full_fidelity_peer_at_equal_cost_runs_exactly_as_on_the_plain_bench():
+    plain = run_one(RunSpec("random", "merge-f15-R200", 3, 30, 1))
+    cost = run_cost(CostSpec("random", "merge-f15-R200", 3, 30, 1, 22, 3))
+    assert cost["examples"] == 30 * 200 and cost["evals"] == 30
+    assert [e["true_of_best"] for e in cost["trace"]] == [e["true_of_best"] for e in plain["trace"]]
+    assert [e["examples"] for e in cost["trace"]] == [200 * e["evals"] for e in plain["trace"]]
+    assert stats.value_at(cost, 20) == stats.value_at(plain, 20)  # read at equal cost: 20 evaluations' worth
+
+
+def test_the_scheduler_counts_the_examples_the_bench_charges():
+    landscape = make_landscape("merge-f10-F200", 3, seed=0)
+    ev = CostEvaluator(landscape, 30, np.random.default_rng([0, 99]))
+    peer = SuccessiveHalving("random", 3, 0, ev.max_examples, Fidelity(200, 22, 3))
+    peer.run(ev)
+    assert peer.scheduler.examples == ev.examples and peer.scheduler.n_evals == ev.n_evals
+    assert ev.max_examples - 200 < ev.examples <= ev.max_examples  # stopped when one more candidate did not fit
+
+
+@pytest.mark.parametrize("name", sorted(FIDELITY_PEERS))
+def test_every_multi_fidelity_peer_spends_its_examples_and_is_scored_at_equal_cost(name):
+    """One smoke run per peer (the slow ones included: one run each, never a grid)."""
+    if not FIDELITY_PEERS[name].available:
+        pytest.skip(f"optional peer not installed: {FIDELITY_PEERS[name].missing_note}")
+    record = run_cost(CostSpec(name, "merge-f10-F200", 3, 30, 0, 22, 3))
+    assert 30 * 200 - 200 < record["examples"] <= 30 * 200
+    assert record["evals"] > 30  # more measurements than 30 full evaluations: most were cheaper
+    assert record["final"]["examples"] == record["examples"]
+    assert 0.25 <= stats.value_at(record, 30) <= record["optimum_value"] + 1e-12
+    examples = [e["examples"] for e in record["trace"]]
+    assert examples == sorted(examples) and len(set(examples)) == len(examples)
+
+
+def test_fidelity_settings_are_checked():
+    with pytest.raises(ValueError, match="the first rung's examples must be 1 … n_val = 200, got 201"):
+        Fidelity(200, 201, 3)
+    with pytest.raises(ValueError, match="eta must be an integer >= 2, got 1"):
+        Fidelity(200, 20, 1)
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "evogm_opt.cli", "bench", "fidelity", *args]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+
+
+def test_bench_fidelity_runs_at_equal_cost_and_reports(tmp_path: Path):
+    out = tmp_path / "f.jsonl"
+    common = ["--landscapes", "merge-f10-F200", "--dims", "2", "--budgets", "5", "--seeds", "1", "--workers", "1"]
+    run = _bench("--optimizers", "random", "sh-random", *common, "--out", str(out), "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "At equal cost" in run.stdout and "| landscape | N | evals | random | sh-random |" in run.stdout
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and all('"cost": "examples"' in line and '"examples":' in line for line in lines)
+    again = _bench("--optimizers", "random", "sh-random", *common, "--out", str(out), "--quiet")
+    assert again.returncode == 0 and len(out.read_text().splitlines()) == 2  # finished runs are kept, not redone
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--landscapes", "bbob-f1"], "has no validation examples"),
+        (["--min-examples", "500"], "--min-examples 500 is more than merge-f10-F200's 200 validation examples"),
+        (["--optimizers", "no-such"], "unknown optimizer 'no-such'; multi-fidelity: sh-evogm"),
+        (["--eta", "1"], "must be an integer >= 2"),
+    ],
+)
+def test_bench_fidelity_refuses_a_bad_argument_in_one_line(tmp_path: Path, args, says):
+    run = _bench(*args, "--out", str(tmp_path / "f.jsonl"))
+    assert run.returncode == 2 and says in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "f.jsonl").exists()
