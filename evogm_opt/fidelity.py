@@ -204,9 +204,8 @@ class FidelityScheduler:
             size = self._generation_size(int(n))
             if size == 0:
                 raise RuntimeError(f"nothing to ask: {self.stop_reason}")
-            first = self._next_candidate
-            self._generation = _Generation.start(self.inner.ask(size), first, len(self.rungs))
-            self._next_candidate += size
+            self._generation = _Generation.start(self.inner.ask(size), self._next_candidate, len(self.rungs))
+            self._next_candidate += len(self._generation.x)
         gen = self._generation
         if len(gen.queue) == 0:
             raise RuntimeError(
