@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -24,6 +25,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} -h')\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, and names such as ``lq-cmaes`` or ``evogm-seq`` never split at their hyphen when help wraps."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 def _int_at_least(minimum: int):
@@ -264,7 +272,7 @@ def _coco(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     bench = _Parser(
         prog="evogm-opt bench",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
         description="Run optimizers side by side. Landscapes: "
         + _landscape_forms()
         + ", or the groups merge-suite, bbob-suite, sbox-suite. Subcommands: "
@@ -304,7 +312,7 @@ def build_report_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="evogm-opt bench report",
         description="Tables, statistics and PNG plots.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench'")
     parser.add_argument("--out", default="bench-report", help="folder for report.md and the PNG files")
@@ -325,7 +333,7 @@ def build_compare_parser() -> argparse.ArgumentParser:
         prog="evogm-opt bench compare",
         description="One optimizer against peers, cell by cell (landscape × N × checkpoint): median better in how "
         "many cells, A12, two-sided Mann–Whitney with Holm's correction (docs/benchmarks.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench'")
     parser.add_argument("--optimizer", default="evogm", help="the optimizer under test")
@@ -367,7 +375,7 @@ def build_hpo_parser() -> argparse.ArgumentParser:
         description="GenerativeSampler against Optuna's samplers on an SVM (HPO) and an MLP (NAS) space on "
         "scikit-learn's digits, offline (docs/hpo.md); the held-out space hgb (gradient boosting on diabetes) runs "
         "only when named. Writes one job file per (space, seed), report.md and plots.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--out", required=True, help="folder for the job files, report.md and plots")
     parser.add_argument(
@@ -397,7 +405,7 @@ def _fidelity_peers() -> str:
 def build_fidelity_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="evogm-opt bench fidelity",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
         description="Optimizers at equal cost in validation examples (issue 30): each run may spend budget·N·n_val "
         "examples; multi-fidelity peers score candidates on fewer and promote the best, full-fidelity peers pay "
         "n_val per evaluation. Merge-like landscapes only. Records carry 'examples' beside 'evals'.",
@@ -429,7 +437,7 @@ def build_coco_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="evogm-opt bench coco",
         description="COCO bbob suite (year: 2023) via cocoex.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--optimizer", required=True)
     parser.add_argument("--dims", nargs="+", type=_positive_int, default=[5, 10, 20])
