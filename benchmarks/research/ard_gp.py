@@ -117,11 +117,13 @@ class ARDGaussianProcess:
         n = len(self.t)
         cov = signal * matern52(self.x, self.x, length_scales) + self.noise * torch.eye(n, dtype=torch.float64)
         jitter = 0.0
-        while True:
+        for _ in range(8):  # no jitter, then 1e-9 … 1e-3: a covariance that needs more is not a fit to use
             chol, info = torch.linalg.cholesky_ex(cov + jitter * torch.eye(n, dtype=torch.float64))
             if int(info) == 0:
                 break
             jitter = max(1e-9, jitter * 10.0)
+        else:
+            raise np.linalg.LinAlgError("the GP's covariance is not positive definite even with jitter 1e-3")
         self._chol = chol
         self._alpha = torch.cholesky_solve(self.t[:, None], chol)[:, 0]
 

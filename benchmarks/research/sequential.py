@@ -12,7 +12,12 @@ scrambled Sobol design until ``init_fraction`` of the budget is spent (SMAC3's b
 Sobol quarter; ``init_fraction=0`` keeps only the informed start plus one point).
 
 A batch (``ask(n)`` with n > 1, or asks while others are pending) is built by kriging believer: each chosen
-point is added to the GP with its posterior mean as a fantasy value before the next is chosen.
+point is added to the GP with its posterior mean as a fantasy value before the next is chosen. The fantasies are
+the rows asked since the last tell, not every pending row: a caller that evaluates another row than the one it
+was asked (the integrations' no-repeat rule replaces repeats by the nearest unused configuration) leaves the asked
+row pending in the core forever, and such rows must neither be fantasised nor advance the design.
+
+Research code: no exact resume (``state_dict`` refuses, rather than write a checkpoint that would not resume).
 
 Variants measured (``VARIANTS`` in ``variants.py``): with and without the generator's starts, and the start's
 size. Not a core setting until its ablation is adopted.
@@ -96,6 +101,8 @@ class SequentialEvoGM(Optimizer):
         self._generators: GeneratorPair | None = None
         self._told_since_training = 0
         self._gp_warm: np.ndarray | None = None
+        self._fantasies: list[np.ndarray] = []  # rows asked since the last tell (unit box)
+        self._design_given = 0
 
     @staticmethod
     def default_popsize(dim: int) -> int:
@@ -112,18 +119,19 @@ class SequentialEvoGM(Optimizer):
     # ------------------------------------------------------------------ asks
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         rows = []
-        fantasies = [self.box.to_unit(x) for x in self._pending_x]
         with torch_threads(1):
             for _ in range(n):
-                row = self._next(np.array(fantasies).reshape(-1, self.dim))
+                row = self._next(np.array(self._fantasies).reshape(-1, self.dim))
                 rows.append(row)
-                fantasies.append(row)
+                self._fantasies.append(row)
         return self.box.to_user(np.array(rows)), np.empty((n, 0))
 
     def _next(self, pending: np.ndarray) -> np.ndarray:
-        asked_so_far = len(self._y) + len(pending)
-        if asked_so_far < len(self._design):
-            return self._design[asked_so_far]
+        # design rows handed out, or told rows if more (rows told without an ask, e.g. a sampler's startup trials)
+        position = max(self._design_given, len(self._y))
+        if position < len(self._design):
+            self._design_given = position + 1
+            return self._design[position]
         finite = np.isfinite(self._y)
         if finite.sum() < 2:
             return self._sobol(1)[0]
@@ -174,6 +182,10 @@ class SequentialEvoGM(Optimizer):
         self._u = np.concatenate([self._u, self.box.to_unit(x)])
         self._y = np.concatenate([self._y, y])
         self._told_since_training += len(y)
+        self._fantasies = []
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError(f"{self.name} is a research variant without exact resume; it writes no checkpoint")
 
     def _repr_extra(self) -> str:
         return f", strategy=sequential LogEI (design {len(self._design)} points), config={self.config}"
