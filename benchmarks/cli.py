@@ -416,7 +416,13 @@ def build_fidelity_parser() -> argparse.ArgumentParser:
         default=["evogm", "sh-evogm", "sh-random", "optuna-tpe-hyperband"],
         help=f"multi-fidelity: {_fidelity_peers()}; or any peer of 'evogm-opt bench' (at full fidelity)",
     )
-    parser.add_argument("--min-examples", type=_positive_int, default=22, help="examples at the first rung")
+    parser.add_argument(
+        "--min-examples",
+        type=_positive_int,
+        default=22,
+        help="the fewest examples a candidate is scored on: rungs ⌊n_val/η^k⌋ down to the last at least this, "
+        "then n_val (n_val 200, η 3: 22, 66, 200)",
+    )
     parser.add_argument("--eta", type=_int_at_least(2), default=3, help="promotion factor η: the best 1/η go on")
     parser.add_argument("--landscapes", nargs="+", default=["merge-f10-F200", "merge-f15-R200"], help="merge-like")
     parser.add_argument("--dims", nargs="+", type=_positive_int, default=[8], help="coordinates N")

@@ -26,7 +26,8 @@ from evogm_bench.runner import Evaluator, drive, one_thread
 @dataclass(frozen=True)
 class CostSpec:
     """One run at equal cost: ``budget`` is in full-fidelity evaluations' worth of examples (× n_val), and
-    multi-fidelity peers start candidates at ``minimum`` examples with promotion factor ``eta``."""
+    multi-fidelity peers score no candidate on fewer than ``minimum`` examples, with promotion factor ``eta`` (their
+    rungs: ``Fidelity.rungs``, benchmarks/multifidelity.py)."""
 
     optimizer: str
     landscape: str
@@ -78,8 +79,10 @@ class CostEvaluator(Evaluator):
         x = np.atleast_2d(np.asarray(x, dtype=float))
         n = np.broadcast_to(np.asarray(n), (len(x),)).astype(int)
         keys = [None] * len(x) if keys is None else [None if k is None else _hashable(k) for k in keys]
-        if x.shape[1] != self.landscape.dim or np.any(np.abs(x) > 1 + 1e-9) or len(keys) != len(x):
+        if x.shape[1] != self.landscape.dim or np.any(np.abs(x) > 1 + 1e-9):
             raise ValueError(f"a peer proposed points of shape {x.shape} or outside [-1, 1]^{self.landscape.dim}")
+        if len(keys) != len(x):
+            raise ValueError(f"a peer named {len(keys)} candidates (keys) for {len(x)} points; one key per row")
         if np.any(n < 1) or np.any(n > self.full):
             raise ValueError(f"a peer asked for {n.tolist()} examples; the landscape has 1 … {self.full}")
         charged = self._new_examples(n, keys)

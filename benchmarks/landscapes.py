@@ -167,6 +167,7 @@ class _MergeAccuracy:
     n_val: int
     val_field: SmoothField
     test_field: SmoothField
+    _validation_items: ValidationItems | None = None  # a plain attribute, not a field: :meth:`_items` builds it
 
     def _scaled_gap(self, u: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -221,10 +222,9 @@ class _MergeAccuracy:
 
     def _items(self) -> ValidationItems:
         """The fixed set item by item, built on first use (runs at full fidelity never need it)."""
-        items = self.__dict__.get("_validation_items")
-        if items is None:
-            items = self.__dict__["_validation_items"] = ValidationItems(self.dim, self.n_val, self.seed * 1000 + 3)
-        return items
+        if self._validation_items is None:
+            self._validation_items = ValidationItems(self.dim, self.n_val, self.seed * 1000 + 3)
+        return self._validation_items
 
 
 @dataclass

@@ -10,10 +10,14 @@ at ``n_val`` examples per evaluation, charged in full (:data:`FIDELITY_PEERS` on
 - ``sh-evogm``, ``sh-random``: successive halving inside each generation of EvoGM's default / of random search,
   through the core's :class:`evogm_opt.FidelityScheduler` and the one loop (``nested=True``).
 - ``optuna-tpe-hyperband``, ``optuna-gp-hyperband``: Optuna's ``TPESampler(multivariate=True)`` / ``GPSampler``
-  with ``HyperbandPruner(min_resource, max_resource=n_val, reduction_factor=η)``: a trial reports its score at
-  every rung (``trial.report(score, step=examples)``) and stops when ``should_prune()`` says so.
+  with ``HyperbandPruner(min_resource=first rung, max_resource=n_val, reduction_factor=η)``: a trial reports its
+  score at every rung (``trial.report(score, step=examples)``) and stops when ``should_prune()`` says so.
 - ``smac-mf``: SMAC3's ``MultiFidelityFacade`` (Hyperband over a random forest, its defaults) with budgets in
-  examples from ``minimum`` to ``n_val`` and its η; SMAC's rungs are n_val/η^k, rounded here to whole examples.
+  examples up to ``n_val`` and its η; SMAC's budgets n_val/η^k are measured at the rung ⌊n_val/η^k⌋.
+
+Every peer measures at the same rungs, :attr:`Fidelity.rungs` = ``evogm_opt.fidelity.rung_fidelities(n_val,
+minimum, η)``: built downward from n_val (⌊n_val/η^k⌋ while at least ``minimum``), as Hyperband and SMAC build
+them, so no rung sits just below n_val (the bench's default, 22 examples of 200 with η = 3: 22, 66, 200).
 """
 
 from __future__ import annotations
@@ -35,16 +39,21 @@ from evogm_opt.fidelity import rung_fidelities
 
 @dataclass(frozen=True)
 class Fidelity:
-    """A run's fidelity settings: ``full`` = the landscape's n_val, candidates start at ``minimum`` examples, and
-    η = ``eta`` is the promotion factor."""
+    """A run's fidelity settings: ``full`` = the landscape's n_val, no candidate is scored on fewer than
+    ``minimum`` examples, and η = ``eta`` is the promotion factor; :attr:`rungs` follow from them."""
 
     full: int
     minimum: int
     eta: int
 
+    @property
+    def rungs(self) -> tuple[int, ...]:
+        """The examples every multi-fidelity peer measures at: the core scheduler's rungs."""
+        return rung_fidelities(self.full, self.minimum, self.eta)
+
     def __post_init__(self) -> None:
         if not 1 <= self.minimum <= self.full:
-            raise ValueError(f"the first rung's examples must be 1 … n_val = {self.full}, got {self.minimum}")
+            raise ValueError(f"the fewest examples per candidate must be 1 … n_val = {self.full}, got {self.minimum}")
         if self.eta < 2:
             raise ValueError(f"eta must be an integer >= 2, got {self.eta}")
 
@@ -83,14 +92,14 @@ class OptunaHyperband:
                 chosen = optuna.samplers.TPESampler(multivariate=True, seed=seed)
             else:
                 chosen = optuna.samplers.GPSampler(seed=seed)
-        pruner = optuna.pruners.HyperbandPruner(
-            min_resource=fidelity.minimum, max_resource=fidelity.full, reduction_factor=fidelity.eta
+        self.rungs = fidelity.rungs
+        pruner = optuna.pruners.HyperbandPruner(  # its rungs, min_resource·η^k, are then at or below ours
+            min_resource=self.rungs[0], max_resource=fidelity.full, reduction_factor=fidelity.eta
         )
         self.study = optuna.create_study(
             study_name=f"hyperband-{seed}", direction="maximize", sampler=chosen, pruner=pruner
         )
         self.space = {f"x{i}": optuna.distributions.FloatDistribution(-1.0, 1.0) for i in range(dim)}
-        self.rungs = rung_fidelities(fidelity.full, fidelity.minimum, fidelity.eta)  # the scheduler's rungs
 
     def run(self, ev: Any) -> None:
         from optuna.trial import TrialState
@@ -135,15 +144,18 @@ class SMACMultiFidelity:
 
         logging.getLogger("smac").setLevel(logging.ERROR)
         self.names = [f"x{i}" for i in range(dim)]
-        self.full = fidelity.full
+        self.full, self.rungs = fidelity.full, fidelity.rungs
+        # SMAC's stages: n_val·η^-k for k = 0 … ⌊log_η(max/min)⌋; a min_budget half a stage below the first rung
+        # gives as many stages as rungs, without a float rounding ⌊log_η⌋ one way or the other
+        lowest = fidelity.full / fidelity.eta ** (len(self.rungs) - 0.5)
         space = ConfigurationSpace(seed=seed)
         space.add([Float(name, (-1.0, 1.0)) for name in self.names])
         self._folder = tempfile.TemporaryDirectory(prefix="smac-mf-")
         scenario = Scenario(
             space,
             deterministic=True,
-            n_trials=budget // fidelity.minimum + 1,  # more trials than the examples can pay for
-            min_budget=fidelity.minimum,
+            n_trials=budget // self.rungs[0] + 1,  # more trials than the examples can pay for
+            min_budget=lowest,
             max_budget=fidelity.full,
             seed=seed,
             output_directory=self._folder.name,
@@ -164,12 +176,19 @@ class SMACMultiFidelity:
                 warnings.simplefilter("ignore")
                 info = self.smac.ask()
             x = np.array([[float(info.config[name]) for name in self.names]])
-            n = int(np.clip(round(float(info.budget)), 1, self.full))
+            n = self.rung(float(info.budget))
             score = float(ev.measure(x, n, [x.tobytes()])[0])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.smac.tell(info, TrialValue(cost=-score))  # SMAC minimises a cost
             ev.record(self.recommend())
+
+    def rung(self, budget: float) -> int:
+        """The shared rung of one of SMAC's budgets n_val/η^k: ⌊n_val/η^k⌋ (a budget off the rungs is an error)."""
+        n = int(np.floor(budget * (1 + 1e-9)))  # n_val·η^-k computed in floats: an exact quotient may fall short
+        if n not in self.rungs:
+            raise RuntimeError(f"SMAC asked for a budget of {budget} examples, off the rungs {self.rungs}")
+        return n
 
     def recommend(self) -> np.ndarray | None:
         incumbent = self.smac.intensifier.get_incumbent()

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from evogm_opt import _state
+from evogm_opt._fidelity_state import Generation, load_progress
 from evogm_opt.base import Best, Optimizer
 
 #: marks a scheduler's checkpoint (``evogm_opt.load`` of one names the class that loads it)
@@ -61,12 +62,23 @@ class Measurements:
 
 
 def rung_fidelities(full: int, minimum: int, eta: int) -> tuple[int, ...]:
-    """r_k = minimum·η^k while below ``full``, then ``full`` (successive halving's rungs; one rung if equal)."""
-    out, r = [], minimum
-    while r < full:
-        out.append(r)
-        r *= eta
-    return (*out, full)
+    """Successive halving's rungs, built downward from ``full``: ⌊full/η^K⌋, …, ⌊full/η⌋, ``full``, where K is the
+    largest k with ⌊full/η^k⌋ ≥ ``minimum`` (one rung, ``(full,)``, when ``minimum`` is above full/η).
+
+    Downward, as Hyperband (Li et al., 2018) and SMAC3 build them, so that the top rung is full fidelity and each
+    rung below it has 1/η of the next one's examples. Built upward from ``minimum`` (minimum·η^k while below
+    ``full``), a rung just short of ``full`` appears — (22, 66, 198, 200) for full 200, minimum 22 — whose candidates
+    cost nearly a full measurement each and are then thrown away as "not full": (22, 66, 200) costs about the same
+    per generation and measures η times as many candidates in full. The price: ``minimum`` is a floor, not always
+    the first rung (minimum 25 gives (66, 200)). Rounded down, so that the first rung times η^k never passes rung
+    k: Optuna's ``HyperbandPruner``, which places its rungs at min_resource·η^k, decides at exactly these rungs
+    (the bench's multi-fidelity peers all measure at them, benchmarks/multifidelity.py).
+    """
+    rungs, power = [full], eta
+    while full // power >= minimum:
+        rungs.append(full // power)
+        power *= eta
+    return tuple(reversed(rungs))
 
 
 def promoted(n: int, eta: int) -> int:
@@ -105,6 +117,19 @@ def _integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _one_value_per_row(y: Any, n: int) -> None:
+    """Refuse K values per row in the scheduler's own words (an optimizer takes them; the scheduler does not)."""
+    try:
+        shape = np.shape(np.asarray(y, dtype=float))
+    except (TypeError, ValueError):
+        return  # None among the values, or not numbers: Optimizer._validate_values words it
+    if len(shape) > 1 and shape[1:] != (1,):
+        raise ValueError(
+            f"y must be one value per row, shape ({n},); got shape {shape}: a FidelityScheduler promotes by one "
+            "value per candidate, so combine several (one per task) into one before the tell"
+        )
+
+
 class FidelityScheduler:
     """Successive halving inside each generation of any :class:`Optimizer`, measured in examples.
 
@@ -118,9 +143,12 @@ class FidelityScheduler:
     Args:
         optimizer: the inner optimizer; it asks each generation and is told it once, when its last rung is in.
         full: examples at full fidelity (what a candidate is worth recommending at).
-        minimum: examples at the first rung (``None``: ``full`` — one rung, the inner optimizer unchanged).
+        minimum: the fewest examples a candidate is measured on: the rungs are ⌊full/η^k⌋ down to the last that is
+            at least ``minimum``, then ``full`` (:func:`rung_fidelities`). ``None`` (``full``), or any ``minimum``
+            above full/η: one rung, and the scheduler asks, tells and recommends exactly what the optimizer alone
+            would.
         eta: the promotion factor η: the best ⌊n/η⌋ (at least one) of a rung's n candidates go on to the next
-            rung, η times the examples (capped at ``full``).
+            rung, with η times the examples.
         nested: the caller's measurements nest (a promotion scores only the examples after those already scored),
             so a promotion costs only its new examples; ``False`` counts every measurement in full.
         max_examples: a budget in examples. A generation is asked only as large as fits in what is left (its cost
@@ -159,7 +187,7 @@ class FidelityScheduler:
         self.n_evals = 0  # measurements told
         self.n_asked = 0  # measurements asked
         self._next_candidate = 0
-        self._generation: _Generation | None = None
+        self._generation: Generation | None = None
         self._record: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     # ------------------------------------------------------------------ what the loop reads
@@ -178,6 +206,12 @@ class FidelityScheduler:
     @property
     def n_pending(self) -> int:
         return 0 if self._generation is None else len(self._generation.pending)
+
+    @property
+    def in_flight(self) -> int:
+        """Candidates of the generation in flight: asked of the inner optimizer and not told to it yet (0 between
+        generations). :func:`evogm_opt.optimize` warns when it ends with some."""
+        return 0 if self._generation is None else len(self._generation.x)
 
     def cost(self, rung: int) -> int:
         """Examples one measurement at ``rung`` costs: the rung's fidelity, less the previous rung's if nested."""
@@ -204,7 +238,7 @@ class FidelityScheduler:
             size = self._generation_size(int(n))
             if size == 0:
                 raise RuntimeError(f"nothing to ask: {self.stop_reason}")
-            self._generation = _Generation.start(self.inner.ask(size), self._next_candidate, len(self.rungs))
+            self._generation = Generation.start(self.inner.ask(size), self._next_candidate, len(self.rungs))
             self._next_candidate += len(self._generation.x)
         gen = self._generation
         if len(gen.queue) == 0:
@@ -231,6 +265,7 @@ class FidelityScheduler:
         points = np.array(x, dtype=float)
         if points.ndim != 2 or points.shape[1] != self.dim:
             raise ValueError(f"X must have shape (n, {self.dim}) (one row per point); got shape {points.shape}")
+        _one_value_per_row(y, len(points))
         values = Optimizer._validate_values(y, len(points))
         slots = self._match(points)
         k = -1 if gen is None else gen.rung
@@ -313,8 +348,12 @@ class FidelityScheduler:
         return np.where(np.isnan(signed), np.inf, signed)
 
     def _generation_size(self, n: int) -> int:
-        """The largest generation of at most ``n`` whose whole cost fits the example budget and the inner budget."""
-        if self.inner.max_evals is not None:
+        """The largest generation of at most ``n`` whose whole cost fits the example budget and, with several
+        rungs, the inner optimizer's ``max_evals`` (a generation cannot stop half-way, so its size is chosen before
+        it starts). With one rung the inner optimizer asks what it would alone — which may pass its
+        ``max_evals``, as alone it does when a loop without a budget asks whole generations — so that one rung
+        changes nothing."""
+        if self.inner.max_evals is not None and len(self.rungs) > 1:
             n = min(n, self.inner.max_evals - self.inner.n_evals)
         if self.max_examples is not None:
             left = self.max_examples - self.examples
@@ -404,10 +443,10 @@ class FidelityScheduler:
         if not isinstance(state, dict) or state.get("scheduler") != STATE_NAME:
             raise ValueError("not a FidelityScheduler state (no 'scheduler' entry); load it with evogm_opt.load")
         try:
-            inner = Optimizer.from_state_dict(state["inner"], **runtime)
-        except _state.InvalidState as exc:
-            raise exc.within("inner") from None
-        try:
+            try:
+                inner = Optimizer.from_state_dict(state["inner"], **runtime)
+            except _state.InvalidState as exc:
+                raise exc.within("inner") from None
             sched = cls(inner, **state["settings"])
             sched._load_progress(state)
         except (KeyError, TypeError, IndexError) as exc:
@@ -416,28 +455,12 @@ class FidelityScheduler:
 
     def _load_progress(self, state: dict[str, Any]) -> None:
         """Restore counters, the record and the generation in flight, refusing what no run could have written."""
-        progress, record = state["progress"], state["record"]
-        n = _state.count(progress["n_evals"], "progress.n_evals")
-        fidelity = _state.array(record["fidelity"], "record.fidelity", (n,), dtype=np.int64)
-        x = _state.array(record["x"], "record.x", (n, self.dim))
-        y = _state.array(record["y"], "record.y", (n,), finite=False)
-        candidate = _state.array(record["candidate"], "record.candidate", (n,), dtype=np.int64)
-        _state.require(np.isin(fidelity, self.rungs).all(), "record.fidelity", f"holds fidelities off {self.rungs}")
-        _state.require(not np.isinf(y).any(), "record.y", "holds infinite values (failures are NaN)")
-        spent = sum(self.cost(self.rungs.index(int(f))) for f in fidelity)
-        examples = _state.count(progress["examples"], "progress.examples")
-        _state.require(examples == spent, "progress.examples", f"is {examples}; the record's measurements cost {spent}")
-        self.examples, self.n_evals = examples, n
-        self.n_asked = _state.count(progress["n_asked"], "progress.n_asked", low=n)
-        self._next_candidate = _state.count(progress["next_candidate"], "progress.next_candidate")
-        self._record = [(x, fidelity, y, candidate)] if n else []
-        if state["generation"] is not None:
-            self._generation = _Generation.load(state["generation"], self.dim, len(self.rungs))
-            _state.require(
-                self.inner.n_pending >= len(self._generation.x),
-                "generation.x",
-                f"has {len(self._generation.x)} candidates the inner optimizer is not waiting for",
-            )
+        costs = [self.cost(k) for k in range(len(self.rungs))]
+        progress = load_progress(state, dim=self.dim, rungs=self.rungs, costs=costs, inner_pending=self.inner.n_pending)
+        self.examples, self.n_evals = progress.examples, progress.n_evals
+        self.n_asked, self._next_candidate = progress.n_asked, progress.next_candidate
+        self._record = [progress.record] if progress.n_evals else []
+        self._generation = progress.generation
 
     def save(self, path: str | os.PathLike[str], *, owner: str | None = None) -> None:
         """Atomic checkpoint in the format every optimizer writes (``load`` it with :meth:`load`)."""
@@ -464,69 +487,3 @@ class FidelityScheduler:
             f"FidelityScheduler(rungs={self.rungs}, eta={self.eta}, nested={self.nested}, "
             f"examples={self.examples}{budget}, measurements={self.n_evals}{where}, inner={self.inner!r})"
         )
-
-
-@dataclass
-class _Generation:
-    """One generation in flight: its candidates, the values measured at each rung (NaN: not measured or failed),
-    the highest rung each was admitted to and measured at, and which of the current rung are queued or out."""
-
-    x: np.ndarray
-    first: int  # candidate id of row 0
-    values: np.ndarray  # (m, rungs)
-    admitted: np.ndarray  # (m,) highest rung admitted to
-    measured: np.ndarray  # (m,) highest rung measured at (-1: none yet)
-    rung: int
-    queue: np.ndarray  # candidate indices of the current rung not asked yet
-    pending: np.ndarray  # asked, not told
-
-    @classmethod
-    def start(cls, x: np.ndarray, first: int, rungs: int) -> _Generation:
-        m = len(x)
-        none = np.empty(0, dtype=np.int64)
-        return cls(
-            np.asarray(x, float), first, np.full((m, rungs), np.nan), np.zeros(m, np.int64), np.full(m, -1), 0,
-            np.arange(m, dtype=np.int64), none,
-        )  # fmt: skip
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "x": self.x.copy(),
-            "first": self.first,
-            "values": self.values.copy(),
-            "admitted": self.admitted.copy(),
-            "measured": self.measured.copy(),
-            "rung": self.rung,
-            "queue": self.queue.copy(),
-            "pending": self.pending.copy(),
-        }
-
-    @classmethod
-    def load(cls, state: dict[str, Any], dim: int, rungs: int) -> _Generation:
-        require, field = _state.require, "generation."
-        x = _state.array(state["x"], field + "x", (None, dim))
-        m = len(x)
-        require(m >= 1, field + "x", "has no candidates")
-        rung = _state.count(state["rung"], field + "rung")
-        require(rung < rungs, field + "rung", f"is {rung}; there are {rungs} rungs")
-        values = _state.array(state["values"], field + "values", (m, rungs), finite=False)
-        admitted = _state.array(state["admitted"], field + "admitted", (m,), dtype=np.int64)
-        measured = _state.array(state["measured"], field + "measured", (m,), dtype=np.int64)
-        queue = _state.array(state["queue"], field + "queue", (None,), dtype=np.int64)
-        pending = _state.array(state["pending"], field + "pending", (None,), dtype=np.int64)
-        require(not np.isinf(values).any(), field + "values", "holds infinite values (failures are NaN)")
-        require(((admitted >= 0) & (admitted <= rung)).all(), field + "admitted", f"is not within 0..{rung}")
-        require(((measured >= admitted - 1) & (measured <= admitted)).all(), field + "measured", "skips a rung")
-        out = np.concatenate([queue, pending])
-        require(
-            len(np.unique(out)) == len(out) and ((out >= 0) & (out < m)).all(),
-            field + "queue",
-            "and pending name a candidate twice or one that does not exist",
-        )
-        require(
-            np.array_equal(np.sort(out), np.flatnonzero((admitted == rung) & (measured < rung))),
-            field + "queue",
-            "and pending are not the current rung's unmeasured candidates",
-        )
-        first = _state.count(state["first"], field + "first")
-        return cls(x, first, values, admitted, measured, rung, queue, pending)

@@ -10,21 +10,27 @@ One step: ``X = opt.ask(min(popsize, budget − n_evals))``; ``values = evaluate
 ``opt.save(checkpoint)``; the stopping rules; ``after_tell(opt)`` (``True`` stops).
 
 An optimizer that asks with fidelity (:class:`evogm_opt.fidelity.FidelityScheduler`) returns a batch with the rows
-and the fidelity to measure each at: ``evaluate`` then receives that batch, and the tell says the fidelities.
+and the fidelity to measure each at: ``evaluate`` then receives that batch, and the tell says the fidelities. A
+run that a budget, the monitor or ``after_tell`` ends in the middle of such an optimizer's generation warns once:
+the candidates measured so far are not told to the wrapped optimizer until a later run finishes the generation.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from evogm_opt.base import Optimizer
 from evogm_opt.stopping import StoppingMonitor, budget_reason
+
+if TYPE_CHECKING:
+    from evogm_opt.fidelity import FidelityBatch
 
 
 class AskTell(Protocol):
@@ -32,8 +38,6 @@ class AskTell(Protocol):
 
     Optional: ``popsize`` (rows per ask; default: whatever budget is left), ``n_evals`` (default: counted by the
     loop), ``stop()``, ``stop_reason``, ``best`` (for the stopping monitor) and ``save(path)`` (checkpoints).
-    ``ask`` may return a batch with ``x`` and ``fidelity`` (a :class:`evogm_opt.fidelity.FidelityBatch`) instead
-    of an array: then ``tell(x, values, fidelity=...)``.
     """
 
     def ask(self, n: int) -> np.ndarray: ...
@@ -41,9 +45,19 @@ class AskTell(Protocol):
     def tell(self, x: np.ndarray, y: Any) -> None: ...
 
 
+class AsksWithFidelity(Protocol):
+    """An :class:`AskTell` whose ``ask`` returns a batch with ``x`` and ``fidelity`` (a
+    :class:`evogm_opt.fidelity.FidelityBatch`) instead of an array, told ``tell(x, values, fidelity=...)``;
+    optional as there, and ``in_flight`` (candidates of an unfinished generation, for the warning)."""
+
+    def ask(self, n: int) -> FidelityBatch: ...
+
+    def tell(self, x: np.ndarray, y: Any, fidelity: Any = None) -> None: ...
+
+
 def optimize(
-    opt: AskTell,
-    evaluate: Callable[[np.ndarray], Any],
+    opt: AskTell | AsksWithFidelity,
+    evaluate: Callable[[Any], Any],
     *,
     budget: int | None = None,
     monitor: StoppingMonitor | None = None,
@@ -82,13 +96,13 @@ def optimize(
             raise RuntimeError(f"{type(opt).__name__} proposed no points with {left} evaluations left")
         values = evaluate(asked)
         fidelity = getattr(asked, "fidelity", None)  # an array has none: a plain optimizer's step is unchanged
-        x = asked if fidelity is None else asked.x
+        x = asked if fidelity is None else cast("FidelityBatch", asked).x
         if before_tell is not None:
             before_tell(x, values)
         if fidelity is None:
             opt.tell(x, values)
         else:
-            opt.tell(x, values, fidelity=fidelity)  # type: ignore[call-arg]
+            cast(AsksWithFidelity, opt).tell(x, values, fidelity=fidelity)
         told = int(getattr(opt, "n_evals", told + len(x)))
         if checkpoint is not None:
             opt.save(checkpoint)  # type: ignore[attr-defined]
@@ -100,7 +114,17 @@ def optimize(
             reason = "callback asked to stop"
     if reason is None and isinstance(opt, Optimizer):
         reason = opt._stop_reason(default_rules=budget is None)
-    return reason or getattr(opt, "stop_reason", None)
+    reason = reason or getattr(opt, "stop_reason", None)
+    in_flight = int(getattr(opt, "in_flight", 0))
+    if in_flight:  # a scheduler stops only between generations: the budget, the monitor or after_tell ended it
+        warnings.warn(
+            f"optimize ended ({reason}) in the middle of a generation: its {in_flight} candidates are not told to "
+            "the inner optimizer yet, though their examples are spent; the scheduler (and its checkpoint) keeps "
+            "them, and a later optimize with a larger budget finishes the generation. To stop between "
+            "generations, give the FidelityScheduler max_examples instead of a loop budget",
+            stacklevel=2,
+        )
+    return reason
 
 
 def _stopped(opt: AskTell, default_rules: bool) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from evogm_bench.landscapes import _MergeAccuracy, make_landscape
 from evogm_bench.multifidelity import FIDELITY_PEERS, Fidelity, SuccessiveHalving
 from evogm_bench.peers import BudgetExhausted
 from evogm_bench.runner import RunSpec, run_one
+
+from evogm_opt.fidelity import rung_fidelities
 
 ROOT = Path(__file__).parents[1]
 TIMES = ("wall_s", "overhead_s")
@@ -42,6 +45,42 @@ def test_a_plain_bench_record_is_the_same_as_before_fidelity(spec, monkeypatch):
     monkeypatch.setattr(_MergeAccuracy, "observe", _observe_before_fidelity)
     before = {k: v for k, v in run_one(spec).items() if k not in TIMES}
     assert now == before
+
+
+POINTS = np.array([[0.1, -0.2, 0.3, 0.0], [0.5, 0.5, -0.5, -0.25], [-0.9, 0.0, 0.7, 0.6], [0.33, 0.71, -0.12, -0.58]])
+STORED = {  # computed on c9dd366, the commit before fidelity: POINTS and 0.95·x_opt, N = 4, observed with rng(5)
+    ("merge-f10-F200", 0): {
+        "observe": [0.275, 0.315, 0.485, 0.29, 0.895],
+        "true": [0.2689125289785033, 0.31100121630860406, 0.439715858987083, 0.274389640974484, 0.849968019691924],
+        "test": [0.29, 0.3, 0.455, 0.31, 0.845],
+    },
+    ("merge-f15-R200", 1): {
+        "observe": [0.23, 0.305, 0.295, 0.21, 0.675],
+        "true": [0.2723597382280813, 0.3185365079158091, 0.25354726187794097, 0.2565988466075256, 0.6636503748278395],
+        "test": [0.28, 0.315, 0.23, 0.24, 0.655],
+    },
+    ("mergegroup-f7-F100-g2", 2): {
+        "observe": [0.3, 0.26, 0.29, 0.26, 0.83],
+        "true": [0.2634845751243241, 0.27276053606518724, 0.2866613646776691, 0.27657643031179086, 0.8471168361670675],
+        "test": [0.27, 0.27, 0.28, 0.26, 0.85],
+    },
+}
+
+
+@pytest.mark.parametrize(("name", "seed"), sorted(STORED), ids=lambda v: str(v))
+def test_observations_are_the_values_stored_before_fidelity_existed(name, seed):
+    """Exact values written down on the commit before fidelity (not recomputed by a formula in this process), so a
+    change to anything the plain bench observes through — the fields, the true value, the rounding — is caught;
+    and the fixed set scored on all its examples is the stored value too."""
+    landscape = make_landscape(name, 4, seed=seed)
+    x = np.concatenate([POINTS, 0.95 * landscape.x_opt.reshape(1, -1)])
+    stored = STORED[(name, seed)]
+    assert landscape.observe(x, np.random.default_rng(5)).tolist() == stored["observe"]
+    assert landscape.true_value(x).tolist() == stored["true"]
+    assert landscape.test_value(x).tolist() == stored["test"]
+    if landscape.noise == "F":
+        assert landscape.observe(x, None, landscape.n_val).tolist() == stored["observe"]
+    assert "_validation_items" not in {f.name for f in dataclasses.fields(landscape)}  # not a field: no record sees it
 
 
 def test_the_fixed_set_scored_on_prefixes_nests_and_in_full_is_todays_value_exactly():
@@ -105,6 +144,13 @@ def test_a_promotion_is_charged_only_its_new_examples_and_the_budget_is_never_pa
     assert ev.examples == 225 and ev.n_evals == 4
 
 
+def test_a_peer_that_names_too_few_or_too_many_candidates_is_told_so():
+    ev = CostEvaluator(make_landscape("merge-f10-F200", 3, seed=0), 2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"^a peer named 1 candidates \(keys\) for 2 points; one key per row$"):
+        ev.measure(np.zeros((2, 3)), 25, keys=["a"])
+    assert ev.examples == 0
+
+
 def test_a_full_fidelity_peer_at_equal_cost_runs_exactly_as_on_the_plain_bench():
     plain = run_one(RunSpec("random", "merge-f15-R200", 3, 30, 1))
     cost = run_cost(CostSpec("random", "merge-f15-R200", 3, 30, 1, 22, 3))
@@ -124,11 +170,22 @@ def test_the_scheduler_counts_the_examples_the_bench_charges():
 
 
 @pytest.mark.parametrize("name", sorted(FIDELITY_PEERS))
-def test_every_multi_fidelity_peer_spends_its_examples_and_is_scored_at_equal_cost(name):
-    """One smoke run per peer (the slow ones included: one run each, never a grid)."""
+def test_every_multi_fidelity_peer_spends_its_examples_and_is_scored_at_equal_cost(name, monkeypatch):
+    """One smoke run per peer (the slow ones included: one run each, never a grid); every peer measures at the
+    same rungs, the core scheduler's, and at each of them."""
     if not FIDELITY_PEERS[name].available:
         pytest.skip(f"optional peer not installed: {FIDELITY_PEERS[name].missing_note}")
+    asked: set[int] = set()
+    measure = CostEvaluator.measure
+
+    def spy(self, x, n, keys=None):
+        asked.update(np.broadcast_to(np.asarray(n), (len(np.atleast_2d(x)),)).tolist())
+        return measure(self, x, n, keys)
+
+    monkeypatch.setattr(CostEvaluator, "measure", spy)
     record = run_cost(CostSpec(name, "merge-f10-F200", 3, 30, 0, 22, 3))
+    assert asked == {22, 66, 200}  # not 198 (a rung just below full), nor SMAC's 67
+    assert Fidelity(200, 22, 3).rungs == (22, 66, 200) == rung_fidelities(200, 22, 3)
     assert 30 * 200 - 200 < record["examples"] <= 30 * 200
     assert record["evals"] > 30  # more measurements than 30 full evaluations: most were cheaper
     assert record["final"]["examples"] == record["examples"]
@@ -138,7 +195,7 @@ def test_every_multi_fidelity_peer_spends_its_examples_and_is_scored_at_equal_co
 
 
 def test_fidelity_settings_are_checked():
-    with pytest.raises(ValueError, match="the first rung's examples must be 1 … n_val = 200, got 201"):
+    with pytest.raises(ValueError, match="the fewest examples per candidate must be 1 … n_val = 200, got 201"):
         Fidelity(200, 201, 3)
     with pytest.raises(ValueError, match="eta must be an integer >= 2, got 1"):
         Fidelity(200, 20, 1)

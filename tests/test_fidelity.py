@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,29 @@ def noisy_sphere(seed: int = 0, lucky: float = 0.0, full: int = 90):
     return evaluate
 
 
-def test_rungs_are_the_minimum_times_powers_of_eta_then_the_full_fidelity():
-    assert rung_fidelities(200, 25, 3) == (25, 75, 200)
+def test_rungs_are_built_downward_from_the_full_fidelity_so_none_sits_just_below_it():
+    assert rung_fidelities(200, 22, 3) == (22, 66, 200)  # not (22, 66, 198, 200): no near-duplicate top rung
+    assert rung_fidelities(200, 25, 3) == (66, 200)  # the minimum is a floor: 200/9 is below it
     assert rung_fidelities(81, 1, 3) == (1, 3, 9, 27, 81)
-    assert rung_fidelities(200, 200, 3) == (200,)
+    assert rung_fidelities(200, 200, 3) == (200,) == rung_fidelities(200, 67, 3)  # above full/η: one rung
     assert rung_fidelities(100, 50, 2) == (50, 100)
+    for full, minimum, eta in [(200, 22, 3), (50, 2, 3), (1000, 7, 4), (17, 1, 2), (90, 10, 3)]:
+        rungs = rung_fidelities(full, minimum, eta)
+        assert rungs[0] >= minimum and rungs[-1] == full and rungs[-2] <= full / eta
+        # rounded down: the first rung times η^k never passes rung k (where Optuna's Hyperband decides)
+        assert all(rungs[0] * eta**k <= r for k, r in enumerate(rungs))
+
+
+def test_a_generation_at_the_benchs_default_rungs_measures_a_third_of_its_finalists_in_full():
+    sched = FidelityScheduler(RandomSearch(16, seed=0), full=200, minimum=22, eta=3, nested=True)
+    assert sched.popsize == 32
+    sizes, evaluate = [], noisy_sphere(full=200)
+    while sched.inner.n_evals == 0:
+        batch = sched.ask()
+        sizes.append((len(batch), int(batch.fidelity[0])))
+        sched.tell(batch.x, evaluate(batch))
+    assert sizes == [(32, 22), (10, 66), (3, 200)]  # was 32@22, 10@66, 3@198, 1@200: two thrown away at 198
+    assert sched.examples == 32 * 22 + 10 * 44 + 3 * 134
 
 
 def test_a_generation_is_halved_rung_by_rung_and_a_promotion_extends_the_same_candidate():
@@ -122,6 +141,42 @@ def test_without_fidelity_settings_both_presets_ask_and_recommend_exactly_what_t
     assert np.array_equal(sched.inner.evaluations.y, plain.evaluations.y)
 
 
+def test_one_rung_asks_what_the_optimizer_alone_asks_through_optimize_even_past_its_max_evals():
+    def sphere(x):
+        return np.sum((x - 0.3) ** 2, axis=1)
+
+    plain = RandomSearch(2, seed=0, popsize=9, max_evals=20)
+    plain_reason = optimize(plain, sphere)  # no loop budget: whole generations, 27 evaluations
+    sched = FidelityScheduler(RandomSearch(2, seed=0, popsize=9, max_evals=20), full=7)
+    reason = optimize(sched, lambda batch: sphere(batch.x))
+    assert plain.n_evals == 27 == sched.inner.n_evals
+    assert np.array_equal(sched.inner.evaluations.x, plain.evaluations.x) and reason == plain_reason
+    assert np.array_equal(sched.recommend().x, plain.recommend().x)
+
+
+def test_with_several_rungs_a_generation_is_asked_no_larger_than_the_inner_max_evals_leaves():
+    sched = FidelityScheduler(RandomSearch(2, seed=0, popsize=9, max_evals=20), full=90, minimum=10, eta=3)
+    optimize(sched, noisy_sphere())
+    assert sched.inner.n_evals == 20  # 9 + 9 + 2: a generation cannot stop half-way, so it is sized up front
+
+
+def test_a_loop_budget_that_ends_mid_generation_warns_once_and_a_later_run_finishes_it():
+    sched = FidelityScheduler(RandomSearch(2, seed=0, popsize=9), full=90, minimum=10, eta=3)
+    with pytest.warns(UserWarning, match=r"optimize ended \(evaluation budget: 20 of 20.*\) in the middle of a ") as w:
+        optimize(sched, noisy_sphere(), budget=20)  # 9@10, 3@30, 1@90, then 7 of a second generation at 10
+    assert len(w) == 1 and "its 7 candidates are not told to the inner optimizer yet" in str(w[0].message)
+    assert sched.in_flight == 7 and sched.inner.n_evals == 9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        optimize(sched, noisy_sphere(), budget=20 + 2 + 1)  # the rest of that generation: 2@30, 1@90
+    assert sched.in_flight == 0 and sched.inner.n_evals == 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a budget that ends between generations says nothing
+        optimize(
+            FidelityScheduler(RandomSearch(2, seed=0, popsize=9), full=90, minimum=10, eta=3), noisy_sphere(), budget=13
+        )
+
+
 def test_the_one_loop_drives_a_plain_optimizer_as_before_and_a_scheduler_with_batches():
     def sphere(x):
         return np.sum((x - 0.3) ** 2, axis=1)
@@ -198,6 +253,18 @@ def test_a_tell_that_was_not_asked_or_names_another_fidelity_is_refused_and_chan
     assert sched.n_evals == 0 and np.array_equal(
         sched.state_dict()["generation"]["pending"], before["generation"]["pending"]
     )
+
+
+def test_several_values_per_row_are_refused_in_the_schedulers_own_words():
+    sched = FidelityScheduler(RandomSearch(2, seed=0, popsize=3), full=90, minimum=10, eta=3)
+    batch = sched.ask()
+    with pytest.raises(ValueError) as info:
+        sched.tell(batch.x, np.ones((3, 2)))
+    message = str(info.value)
+    assert message.startswith("y must be one value per row, shape (3,); got shape (3, 2): a FidelityScheduler")
+    assert "K values per row" not in message and "\n" not in message
+    sched.tell(batch.x, np.ones((3, 1)))  # one value per row as a column is still one value per row
+    assert sched.n_evals == 3
 
 
 def test_a_rung_told_in_parts_saved_in_the_middle_goes_on_exactly(tmp_path: Path):
@@ -285,6 +352,13 @@ def test_a_checkpoint_no_run_could_write_is_refused_naming_the_field(tmp_path: P
     sched.save(tmp_path / "good.ckpt")
     with pytest.raises(ValueError, match=r"holds a FidelityScheduler: load it with FidelityScheduler.load"):
         load(tmp_path / "good.ckpt")
+    del state["inner"]
+    save_state(tmp_path / "no-inner.ckpt", state)
+    with pytest.raises(ValueError) as info:
+        FidelityScheduler.load(tmp_path / "no-inner.ckpt")
+    assert str(info.value) == (
+        f"{tmp_path / 'no-inner.ckpt'}: FidelityScheduler state is incomplete or malformed: KeyError('inner')"
+    )
 
 
 def test_importing_the_scheduler_from_the_package_root_loads_no_torch():
