@@ -19,7 +19,7 @@ import numpy as np
 from evogm_bench.registry import Registry
 
 MLP_EPOCHS = 10  # "trained briefly": 10 epochs (adam/sgd) or 10 L-BFGS iterations
-HGB_ITERATIONS = 100  # boosting rounds, fixed: a trial stays at about 0.1–0.5 s (3 folds, one core)
+HGB_ITERATIONS = 100  # boosting rounds, fixed: a trial costs about 0.1 s (3 folds, one core; most 0.04–0.2, ≤ 0.5 s)
 
 
 def svm_space(trial: Any) -> dict[str, Any]:
