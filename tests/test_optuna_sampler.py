@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -370,3 +371,66 @@ def test_a_space_with_a_continuous_float_is_never_exhausted():
         configs = _in_batches(sampler, objective, 40)
     assert len(set(configs)) == 40 and sampler.repeats == 0
     assert sampler.duplicates_skipped > 0  # the optimizer kept proposing the used-up, better branch
+
+
+def test_a_single_valued_parameter_leaves_the_rule_on_for_the_others():
+    def objective(trial: optuna.Trial) -> float:  # c has one value: Optuna keeps it out of the joint space
+        trial.suggest_int("c", 1, 1)
+        return two_ints(trial)
+
+    sampler = GenerativeSampler(seed=0)
+    with pytest.warns(UserWarning, match="asked every configuration"):
+        configs = _in_batches(sampler, objective, 104)
+    assert len(set(configs[:100])) == 100 and sampler.duplicates_skipped > 0
+
+
+def test_a_parameter_whose_range_changed_is_outside_the_configuration():
+    def objective(trial: optuna.Trial) -> float:  # z's range changes at trial 30: z leaves the joint space
+        z = trial.suggest_int("z", 0, 4 if trial.number < 30 else 9)
+        return two_ints(trial) + 0.1 * z
+
+    sampler = GenerativeSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the changed range is said once
+        study.optimize(objective, n_trials=90)
+    assert "z" in sampler._conflicts and set(sampler.search_space.params) == {"x", "y"}
+    pairs = [(t.params["x"], t.params["y"]) for t in study.trials]
+    earlier, later = pairs[:32], pairs[32:]  # later: sampled in the joint space {x, y}
+    assert len(set(later)) == len(later) and not set(later) & set(earlier)
+
+
+def classifier(trial: optuna.Trial) -> float:  # a branch per classifier, 20 + 20 = 40 configurations
+    kind = trial.suggest_categorical("classifier", ["svm", "rf"])
+    time.sleep(0.01)  # threads: the others sample while this trial has chosen its branch but not its parameter
+    if kind == "svm":
+        return (trial.suggest_int("C", 1, 20) - 5) ** 2
+    return (trial.suggest_int("depth", 1, 20) - 12) ** 2 + 3
+
+
+def test_threads_on_a_conditional_space_see_a_running_trial_as_its_configuration_not_its_branch():
+    sampler = GenerativeSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "asked every configuration": 30 of 40 are asked
+        study.optimize(classifier, n_trials=30, n_jobs=4)
+    assert len({_config(t) for t in study.trials}) == 30 and sampler.repeats == 0
+
+
+def test_once_every_configuration_is_finished_or_running_a_trial_takes_a_running_ones_not_a_finished_ones():
+    def objective(trial: optuna.Trial) -> float:  # 25 configurations
+        return (trial.suggest_int("x", 0, 4) - 1) ** 2 + (trial.suggest_int("y", 0, 4) - 3) ** 2
+
+    sampler = GenerativeSampler(seed=0, n_startup_trials=4)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(20):
+        trial = study.ask()
+        study.tell(trial, objective(trial))
+    for trial in [study.ask() for _ in range(5)]:  # the last five, running
+        objective(trial)
+    finished = {_config(t) for t in study.trials[:20]}
+    extra = [study.ask() for _ in range(5)]
+    with pytest.warns(UserWarning, match="asked every configuration"):
+        for trial in extra:
+            objective(trial)
+    assert len(finished) == 20 and not {_config(t) for t in extra} & finished and sampler.repeats == 5

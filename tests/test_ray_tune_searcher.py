@@ -169,3 +169,23 @@ def test_no_configuration_is_suggested_twice_until_the_space_is_exhausted_across
         seen += batch(second, 96)
     assert len(set(seen[:100])) == 100 and second.repeats == 4 and second.duplicates_skipped > 0
     assert second.optimizer.n_evals == 104 and second.optimizer.n_asked <= 104 + second.optimizer.popsize
+
+
+@pytest.mark.parametrize(
+    ("domain", "values"),
+    [
+        (tune.qloguniform(1, 20, 1), [float(k) for k in range(1, 21)]),
+        (tune.qloguniform(0.1, 2.0, 0.1), [k * 0.1 for k in range(1, 21)]),
+        (tune.qlograndint(2, 40, 2), list(range(2, 41, 2))),
+    ],
+)
+def test_a_log_quantised_domain_is_a_grid_each_of_whose_values_is_suggested_once(domain, values):
+    searcher = GenerativeSearch({"v": domain}, metric="loss", mode="min", seed=0)
+    seen = []
+    for i in range(20):  # 20 values: every one before any repeat
+        v = searcher.suggest(f"t{i}")["v"]
+        seen.append(v)
+        searcher.on_trial_complete(f"t{i}", {"loss": (np.log(v) - 1.5) ** 2})
+    assert sorted(seen) == values and all(type(v) is type(values[0]) for v in seen)
+    searcher.add_evaluated_point({"v": values[4]}, 0.0)  # a value read back onto its level
+    assert searcher.search_space.decode(searcher.optimizer.evaluations.x[-1])[0]["v"] == 5

@@ -48,7 +48,11 @@ def level_key(space: SearchSpace, name: str, value: Any) -> Hashable:
 
 
 class Used:
-    """A set of configurations, each a mapping of the parameters used to their values (kept as levels)."""
+    """A set of configurations, each a mapping of the parameters used to their values (kept as levels).
+
+    A configuration with a parameter that the proposals do not have is held by none of them (and by no row of the
+    grid): callers keep such parameters out (the Optuna sampler keeps a trial's parameters of its joint space).
+    """
 
     def __init__(self, space: SearchSpace, configurations: Iterable[Mapping[str, Any]] = ()) -> None:
         self.space = space

@@ -19,8 +19,10 @@ No configuration is asked twice until the space is exhausted (``skip_duplicates`
 repeats the configuration of any trial of the storage — finished, or running in this or another thread or process
 — is replaced by the unused configuration nearest to it (:mod:`evogm_opt.integrations.distinct`), and a random
 startup trial draws each discrete parameter among the values that do not complete a configuration another trial
-holds. Once every configuration of a finite space has been asked, trials repeat the optimizer's proposals (a
-one-time warning says so).
+holds. A configuration is a trial's values of the joint space's parameters; a running trial holds the one its row
+gives it, before it has suggested them all. Once every configuration of a finite space is finished or running, a
+trial takes one that only running trials hold, then, once all are finished, the optimizer's proposal (a one-time
+warning says so).
 Optuna itself reports failed and pruned trials; telling them to the optimizer is logged at DEBUG only.
 """
 
@@ -35,6 +37,7 @@ import sys
 import threading
 import warnings
 import zlib
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -49,7 +52,7 @@ import evogm_opt
 from evogm_opt.base import Optimizer
 from evogm_opt.integrations import space as enc
 from evogm_opt.integrations._common import OptimizerFactory, derived_seed, row_key, sampler_factory
-from evogm_opt.integrations.distinct import Distinct, Used
+from evogm_opt.integrations.distinct import Distinct, Used, level_key
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +167,10 @@ class GenerativeSampler(BaseSampler):
             do; they reveal the conditional parameters, so the optimizer starts on (nearly) the whole space.
         popsize: trials per generation of the default optimizer (default: see ``sampler_factory``).
         skip_duplicates: no configuration is asked twice until the space is exhausted: a proposal that repeats
-            the configuration of a finished or running trial (equal values for every parameter that trial used)
+            the configuration of a finished or running trial (equal values for every joint parameter that trial used)
             is replaced by the unused configuration nearest to it (counted in ``duplicates_skipped``); once a
-            finite space is exhausted, trials repeat the optimizer's proposals (counted in ``repeats``, with a
-            one-time warning). Turn off for a noisy objective you want re-measured.
+            finite space is exhausted, trials repeat configurations, ones only running trials hold first (counted
+            in ``repeats``, with a one-time warning). Turn off for a noisy objective you want re-measured.
     """
 
     def __init__(
@@ -310,11 +313,7 @@ class GenerativeSampler(BaseSampler):
         if _size(dist) is None:
             return value  # a continuous float never repeats
         with self._lock:  # threads: a value chosen here is seen by the others before Optuna stores it
-            others = [
-                ({**_fixed(t), **self._chosen.get(t._trial_id, {}), **t.params}, t.distributions)
-                for t in study.get_trials(deepcopy=False)
-                if t.number != trial.number
-            ]
+            others = [self._as_chosen(t) for t in study.get_trials(deepcopy=False) if t.number != trial.number]
             taken = _used_up(others, trial.params, name, dist)
             if dist.to_internal_repr(value) in taken:
                 free = [v for v in _discrete_values(dist) or [] if dist.to_internal_repr(v) not in taken]
@@ -324,6 +323,16 @@ class GenerativeSampler(BaseSampler):
                     value = free[int(rng.integers(len(free)))]
             self._chosen.setdefault(trial._trial_id, {})[name] = value
         return value
+
+    def _as_chosen(self, t: FrozenTrial) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+        """Another trial's parameters and distributions as a random choice must avoid them: those it has chosen
+        (or was enqueued with), and, for a running trial this sampler handed a row, the joint parameters it will
+        read (:meth:`_reference`): it has them already, though it may not have suggested them yet."""
+        params = {**_fixed(t), **self._chosen.get(t._trial_id, {}), **t.params}
+        if t.state in _FINISHED or self._optimizer is None or _stored_row(t) is None:
+            return params, t.distributions
+        reference = self._reference(t) or {}
+        return {**reference, **params}, {**{n: self._space[n] for n in reference}, **t.distributions}
 
     def _why_independent(self, name: str, dist: BaseDistribution) -> str | None:
         """Why ``name`` is outside the joint space, in the user's terms; None when that is not news: no finished
@@ -390,7 +399,7 @@ class GenerativeSampler(BaseSampler):
         self._distinct = Distinct(self._encoding)
         self._done = Used(self._encoding)  # configurations of finished trials
         self._running = Used(self._encoding)  # of trials not finished, as of the last sync
-        self._always: set[str] | None = None  # joint parameters every completed trial used (None: none completed)
+        self._branches = _Branches(self._encoding)  # which parameters completed trials used, by their choices
         self._warned_exhausted = False
         self._queue = []
 
@@ -400,29 +409,30 @@ class GenerativeSampler(BaseSampler):
     def _sync(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Tell every finished trial of the storage not told yet, and note the configurations that the finished
         trials and the ones still running (other than ``trial``) hold."""
-        rows, values, finished = [], [], []
-        self._running = Used(self._encoding)
+        finished, running = [], []
         for t in study.get_trials(deepcopy=False):
-            if t.number in self._told or t.number == trial.number:
-                continue
-            if t.state not in _FINISHED:  # running here, in another thread or process, or waiting
-                reference = self._reference(t)
-                if reference:
-                    self._running.add(reference)
-                continue
+            if t.number not in self._told and t.number != trial.number:
+                # running: here, in another thread or process, or waiting
+                (finished if t.state in _FINISHED else running).append(t)
+        self._learn(finished)
+        # after _learn: which parameters a running trial will read is learnt from the completed ones
+        self._running = Used(self._encoding, filter(None, map(self._reference, running)))
+
+    def _learn(self, finished: list[FrozenTrial]) -> None:
+        """Tell the optimizer these finished trials, and note their configurations and the parameters they used."""
+        rows, values = [], []
+        for t in finished:
             self._told.add(t.number)
-            finished.append(t)
-            unit = self._encoding.encode(t.params, _stored_row(t))
-            rows.append(self._to_user(unit))
+            rows.append(self._to_user(self._encoding.encode(t.params, _stored_row(t))))
             ok = t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
             values.append(float(t.value) if ok else float("nan"))
             if t.state == TrialState.COMPLETE:
-                names = set(t.params) & set(self._space)
-                self._always = names if self._always is None else self._always & names
+                self._branches.add(self._joint(t.params))
         for t in finished:
             # a failed or pruned trial may have stopped before choosing all its parameters: then it blocks nothing
-            if t.params and (t.state == TrialState.COMPLETE or self._always_used() <= set(t.params)):
-                self._done.add(t.params)
+            params = self._joint(t.params)
+            if params and (t.state == TrialState.COMPLETE or self._expected(params) <= set(params)):
+                self._done.add(params)
         if rows:
             _told_by_optuna.active.on = True
             try:
@@ -446,29 +456,86 @@ class GenerativeSampler(BaseSampler):
             self.duplicates_skipped += 1
             return found[0], found[1], True
         self.repeats += 1
+        self._warn_exhausted()
+        return (*self._not_finished(values, row), False)
+
+    def _not_finished(self, values: dict[str, Any], row: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+        """Once every configuration is finished or running: the proposal, unless a finished trial holds it; then,
+        while there is one, the nearest configuration that only running trials hold — not measured yet (they may
+        fail or be pruned), where a finished one's value is known."""
+        if not self._distinct.repeats(values, (self._done,)):
+            return values, row
+        found = self._distinct.nearest_unused(row, (self._done,), self._rng)
+        return (values, row) if found is None else found
+
+    def _warn_exhausted(self) -> None:
         if self._distinct.finite and not self._warned_exhausted:
             self._warned_exhausted = True
             _warn_at_user(
                 "GenerativeSampler has asked every configuration of the search space (finished or running); from "
                 "now on trials repeat configurations, as the optimizer proposes them"
             )
-        return values, row, False
 
-    def _always_used(self) -> set[str]:
-        """Joint parameters that every completed trial used (all of them before any trial completed)."""
-        return set(self._space) if self._always is None else self._always
+    def _joint(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` on the joint space: what a configuration is. A parameter outside it is single-valued (no
+        choice), or sampled independently because finished trials disagree on its range; keeping it would make
+        every configuration that has it unmatchable by the optimizer's proposals (which hold joint parameters
+        only), and so turn the rule off for all the others."""
+        return {name: value for name, value in params.items() if name in self._space}
 
-    def _reference(self, t: FrozenTrial) -> dict[str, Any]:
-        """The configuration a trial not yet told holds, as far as it is known: the parameters it has chosen (or
-        was enqueued with), and from the row it was handed the joint parameters every completed trial used, so
-        a trial that has not yet suggested them all in another thread holds them already."""
-        reference = {**_fixed(t), **self._chosen.get(t._trial_id, {}), **t.params}
+    def _expected(self, params: dict[str, Any]) -> set[str]:
+        """The joint parameters a trial with these values reads: those completed trials with its choices read
+        (see :class:`_Branches`); all of them where no completed trial made its choices (not knowing which it
+        reads, it is held to every one: a configuration with too few parameters would hide unused ones)."""
+        names = self._branches.expected(params)
+        return set(self._space) if names is None else set(names)
+
+    def _reference(self, t: FrozenTrial) -> dict[str, Any] | None:
+        """The configuration a trial not yet told holds, as far as it is known (None: not known yet).
+
+        Known are the joint parameters it has chosen (or was enqueued with). With the row this sampler handed it,
+        so are the values it will get for every other joint parameter: it holds those it will read, as completed
+        trials with its choices read them — a trial that has chosen ``classifier="svm"`` in another thread and
+        not yet its ``C`` holds one configuration of that branch, not the branch. Without a row (a random startup
+        trial, chosen a parameter at a time) it holds what it has chosen once that is every parameter such
+        trials read; before, it holds nothing (a prefix would block every configuration that starts with it)."""
+        known = self._joint({**_fixed(t), **self._chosen.get(t._trial_id, {}), **t.params})
         stored = _stored_row(t)
-        if stored is not None:
-            values, _ = self._encoding.decode(self._encoding.encode(t.params, stored))
-            for name in self._always_used() & set(stored):
-                reference.setdefault(name, values[name])
-        return reference
+        if stored is None:
+            return known if known and self._expected(known) <= set(known) else None
+        values = {**self._encoding.decode(self._encoding.encode(known, stored))[0], **known}
+        return {name: values[name] for name in (self._expected(values) & set(stored)) | set(known)}
+
+
+class _Branches:
+    """Which joint parameters completed trials read, by their categorical choices: what a running trial will read.
+
+    A define-by-run objective reads a branch's parameters after the choice that opens it, so another thread or
+    process sees a trial that has chosen its branch and not yet its parameters. Trials with the same choices read
+    the same parameters, so those of completed ones tell. Where they differ (a branch opened by an int, say),
+    the union is taken: a running trial may then hold a narrower configuration than it will use (another trial
+    may repeat it while both run), never a wider one (which would hide unused configurations).
+    """
+
+    def __init__(self, space: enc.SearchSpace) -> None:
+        self._space = space
+        self._seen: set[tuple[tuple[tuple[str, Hashable], ...], frozenset[str]]] = set()  # (choices, names read)
+
+    def add(self, params: dict[str, Any]) -> None:
+        self._seen.add((self._choices(params), frozenset(params)))
+
+    def expected(self, values: dict[str, Any]) -> frozenset[str] | None:
+        """The parameters completed trials that made the choices of ``values`` read; None when there is none."""
+        mine = dict(self._choices(values))
+        like = [names for choices, names in self._seen if all(mine.get(n, _NONE) == k for n, k in choices)]
+        return frozenset().union(*like) if like else None
+
+    def _choices(self, params: dict[str, Any]) -> tuple[tuple[str, Hashable], ...]:
+        categorical = (n for n in sorted(params) if isinstance(self._space.params.get(n), enc.Categorical))
+        return tuple((n, level_key(self._space, n, params[n])) for n in categorical)
+
+
+_NONE = object()  # a choice not made
 
 
 def _fixed(t: FrozenTrial) -> dict[str, Any]:

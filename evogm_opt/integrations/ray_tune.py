@@ -9,8 +9,9 @@ Search space: every bounded domain is searched jointly through the encoding of
 :mod:`evogm_opt.integrations.space` — ``uniform``/``loguniform``/``quniform``, ``randint``/``lograndint``/
 ``qrandint`` (Tune's bounds: ``randint``'s upper bound exclusive, quantised ones on multiples of q) and
 ``choice`` (a relaxed one-hot decoded by argmax, with a margin). ``qloguniform`` and ``qlograndint`` are searched
-in log space and put on multiples of q on the way out. Other domains (``sample_from``, ``randn``) are sampled at
-random (seeded) with a one-time warning. Constants pass through.
+as a log-spaced grid of the k in q·k (a log int of the encoding), so each value is one point of a grid. Other
+domains (``sample_from``, ``randn``) are sampled at random (seeded) with a one-time warning. Constants pass
+through.
 
 No configuration is suggested twice until the space is exhausted (``skip_duplicates``, on by default): a proposal
 that repeats the configuration of a finished or running trial is replaced by the unused configuration nearest to
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,26 @@ from evogm_opt.integrations._common import OptimizerFactory, sampler_factory
 from evogm_opt.integrations.distinct import Distinct, Used
 
 
-def _param(domain: Float | Integer | Categorical, margin: float) -> tuple[enc.Param, float | None]:
-    """A Tune domain as a parameter of the shared encoding, and the q its decoded value is put on a multiple of
-    where the encoding cannot say it (log-scaled quantised domains); ``qlograndint`` is searched over k in q·k."""
+@dataclass(frozen=True)
+class _Multiples:
+    """A log-scaled quantised domain (``qlograndint``, ``qloguniform``), searched over k in q·k: the encoding has
+    no log-scaled step, and a log int over k is one. Each value a trial gets is then one level of the encoding,
+    so the no-repeat rule compares values exactly (a log float rounded on the way out would compare the raw
+    floats, and many of them round to one value)."""
+
+    q: float
+    integer: bool  # qlograndint: an int; qloguniform: a float, as Tune samples it (round(v / q) · q)
+
+    def value(self, k: int) -> int | float:
+        return int(round(k * self.q)) if self.integer else k * self.q
+
+    def index(self, value: float) -> int:
+        return int(round(float(value) / self.q))
+
+
+def _param(domain: Float | Integer | Categorical, margin: float) -> tuple[enc.Param, _Multiples | None]:
+    """A Tune domain as a parameter of the shared encoding, and, for a log-scaled quantised domain, the q its
+    value is the multiple of (the encoding's int is then k in q·k)."""
     if isinstance(domain, Categorical):
         return enc.Categorical(domain.categories, margin=margin), None
     sampler = domain.get_sampler()
@@ -47,19 +66,17 @@ def _param(domain: Float | Integer | Categorical, margin: float) -> tuple[enc.Pa
     inner = sampler.sampler if isinstance(sampler, Quantized) else sampler
     log = isinstance(inner, LogUniform) or type(inner).__name__ == "_LogUniform"
     lower, upper = domain.lower, domain.upper
-    if isinstance(domain, Integer):
-        if q is None or q == 1:
+    integer = isinstance(domain, Integer)
+    if q is None or (integer and q == 1):
+        if integer:
             return enc.Integer(int(lower), int(upper) - 1, log=log), None
-        lo, hi = math.ceil(lower / q), math.floor(upper / q)  # multiples of q, upper inclusive
-        if log and lo >= 1:
-            return enc.Integer(lo, hi, log=True), float(q)
-        return enc.Integer(int(lo * q), int(hi * q), step=int(q)), None
-    if q is None:
         return enc.Real(float(lower), float(upper), log=log), None
-    lo, hi = math.ceil(lower / q - 1e-9) * q, math.floor(upper / q + 1e-9) * q
-    if log:
-        return enc.Real(float(lower), float(upper), log=True), float(q)
-    return enc.Real(float(lo), float(hi), step=float(q)), None
+    lo, hi = math.ceil(lower / q - 1e-9), math.floor(upper / q + 1e-9)  # multiples of q, upper inclusive
+    if log and lo >= 1:
+        return enc.Integer(lo, hi, log=True), _Multiples(float(q), integer)
+    if integer:
+        return enc.Integer(int(lo * q), int(hi * q), step=int(q)), None
+    return enc.Real(float(lo * q), float(hi * q), step=float(q)), None
 
 
 class GenerativeSearch(Searcher):
@@ -130,8 +147,8 @@ class GenerativeSearch(Searcher):
         self._live[trial_id] = optimizer.box.to_user(row[None])[0]
         flat = dict(self._constants)
         for name, value in values.items():
-            q = self._multiple[name]
-            flat[name] = value if q is None else self._on_multiple(name, value, q)
+            multiples = self._multiple[name]
+            flat[name] = value if multiples is None else multiples.value(value)
         for name, domain in self._other.items():
             flat[name] = self._sample_other(name, domain)
         return unflatten_list_dict(flat)
@@ -161,9 +178,9 @@ class GenerativeSearch(Searcher):
         if missing:
             raise ValueError(f"add_evaluated_point: parameters lack {missing} of the search space")
         values = {name: flat[name] for name in self._encoding.params}
-        for name, q in self._multiple.items():
-            if q is not None and isinstance(self._encoding.params[name], enc.Integer):
-                values[name] = round(values[name] / q)
+        for name, multiples in self._multiple.items():
+            if multiples is not None:
+                values[name] = multiples.index(values[name])
         row = optimizer.box.to_user(self._encoding.encode(values)[None])[0]
         self._tell(row, float("nan") if error or pruned else float(value))
 
@@ -252,20 +269,13 @@ class GenerativeSearch(Searcher):
             )
         return values, row
 
-    def _on_multiple(self, name: str, value: float | int, q: float) -> float | int:
-        p = self._encoding.params[name]
-        if isinstance(p, enc.Integer):  # searched over k; the value is q·k
-            return int(round(value * q))
-        lo, hi = math.ceil(p.low / q - 1e-9) * q, math.floor(p.high / q + 1e-9) * q
-        return float(min(max(round(value / q) * q, lo), hi))
-
     def _set_space(self, config: dict[str, Any]) -> None:
         resolved, domains, grids = parse_spec_vars(config)
         if grids:
             raise ValueError("grid_search is not supported by GenerativeSearch; use Tune's BasicVariantGenerator")
         self._constants = {_path(path): value for path, value in resolved}
         params: dict[str, enc.Param] = {}
-        self._multiple: dict[str, float | None] = {}
+        self._multiple: dict[str, _Multiples | None] = {}
         self._other: dict[str, Domain] = {}
         for path, domain in sorted(domains, key=lambda pd: tuple(map(str, pd[0]))):
             name = _path(path)
