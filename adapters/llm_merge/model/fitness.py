@@ -216,11 +216,19 @@ class MergeFitness:
         if not all(isinstance(t, Task) for t in self.tasks):
             raise ValueError("the batched-λ forward scores JSONL tasks only (lm-eval tasks run their own forwards)")
         lams = np.atleast_2d(np.asarray(lams, dtype=np.float64))
+        scores = np.zeros((len(lams), len(self.tasks)))
+        for j, correct in enumerate(self._correct_batched(lams, self.tasks)):
+            scores[:, j] = np.asarray(correct, dtype=float).mean(axis=1)
+        return scores.tolist()
+
+    def _correct_batched(self, lams: np.ndarray, tasks: Sequence[Task]) -> list[np.ndarray]:
+        """Per task, whether each candidate (row) answers each example correctly, (P, m) booleans, with every
+        candidate in the same forwards (batched-λ LoRA, W₀ untouched)."""
         lam_t = self._group_weights(lams)  # (P, G, N)
         self.restore()
-        scores = np.zeros((len(lams), len(self.tasks)))
+        out = []
         with self.batched_lora() as lora:
-            for j, task in enumerate(self.tasks):
+            for task in tasks:
                 m = len(task.examples)
                 stacked = Task(task.name, task.kind, task.examples * len(lams), task.max_new_tokens)
 
@@ -228,8 +236,27 @@ class MergeFitness:
                     lora.set_rows(lam_t[[k // m for k in examples]])
 
                 correct = correct_per_example(self.model, self.tokenizer, stacked, self.batch_size, set_rows)
-                scores[:, j] = np.asarray(correct, dtype=float).reshape(len(lams), m).mean(axis=1)
-        return scores.tolist()
+                out.append(np.asarray(correct, dtype=bool).reshape(len(lams), m))
+        return out
+
+    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Task], path: str = "rebuild") -> np.ndarray:
+        """How many examples of each of ``tasks`` (JSONL tasks: subsets of this fitness's, e.g. a prefix's new
+        examples) each candidate answers correctly, (P, len(tasks)) integers; ``path`` as in
+        :meth:`evaluate_batch` ("auto" already resolved). An empty task counts 0 without a forward."""
+        lams = np.atleast_2d(np.asarray(lams, dtype=np.float64))
+        counts = np.zeros((len(lams), len(tasks)), dtype=np.int64)
+        live = [j for j, t in enumerate(tasks) if t.examples]
+        if not live:
+            return counts
+        if path == "batched":
+            for j, correct in zip(live, self._correct_batched(lams, [tasks[j] for j in live])):
+                counts[:, j] = correct.sum(axis=1)
+            return counts
+        for i, row in enumerate(lams):
+            self.apply(row)
+            for j in live:
+                counts[i, j] = sum(correct_per_example(self.model, self.tokenizer, tasks[j], self.batch_size))
+        return counts
 
     def evaluate_batch(self, lams: np.ndarray, path: str = "auto") -> list[float]:
         """Fitness of each row of Λ. ``path``: ``"rebuild"`` (one in-place rebuild per candidate),

@@ -22,6 +22,7 @@ from llm_merge.run.recipe_refusal import mergekit_recipe_message
 from llm_merge.run.schema import (
     Complete,
     ExpertSpec,
+    FidelitySpec,
     OptimizerSpec,
     RunSchema,
     SimplexChoice,
@@ -68,6 +69,7 @@ class MergeRunConfig:
     save_model: bool
     threads: int | None
     on_other_base: str
+    fidelity: FidelitySpec | None  # None (off): left out of the record, so that runs without it keep their bytes
 
     def fingerprint(self) -> str:
         """Hash of everything that changes which points are evaluated and what they score.
@@ -86,7 +88,13 @@ class MergeRunConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The record ``run.json`` keeps (and the fingerprint hashes). ``fidelity`` only where it is on: a run
+        without it records, and fingerprints, exactly what it did before the key existed; one with it has every
+        setting (defaults included) in its fingerprint, so a resume with other fidelity settings is refused."""
+        data = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        if self.fidelity is None:
+            data.pop("fidelity")
+        return data
 
 
 def plain(value: Any) -> Any:
@@ -190,7 +198,28 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
         _check_optimizer_builds(cfg.optimizer, len(cfg.experts), merge, cfg.method)
     _check_coefficient_range(merge, cfg.optimizer, cfg.simplex, len(cfg.experts))
     _check_eval_path(cfg.eval_path, merge)
+    _check_fidelity(cfg, merge)
     return cfg
+
+
+def _check_fidelity(cfg: MergeRunConfig, merge: MergeMethod) -> None:
+    """What fidelity cannot do yet, refused before the model loads: lm-eval seen tasks (scored by the harness,
+    whose ``limit`` takes its first documents, not a seeded permutation's prefix) and a nonlinear merge under
+    EvoGM's basis shifts (scored at coordinates the scheduler does not carry)."""
+    if cfg.fidelity is None:
+        return
+    lm_eval = [t.name for t in cfg.seen if t.lm_eval is not None]
+    if lm_eval:
+        raise ConfigError(
+            f"fidelity: not supported with lm_eval seen tasks ({', '.join(lm_eval)}): the harness scores its own "
+            "documents, not a seeded permutation's prefixes; use JSONL files for the searched tasks, or fidelity: off"
+        )
+    if not merge.linear and cfg.optimizer.name.startswith("evogm"):
+        raise ConfigError(
+            f"fidelity: not supported with {cfg.method} under {cfg.optimizer.name} (a nonlinear merge is scored at "
+            "EvoGM's basis coordinates, which the fidelity scheduler does not carry); use task_arithmetic, another "
+            "optimizer (cmaes, sep-cmaes, pso-merging, random), or fidelity: off"
+        )
 
 
 def _resolved(schema: RunSchema) -> MergeRunConfig:
@@ -219,6 +248,7 @@ def _resolved(schema: RunSchema) -> MergeRunConfig:
         save_model=schema.save_model,
         threads=schema.threads,
         on_other_base=schema.on_other_base,
+        fidelity=schema.fidelity,
     )
 
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_path, atomic_write, remove_leftovers
-from evogm_opt.resume import load_checkpoint, setup_mismatch
+from evogm_opt.fidelity import FidelityScheduler
+from evogm_opt.resume import checkpoint_owner, load_checkpoint, setup_mismatch
 from llm_merge.run.config import MergeRunConfig
 from llm_merge.run.identity import compare_inputs, run_inputs
 
@@ -271,6 +272,14 @@ class Journal:
         if previous is None:
             raise RunError(f"{self.folder / RUN} has no fingerprint; use another output folder or --restart")
         if previous != cfg.fingerprint():
+            recorded = run.get("config") if isinstance(run.get("config"), dict) else {}
+            theirs, ours = recorded.get("fidelity"), cfg.to_dict().get("fidelity")
+            if theirs != ours:
+                raise RunError(
+                    f"{self.folder} holds a run with fidelity: {_fidelity_words(theirs)}, this config has "
+                    f"fidelity: {_fidelity_words(ours)}; a search cannot change them midway; use another output "
+                    "folder, or --restart to set the old run aside (it is moved, not deleted)"
+                )
             raise RunError(
                 f"{self.folder} holds a run of a different config (fingerprint {previous}, this one "
                 f"{cfg.fingerprint()}); use another output folder, or --restart to set the old run aside (it is "
@@ -354,7 +363,31 @@ class Journal:
             )
         return opt
 
-    def replay(self, opt: Optimizer, say: Any = None) -> list[dict[str, Any]]:
+    def load_scheduler(self, expected: FidelityScheduler) -> FidelityScheduler | None:
+        """The checkpointed fidelity scheduler (``None`` for a new run), refused in one line as
+        :meth:`load_optimizer` refuses an optimizer: unreadable, not a scheduler, other rungs or η, an inner
+        optimizer this config does not build, or another run's (its owner)."""
+        if not self.checkpoint.exists():
+            return None
+        try:
+            sched = FidelityScheduler.load(self.checkpoint)
+            theirs = checkpoint_owner(self.checkpoint)
+        except _LOAD_ERRORS as exc:
+            why = one_line(exc)
+            raise RunError(f"{self.checkpoint}: cannot resume ({why}); use --restart to set it aside") from None
+        if sched.dim != expected.dim:
+            raise RunError(f"{self.checkpoint} searches {sched.dim} coefficients but this config has {expected.dim}")
+        problem = loaded_scheduler_problem(sched, expected) or foreign_optimizer(sched.inner, expected.inner)
+        if problem is None and self.owned_checkpoints and theirs != self.owner:
+            problem = "it was written without an owner" if theirs is None else f"it belongs to {theirs!r}"
+        if problem is not None:
+            raise RunError(
+                f"{self.checkpoint} is not this run's checkpoint ({problem}); put this run's checkpoint back, or "
+                "--restart to set the old run aside"
+            )
+        return sched
+
+    def replay(self, opt: Any, say: Any = None) -> list[dict[str, Any]]:
         """The log's evaluation lines that the checkpoint ``opt`` has told, checked against its record.
 
         Lines past them (a step interrupted between its log lines and its checkpoint) or a torn line: the whole
@@ -444,6 +477,23 @@ class Journal:
     def write_json(self, name: str | Path, data: Any) -> Path:
         """``data`` as indented JSON at ``name`` (relative to the folder), written atomically."""
         return atomic_write(self.folder / name, json.dumps(data, indent=2))
+
+
+def loaded_scheduler_problem(loaded: FidelityScheduler, expected: FidelityScheduler) -> str | None:
+    """Why a checkpointed scheduler is not the one this run builds (``None``: it is): its rungs and η."""
+    if (loaded.rungs, loaded.eta, loaded.nested) != (expected.rungs, expected.eta, expected.nested):
+        return (
+            f"its fidelity rungs are {list(loaded.rungs)} with eta {loaded.eta}, not {list(expected.rungs)} with eta "
+            f"{expected.eta}"
+        )
+    return None
+
+
+def _fidelity_words(settings: Any) -> str:
+    """A run's fidelity settings as the config writes them (``off``, or the mapping)."""
+    if not isinstance(settings, dict):
+        return "off"
+    return "{" + ", ".join(f"{k}: {v}" for k, v in settings.items()) + "}"
 
 
 def effective_threads(cfg: MergeRunConfig) -> int:

@@ -20,6 +20,7 @@ import torch
 
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_path, atomic_write, default_file_mode
+from evogm_opt.fidelity import FidelityScheduler
 from llm_merge.merges import get_method
 from llm_merge.merges.base import MergeMethod
 from llm_merge.model.fitness import MergeFitness
@@ -30,7 +31,7 @@ from llm_merge.run.identity import GONE, input_change
 from llm_merge.run.journal import RESULTS, Journal, RunError
 from llm_merge.run.pareto_report import pareto_summary, pareto_table, plot_front
 from llm_merge.run.recipes import CARD, RECIPE, model_card, recipe_text
-from llm_merge.run.search import Searched
+from llm_merge.run.search import Searched, with_fidelity_column
 
 UNIFORM = "uniform TA (λ = 1/N)"  # the baseline the recommended merge is compared with
 
@@ -285,21 +286,24 @@ def report(
         asm.fitness.restore()
         if cfg.baselines:
             rows.update(score_baselines(cfg, asm, tasks))
-        table = _summary(cfg, rows, label)
+        table = _summary(cfg, rows, label, searched.cost)
         results = {
             "fingerprint": cfg.fingerprint(),
             "optimizer": cfg.optimizer.name,
             "method": cfg.method,
             "budget": cfg.optimizer.budget,
             "stopping": cfg.stopping.model_dump(),
-            "n_evals": opt.n_evals,
+            "n_evals": candidates_told(opt),
             "stop_reason": searched.reason,
             "best": best,
             "rows": rows,
             "search_seconds": searched.entries[-1]["elapsed_s"] if searched.entries else 0.0,
             "table": table,
         }
-        if opt.archive is not None:
+        if searched.cost is not None:  # only with fidelity: a run without it writes what it always wrote
+            results.update(searched.cost)
+            results["rows_fidelity"] = {name: "full" for name in rows}
+        if getattr(opt, "archive", None) is not None:
             results["pareto"] = _pareto(cfg, opt, searched.entries, journal, best["evaluation"])
             results["table"] = table = table + _pareto_section(results["pareto"])
         if staging is not None:
@@ -315,10 +319,25 @@ def report(
     return results, table
 
 
-def _summary(cfg: MergeRunConfig, rows: dict[str, dict[str, float]], label: str) -> str:
-    """The summary and per-task tables, and with baselines the verdict against uniform task arithmetic."""
+def candidates_told(opt: Any) -> int:
+    """Evaluations as ``optimizer.budget`` counts them: the candidates told to the optimizer (a fidelity
+    scheduler's inner optimizer's; its measurements, one per rung, are counted apart)."""
+    return opt.inner.n_evals if isinstance(opt, FidelityScheduler) else opt.n_evals
+
+
+def _summary(
+    cfg: MergeRunConfig, rows: dict[str, dict[str, float]], label: str, cost: dict[str, Any] | None = None
+) -> str:
+    """The summary and per-task tables, and with baselines the verdict against uniform task arithmetic. With
+    fidelity (``cost``), each row says at which fidelity it was measured (every row of the report is scored on
+    every example of its split) and a line says what the search spent."""
     seen, unseen = [t.name for t in cfg.seen], [t.name for t in cfg.unseen]
-    table = summary_table(rows, seen, unseen) + "\n\nPer task:\n\n" + per_task_table(rows)
+    summary, per_task = summary_table(rows, seen, unseen), per_task_table(rows)
+    if cost is not None:
+        summary, per_task = (with_fidelity_column(t, "full") for t in (summary, per_task))
+    table = summary + "\n\nPer task:\n\n" + per_task
+    if cost is not None:
+        table += "\n\n" + cost_line(cost)
     if not cfg.baselines:
         return table
     gaps = [rows[label][f"{n}/test"] - rows[UNIFORM][f"{n}/test"] for n in seen if f"{n}/test" in rows[label]]
@@ -326,6 +345,21 @@ def _summary(cfg: MergeRunConfig, rows: dict[str, dict[str, float]], label: str)
     return table + (
         f"\n\n{label} vs uniform task arithmetic, seen tasks, test split: {gap:+.3f} "
         f"({'better' if gap > 0 else 'not better'})."
+    )
+
+
+def cost_line(cost: dict[str, Any]) -> str:
+    """What a search with fidelity spent, in words (the report's last line before the verdict)."""
+    plan = cost["fidelity"]
+    full = cost["tokens_at_full_fidelity"]
+    share = f" ({cost['tokens_spent'] / full:.0%})" if full else ""
+    rungs = ", ".join(str(f) for f in plan["rungs"])
+    return (
+        f"Every row is measured at full fidelity (every example of its split). The search: {cost['candidates']} "
+        f"candidates, {cost['measurements']} measurements at rungs of {rungs} of {plan['full']} validation examples "
+        f"(eta {plan['eta']}, at least {plan['min_examples']} per task); {cost['tokens_spent']} tokens spent"
+        f"{share} of the {full} that scoring every candidate on every example would cost; {cost['examples_spent']} "
+        "examples."
     )
 
 
@@ -351,6 +385,8 @@ def pick_refusal(cfg: MergeRunConfig, weights: dict[str, float]) -> str | None:
     not a seen task, or a single seen task (no Pareto front). Known from the config alone, so it is said before
     the model loads."""
     names = [t.name for t in cfg.seen]
+    if cfg.fidelity is not None:
+        return "--pick: a run with fidelity has no Pareto archive (its optimizer is told the tasks' weighted mean)"
     unknown = sorted(set(weights) - set(names))
     if unknown:
         return f"--pick: unknown seen tasks {unknown}; seen tasks: {names}"

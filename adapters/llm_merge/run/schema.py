@@ -246,6 +246,18 @@ class StoppingSpec(Section):
         return self
 
 
+class FidelitySpec(Section):
+    """``fidelity:`` as a mapping (``off``, the default, is none): successive halving over nested prefixes of each
+    seen task's validation examples (:mod:`llm_merge.run.fidelity`, ``evogm_opt.fidelity.FidelityScheduler``)."""
+
+    # no candidate is scored on fewer examples of any seen task (a task with fewer is scored whole at every rung)
+    min_examples: Annotated[int, Field(ge=1, strict=True, description="a positive integer (examples per task)")]
+    # the best 1/eta of a rung go on to eta times the examples
+    eta: Annotated[int, Field(ge=2, strict=True, description="an integer >= 2")] = 3
+    # seeds the one fixed permutation of each task's examples whose prefixes are scored
+    seed: Annotated[int, Field(strict=True, description="an integer")] = 0
+
+
 class MethodChoice(BaseModel):
     """``method:``: a name, or a mapping with ``name`` and the method's parameters (checked by the method itself,
     once the merge registry is loaded)."""
@@ -310,6 +322,7 @@ class RunSchema(Section):
     dtype: Annotated[Literal[DTYPE_NAMES], Field(description=f"one of {sorted(DTYPE_NAMES)}")] = "bfloat16"
     batch_size: Annotated[int, Field(ge=1, strict=True, description="a positive integer")] = 32
     stopping: StoppingSpec = Field(default_factory=StoppingSpec)
+    fidelity: FidelitySpec | None = None  # None (off): every candidate scored on every validation example
     layout: LayoutChoice = Field(default_factory=lambda: LayoutChoice(name="per_expert"))
     simplex: SimplexChoice | None = None  # None: λ as searched; true or a mapping: per-group softmax weights
     eval_path: Annotated[Literal["auto", "rebuild", "batched"], Field(description="auto, rebuild or batched")] = "auto"
@@ -377,6 +390,16 @@ class RunSchema(Section):
     @classmethod
     def _empty_stopping(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @field_validator("fidelity", mode="before")
+    @classmethod
+    def _fidelity_switch(cls, value: Any) -> Any:
+        """``off`` (or ``false``, or empty): every example; a mapping: ``{min_examples, eta, seed}``."""
+        if value is None or value is False or value == "off":
+            return None
+        if not isinstance(value, dict):
+            raise ValueError(f"must be off or a mapping with min_examples (and eta, seed), got {value!r}")
+        return value
 
     @field_validator("simplex", mode="before")
     @classmethod

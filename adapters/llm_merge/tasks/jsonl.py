@@ -236,6 +236,23 @@ def correct_per_example(model, tokenizer, task: Task, batch_size: int = 64, befo
     return _gen_correct(model, tokenizer, task.examples, task.max_new_tokens, batch_size, before_forward)
 
 
+def example_tokens(tokenizer, task: Task, seq2seq: bool) -> list[int]:
+    """Tokens scoring each example costs, counted from the example as the scorer tokenizes it (padding never
+    counts, and the count is the same for every merge): multiple choice, every (prompt, option) row — the prompt
+    as input (an encoder-decoder's with its special tokens), the option as the scored target; generation, the
+    prompt and ``max_new_tokens`` (what greedy decoding may generate and is compared)."""
+    special = {} if seq2seq else {"add_special_tokens": False}
+    counts = []
+    for ex in task.examples:
+        prompt = len(tokenizer(ex.prompt, **special)["input_ids"])
+        if task.kind == "mc":
+            options = [len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in ex.options]
+            counts.append(prompt * len(options) + sum(options))
+        else:
+            counts.append(prompt + task.max_new_tokens)
+    return counts
+
+
 def score(model, tokenizer, task, batch_size: int = 64) -> float:
     """Accuracy of ``model`` on ``task`` (fraction of examples correct), batched over examples; tasks of other
     backends (``llm_merge.tasks.lm_eval_tasks.LmEvalTask``) score themselves."""
