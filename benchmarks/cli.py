@@ -33,6 +33,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _split_lines(self, text: str, width: int) -> list[str]:
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(
+            " ".join(text.split()), width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        )
+
 
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
@@ -381,7 +386,12 @@ def build_hpo_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--spaces", nargs="+", default=["svm", "mlp"], help="tuning spaces: svm, mlp, or hgb (held out; docs/hpo.md)"
     )
-    parser.add_argument("--samplers", nargs="+", default=["evogm", "tpe", "gp", "cmaes", "random"], help="samplers")
+    parser.add_argument(
+        "--samplers",
+        nargs="+",
+        default=["evogm", "tpe", "gp", "cmaes", "random"],
+        help="samplers; evogm-seq (round three's research sampler, docs/research.md) runs only when named",
+    )
     parser.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds (instances)")
     parser.add_argument("--first-seed", type=_non_negative_int, default=0, help="seeds first-seed … +seeds−1")
     parser.add_argument("--trials", type=_positive_int, default=100, help="trials per study")

@@ -19,8 +19,9 @@ row pending in the core forever, and such rows must neither be fantasised nor ad
 
 Research code: no exact resume (``state_dict`` refuses, rather than write a checkpoint that would not resume).
 
-Variants measured (``VARIANTS`` in ``variants.py``): with and without the generator's starts, and the start's
-size. Not a core setting until its ablation is adopted.
+Variants (``SEQUENTIAL`` in ``variants.py``): with and without the generator's starts (both measured in
+docs/research.md, ablation 20), and with the informed start only (registered, not measured yet). Not a core
+setting until its ablation is adopted.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from evogm_opt.threads import torch_threads
 
 @dataclass(frozen=True)
 class SequentialConfig:
-    """Settings of the sequential variant (each one measured in docs/research.md, round three)."""
+    """Settings of the sequential variant (docs/research.md, ablation 20, says which were measured)."""
 
     # share of the budget spent on the informed start + Sobol design before the first model-based ask
     init_fraction: float = 0.25
