@@ -236,9 +236,10 @@ for _name in registry.names():  # our own optimizers, as the core registers them
 # research variants (evogm_bench.research.variants): the no-generator measurement and the paper's ablations
 for _name in variants.VARIANTS:
     PEERS.add(_name, Peer(lambda d, s, b, n=_name: OwnOptimizer(variants.for_bench(n, d, s, b))))
-# research round three (evogm_bench.research.sequential): one point per ask by LogEI, G_lw's proposals as starts
+# research round three (evogm_bench.research.sequential): one point per ask by LogEI, G_lw's proposals as starts;
+# a GP fit per ask (0.1–0.3 s), so slow: no overhead grid in CI (tests/test_research_sequential.py runs them small)
 for _name in variants.SEQUENTIAL:
-    PEERS.add(_name, Peer(lambda d, s, b, n=_name: OwnOptimizer(variants.sequential_for_bench(n, d, s, b))))
+    PEERS.add(_name, Peer(lambda d, s, b, n=_name: OwnOptimizer(variants.sequential_for_bench(n, d, s, b)), slow=True))
 # peers from other libraries, run through the bench's own adapters above
 PEERS.add("lq-cmaes", Peer(LQCMAES))
 PEERS.add("ng-confpso", Peer(_nevergrad("ConfPSO", popsize=16), "nevergrad", "nevergrad"))

@@ -85,10 +85,10 @@ def test_the_variants_are_bench_peers_and_differ_only_where_they_say():
         assert name in set(PEERS)
     with_gen = run(SequentialEvoGM(2, seed=0, max_evals=20, config=variants.SEQUENTIAL["evogm-seq"][0]))
     nogen = run(SequentialEvoGM(2, seed=0, max_evals=20, config=variants.SEQUENTIAL["evogm-seq-nogen"][0]))
-    design = len(with_gen._design)
+    design = len(with_gen.design)
     np.testing.assert_array_equal(with_gen.evaluations.x[:design], nogen.evaluations.x[:design])
     # the generator is trained and its proposals change where the model-based asks go
-    assert with_gen._generators is not None and nogen._generators is None
+    assert with_gen.generators is not None and nogen.generators is None
     assert not np.array_equal(with_gen.evaluations.x[design:], nogen.evaluations.x[design:])
 
 
@@ -97,12 +97,12 @@ def test_a_batch_told_in_parts_does_not_re_ask_design_rows_and_replaced_asks_are
     first = opt.ask(4)
     opt.tell(first[:2], [sphere(r) for r in first[:2]])
     second = opt.ask(2)  # the design's rows 4 and 5, not rows 2 and 3 again
-    np.testing.assert_array_equal(np.concatenate([first, second]), opt.box.to_user(opt._design))
+    np.testing.assert_array_equal(np.concatenate([first, second]), opt.box.to_user(opt.design))
     opt.tell(np.concatenate([first[2:], second]), [sphere(r) for r in np.concatenate([first[2:], second])])
     asked = opt.ask(1)
     replaced = np.clip(asked + 0.01, -1, 1)  # a caller evaluates another row than the one asked
     opt.tell(replaced, [sphere(replaced[0])])
-    assert opt.n_pending == 1 and opt._fantasies == []  # pending in the core, not a fantasy of the next ask
+    assert opt.n_pending == 1 and opt.fantasies == []  # pending in the core, not a fantasy of the next ask
 
 
 def test_the_research_variant_refuses_to_write_a_checkpoint(tmp_path):

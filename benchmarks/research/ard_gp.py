@@ -65,15 +65,15 @@ class ARDGaussianProcess:
         self.y_scale = float(np.std(y)) or 1.0
         self.x = torch.as_tensor((x + 1.0) / 2.0)  # the unit cube, where the priors are stated
         self.t = torch.as_tensor((y - self.y_mean) / self.y_scale)
-        self.log_params = self._fit(warm)
-        self._factor()
+        self.log_params = self.fit(warm)
+        self.factor()
 
     # ------------------------------------------------------------------ fit
-    def _unpack(self, log_params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def unpack(self, log_params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return torch.exp(log_params[: self.dim]), torch.exp(log_params[self.dim]), torch.exp(log_params[self.dim + 1])
 
-    def _neg_log_posterior(self, log_params: torch.Tensor) -> torch.Tensor:
-        length_scales, signal, noise = self._unpack(log_params)
+    def neg_log_posterior(self, log_params: torch.Tensor) -> torch.Tensor:
+        length_scales, signal, noise = self.unpack(log_params)
         n = len(self.t)
         cov = signal * matern52(self.x, self.x, length_scales) + (noise + _NOISE_FLOOR) * torch.eye(
             n, dtype=torch.float64
@@ -90,14 +90,14 @@ class ARDGaussianProcess:
         prior = prior + (log_noise + 4.0) ** 2 / 2.0 + log_noise + log_params[self.dim] ** 2 / 2.0
         return nll + prior
 
-    def _fit(self, warm: np.ndarray | None) -> np.ndarray:
+    def fit(self, warm: np.ndarray | None) -> np.ndarray:
         mode = np.concatenate([np.full(self.dim, math.sqrt(2.0) + 0.5 * math.log(self.dim) - 3.0), [0.0, -5.0]])
         starts = [mode] if warm is None else [np.asarray(warm, dtype=float), mode]
         bounds = [(-6.0, 4.0)] * self.dim + [(-6.0, 4.0), (-16.0, 2.0)]
 
         def value_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
             p = torch.tensor(params, dtype=torch.float64, requires_grad=True)
-            loss = self._neg_log_posterior(p)
+            loss = self.neg_log_posterior(p)
             loss.backward()
             grad = p.grad.numpy() if p.grad is not None else np.zeros_like(params)
             return float(loss.detach()), np.nan_to_num(grad)
@@ -111,8 +111,8 @@ class ARDGaussianProcess:
                 best = result
         return np.asarray(best.x)
 
-    def _factor(self) -> None:
-        length_scales, signal, noise = self._unpack(torch.as_tensor(self.log_params))
+    def factor(self) -> None:
+        length_scales, signal, noise = self.unpack(torch.as_tensor(self.log_params))
         self.length_scales, self.signal, self.noise = length_scales, signal, noise + _NOISE_FLOOR
         n = len(self.t)
         cov = signal * matern52(self.x, self.x, length_scales) + self.noise * torch.eye(n, dtype=torch.float64)
@@ -124,8 +124,8 @@ class ARDGaussianProcess:
             jitter = max(1e-9, jitter * 10.0)
         else:
             raise np.linalg.LinAlgError("the GP's covariance is not positive definite even with jitter 1e-3")
-        self._chol = chol
-        self._alpha = torch.cholesky_solve(self.t[:, None], chol)[:, 0]
+        self.cholesky = chol
+        self.weights = torch.cholesky_solve(self.t[:, None], chol)[:, 0]
 
     def conditioned(self, x_new: np.ndarray, y_new: np.ndarray) -> ARDGaussianProcess:
         """The same hyperparameters, with (x_new, y_new) added as observations: a fantasy for a batch (kriging
@@ -135,15 +135,15 @@ class ARDGaussianProcess:
         other.x = torch.cat([self.x, torch.as_tensor((np.atleast_2d(x_new) + 1.0) / 2.0)])
         other.t = torch.cat([self.t, torch.as_tensor((np.atleast_1d(y_new) - self.y_mean) / self.y_scale)])
         other.log_params = self.log_params
-        other._factor()
+        other.factor()
         return other
 
     # ------------------------------------------------------------------ predict
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent mean and sd at x (unit-cube tensor), standardised units; differentiable in x."""
         ks = self.signal * matern52(x, self.x, self.length_scales)
-        mean = ks @ self._alpha
-        v = torch.linalg.solve_triangular(self._chol, ks.T, upper=False)
+        mean = ks @ self.weights
+        v = torch.linalg.solve_triangular(self.cholesky, ks.T, upper=False)
         var = torch.clamp(self.signal - (v**2).sum(0), min=1e-12)
         return mean, torch.sqrt(var)
 

@@ -95,21 +95,21 @@ class SequentialEvoGM(Optimizer):
         informed = np.concatenate([np.eye(dim), np.full((1, dim), 1.0 / dim)])
         if not cfg.informed_start:
             informed = informed[:0]
-        sobol = self._sobol(max(0, n_init - len(informed)))
-        self._design = np.concatenate([informed, sobol])[:n_init]
-        self._u = np.empty((0, dim))  # told points, unit box coordinates [-1, 1]
-        self._y = np.empty(0)  # minimised values, failures +inf
-        self._generators: GeneratorPair | None = None
-        self._told_since_training = 0
-        self._gp_warm: np.ndarray | None = None
-        self._fantasies: list[np.ndarray] = []  # rows asked since the last tell (unit box)
-        self._design_given = 0
+        sobol = self.sobol(max(0, n_init - len(informed)))
+        self.design = np.concatenate([informed, sobol])[:n_init]
+        self.told_u = np.empty((0, dim))  # told points, unit box coordinates [-1, 1]
+        self.told_y = np.empty(0)  # minimised values, failures +inf
+        self.generators: GeneratorPair | None = None
+        self.told_since_training = 0
+        self.gp_warm: np.ndarray | None = None
+        self.fantasies: list[np.ndarray] = []  # rows asked since the last tell (unit box)
+        self.design_given = 0
 
     @staticmethod
     def default_popsize(dim: int) -> int:
         return 1
 
-    def _sobol(self, n: int) -> np.ndarray:
+    def sobol(self, n: int) -> np.ndarray:
         if n == 0:
             return np.empty((0, self.dim))
         with warnings.catch_warnings():
@@ -122,74 +122,74 @@ class SequentialEvoGM(Optimizer):
         rows = []
         with torch_threads(1):
             for _ in range(n):
-                row = self._next(np.array(self._fantasies).reshape(-1, self.dim))
+                row = self.next_point(np.array(self.fantasies).reshape(-1, self.dim))
                 rows.append(row)
-                self._fantasies.append(row)
+                self.fantasies.append(row)
         return self.box.to_user(np.array(rows)), np.empty((n, 0))
 
-    def _next(self, pending: np.ndarray) -> np.ndarray:
+    def next_point(self, pending: np.ndarray) -> np.ndarray:
         # design rows handed out, or told rows if more (rows told without an ask, e.g. a sampler's startup trials)
-        position = max(self._design_given, len(self._y))
-        if position < len(self._design):
-            self._design_given = position + 1
-            return self._design[position]
-        finite = np.isfinite(self._y)
+        position = max(self.design_given, len(self.told_y))
+        if position < len(self.design):
+            self.design_given = position + 1
+            return self.design[position]
+        finite = np.isfinite(self.told_y)
         if finite.sum() < 2:
-            return self._sobol(1)[0]
-        y = np.where(finite, self._y, np.max(self._y[finite]))  # failures ranked with the worst
-        gp = ARDGaussianProcess(self._u, y, warm=self._gp_warm)
-        self._gp_warm = gp.log_params
+            return self.sobol(1)[0]
+        y = np.where(finite, self.told_y, np.max(self.told_y[finite]))  # failures ranked with the worst
+        gp = ARDGaussianProcess(self.told_u, y, warm=self.gp_warm)
+        self.gp_warm = gp.log_params
         if len(pending):
             gp = gp.conditioned(pending, gp.mean(pending))  # kriging believer
         point, _ = maximise_log_ei(
-            gp, self._pool(y), n_starts=self.config.n_starts, incumbent_rule=self.config.incumbent
+            gp, self.pool(y), n_starts=self.config.n_starts, incumbent_rule=self.config.incumbent
         )
-        seen = np.concatenate([self._u, pending])
+        seen = np.concatenate([self.told_u, pending])
         if np.min(np.max(np.abs(seen - point), axis=1)) < 1e-9:  # LogEI at an observed point: explore instead
-            point = self._sobol(1)[0]
+            point = self.sobol(1)[0]
         return point
 
-    def _pool(self, y: np.ndarray) -> np.ndarray:
+    def pool(self, y: np.ndarray) -> np.ndarray:
         cfg = self.config
-        best = self._u[np.argsort(y, kind="stable")[:5]]
+        best = self.told_u[np.argsort(y, kind="stable")[:5]]
         local = []
         for scale in (0.05, 0.2):
             centres = best[self.rng.integers(len(best), size=cfg.local_pool // 2)]
             local.append(centres + scale * self.rng.standard_normal(centres.shape))
-        pool = [self._sobol(cfg.sobol_pool), *local]
+        pool = [self.sobol(cfg.sobol_pool), *local]
         if cfg.generator_starts:
-            pool.append(self._generator_proposals(y))
+            pool.append(self.generator_proposals(y))
         return np.clip(np.concatenate(pool), -1.0, 1.0)
 
-    def _generator_proposals(self, y: np.ndarray) -> np.ndarray:
+    def generator_proposals(self, y: np.ndarray) -> np.ndarray:
         """G_lw(best P of H) and ``variants_per_proposal`` Gaussian variants of each (the default's proposals before
         its screening), G_lw retrained every ``train_every_per_dim``·dim tells."""
         cfg = self.config
         order = np.argsort(y, kind="stable")
-        if self._generators is None or self._told_since_training >= cfg.train_every_per_dim * self.dim:
-            if self._generators is None:
-                self._generators = GeneratorPair(self.dim, cfg.generator, self.rng)
+        if self.generators is None or self.told_since_training >= cfg.train_every_per_dim * self.dim:
+            if self.generators is None:
+                self.generators = GeneratorPair(self.dim, cfg.generator, self.rng)
             n_winners = max(1, int(cfg.winner_fraction * len(order)))
-            self._generators.train(self._u[order[:n_winners]], self._u[order[n_winners:]], self.rng)
-            self._told_since_training = 0
-        population = self._u[order[: 2 * self.dim]]
-        made = self._generators.propose(population)
+            self.generators.train(self.told_u[order[:n_winners]], self.told_u[order[n_winners:]], self.rng)
+            self.told_since_training = 0
+        population = self.told_u[order[: 2 * self.dim]]
+        made = self.generators.propose(population)
         sigma = cfg.step / math.sqrt(self.dim)
         noise = sigma * self.rng.standard_normal((len(made), cfg.variants_per_proposal, self.dim))
         return np.concatenate([made, (made[:, None, :] + noise).reshape(-1, self.dim)])
 
     # ------------------------------------------------------------------ results
     def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
-        self._u = np.concatenate([self._u, self.box.to_unit(x)])
-        self._y = np.concatenate([self._y, y])
-        self._told_since_training += len(y)
-        self._fantasies = []
+        self.told_u = np.concatenate([self.told_u, self.box.to_unit(x)])
+        self.told_y = np.concatenate([self.told_y, y])
+        self.told_since_training += len(y)
+        self.fantasies = []
 
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError(f"{self.name} is a research variant without exact resume; it writes no checkpoint")
 
     def _repr_extra(self) -> str:
-        return f", strategy=sequential LogEI (design {len(self._design)} points), config={self.config}"
+        return f", strategy=sequential LogEI (design {len(self.design)} points), config={self.config}"
 
 
 def variant(**settings: Any) -> SequentialConfig:
