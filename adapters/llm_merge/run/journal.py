@@ -339,6 +339,20 @@ class Journal:
             "it continues, but may differ from an uninterrupted run in the last bits of its scores"
         )
 
+    def _cannot_resume(self, exc: BaseException) -> RunError:
+        return RunError(f"{self.checkpoint}: cannot resume ({one_line(exc)}); use --restart to set it aside")
+
+    def _refuse_unless_ours(self, problem: str | None, theirs: str | None) -> None:
+        """One line if the checkpoint is another optimizer's (``problem``) or, where this run's checkpoints carry an
+        owner, another run's (``theirs``): what :meth:`load_optimizer` and :meth:`load_scheduler` both refuse."""
+        if problem is None and self.owned_checkpoints and theirs != self.owner:
+            problem = "it was written without an owner" if theirs is None else f"it belongs to {theirs!r}"
+        if problem is not None:
+            raise RunError(
+                f"{self.checkpoint} is not this run's checkpoint ({problem}); put this run's checkpoint back, or "
+                "--restart to set the old run aside"
+            )
+
     def load_optimizer(self, dim: int, expected: Optimizer | None = None) -> Optimizer | None:
         """The checkpointed optimizer (``None`` for a new run). Refused, in one line, if unreadable, for another
         ``dim``, not the optimizer ``expected`` (the one this config builds: name and constructor settings, the
@@ -349,18 +363,11 @@ class Journal:
         try:
             opt, theirs = load_checkpoint(self.checkpoint)  # one read: the state and its owner are of one file
         except _LOAD_ERRORS as exc:
-            why = one_line(exc)
-            raise RunError(f"{self.checkpoint}: cannot resume ({why}); use --restart to set it aside") from None
+            raise self._cannot_resume(exc) from None
         if opt.dim != dim:
             raise RunError(f"{self.checkpoint} searches {opt.dim} coefficients but this config has {dim}")
         problem = None if expected is None else foreign_optimizer(opt, expected)
-        if problem is None and self.owned_checkpoints and theirs != self.owner:
-            problem = "it was written without an owner" if theirs is None else f"it belongs to {theirs!r}"
-        if problem is not None:
-            raise RunError(
-                f"{self.checkpoint} is not this run's checkpoint ({problem}); put this run's checkpoint back, or "
-                "--restart to set the old run aside"
-            )
+        self._refuse_unless_ours(problem, theirs)
         return opt
 
     def load_scheduler(self, expected: FidelityScheduler) -> FidelityScheduler | None:
@@ -373,18 +380,11 @@ class Journal:
             sched = FidelityScheduler.load(self.checkpoint)
             theirs = checkpoint_owner(self.checkpoint)
         except _LOAD_ERRORS as exc:
-            why = one_line(exc)
-            raise RunError(f"{self.checkpoint}: cannot resume ({why}); use --restart to set it aside") from None
+            raise self._cannot_resume(exc) from None
         if sched.dim != expected.dim:
             raise RunError(f"{self.checkpoint} searches {sched.dim} coefficients but this config has {expected.dim}")
         problem = loaded_scheduler_problem(sched, expected) or foreign_optimizer(sched.inner, expected.inner)
-        if problem is None and self.owned_checkpoints and theirs != self.owner:
-            problem = "it was written without an owner" if theirs is None else f"it belongs to {theirs!r}"
-        if problem is not None:
-            raise RunError(
-                f"{self.checkpoint} is not this run's checkpoint ({problem}); put this run's checkpoint back, or "
-                "--restart to set the old run aside"
-            )
+        self._refuse_unless_ours(problem, theirs)
         return sched
 
     def replay(self, opt: Any, say: Any = None) -> list[dict[str, Any]]:
