@@ -1,8 +1,10 @@
 """Population evaluation on several GPUs (or machines) with Ray: one persistent actor per device.
 
 Each actor builds its :class:`MergeFitness` once — base model and experts' factors on its own GPU — and then
-only λ vectors go in and scores come out. ``evaluate_batch(Λ)`` splits the population into one shard per live
-actor and gathers the scores by row index, so a score can only land on the candidate it was computed for.
+only λ vectors go in and scores come out. ``evaluate_batch(Λ)`` and ``correct_counts(Λ, tasks)`` (a multi-fidelity
+search's prefix counts, with ``PrefixScorer(FitnessSpec.prefix_plan(...), pool)``) split the population into one
+shard per live actor and gather the results by row index, so a result can only land on the candidate it was
+computed for.
 Ray does the scheduling and fault handling: an actor that dies is restarted and its call retried
 (``max_restarts`` / ``max_task_retries``); once an actor is out of restarts its shard is re-queued on a live
 actor. Locally ``ray.init()`` is enough (CPU actors in the tests); on a cluster run ``ray start --head`` on one
@@ -11,11 +13,16 @@ machine, ``ray start --address=HEAD:6379`` on the others, and ``ray.init(address
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from llm_merge.run.schema import FidelitySpec
+    from llm_merge.run.search import PrefixPlan
+    from llm_merge.tasks.jsonl import Task
 
 
 @dataclass(frozen=True)
@@ -34,20 +41,24 @@ class FitnessSpec:
     weights: Sequence[float] | None = None
     model_type: str = "auto"  # auto | causal | seq2seq (llm_merge.model.loading.load_base)
 
+    def load_tasks(self) -> list[Task]:
+        """The tasks as every actor reads them (their names seed a fidelity plan's permutations)."""
+        from llm_merge.tasks.jsonl import Task
+
+        return [Task.from_jsonl(path, max_new_tokens=self.max_new_tokens) for path in self.tasks]
+
     def build(self):
         """The actor's fitness, built as ``evogm-opt merge`` builds a run's (``llm_merge.run.assemble``)."""
         from pathlib import Path
 
         from llm_merge.run.assemble import assemble
         from llm_merge.run.schema import ExpertSpec
-        from llm_merge.tasks.jsonl import Task
 
-        tasks = [Task.from_jsonl(path, max_new_tokens=self.max_new_tokens) for path in self.tasks]
         experts = [ExpertSpec(path=str(path), name=Path(path).name) for path in self.experts]
         return assemble(
             self.base,
             experts,
-            tasks,
+            self.load_tasks(),
             method=self.method,
             method_options=self.method_options,
             dtype=self.dtype,
@@ -56,6 +67,19 @@ class FitnessSpec:
             batch_size=self.batch_size,
             model_type=self.model_type,
         ).fitness
+
+    def prefix_plan(self, fidelity: FidelitySpec) -> PrefixPlan:
+        """The plan ``PrefixPlan.of(fitness, fidelity)`` gives the actors' fitness, built in the driver from the
+        tokenizer, the tasks and the base's config only: no weights are loaded where no GPU may be."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        from llm_merge.model.names import base_model_type
+        from llm_merge.run.search import PrefixPlan
+
+        config = AutoConfig.from_pretrained(self.base)
+        kind = base_model_type(getattr(config, "is_encoder_decoder", False), self.model_type, repr(self.base))
+        tokenizer = AutoTokenizer.from_pretrained(self.base)  # load_base's (padding never counts as tokens)
+        return PrefixPlan(self.load_tasks(), fidelity, tokenizer, kind == "seq2seq")
 
 
 class _Worker:
@@ -67,12 +91,18 @@ class _Worker:
     def evaluate(self, lams: np.ndarray) -> list[float]:
         return self.fitness.evaluate_batch(lams)
 
+    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Task], path: str) -> np.ndarray:
+        # "auto" is resolved here: only the actor knows its device and the size of its shard
+        if path == "auto":
+            path = self.fitness.choose_path(len(lams))
+        return self.fitness.correct_counts(lams, tasks, path)
+
     def device(self) -> str:
         return str(self.fitness._device)
 
 
 class RayMergeEvaluator:
-    """``evaluate_batch(Λ) -> scores`` over a pool of persistent Ray actors.
+    """``evaluate_batch(Λ) -> scores`` and ``correct_counts(Λ, tasks)`` over a pool of persistent Ray actors.
 
     Args:
         spec: what each actor loads.
@@ -100,11 +130,30 @@ class RayMergeEvaluator:
         return ray.get([w.device.remote() for w in self.workers])
 
     def evaluate_batch(self, lams: np.ndarray) -> list[float]:
+        """Fitness of each row of Λ (each actor's ``MergeFitness.evaluate_batch`` on its shard, path "auto")."""
+        lams = np.atleast_2d(np.asarray(lams, dtype=float))
+        scores = np.full(len(lams), np.nan)
+        for idx, values in self._sharded(lams, lambda worker, rows: worker.evaluate.remote(rows)):
+            scores[idx] = values
+        return scores.tolist()
+
+    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Task], path: str = "rebuild") -> np.ndarray:
+        """``MergeFitness.correct_counts`` over the pool, (P, len(tasks)) integers: what
+        ``llm_merge.run.search.PrefixScorer`` calls, so a multi-fidelity search can score its rungs here
+        (``path`` "auto" is chosen by each actor for its shard)."""
+        lams = np.atleast_2d(np.asarray(lams, dtype=float))
+        counts = np.zeros((len(lams), len(tasks)), dtype=np.int64)
+        for idx, values in self._sharded(lams, lambda worker, rows: worker.correct_counts.remote(rows, tasks, path)):
+            counts[idx] = values
+        return counts
+
+    def _sharded(self, lams: np.ndarray, submit: Callable[[Any, np.ndarray], Any]) -> list[tuple[np.ndarray, Any]]:
+        """Each shard's row indices and what ``submit(actor, rows)`` returned for it: one shard per actor; a
+        shard whose actor is lost for good goes to a live one (the caller puts the results back by row index)."""
         import ray
         from ray.exceptions import RayActorError
 
-        lams = np.atleast_2d(np.asarray(lams, dtype=float))
-        scores = np.full(len(lams), np.nan)
+        done: list[tuple[np.ndarray, Any]] = []
         queue = [idx for idx in np.array_split(np.arange(len(lams)), len(self.workers)) if len(idx)]
         live = list(self.workers)
         pending: dict[Any, tuple[np.ndarray, Any]] = {}
@@ -113,22 +162,20 @@ class RayMergeEvaluator:
                 busy = {id(w) for _, w in pending.values()}
                 worker = next(w for w in live if id(w) not in busy)
                 idx = queue.pop()
-                pending[worker.evaluate.remote(lams[idx])] = (idx, worker)
+                pending[submit(worker, lams[idx])] = (idx, worker)
             if not pending:
                 raise RuntimeError("every Ray actor is lost; no worker left to evaluate on")
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             idx, worker = pending.pop(ref)
             try:
-                values = ray.get(ref)
+                done.append((idx, ray.get(ref)))
             except RayActorError:
                 live = [w for w in live if w is not worker]
                 queue.append(idx)
                 self.requeued += 1
                 if not live:
                     raise RuntimeError("every Ray actor is lost; no worker left to evaluate on") from None
-                continue
-            scores[idx] = values
-        return scores.tolist()
+        return done
 
     def shutdown(self) -> None:
         import ray

@@ -54,6 +54,7 @@ import numpy as np
 from evogm_opt import AskedBatch, BasisShift, GenerativeOptimizer, Optimizer, registry
 from evogm_opt.fidelity import FidelityBatch, FidelityScheduler
 from evogm_opt.loop import optimize
+from evogm_opt.objectives import weighted_mean
 from evogm_opt.stopping import StoppingMonitor, StoppingRules, budget_reason
 from llm_merge.model.fitness import MergeFitness
 from llm_merge.run.config import MergeRunConfig, rebase_bounds_problem
@@ -370,9 +371,19 @@ class Measured:
     examples: list[int]  # per task, the prefix's length
     tokens: int  # per row: the new examples' tokens
 
+    def scores(self) -> list[list[float]]:
+        """Per row, each task's accuracy on its prefix."""
+        return [[int(c) / n for c, n in zip(row, self.examples)] for row in self.correct]
+
+    def values(self, weights: Sequence[float] | None = None) -> list[float]:
+        """Per row, the value the run tells: the tasks' accuracies' weighted mean, as ``MergeFitness.combine``
+        with the same ``weights`` (default equal) gives it, for a driver with no fitness in its process."""
+        return [float(weighted_mean(np.asarray(s, dtype=float), weights)) for s in self.scores()]
+
 
 class PrefixScorer:
-    """Scores a :class:`FidelityBatch` on the plan's prefixes, extending each promoted candidate's counts."""
+    """Scores a :class:`FidelityBatch` on the plan's prefixes, extending each promoted candidate's counts.
+    ``fitness``: anything with ``MergeFitness.correct_counts`` (the run's fitness, or a Ray actor pool)."""
 
     def __init__(self, plan: PrefixPlan, fitness: Any, entries: Sequence[dict[str, Any]] = ()) -> None:
         self.plan, self.fitness = plan, fitness
