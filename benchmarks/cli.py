@@ -1,7 +1,7 @@
 """``evogm-opt bench``: optimizers side by side on synthetic landscapes; ``bench report``, ``bench compare``,
-``bench fidelity`` (at equal cost in validation examples), ``bench coco``, ``bench hpo``, the timings
-``bench merge-speed``, ``bench overhead`` and ``bench thread-load``, and the research experiments
-``bench research …`` are its subcommands, so the bench has one way in.
+``bench fidelity`` (at equal cost in validation examples), ``bench cost-goal`` (the same value for less),
+``bench coco``, ``bench hpo``, the timings ``bench merge-speed``, ``bench overhead`` and ``bench thread-load``,
+and the research experiments ``bench research …`` are its subcommands, so the bench has one way in.
 
 Registered as the ``bench`` entry point of ``evogm_opt.commands``; the libraries of the ``bench`` extra are
 imported only when a command runs, so a missing one is named with the extra that brings it.
@@ -193,6 +193,26 @@ def _compare(args: argparse.Namespace) -> int:
         return 2
     comparisons = compare.compare(cells, args.optimizer, targets, args.holm)
     print(compare.render(args.optimizer, comparisons, args.holm, per_cell=not args.brief), end="")
+    return 0
+
+
+def _cost_goal(args: argparse.Namespace) -> int:
+    _import_bench()
+    from evogm_bench import cost_goal
+
+    for path in args.results:
+        if not Path(path).exists():
+            print(f"no such results file: {path}", file=sys.stderr)
+            return 2
+    goal = cost_goal.Goal(args.optimizer, args.reference, args.fraction, args.tolerance)
+    try:
+        rows = cost_goal.evaluate(args.results, goal, args.checkpoints, args.seeds, args.landscapes or [""])
+    except ValueError as exc:
+        return fail("evogm-opt bench cost-goal", str(exc), EXIT_USAGE)
+    if not rows:
+        names = f"{args.optimizer!r} and {args.reference!r}"
+        return fail("evogm-opt bench cost-goal", f"no cell has records of both {names}", EXIT_USAGE)
+    print(cost_goal.render(rows, goal), end="")
     return 0
 
 
@@ -449,6 +469,33 @@ def build_fidelity_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_cost_goal_parser() -> argparse.ArgumentParser:
+    from evogm_bench.report import seed_range
+
+    parser = _Parser(
+        prog="evogm-opt bench cost-goal",
+        description="The same result for less (issue 30): on 'bench fidelity' records, an optimizer read at a "
+        "fraction of the cost against the reference read at the whole cost, cell by cell (landscape × N × "
+        "checkpoint); a cell matches when the median true value is at most --tolerance lower and not "
+        "significantly lower (two-sided Mann–Whitney, Holm over the cells).",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("results", nargs="+", help="JSONL files written by 'evogm-opt bench fidelity'")
+    parser.add_argument("--optimizer", default="sh-evogm", help="the optimizer read at --fraction of the cost")
+    parser.add_argument("--reference", default="evogm", help="the optimizer read at the whole cost")
+    parser.add_argument("--fraction", type=float, default=0.5, help="share of the reference's cost")
+    parser.add_argument("--tolerance", type=float, default=0.005, help="how much lower a median may be")
+    parser.add_argument("--checkpoints", nargs="+", type=_positive_int, default=[10, 20], help="budgets k·N")
+    parser.add_argument(
+        "--seeds", type=seed_range, default=None, help="a range A:B keeps seeds A … B−1; None: every seed"
+    )
+    parser.add_argument(
+        "--landscapes", nargs="+", default=None, metavar="PREFIX", help="landscape name prefixes; None: all"
+    )
+    parser.set_defaults(func=_cost_goal)
+    return parser
+
+
 def build_coco_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="evogm-opt bench coco",
@@ -498,6 +545,7 @@ SUBCOMMANDS = {
     "report": build_report_parser,
     "compare": build_compare_parser,
     "fidelity": build_fidelity_parser,
+    "cost-goal": build_cost_goal_parser,
     "coco": build_coco_parser,
     "hpo": build_hpo_parser,
     "merge-speed": build_merge_speed_parser,

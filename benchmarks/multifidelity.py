@@ -26,6 +26,7 @@ import importlib.util
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,12 @@ class SuccessiveHalving:
     """An optimizer of ``evogm_opt.registry`` (with the bench's settings) inside :class:`FidelityScheduler`,
     driven by the core's loop; recommends the scheduler's recommendation (always a full-fidelity point)."""
 
-    def __init__(self, name: str, dim: int, seed: int, budget: int, fidelity: Fidelity) -> None:
+    def __init__(
+        self, name: str, dim: int, seed: int, budget: int, fidelity: Fidelity,
+        scheduler: Callable[..., FidelityScheduler] = FidelityScheduler,
+    ) -> None:  # fmt: skip
         inner = registry.create(name, dim, seed=seed, maximize=True, **BENCH_SETTINGS.get(name, {}))
-        self.scheduler = FidelityScheduler(
+        self.scheduler = scheduler(
             inner, full=fidelity.full, minimum=fidelity.minimum, eta=fidelity.eta, nested=True, max_examples=budget
         )
 
@@ -224,3 +228,14 @@ FIDELITY_PEERS.add(
     FidelityPeer(lambda d, s, b, f: OptunaHyperband(d, s, b, f, "gp"), "optuna", "optuna", slow=True),
 )
 FIDELITY_PEERS.add("smac-mf", FidelityPeer(SMACMultiFidelity, "smac", "bo", slow=True))
+
+
+def _racing(z: float) -> Callable[[int, int, int, Fidelity], SuccessiveHalving]:
+    from evogm_bench.research.racing import RacingScheduler
+
+    return lambda d, s, b, f: SuccessiveHalving("evogm", d, s, b, f, partial(RacingScheduler, z=z))
+
+
+# research (docs/research.md, issue 30): the default inside a racing promotion rule instead of a fixed share
+FIDELITY_PEERS.add("race-evogm", FidelityPeer(_racing(2.0)))
+FIDELITY_PEERS.add("race-evogm-z1", FidelityPeer(_racing(1.0)))

@@ -530,7 +530,7 @@ class _FidelityStep:
             path = self.fitness.choose_path(len(batch))
         measured = self.scorer.measure(batch, path)
         self.correct, self.examples, self.new_tokens = measured.correct, measured.examples, measured.tokens
-        self.scores = [[int(c) / n for c, n in zip(row, self.examples)] for row in self.correct]
+        self.scores = measured.scores()
         return [self.fitness.combine(s) for s in self.scores]
 
     def write_log(self, x: np.ndarray, _told: Any) -> None:

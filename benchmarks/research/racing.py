@@ -1,0 +1,63 @@
+"""A promotion rule that reads the known noise of a prefix: racing against the incumbent (issue 30, research).
+
+Successive halving promotes a fixed share ⌊n/η⌋ of each rung, whatever the values say. On a merge, a value at
+fidelity n is an accuracy on the first n examples of a fixed validation set of N, so its noise is known: the
+standard error of a proportion p over n draws without replacement, √(p(1−p)/n · (N−n)/(N−1)). A candidate whose
+optimistic value p̂ + z·se is still below the best value measured at full fidelity (the incumbent) cannot be
+expected to beat it and stops; every other candidate goes on. Because prefixes nest, promoting a candidate to
+full fidelity costs no more than measuring it there at once, so the rule spends at most what full fidelity spends
+and saves only on candidates that the data already rule out (racing, as in Maron & Moore's Hoeffding races).
+
+Before the first full-fidelity value exists, and when no candidate's bound reaches the incumbent, the rule falls
+back to successive halving's share, so that every generation still reaches full fidelity.
+
+A variant of the bench (a :class:`~evogm_opt.FidelityScheduler` subclass overriding its one seam,
+``promote``): values are maximised accuracies in [0, 1], which is what the merge landscapes and a merge run
+measure; the core's scheduler makes no such assumption.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evogm_opt import FidelityScheduler
+from evogm_opt.fidelity import promoted
+
+
+def accuracy_standard_error(accuracy: np.ndarray, n: int, full: int) -> np.ndarray:
+    """Standard error of accuracies measured on n of a fixed set of ``full`` examples (finite population); the
+    proportion is shrunk by one success and one failure (p̃ = (k+1)/(n+2)) so that 0 and 1 keep some noise."""
+    shrunk = (np.clip(accuracy, 0.0, 1.0) * n + 1.0) / (n + 2.0)
+    correction = (full - n) / (full - 1) if full > 1 else 0.0
+    return np.sqrt(shrunk * (1.0 - shrunk) / n * correction)
+
+
+class RacingScheduler(FidelityScheduler):
+    """Successive halving's rungs with a racing promotion: every candidate whose value at the rung plus ``z``
+    standard errors reaches the incumbent goes on (at least ⌊n/η⌋ of the best, and one, before an incumbent
+    exists or when none reaches it). Maximised accuracies only."""
+
+    def __init__(self, *args, z: float = 2.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.maximize:
+            raise ValueError("racing reads values as accuracies to maximise")
+        self.z = float(z)
+
+    def generation_cost(self, size: int) -> int:
+        """The most a generation can cost: every candidate raced to full fidelity (so a generation chosen to fit
+        an example budget always fits; the scheduler sizes generations with this)."""
+        return sum(size * self.cost(k) for k in range(len(self.rungs)))
+
+    def promote(self, values: np.ndarray, rung: int) -> np.ndarray:
+        order = np.argsort(values, kind="stable")
+        finite = int(np.isfinite(values).sum())
+        incumbent = self.best
+        fallback = order[: min(promoted(len(values), self.eta), finite)]
+        if incumbent is None:
+            return fallback
+        accuracy = -values  # the scheduler's values are minimised
+        bound = accuracy + self.z * accuracy_standard_error(accuracy, self.rungs[rung], self.full)
+        alive = np.flatnonzero(np.isfinite(values) & (bound >= incumbent.y))
+        if alive.size == 0:
+            return order[: min(1, finite)]
+        return alive
