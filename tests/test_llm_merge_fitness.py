@@ -205,6 +205,16 @@ def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
     verdict = result.results["verdict"]
     assert verdict["beats_both"] == (verdict["merged"] > max(verdict["best_expert_score"], verdict["uniform"]))
     assert ("Seed 0: the EvoGM merge" in result.table) and ("did NOT beat" in result.table) != verdict["beats_both"]
+    # the multi-fidelity search: its row, and tokens counted against the full-fidelity EvoGM search's
+    assert "evogm + fidelity λ*" in rows
+    cost = result.results["fidelity"]
+    full = json.loads((tmp_path / "demo" / "runs" / "evogm" / "results.json").read_text())
+    assert cost["full_fidelity_tokens"] == full["n_evals"] * cost["fidelity"]["tokens_per_full_measurement"]
+    assert 0 < cost["tokens_spent"] < cost["full_fidelity_tokens"]
+    assert cost["candidates"] == 18  # FIDELITY_CANDIDATES (1.5) × the 12 evaluations of the other searches
+    logged = (tmp_path / "demo" / "runs" / "evogm-fidelity" / "log.jsonl").read_text().splitlines()
+    assert json.loads(logged[-1])["tokens_spent"] == cost["tokens_spent"]
+    assert f"for {cost['tokens_spent']} validation tokens" in result.table
 
 
 def test_merge_verdict_needs_both_the_best_expert_and_uniform_ta_beaten():
@@ -223,15 +233,19 @@ def test_merge_verdict_needs_both_the_best_expert_and_uniform_ta_beaten():
 def test_demo_figures_table_counts_the_seeds_evogm_wins(monkeypatch):
     from types import SimpleNamespace
 
-    from llm_merge.demo.cpu_demo import SEARCHES, SEEN, UNIFORM
+    from llm_merge.demo.cpu_demo import FIDELITY_ROW, SEARCHES, SEEN, UNIFORM
     from llm_merge.demo.figures import block
 
-    def result(merged):
+    def result(merged, cheap, tokens):
         rows = {"expert a": {f"{n}/test": 0.6 for n in SEEN}, UNIFORM: {f"{n}/test": 0.5 for n in SEEN}}
         rows |= {f"{s} λ*": {f"{n}/test": merged for n in SEEN} for s in SEARCHES}
-        return SimpleNamespace(results={"rows": rows}, table="(table)", seconds=1.0)
+        rows[FIDELITY_ROW] = {f"{n}/test": cheap for n in SEEN}
+        cost = {"tokens_spent": tokens, "full_fidelity_tokens": 1000}
+        return SimpleNamespace(results={"rows": rows, "fidelity": cost}, table="(table)", seconds=1.0)
 
-    text = block({0: result(0.7), 1: result(0.55), 2: result(0.65)}, SEARCHES)
+    text = block({0: result(0.7, 0.7, 300), 1: result(0.55, 0.6, 400), 2: result(0.65, 0.5, 500)}, SEARCHES)
     assert "EvoGM beats every single expert and uniform TA in 2/3 seeds." in text
-    assert "| 1 | 0.500 | 0.600 | 0.550 | 0.550 | 0.550 | no | 1 s |" in text
+    assert "| 1 | 0.500 | 0.600 | 0.550 | 0.550 | 0.550 | 0.600 | 40% | no | 1 s |" in text
     assert "| mean ± sd | 0.500 ± 0.000 | 0.600 ± 0.000 | 0.633 ± 0.076 |" in text
+    assert "| 0.600 ± 0.100 | 40% | | |" in text
+    assert "accuracy is 0.600 ± 0.100 against 0.633 ± 0.076 at full fidelity, for 30%–50% of its validation" in text

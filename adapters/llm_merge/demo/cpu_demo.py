@@ -46,6 +46,11 @@ def char_tokenizer():
 
 
 SEARCHES = ("evogm", "cmaes", "pso-merging")  # each one is an 'evogm-opt merge CONFIG.yaml' run
+# EvoGM again with multi-fidelity scoring (issue 30): successive halving over nested prefixes of the validation
+# examples; asked FIDELITY_CANDIDATES times as many candidates as the full-fidelity search evaluates
+FIDELITY = {"min_examples": 10, "eta": 3}
+FIDELITY_CANDIDATES = 1.5
+FIDELITY_ROW = "evogm + fidelity λ*"
 EXAMPLES = 100  # per task and split: a one-example difference is 0.01 of a task's accuracy
 REPLAY = 0.5  # share of an expert's batch that replays the base's own answers on the other tasks
 
@@ -137,7 +142,10 @@ def _run_demo(out: Path, budget_per_dim: int, seed: int, quiet: bool, expert_ste
     _write_tasks(out, seed)
     budget = budget_per_dim * len(SEEN)
     rows, best, found_at = _run_searches(out, budget, seed, say)
-    table = _demo_table(rows, budget, out, seed, found_at)
+    row, cost = _run_fidelity_search(out, budget, seed, say)
+    rows[FIDELITY_ROW] = row
+    cost["full_fidelity_tokens"] = _full_fidelity_tokens(out, cost)
+    table = _demo_table(rows, budget, out, seed, found_at) + "\n" + fidelity_line(rows, cost)
     results = {
         "rows": rows,
         "best_lambda": best,
@@ -145,6 +153,7 @@ def _run_demo(out: Path, budget_per_dim: int, seed: int, quiet: bool, expert_ste
         "best_search": best_search(rows, found_at),
         "budget": budget,
         "verdict": merge_verdict(rows),
+        "fidelity": cost,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return DemoResult(table, results, time.perf_counter() - start)
@@ -283,6 +292,47 @@ def _run_searches(out: Path, budget: int, seed: int, say) -> tuple[dict[str, dic
         )
     order = [k for k in rows if not k.endswith("λ*")] + [f"{n} λ*" for n in SEARCHES]
     return {k: rows[k] for k in order}, best, found_at
+
+
+def _run_fidelity_search(out: Path, budget: int, seed: int, say) -> tuple[dict[str, float], dict]:
+    """EvoGM with ``fidelity:`` (runs/evogm-fidelity): its λ*'s row and what the search cost."""
+    import yaml
+
+    from llm_merge.run.config import load_config
+    from llm_merge.run.pipeline import run_merge
+
+    candidates = int(round(FIDELITY_CANDIDATES * budget))
+    config = _search_config("evogm", candidates, seed, first=False)
+    config |= {"fidelity": {**FIDELITY, "seed": seed}, "save_model": False, "output": "runs/evogm-fidelity"}
+    path = out / "config-evogm-fidelity.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run = run_merge(load_config(path), restart=True, progress=False, say=lambda *a: None)
+    r = run.results
+    keys = ("candidates", "measurements", "tokens_spent", "examples_spent", "fidelity")
+    say(
+        f"evogm + fidelity: {r['candidates']} candidates, {r['measurements']} measurements, best val "
+        f"{r['best']['score']:.3f}, {r['tokens_spent']} tokens ({path.name})"
+    )
+    return r["rows"]["evogm λ*"], {k: r[k] for k in keys}
+
+
+def _full_fidelity_tokens(out: Path, cost: dict) -> int:
+    """Validation tokens the full-fidelity EvoGM search spent: its candidates, each scored on every example."""
+    searched = json.loads((out / "runs" / "evogm" / "results.json").read_text())
+    return int(searched["n_evals"]) * int(cost["fidelity"]["tokens_per_full_measurement"])
+
+
+def fidelity_line(rows: dict[str, dict[str, float]], cost: dict) -> str:
+    """What multi-fidelity scoring saved against the full-fidelity EvoGM search, on the seen tasks' test splits."""
+    plan, full = cost["fidelity"], cost["full_fidelity_tokens"]
+    rungs = ", ".join(str(r) for r in plan["rungs"])
+    return (
+        f"Multi-fidelity (evogm + fidelity: successive halving at rungs of {rungs} of {plan['full']} validation "
+        f"examples, eta {plan['eta']}, at least {plan['min_examples']} per task; {cost['candidates']} candidates): "
+        f"seen-task test {seen_test(rows[FIDELITY_ROW]):.3f} against evogm's {seen_test(rows['evogm λ*']):.3f}, "
+        f"for {cost['tokens_spent']} validation tokens, {cost['tokens_spent'] / full:.0%} of the {full} that "
+        "evogm's full-fidelity search spent."
+    )
 
 
 UNIFORM = "uniform TA (λ = 1/N)"
