@@ -239,3 +239,14 @@ def _racing(z: float) -> Callable[[int, int, int, Fidelity], SuccessiveHalving]:
 # research (docs/research.md, issue 30): the default inside a racing promotion rule instead of a fixed share
 FIDELITY_PEERS.add("race-evogm", FidelityPeer(_racing(2.0)))
 FIDELITY_PEERS.add("race-evogm-z1", FidelityPeer(_racing(1.0)))
+
+
+def _shrinkage(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
+    from evogm_bench.research.racing import ShrinkageScheduler
+
+    return SuccessiveHalving("evogm", d, s, b, f, ShrinkageScheduler)
+
+
+# research: successive halving's share, ranked by the prefix's value shrunk toward a GP's prediction (a GP fit per
+# generation: seconds per run, so slow)
+FIDELITY_PEERS.add("shrink-evogm", FidelityPeer(_shrinkage, slow=True))

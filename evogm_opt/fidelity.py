@@ -320,7 +320,7 @@ class FidelityScheduler:
         k = gen.rung
         members = np.flatnonzero(gen.admitted == k)
         internal = self._internal(gen.values[members, k])
-        chosen = self.promote(internal, k) if k + 1 < len(self.rungs) else np.empty(0, np.int64)
+        chosen = self.promote(internal, k, gen.x[members]) if k + 1 < len(self.rungs) else np.empty(0, np.int64)
         if len(chosen) > 0:
             best = members[np.asarray(chosen, dtype=np.int64)]
             gen.rung = k + 1
@@ -334,11 +334,12 @@ class FidelityScheduler:
         user = np.where(np.isfinite(told), -told if self.maximize else told, np.nan)
         self.inner.tell(gen.x, user)
 
-    def promote(self, values: np.ndarray, rung: int) -> np.ndarray:
+    def promote(self, values: np.ndarray, rung: int, points: np.ndarray) -> np.ndarray:
         """Which of a finished rung's candidates go on (positions in ``values``: their values at ``rung``,
-        minimised, +inf for failures). Successive halving: the best ⌊n/η⌋, at least one, never a failure. The one
-        seam a promotion rule of research overrides (one that reads the known noise at n or a surrogate)."""
-        del rung
+        minimised, +inf for failures; ``points``: their rows). Successive halving: the best ⌊n/η⌋, at least one,
+        never a failure. The one seam a promotion rule of research overrides (one that reads the known noise at n,
+        or a surrogate at the points)."""
+        del rung, points
         count = min(promoted(len(values), self.eta), int(np.isfinite(values).sum()))
         return np.argsort(values, kind="stable")[:count]
 

@@ -119,3 +119,20 @@ def test_racing_stops_only_candidates_whose_bound_misses_the_incumbent():
 def test_racing_refuses_values_to_minimise():
     with pytest.raises(ValueError, match="accuracies to maximise"):
         RacingScheduler(RandomSearch(2, seed=0), full=200, minimum=22)
+
+
+def test_shrinkage_ranks_by_the_value_pulled_toward_the_surrogate():
+    """Two candidates measured equal at the lowest rung: the one where the GP of full-fidelity values predicts more
+    goes on. Before the GP has ``min_points`` values, successive halving's order."""
+    from evogm_bench.research.racing import ShrinkageScheduler
+
+    sched = ShrinkageScheduler(RandomSearch(1, seed=0, maximize=True, popsize=6), full=200, minimum=22, eta=3)
+    x = np.array([[-0.8], [-0.2], [0.2], [0.8]])
+    assert sched.promote(np.array([-0.5, -0.4, -0.6, -0.5]), 0, x).tolist() == [2]  # no GP yet: the best at the rung
+    while (sched.measurements.fidelity == 200).sum() < 6:  # full-fidelity values rising with x: 0.2 … 0.9
+        batch = sched.ask()
+        sched.tell(batch.x, 0.55 + 0.35 * batch.x[:, 0])
+    chosen = sched.promote(np.array([-0.5, -0.5, -0.5, -0.5]), 0, x)
+    assert chosen.tolist() == [3]  # ⌊4/3⌋ = 1: the tie goes to where the GP says the value is highest
+    chosen = sched.promote(np.array([-0.5, -0.5, -0.5, -0.5]), 0, x[::-1])
+    assert chosen.tolist() == [0]

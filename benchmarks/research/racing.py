@@ -48,7 +48,7 @@ class RacingScheduler(FidelityScheduler):
         an example budget always fits; the scheduler sizes generations with this)."""
         return sum(size * self.cost(k) for k in range(len(self.rungs)))
 
-    def promote(self, values: np.ndarray, rung: int) -> np.ndarray:
+    def promote(self, values: np.ndarray, rung: int, points: np.ndarray) -> np.ndarray:
         order = np.argsort(values, kind="stable")
         finite = int(np.isfinite(values).sum())
         incumbent = self.best
@@ -61,3 +61,53 @@ class RacingScheduler(FidelityScheduler):
         if alive.size == 0:
             return order[: min(1, finite)]
         return alive
+
+
+class ShrinkageScheduler(FidelityScheduler):
+    """Successive halving's share, ranked by what the surrogate already knows: each candidate's value at a low
+    rung is combined with a GP's prediction at its point, each weighted by its precision — the binomial noise of
+    the prefix (:func:`accuracy_standard_error`) and the GP's posterior variance — and the best ⌊n/η⌋ of the
+    combined values go on (the same count, hence the same cost, as successive halving). The GP (an ARD Matérn-5/2,
+    ``ard_gp.py``) is fitted once a generation to the full-fidelity measurements, warm-started from the last fit;
+    with fewer than ``min_points`` of them, plain successive halving."""
+
+    def __init__(self, *args, min_points: int = 4, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.maximize:
+            raise ValueError("shrinkage reads values as accuracies to maximise")
+        self.min_points = int(min_points)
+        self.fitted_for = -1  # the number of full-fidelity measurements the current GP was fitted to
+        self.gp = None
+        self.warm: np.ndarray | None = None
+
+    def surrogate(self):
+        """The GP of the full-fidelity measurements so far (refitted only when there are new ones), or None."""
+        from evogm_bench.research.ard_gp import ARDGaussianProcess
+
+        m = self.measurements
+        full = (m.fidelity == self.full) & np.isfinite(m.y)
+        if full.sum() < self.min_points:
+            return None
+        if full.sum() != self.fitted_for:
+            x, y = m.x[full], -m.y[full]  # the GP minimises
+            self.gp = ARDGaussianProcess(x, y, warm=self.warm)
+            self.warm, self.fitted_for = self.gp.log_params, int(full.sum())
+        return self.gp
+
+    def promote(self, values: np.ndarray, rung: int, points: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(values)
+        count = min(promoted(len(values), self.eta), int(finite.sum()))
+        gp = self.surrogate()
+        if gp is None or count == 0:
+            return np.argsort(values, kind="stable")[:count]
+        import torch
+
+        with torch.no_grad():
+            mean, sd = gp.posterior(torch.as_tensor((points + 1.0) / 2.0))
+        prior_mean = -(mean.numpy() * gp.y_scale + gp.y_mean)  # back to accuracies
+        prior_var = (sd.numpy() * gp.y_scale) ** 2 + 1e-12
+        accuracy = np.where(finite, -values, 0.0)
+        noise_var = accuracy_standard_error(accuracy, self.rungs[rung], self.full) ** 2 + 1e-12
+        combined = (accuracy / noise_var + prior_mean / prior_var) / (1.0 / noise_var + 1.0 / prior_var)
+        combined = np.where(finite, combined, -np.inf)
+        return np.argsort(-combined, kind="stable")[:count]
