@@ -20,7 +20,7 @@ import numpy as np
 from evogm_bench.landscapes import Landscape, make_landscape
 from evogm_bench.multifidelity import FIDELITY_PEERS, Fidelity
 from evogm_bench.peers import BudgetExhausted, get_peer
-from evogm_bench.runner import Evaluator, drive, one_thread
+from evogm_bench.runner import Evaluator, drive, one_thread, trace_entry
 
 
 @dataclass(frozen=True)
@@ -140,16 +140,9 @@ class CostEvaluator(Evaluator):
     def _snapshot(self) -> None:
         if self.best_x is None or (self.trace and self.trace[-1]["examples"] == self.examples):
             return
-        reco = (self.best_x if self._recommendation is None else self._recommendation).reshape(1, -1)
-        self.trace.append(
-            {
-                "evals": self.n_evals,
-                "examples": self.examples,
-                "best_seen": self.sign * self.best_score,
-                "true_of_best": float(self.landscape.true_value(reco)[0]),
-                "test_of_best": float(self.landscape.test_value(reco)[0]),
-            }
-        )
+        reco = self.best_x if self._recommendation is None else self._recommendation
+        best = self.sign * self.best_score
+        self.trace.append(trace_entry(self.landscape, best, reco, evals=self.n_evals, examples=self.examples))
 
 
 def _hashable(key: Any) -> Hashable:

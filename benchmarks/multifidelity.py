@@ -22,7 +22,6 @@ them, so no rung sits just below n_val (the bench's default, 22 examples of 200 
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,11 +29,10 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from evogm_bench.peers import BENCH_SETTINGS
+from evogm_bench.peers import BENCH_SETTINGS, Peer
 from evogm_bench.registry import Registry
 
 from evogm_opt import FidelityScheduler, optimize, registry
-from evogm_opt.cli_faults import install_hint
 from evogm_opt.fidelity import rung_fidelities
 
 
@@ -200,19 +198,11 @@ class SMACMultiFidelity:
 
 
 @dataclass(frozen=True)
-class FidelityPeer:
-    build: Callable[[int, int, int, Fidelity], Any]  # (dim, seed, budget in examples, fidelity) -> run(ev)
-    requires: str | None = None  # importable module of an optional extra
-    extra: str | None = None
-    slow: bool = False  # seconds per evaluation: one smoke test, no grids in CI
+class FidelityPeer(Peer):
+    """A bench peer (its optional extra, ``slow``, ``available``, ``missing_note``) that is built with the run's
+    fidelity settings too."""
 
-    @property
-    def available(self) -> bool:
-        return self.requires is None or importlib.util.find_spec(self.requires) is not None
-
-    @property
-    def missing_note(self) -> str:
-        return f"needs `{self.requires}`: {install_hint(self.extra or self.requires)}"
+    build: Callable[[int, int, int, Fidelity], Any]  # type: ignore[assignment]  # (dim, seed, examples, fidelity)
 
 
 FIDELITY_PEERS: Registry[FidelityPeer] = Registry("multi-fidelity optimizer")

@@ -100,15 +100,20 @@ class Evaluator:
     def _snapshot(self) -> None:
         if self.best_x is None or (self.trace and self.trace[-1]["evals"] == self.n_evals):
             return
-        reco = (self.best_x if self._recommendation is None else self._recommendation).reshape(1, -1)
-        self.trace.append(
-            {
-                "evals": self.n_evals,
-                "best_seen": self.sign * self.best_score,
-                "true_of_best": float(self.landscape.true_value(reco)[0]),
-                "test_of_best": float(self.landscape.test_value(reco)[0]),
-            }
-        )
+        reco = self.best_x if self._recommendation is None else self._recommendation
+        self.trace.append(trace_entry(self.landscape, self.sign * self.best_score, reco, evals=self.n_evals))
+
+
+def trace_entry(landscape: Any, best_seen: float, recommendation: np.ndarray, **counts: int) -> dict[str, Any]:
+    """One entry of a record's trace: the counts so far (``evals``, and ``examples`` when charged in examples),
+    the best observed value and the recommendation's true and test values."""
+    reco = recommendation.reshape(1, -1)
+    return {
+        **counts,
+        "best_seen": best_seen,
+        "true_of_best": float(landscape.true_value(reco)[0]),
+        "test_of_best": float(landscape.test_value(reco)[0]),
+    }
 
 
 def drive(peer: Any, ev: Any) -> None:

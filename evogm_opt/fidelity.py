@@ -473,8 +473,19 @@ class FidelityScheduler:
         impossible or (with ``owner``) foreign file."""
         checkpoint = _state.read_checkpoint(path)
         _state.check_owner(path, checkpoint.owner, owner)
+        return cls._from_checkpoint(path, checkpoint.state, runtime)
+
+    @classmethod
+    def load_with_owner(cls, path: str | os.PathLike[str], **runtime: Any) -> tuple[FidelityScheduler, str | None]:
+        """The scheduler and the owner it was saved with (``None``: without one), from one read of the file — to
+        resume a run and tell "another run's" from "damaged" (as ``evogm_opt.resume.load_checkpoint``)."""
+        checkpoint = _state.read_checkpoint(path)
+        return cls._from_checkpoint(path, checkpoint.state, runtime), checkpoint.owner
+
+    @classmethod
+    def _from_checkpoint(cls, path: Any, state: dict[str, Any], runtime: dict[str, Any]) -> FidelityScheduler:
         try:
-            return cls.from_state_dict(checkpoint.state, **runtime)
+            return cls.from_state_dict(state, **runtime)
         except _state.InvalidState as exc:
             raise exc.at(path) from None
         except ValueError as exc:

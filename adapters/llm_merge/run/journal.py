@@ -31,7 +31,7 @@ import numpy as np
 from evogm_opt import Optimizer
 from evogm_opt.atomic import atomic_path, atomic_write, remove_leftovers
 from evogm_opt.fidelity import FidelityScheduler
-from evogm_opt.resume import checkpoint_owner, load_checkpoint, setup_mismatch
+from evogm_opt.resume import load_checkpoint, setup_mismatch
 from llm_merge.run.config import MergeRunConfig
 from llm_merge.run.identity import compare_inputs, run_inputs
 
@@ -377,8 +377,7 @@ class Journal:
         if not self.checkpoint.exists():
             return None
         try:
-            sched = FidelityScheduler.load(self.checkpoint)
-            theirs = checkpoint_owner(self.checkpoint)
+            sched, theirs = FidelityScheduler.load_with_owner(self.checkpoint)  # one read, as load_optimizer
         except _LOAD_ERRORS as exc:
             raise self._cannot_resume(exc) from None
         if sched.dim != expected.dim:
