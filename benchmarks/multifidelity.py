@@ -221,7 +221,7 @@ FIDELITY_PEERS.add("smac-mf", FidelityPeer(SMACMultiFidelity, "smac", "bo", slow
 
 
 def _racing(z: float) -> Callable[[int, int, int, Fidelity], SuccessiveHalving]:
-    from evogm_bench.research.racing import RacingScheduler
+    from evogm_bench.research.promotion import RacingScheduler
 
     return lambda d, s, b, f: SuccessiveHalving("evogm", d, s, b, f, partial(RacingScheduler, z=z))
 
@@ -232,11 +232,19 @@ FIDELITY_PEERS.add("race-evogm-z1", FidelityPeer(_racing(1.0)))
 
 
 def _shrinkage(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
-    from evogm_bench.research.racing import ShrinkageScheduler
+    from evogm_bench.research.promotion import ShrinkageScheduler
 
     return SuccessiveHalving("evogm", d, s, b, f, ShrinkageScheduler)
 
 
+def _full_start(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
+    from evogm_bench.research.promotion import FullStartScheduler
+
+    return SuccessiveHalving("evogm", d, s, b, f, FullStartScheduler)
+
+
+# research: successive halving after the informed start (the first generation) measured in full
+FIDELITY_PEERS.add("sh-evogm-full-start", FidelityPeer(_full_start))
 # research: successive halving's share, ranked by the prefix's value shrunk toward a GP's prediction (a GP fit per
 # generation: seconds per run, so slow)
 FIDELITY_PEERS.add("shrink-evogm", FidelityPeer(_shrinkage, slow=True))

@@ -1,4 +1,4 @@
-"""``bench cost-goal`` (issue 30's "same value for half the examples") and the racing promotion rule of research."""
+"""``bench cost-goal`` (issue 30's "same value for half the examples") and the promotion rules of research."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from evogm_bench import stats
 from evogm_bench.cost_goal import Goal, evaluate, part_checkpoints
-from evogm_bench.research.racing import RacingScheduler, accuracy_standard_error
+from evogm_bench.research.promotion import RacingScheduler, accuracy_standard_error
 
 from evogm_opt import RandomSearch
 
@@ -68,7 +68,7 @@ def test_the_cli_prints_the_count_and_refuses_fractions_off_the_grid(tmp_path: P
         part_checkpoints([10, 20], 0.05)
 
 
-# ---------------------------------------------------------------------------------- the racing promotion rule
+# ------------------------------------------------------------------------ promotion rules of research
 
 
 def test_the_standard_error_is_a_finite_population_one():
@@ -124,7 +124,7 @@ def test_racing_refuses_values_to_minimise():
 def test_shrinkage_ranks_by_the_value_pulled_toward_the_surrogate():
     """Two candidates measured equal at the lowest rung: the one where the GP of full-fidelity values predicts more
     goes on. Before the GP has ``min_points`` values, successive halving's order."""
-    from evogm_bench.research.racing import ShrinkageScheduler
+    from evogm_bench.research.promotion import ShrinkageScheduler
 
     sched = ShrinkageScheduler(RandomSearch(1, seed=0, maximize=True, popsize=6), full=200, minimum=22, eta=3)
     x = np.array([[-0.8], [-0.2], [0.2], [0.8]])
@@ -136,3 +136,14 @@ def test_shrinkage_ranks_by_the_value_pulled_toward_the_surrogate():
     assert chosen.tolist() == [3]  # ⌊4/3⌋ = 1: the tie goes to where the GP says the value is highest
     chosen = sched.promote(np.array([-0.5, -0.5, -0.5, -0.5]), 0, x[::-1])
     assert chosen.tolist() == [0]
+
+
+def test_full_start_measures_the_first_generation_in_full_then_halves():
+    from evogm_bench.research.promotion import FullStartScheduler
+
+    inner = RandomSearch(2, seed=0, maximize=True, popsize=9)
+    sched = FullStartScheduler(inner, full=200, minimum=22, eta=3, nested=True)
+    assert sched.generation_cost(9) == 9 * 200
+    assert _run_generation(sched, np.linspace(0.1, 0.9, 9)) == [9, 9, 9]
+    assert sched.generation_cost(9) == 9 * 22 + 3 * 44 + 1 * 134  # successive halving's from now on
+    assert _run_generation(sched, np.linspace(0.1, 0.9, 9)) == [9, 3, 1]

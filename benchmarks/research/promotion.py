@@ -1,19 +1,22 @@
-"""A promotion rule that reads the known noise of a prefix: racing against the incumbent (issue 30, research).
+"""Promotion rules of research for multi-fidelity search (issue 30): which candidates of a rung earn more examples.
 
-Successive halving promotes a fixed share ⌊n/η⌋ of each rung, whatever the values say. On a merge, a value at
-fidelity n is an accuracy on the first n examples of a fixed validation set of N, so its noise is known: the
-standard error of a proportion p over n draws without replacement, √(p(1−p)/n · (N−n)/(N−1)). A candidate whose
-optimistic value p̂ + z·se is still below the best value measured at full fidelity (the incumbent) cannot be
-expected to beat it and stops; every other candidate goes on. Because prefixes nest, promoting a candidate to
-full fidelity costs no more than measuring it there at once, so the rule spends at most what full fidelity spends
-and saves only on candidates that the data already rule out (racing, as in Maron & Moore's Hoeffding races).
+Successive halving (the core's :class:`~evogm_opt.FidelityScheduler`) promotes a fixed share ⌊n/η⌋ of each rung,
+whatever the values say. The rules here override its one seam, ``promote(values, rung, points)``; the bench runs
+them as multi-fidelity peers (``benchmarks/multifidelity.py``) and docs/research.md has their ablations.
 
-Before the first full-fidelity value exists, and when no candidate's bound reaches the incumbent, the rule falls
-back to successive halving's share, so that every generation still reaches full fidelity.
+- :class:`RacingScheduler` (``race-evogm``, ``race-evogm-z1``): on a merge a value at fidelity n is an accuracy on
+  the first n examples of a fixed set of N, so its noise is known — the standard error of a proportion over n
+  draws without replacement, √(p(1−p)/n · (N−n)/(N−1)). A candidate whose p̂ + z·se stays below the incumbent (the
+  best full-fidelity value) stops; every other goes on. Nested prefixes make a promotion to full fidelity cost no
+  more than measuring there at once, so the rule spends at most what full fidelity spends (racing, as in Maron &
+  Moore's Hoeffding races).
+- :class:`ShrinkageScheduler` (``shrink-evogm``): the same share as successive halving, ranked by each prefix
+  value shrunk toward a GP's prediction at its point, each weighted by its precision.
+- :class:`FullStartScheduler` (``sh-evogm-full-start``): successive halving, except that the first generation —
+  EvoGM's informed start (the experts, their mix) — is measured at full fidelity.
 
-A variant of the bench (a :class:`~evogm_opt.FidelityScheduler` subclass overriding its one seam,
-``promote``): values are maximised accuracies in [0, 1], which is what the merge landscapes and a merge run
-measure; the core's scheduler makes no such assumption.
+Values are maximised accuracies in [0, 1], as the merge landscapes and a merge run measure them; the core's
+scheduler makes no such assumption.
 """
 
 from __future__ import annotations
@@ -61,6 +64,23 @@ class RacingScheduler(FidelityScheduler):
         if alive.size == 0:
             return order[: min(1, finite)]
         return alive
+
+
+class FullStartScheduler(FidelityScheduler):
+    """Successive halving after a first generation measured in full: the informed start is a handful of chosen
+    points (experts, their mix) whose values anchor the generator's first winners and the incumbent, so none is
+    dropped on a noisy prefix."""
+
+    def promote(self, values: np.ndarray, rung: int, points: np.ndarray) -> np.ndarray:
+        if self.inner.n_evals == 0:  # the first generation: nothing told to the inner optimizer yet
+            return np.flatnonzero(np.isfinite(values))
+        return super().promote(values, rung, points)
+
+    def generation_cost(self, size: int) -> int:
+        """The first generation costs ``size`` full measurements; later ones, successive halving's."""
+        if self.inner.n_evals == 0:
+            return size * sum(self.cost(k) for k in range(len(self.rungs)))
+        return super().generation_cost(size)
 
 
 class ShrinkageScheduler(FidelityScheduler):
