@@ -204,6 +204,10 @@ def _cost_goal(args: argparse.Namespace) -> int:
         if not Path(path).exists():
             print(f"no such results file: {path}", file=sys.stderr)
             return 2
+    if args.curve is not None:
+        names = [args.reference, args.optimizer, *args.curve]
+        print(cost_goal.curve(args.results, names, args.checkpoints, args.seeds, args.landscapes or [""]), end="")
+        return 0
     goal = cost_goal.Goal(args.optimizer, args.reference, args.fraction, args.tolerance)
     try:
         rows = cost_goal.evaluate(args.results, goal, args.checkpoints, args.seeds, args.landscapes or [""])
@@ -491,6 +495,14 @@ def build_cost_goal_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--landscapes", nargs="+", default=None, metavar="PREFIX", help="landscape name prefixes; None: all"
+    )
+    parser.add_argument(
+        "--curve",
+        nargs="*",
+        metavar="MORE",
+        default=None,
+        help="instead: cost against value — per optimizer (the reference, --optimizer and MORE) and N, the mean over "
+        "landscapes of the median true value at each checkpoint",
     )
     parser.set_defaults(func=_cost_goal)
     return parser

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from evogm_bench.compare import Row, Target, compare
 from evogm_bench.report import Cell, CellResults, load_cells
 
@@ -64,6 +65,28 @@ def evaluate(
     part = load_cells(paths, landscapes, seeds, tuple(part_checkpoints(checkpoints, goal.fraction)))
     (comparison,) = compare(paired_cells(part, full, goal, checkpoints), goal.name, [Target((goal.reference,))])
     return comparison.rows
+
+
+def curve(paths: Sequence[str], names: Sequence[str], checkpoints: Sequence[int], seeds: range | None = None,
+          landscapes: Sequence[str] = ("",)) -> str:  # fmt: skip
+    """Cost against value: per optimizer and N, the mean over landscapes of the median true value once k·N full
+    evaluations' worth of examples are spent, for each k of ``checkpoints`` (the tokens-against-accuracy curve)."""
+    cells = load_cells(paths, landscapes, seeds, tuple(checkpoints))
+    dims = sorted({dim for _, dim, _ in cells})
+    head = "| optimizer | N | " + " | ".join(f"{k}·N" for k in checkpoints) + " |"
+    lines = [head, "|---|---|" + "---|" * len(checkpoints)]
+    for name in names:
+        for dim in dims:
+            means = []
+            for k in checkpoints:
+                medians = [
+                    float(np.median(list(res.values[name].values())))
+                    for (_, d, evals), res in cells.items()
+                    if d == dim and evals == k * dim and name in res.values
+                ]
+                means.append(f"{np.mean(medians):.3f} ({len(medians)})" if medians else "–")
+            lines.append(f"| {name} | {dim} | " + " | ".join(means) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def render(rows: Sequence[Row], goal: Goal) -> str:

@@ -147,3 +147,15 @@ def test_full_start_measures_the_first_generation_in_full_then_halves():
     assert _run_generation(sched, np.linspace(0.1, 0.9, 9)) == [9, 9, 9]
     assert sched.generation_cost(9) == 9 * 22 + 3 * 44 + 1 * 134  # successive halving's from now on
     assert _run_generation(sched, np.linspace(0.1, 0.9, 9)) == [9, 3, 1]
+
+
+def test_the_curve_is_the_mean_over_landscapes_of_each_checkpoints_median(tmp_path: Path, capsys):
+    from evogm_bench import cli
+
+    path = _write(tmp_path / "r.jsonl", cheap_at_half=0.78, ref_at_full=0.70)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert cli.main(["cost-goal", str(path), "--optimizer", "cheap", "--reference", "ref", "--curve"]) == 0
+    text = capsys.readouterr().out
+    for name in ("ref", "cheap"):
+        medians = [np.median([stats.value_at(r, 4 * k) for r in records if r["optimizer"] == name]) for k in (10, 20)]
+        assert f"| {name} | 4 | {medians[0]:.3f} (1) | {medians[1]:.3f} (1) |" in text
