@@ -63,9 +63,12 @@ class SuccessiveHalving:
 
     def __init__(
         self, name: str, dim: int, seed: int, budget: int, fidelity: Fidelity,
-        scheduler: Callable[..., FidelityScheduler] = FidelityScheduler,
+        scheduler: Callable[..., FidelityScheduler] = FidelityScheduler, wider: int = 1,
     ) -> None:  # fmt: skip
         inner = registry.create(name, dim, seed=seed, maximize=True, **BENCH_SETTINGS.get(name, {}))
+        if wider > 1:  # research: generations ``wider`` times the optimizer's own popsize
+            settings = {**BENCH_SETTINGS.get(name, {}), "popsize": wider * inner.popsize}
+            inner = registry.create(name, dim, seed=seed, maximize=True, **settings)
         self.scheduler = scheduler(
             inner, full=fidelity.full, minimum=fidelity.minimum, eta=fidelity.eta, nested=True, max_examples=budget
         )
@@ -243,6 +246,10 @@ def _full_start(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
     return SuccessiveHalving("evogm", d, s, b, f, FullStartScheduler)
 
 
+# research: generations η times as large, so that ⌊P/η⌋ (not 1) candidates of each reach full fidelity at N = 4, 8
+FIDELITY_PEERS.add(
+    "sh-evogm-wide", FidelityPeer(lambda d, s, b, f: SuccessiveHalving("evogm", d, s, b, f, wider=f.eta))
+)
 # research: successive halving after the informed start (the first generation) measured in full
 FIDELITY_PEERS.add("sh-evogm-full-start", FidelityPeer(_full_start))
 # research: successive halving's share, ranked by the prefix's value shrunk toward a GP's prediction (a GP fit per
