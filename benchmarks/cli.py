@@ -204,12 +204,12 @@ def _cost_goal(args: argparse.Namespace) -> int:
         if not Path(path).exists():
             print(f"no such results file: {path}", file=sys.stderr)
             return 2
-    if args.curve is not None:
-        names = [args.reference, args.optimizer, *args.curve]
-        print(cost_goal.curve(args.results, names, args.checkpoints, args.seeds, args.landscapes or [""]), end="")
-        return 0
-    goal = cost_goal.Goal(args.optimizer, args.reference, args.fraction, args.tolerance)
     try:
+        if args.curve is not None:
+            names = [args.reference, args.optimizer, *args.curve]
+            print(cost_goal.curve(args.results, names, args.checkpoints, args.seeds, args.landscapes or [""]), end="")
+            return 0
+        goal = cost_goal.Goal(args.optimizer, args.reference, args.fraction, args.tolerance)
         rows = cost_goal.evaluate(args.results, goal, args.checkpoints, args.seeds, args.landscapes or [""])
     except ValueError as exc:
         return fail("evogm-opt bench cost-goal", str(exc), EXIT_USAGE)

@@ -5,17 +5,24 @@ On ``bench fidelity`` records (traces on an examples axis) that is one compariso
 checkpoint k·N): the optimizer's true value read where it had spent ``fraction`` of the examples the reference
 spent by k·N, against the reference's at k·N. A cell *matches* when the optimizer's median true value is at most
 ``tolerance`` below the reference's and not significantly lower (two-sided Mann–Whitney, Holm over the cells).
-The statistics are :mod:`evogm_bench.compare`'s, on cells rebuilt so that each holds the two readings.
+The statistics are :mod:`evogm_bench.compare`'s, on cells rebuilt so that each holds the two readings. With 15–30
+seeds and Holm over tens of cells, "not significantly lower" is weak evidence of sameness: the tolerance on the
+medians does most of the deciding (docs/benchmarks.md says so beside the figures).
+
+Only ``bench fidelity`` records are read (charged in examples, accuracies to maximise), and an optimizer's records
+must share one fidelity setting: files of ablations that reuse a name with other rungs are refused, not mixed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from evogm_bench.compare import Row, Target, compare
-from evogm_bench.report import Cell, CellResults, load_cells
+from evogm_bench.report import Cell, CellResults, collect
+from evogm_bench.runner import load_records
 
 
 @dataclass(frozen=True)
@@ -25,16 +32,45 @@ class Goal:
     fraction: float = 0.5
     tolerance: float = 0.005  # in true value (accuracy for the merge suite)
 
+    def __post_init__(self) -> None:
+        if self.name == self.reference:
+            raise ValueError(f"the optimizer and the reference are both {self.name!r}; name two")
+        if not 0 < self.fraction < 1:
+            raise ValueError(f"fraction must be between 0 and 1 (a share of the reference's cost), got {self.fraction}")
+
     def matches(self, row: Row) -> bool:
+        """Values are accuracies to maximise (:func:`load_fidelity_records` refuses anything else)."""
         return row.ours >= row.theirs - self.tolerance and row.verdict != "worse"
 
 
 def part_checkpoints(checkpoints: Sequence[int], fraction: float) -> list[int]:
     """The checkpoints k·fraction at which the optimizer is read (whole evaluations' worth per dimension)."""
     parts = [k * fraction for k in checkpoints]
-    if any(p != int(p) or p < 1 for p in parts):
+    if any(abs(p - round(p)) > 1e-9 or p < 1 for p in parts):
         raise ValueError(f"fraction {fraction} of checkpoints {list(checkpoints)} is not a whole number of N each")
-    return [int(p) for p in parts]
+    return [round(p) for p in parts]
+
+
+def load_fidelity_records(
+    paths: Sequence[str], seeds: range | None = None, landscapes: Sequence[str] = ("",)
+) -> list[dict]:
+    """``bench fidelity`` records of ``paths``; a plain bench record, one to minimise, or an optimizer recorded
+    under two fidelity settings (``minimum``/``eta``) in the same cell and seed is a ValueError naming it."""
+    records = [r for path in paths for r in load_records(Path(path)) if r["landscape"].startswith(tuple(landscapes))]
+    if seeds is not None:
+        records = [r for r in records if r["seed"] in seeds]
+    settings: dict[tuple, tuple] = {}
+    for r in records:
+        if r.get("cost") != "examples" or r["sense"] != "max":
+            raise ValueError(f"{r['key']}: not a 'bench fidelity' record of accuracies (cost in examples, maximised)")
+        run = (r["optimizer"], r["landscape"], r["dim"], r["seed"])
+        mine = (r.get("minimum"), r.get("eta"))
+        if settings.setdefault(run, mine) != mine:
+            raise ValueError(
+                f"{r['optimizer']} is recorded with minimum/eta {settings[run]} and {mine} for {r['landscape']} "
+                f"N={r['dim']} seed {r['seed']}; give files of one setting per optimizer name"
+            )
+    return records
 
 
 def paired_cells(
@@ -46,7 +82,8 @@ def paired_cells(
     for (landscape, dim, evals), res in sorted(full.items()):
         if evals // dim not in checkpoints or goal.reference not in res.values:
             continue
-        small = part.get((landscape, dim, int(evals * goal.fraction)))
+        (k,) = part_checkpoints([evals // dim], goal.fraction)
+        small = part.get((landscape, dim, k * dim))
         if small is None or goal.name not in small.values:
             continue
         cell = CellResults(res.sense)
@@ -61,8 +98,9 @@ def evaluate(
     landscapes: Sequence[str] = ("",),
 ) -> list[Row]:  # fmt: skip
     """One row per cell: the optimizer at ``fraction`` of the cost against the reference at all of it."""
-    full = load_cells(paths, landscapes, seeds, tuple(checkpoints))
-    part = load_cells(paths, landscapes, seeds, tuple(part_checkpoints(checkpoints, goal.fraction)))
+    records = load_fidelity_records(paths, seeds, landscapes)
+    full = collect(records, tuple(checkpoints))
+    part = collect(records, tuple(part_checkpoints(checkpoints, goal.fraction)))
     (comparison,) = compare(paired_cells(part, full, goal, checkpoints), goal.name, [Target((goal.reference,))])
     return comparison.rows
 
@@ -71,7 +109,10 @@ def curve(paths: Sequence[str], names: Sequence[str], checkpoints: Sequence[int]
           landscapes: Sequence[str] = ("",)) -> str:  # fmt: skip
     """Cost against value: per optimizer and N, the mean over landscapes of the median true value once k·N full
     evaluations' worth of examples are spent, for each k of ``checkpoints`` (the tokens-against-accuracy curve)."""
-    cells = load_cells(paths, landscapes, seeds, tuple(checkpoints))
+    cells = collect(load_fidelity_records(paths, seeds, landscapes), tuple(checkpoints))
+    missing = [n for n in names if not any(n in res.values for res in cells.values())]
+    if missing:
+        raise ValueError(f"no records of {', '.join(map(repr, missing))} in these files")
     dims = sorted({dim for _, dim, _ in cells})
     head = "| optimizer | N | " + " | ".join(f"{k}·N" for k in checkpoints) + " |"
     lines = [head, "|---|---|" + "---|" * len(checkpoints)]

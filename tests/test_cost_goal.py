@@ -17,8 +17,10 @@ from evogm_opt import RandomSearch
 def _record(name: str, seed: int, values: dict[int, float], dim: int = 4, n_val: int = 200) -> dict:
     """A bench-fidelity record whose true value is ``values[k]`` once k·N full evaluations' examples are spent."""
     trace = [{"evals": k * dim, "examples": k * dim * n_val, "true_of_best": v} for k, v in sorted(values.items())]
+    budget = max(values) * dim
     return {
-        "optimizer": name, "landscape": "merge-f1-F200", "dim": dim, "budget": 20 * dim, "seed": seed,
+        "key": f"{name}|merge-f1-F200|{dim}|{budget}|{seed}|examples:22/3", "optimizer": name,
+        "landscape": "merge-f1-F200", "dim": dim, "budget": budget, "seed": seed, "minimum": 22, "eta": 3,
         "sense": "max", "optimum_value": 0.85, "cost": "examples", "full_fidelity": n_val, "trace": trace,
     }  # fmt: skip
 
@@ -66,6 +68,33 @@ def test_the_cli_prints_the_count_and_refuses_fractions_off_the_grid(tmp_path: P
     assert "is not a whole number of N each" in capsys.readouterr().err
     with pytest.raises(ValueError):
         part_checkpoints([10, 20], 0.05)
+
+
+def test_what_cannot_be_compared_is_refused_in_one_line(tmp_path: Path):
+    path = _write(tmp_path / "r.jsonl", cheap_at_half=0.78, ref_at_full=0.78)
+    with pytest.raises(ValueError, match="both 'ref'; name two"):
+        Goal("ref", "ref")  # read against itself at two costs, every cell would match
+    with pytest.raises(ValueError, match="fraction must be between 0 and 1"):
+        Goal("cheap", "ref", fraction=1.5)
+    other = json.loads(path.read_text().splitlines()[0])  # the same optimizer, seed and cell with other rungs
+    (tmp_path / "other.jsonl").write_text(json.dumps({**other, "minimum": 66, "key": other["key"] + "x"}) + "\n")
+    with pytest.raises(ValueError, match=r"cheap is recorded with minimum/eta \(22, 3\) and \(66, 3\)"):
+        evaluate([str(path), str(tmp_path / "other.jsonl")], Goal("cheap", "ref"))
+    plain = {k: v for k, v in other.items() if k != "cost"}  # a plain bench record: read on another axis
+    (tmp_path / "plain.jsonl").write_text(json.dumps(plain) + "\n")
+    with pytest.raises(ValueError, match="not a 'bench fidelity' record"):
+        evaluate([str(tmp_path / "plain.jsonl")], Goal("cheap", "ref"))
+
+
+def test_a_fraction_that_is_not_exact_in_floats_still_finds_its_cells(tmp_path: Path):
+    """k·N·fraction computed in floats (90 × 0.7 = 62.999…) must not drop the cell."""
+    path = tmp_path / "r.jsonl"
+    with path.open("w") as fh:
+        for seed in range(3):
+            fh.write(json.dumps(_record("cheap", seed, {21: 0.8, 30: 0.8}, dim=3)) + "\n")
+            fh.write(json.dumps(_record("ref", seed, {21: 0.5, 30: 0.8}, dim=3)) + "\n")
+    rows = evaluate([str(path)], Goal("cheap", "ref", fraction=0.7), checkpoints=(30,))
+    assert [r.cell for r in rows] == [("merge-f1-F200", 3, 90)]
 
 
 # ------------------------------------------------------------------------ promotion rules of research
@@ -159,3 +188,14 @@ def test_the_curve_is_the_mean_over_landscapes_of_each_checkpoints_median(tmp_pa
     for name in ("ref", "cheap"):
         medians = [np.median([stats.value_at(r, 4 * k) for r in records if r["optimizer"] == name]) for k in (10, 20)]
         assert f"| {name} | 4 | {medians[0]:.3f} (1) | {medians[1]:.3f} (1) |" in text
+
+
+def test_research_rules_write_no_checkpoints(tmp_path: Path):
+    """A checkpoint would resume as plain halving without the rule's settings: refused instead."""
+    from evogm_bench.research.promotion import FullStartScheduler, ShrinkageScheduler
+
+    for cls in (RacingScheduler, ShrinkageScheduler, FullStartScheduler):
+        sched = cls(RandomSearch(2, seed=0, maximize=True), full=200, minimum=22)
+        with pytest.raises(NotImplementedError, match="writes no checkpoints"):
+            sched.save(tmp_path / "x.ckpt")
+        assert not (tmp_path / "x.ckpt").exists()

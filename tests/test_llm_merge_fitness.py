@@ -209,7 +209,13 @@ def test_demo_runs_end_to_end_and_reports_measured_numbers(tmp_path):
     assert "evogm + fidelity λ*" in rows
     cost = result.results["fidelity"]
     full = json.loads((tmp_path / "demo" / "runs" / "evogm" / "results.json").read_text())
-    assert cost["full_fidelity_tokens"] == full["n_evals"] * cost["fidelity"]["tokens_per_full_measurement"]
+    from llm_merge.demo.cpu_demo import SEEN, char_tokenizer
+    from llm_merge.tasks.jsonl import Task, example_tokens
+
+    tok = char_tokenizer()  # counted here from the task files, not with the demo's own helper
+    tasks = [Task.from_jsonl(tmp_path / "demo" / "tasks" / f"{n}-val.jsonl", max_new_tokens=4) for n in SEEN]
+    per_candidate = sum(sum(example_tokens(tok, t, False)) for t in tasks)
+    assert cost["full_fidelity_tokens"] == full["n_evals"] * per_candidate == 12 * per_candidate
     assert 0 < cost["tokens_spent"] < cost["full_fidelity_tokens"]
     assert cost["candidates"] == 18  # FIDELITY_CANDIDATES (1.5) × the 12 evaluations of the other searches
     logged = (tmp_path / "demo" / "runs" / "evogm-fidelity" / "log.jsonl").read_text().splitlines()

@@ -21,6 +21,8 @@ scheduler makes no such assumption.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from evogm_opt import FidelityScheduler
@@ -35,7 +37,16 @@ def accuracy_standard_error(accuracy: np.ndarray, n: int, full: int) -> np.ndarr
     return np.sqrt(shrunk * (1.0 - shrunk) / n * correction)
 
 
-class RacingScheduler(FidelityScheduler):
+class ResearchScheduler(FidelityScheduler):
+    """What the rules share: no checkpoints. A checkpoint would hold a plain ``fidelity-scheduler`` state without the
+    rule or its settings (``z``, ``min_points``), and ``FidelityScheduler.load`` would resume it as successive
+    halving without a word, so saving is refused (the bench never checkpoints these)."""
+
+    def save(self, path: Any, *, owner: str | None = None) -> None:
+        raise NotImplementedError(f"{type(self).__name__} is a research rule: it writes no checkpoints")
+
+
+class RacingScheduler(ResearchScheduler):
     """Successive halving's rungs with a racing promotion: every candidate whose value at the rung plus ``z``
     standard errors reaches the incumbent goes on (at least ⌊n/η⌋ of the best, and one, before an incumbent
     exists or when none reaches it). Maximised accuracies only."""
@@ -66,7 +77,7 @@ class RacingScheduler(FidelityScheduler):
         return alive
 
 
-class FullStartScheduler(FidelityScheduler):
+class FullStartScheduler(ResearchScheduler):
     """Successive halving after a first generation measured in full: the informed start is a handful of chosen
     points (experts, their mix) whose values anchor the generator's first winners and the incumbent, so none is
     dropped on a noisy prefix."""
@@ -83,7 +94,7 @@ class FullStartScheduler(FidelityScheduler):
         return super().generation_cost(size)
 
 
-class ShrinkageScheduler(FidelityScheduler):
+class ShrinkageScheduler(ResearchScheduler):
     """Successive halving's share, ranked by what the surrogate already knows: each candidate's value at a low
     rung is combined with a GP's prediction at its point, each weighted by its precision — the binomial noise of
     the prefix (:func:`accuracy_standard_error`) and the GP's posterior variance — and the best ⌊n/η⌋ of the
