@@ -198,7 +198,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _cost_goal(args: argparse.Namespace) -> int:
     _import_bench()
-    from evogm_bench import cost_goal
+    from evogm_bench import compare, cost_goal
 
     for path in args.results:
         if not Path(path).exists():
@@ -210,13 +210,15 @@ def _cost_goal(args: argparse.Namespace) -> int:
             print(cost_goal.curve(args.results, names, args.checkpoints, args.seeds, args.landscapes or [""]), end="")
             return 0
         goal = cost_goal.Goal(args.optimizer, args.reference, args.fraction, args.tolerance)
-        rows = cost_goal.evaluate(args.results, goal, args.checkpoints, args.seeds, args.landscapes or [""])
+        cells = cost_goal.goal_cells(args.results, goal, args.checkpoints, args.seeds, args.landscapes or [""])
+        (comparison,) = compare.compare(cells, goal.name, [compare.Target((goal.reference,))])
+        rows = comparison.rows
     except ValueError as exc:
         return fail("evogm-opt bench cost-goal", str(exc), EXIT_USAGE)
     if not rows:
         names = f"{args.optimizer!r} and {args.reference!r}"
         return fail("evogm-opt bench cost-goal", f"no cell has records of both {names}", EXIT_USAGE)
-    print(cost_goal.render(rows, goal), end="")
+    print(cost_goal.render(rows, goal, cost_goal.noninferiority(cells, goal)), end="")
     return 0
 
 

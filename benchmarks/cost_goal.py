@@ -7,7 +7,8 @@ spent by k·N, against the reference's at k·N. A cell *matches* when the optimi
 ``tolerance`` below the reference's and not significantly lower (two-sided Mann–Whitney, Holm over the cells).
 The statistics are :mod:`evogm_bench.compare`'s, on cells rebuilt so that each holds the two readings. With 15–30
 seeds and Holm over tens of cells, "not significantly lower" is weak evidence of sameness: the tolerance on the
-medians does most of the deciding (docs/benchmarks.md says so beside the figures).
+medians does most of the deciding, so each cell also gets :func:`noninferiority`'s one-sided test with the
+tolerance as margin (docs/benchmarks.md says so beside the figures).
 
 Only ``bench fidelity`` records are read (charged in examples, accuracies to maximise), and an optimizer's records
 must share one fidelity setting: files of ablations that reuse a name with other rungs are refused, not mixed.
@@ -23,6 +24,8 @@ import numpy as np
 from evogm_bench.compare import Row, Target, compare
 from evogm_bench.report import Cell, CellResults, collect
 from evogm_bench.runner import load_records
+from evogm_bench.stats import holm
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,33 @@ def evaluate(
     landscapes: Sequence[str] = ("",),
 ) -> list[Row]:  # fmt: skip
     """One row per cell: the optimizer at ``fraction`` of the cost against the reference at all of it."""
+    cells = goal_cells(paths, goal, checkpoints, seeds, landscapes)
+    (comparison,) = compare(cells, goal.name, [Target((goal.reference,))])
+    return comparison.rows
+
+
+def goal_cells(
+    paths: Sequence[str], goal: Goal, checkpoints: Sequence[int] = (10, 20), seeds: range | None = None,
+    landscapes: Sequence[str] = ("",),
+) -> dict[Cell, CellResults]:  # fmt: skip
     records = load_fidelity_records(paths, seeds, landscapes)
     full = collect(records, tuple(checkpoints))
     part = collect(records, tuple(part_checkpoints(checkpoints, goal.fraction)))
-    (comparison,) = compare(paired_cells(part, full, goal, checkpoints), goal.name, [Target((goal.reference,))])
-    return comparison.rows
+    return paired_cells(part, full, goal, checkpoints)
+
+
+def noninferiority(cells: Mapping[Cell, CellResults], goal: Goal) -> dict[Cell, float]:
+    """Per cell, the Holm-adjusted p of a one-sided Mann–Whitney test of non-inferiority with the tolerance as
+    margin: H0 "the optimizer's values are lower than the reference's by the tolerance or more", rejected when the
+    optimizer's values plus the tolerance are stochastically larger than the reference's. Small p is evidence of
+    sameness, which "not significantly lower" is not."""
+    keys = sorted(cells)
+    pvalues = []
+    for cell in keys:
+        ours = np.array(list(cells[cell].values[goal.name].values())) + goal.tolerance
+        theirs = np.array(list(cells[cell].values[goal.reference].values()))
+        pvalues.append(float(stats.mannwhitneyu(ours, theirs, alternative="greater").pvalue))
+    return dict(zip(keys, (float(p) for p in holm(pvalues)))) if keys else {}
 
 
 def curve(paths: Sequence[str], names: Sequence[str], checkpoints: Sequence[int], seeds: range | None = None,
@@ -130,7 +155,9 @@ def curve(paths: Sequence[str], names: Sequence[str], checkpoints: Sequence[int]
     return "\n".join(lines) + "\n"
 
 
-def render(rows: Sequence[Row], goal: Goal) -> str:
+def render(rows: Sequence[Row], goal: Goal, shown: Mapping[Cell, float] | None = None) -> str:
+    """The rows and their counts; with ``shown`` (:func:`noninferiority`'s p per cell), a column and a count of the
+    cells where non-inferiority is shown (Holm p < 0.05)."""
     pct = f"{100 * goal.fraction:g} %"
     lines = [
         f"{goal.name} at {pct} of the cost against {goal.reference} at all of it (a cell matches: median at most "
@@ -142,6 +169,7 @@ def render(rows: Sequence[Row], goal: Goal) -> str:
             f"  {landscape:16s} N={dim:<3d} {evals // dim:>3d}·N  {goal.name} {r.ours:.3f} (n={r.n_ours})  "
             f"{goal.reference} {r.theirs:.3f} (n={r.n_theirs})  Δ={r.ours - r.theirs:+.4f}  A12={r.a12:.2f}  "
             f"Holm p={r.p_holm:.3g}  {'match' if goal.matches(r) else 'MISS'} {r.verdict}".rstrip()
+            + (f"  non-inferior p={shown[r.cell]:.3g}" if shown is not None else "")
         )
     groups = [("all", list(rows))]
     groups += [(f"N = {d}", [r for r in rows if r.cell[1] == d]) for d in sorted({r.cell[1] for r in rows})]
@@ -151,8 +179,9 @@ def render(rows: Sequence[Row], goal: Goal) -> str:
         if group:
             hits = sum(goal.matches(r) for r in group)
             worse = sum(r.verdict == "worse" for r in group)
+            proven = "" if shown is None else f"; non-inferiority shown in {sum(shown[r.cell] < 0.05 for r in group)}"
             lines.append(
                 f"  {label}: matches in {hits}/{len(group)} cells ({100 * hits / len(group):.0f} %); "
-                f"significantly lower in {worse}"
+                f"significantly lower in {worse}{proven}"
             )
     return "\n".join(lines) + "\n"

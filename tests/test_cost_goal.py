@@ -199,3 +199,29 @@ def test_research_rules_write_no_checkpoints(tmp_path: Path):
         with pytest.raises(NotImplementedError, match="writes no checkpoints"):
             sched.save(tmp_path / "x.ckpt")
         assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_non_inferiority_is_shown_only_where_the_values_stay_within_the_margin(tmp_path: Path):
+    from evogm_bench.cost_goal import goal_cells, noninferiority
+
+    goal = Goal("cheap", "ref")
+    level = goal_cells([str(_write(tmp_path / "a.jsonl", cheap_at_half=0.78, ref_at_full=0.78))], goal)
+    shown = noninferiority(level, goal)
+    assert len(shown) == 2 and all(p < 0.05 for p in shown.values())  # noise 0.002, margin 0.005, 12 seeds
+    lower = goal_cells([str(_write(tmp_path / "b.jsonl", cheap_at_half=0.772, ref_at_full=0.78))], goal)
+    assert all(p > 0.05 for p in noninferiority(lower, goal).values())  # 0.008 lower: outside the margin
+    # one-sided: the Holm-adjusted p of each cell, from scipy's test on the values plus the margin
+    cell = sorted(level)[0]
+    ours = np.array(list(level[cell].values["cheap"].values())) + 0.005
+    theirs = np.array(list(level[cell].values["ref"].values()))
+    from scipy import stats as scipy_stats
+
+    raw = [scipy_stats.mannwhitneyu(ours, theirs, alternative="greater").pvalue]
+    raw.append(
+        scipy_stats.mannwhitneyu(
+            np.array(list(level[sorted(level)[1]].values["cheap"].values())) + 0.005,
+            np.array(list(level[sorted(level)[1]].values["ref"].values())),
+            alternative="greater",
+        ).pvalue
+    )
+    assert shown[cell] == pytest.approx(stats.holm(raw)[0])
