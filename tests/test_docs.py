@@ -1,4 +1,5 @@
-"""Every Python block in the quickstart and integrations pages runs as written; the merge config example parses."""
+"""Every Python block in the quickstart and integrations pages runs as written, and api.md's fidelity example; the
+merge config example parses."""
 
 from __future__ import annotations
 
@@ -126,3 +127,19 @@ def test_the_readme_quickstart_runs_and_its_links_point_inside_the_repository(tm
     assert namespace["opt"].n_evals == 120 and (tmp_path / "run.ckpt").is_file()
     links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
     assert links and not [link for link in links if "://" in link or not (README.parent / link).exists()]
+
+
+def test_the_api_pages_fidelity_example_runs_as_written(capsys):
+    """api.md's FidelityScheduler block, executed: the example budget stops it, and what it recommends was
+    measured at full fidelity."""
+    page = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page, flags=re.S) if "FidelityScheduler(" in b]
+    namespace: dict = {}
+    exec(compile(block, "docs/api.md", "exec"), namespace)
+    sched = namespace["sched"]
+    assert sched.rungs == (22, 66, 200)
+    assert 10_000 - sched.generation_cost(1) < sched.examples <= 10_000
+    best = sched.recommend()
+    m = sched.measurements
+    assert m.fidelity[best.evaluation - 1] == 200 and m.y[best.evaluation - 1] == best.y
+    assert str(sched.examples) in capsys.readouterr().out
