@@ -250,6 +250,16 @@ def _full_start(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
 FIDELITY_PEERS.add(
     "sh-evogm-wide", FidelityPeer(lambda d, s, b, f: SuccessiveHalving("evogm", d, s, b, f, wider=f.eta))
 )
+
+
+def _ceiling(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
+    from evogm_bench.research.promotion import CeilingScheduler
+
+    return SuccessiveHalving("evogm", d, s, b, f, CeilingScheduler)
+
+
+# research: successive halving's share rounded up (⌈n/η⌉: 16 → 6 → 2 at N = 8)
+FIDELITY_PEERS.add("sh-evogm-ceil", FidelityPeer(_ceiling))
 # research: successive halving after the informed start (the first generation) measured in full
 FIDELITY_PEERS.add("sh-evogm-full-start", FidelityPeer(_full_start))
 # research: successive halving's share, ranked by the prefix's value shrunk toward a GP's prediction (a GP fit per

@@ -225,3 +225,12 @@ def test_non_inferiority_is_shown_only_where_the_values_stay_within_the_margin(t
         ).pvalue
     )
     assert shown[cell] == pytest.approx(stats.holm(raw)[0])
+
+
+def test_the_ceiling_rule_rounds_the_share_up_and_sizes_generations_for_it():
+    from evogm_bench.research.promotion import CeilingScheduler
+
+    inner = RandomSearch(2, seed=0, maximize=True, popsize=16)
+    sched = CeilingScheduler(inner, full=200, minimum=22, eta=3, nested=True)
+    assert sched.generation_cost(16) == 16 * 22 + 6 * 44 + 2 * 134
+    assert _run_generation(sched, np.linspace(0.1, 0.9, 16)) == [16, 6, 2]

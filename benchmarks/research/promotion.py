@@ -14,6 +14,7 @@ them as multi-fidelity peers (``benchmarks/multifidelity.py``) and docs/research
   value shrunk toward a GP's prediction at its point, each weighted by its precision.
 - :class:`FullStartScheduler` (``sh-evogm-full-start``): successive halving, except that the first generation —
   EvoGM's informed start (the experts, their mix) — is measured at full fidelity.
+- :class:`CeilingScheduler` (``sh-evogm-ceil``): successive halving with the share rounded up, ⌈n/η⌉.
 
 Values are maximised accuracies in [0, 1], as the merge landscapes and a merge run measure them; the core's
 scheduler makes no such assumption.
@@ -92,6 +93,23 @@ class FullStartScheduler(ResearchScheduler):
         if self.inner.n_evals == 0:
             return size * sum(self.cost(k) for k in range(len(self.rungs)))
         return super().generation_cost(size)
+
+
+class CeilingScheduler(ResearchScheduler):
+    """Successive halving that rounds its share up: ⌈n/η⌉ go on, so a generation of 16 (N = 8) sends 6 and then 2
+    to full fidelity instead of 5 and 1 — more full measurements a generation, as many generations (about a fifth
+    more examples each)."""
+
+    def promote(self, values: np.ndarray, rung: int, points: np.ndarray) -> np.ndarray:
+        count = min(-(-len(values) // self.eta), int(np.isfinite(values).sum()))
+        return np.argsort(values, kind="stable")[:count]
+
+    def generation_cost(self, size: int) -> int:
+        total, n = 0, size
+        for k in range(len(self.rungs)):
+            total += n * self.cost(k)
+            n = -(-n // self.eta)
+        return total
 
 
 class ShrinkageScheduler(ResearchScheduler):
