@@ -25,8 +25,8 @@ from llm_merge.run.search import PrefixPlan, PrefixScorer, permutation  # noqa: 
 from llm_merge.tasks.jsonl import Task  # noqa: E402
 
 from evogm_opt.fidelity import FidelityBatch, FidelityScheduler  # noqa: E402
-from tests.test_llm_merge_experts import make_adapter, tiny_qwen  # noqa: E402
-from tests.test_llm_merge_run import config_dict, log_without_timing  # noqa: E402
+from tests.test_llm_merge_experts import tiny_qwen  # noqa: E402
+from tests.test_llm_merge_run import config_dict, log_without_timing, make_workspace  # noqa: E402
 
 
 class Crash(Exception):
@@ -48,14 +48,7 @@ def write_sized_tasks(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fidelity")
-    tiny_qwen().save_pretrained(root / "base")
-    char_tokenizer().save_pretrained(root / "base")
-    for i in range(3):
-        make_adapter(root / f"expert{i}", seed=i + 1)
-    for split in ("val", "test"):
-        write_sized_tasks(root / split)
-    return root
+    return make_workspace(tmp_path_factory.mktemp("fidelity"), write_sized_tasks)
 
 
 SEEN = [

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +28,22 @@ from tests.test_llm_merge_experts import base_shapes, make_adapter, tiny_qwen  #
 from tests.test_llm_merge_fitness import write_tasks  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """A base folder, three LoRA expert folders and val/test task files, as a user would have them."""
-    root = tmp_path_factory.mktemp("merge")
+def make_workspace(root: Path, write: Callable[[Path], None]) -> Path:
+    """A base folder, three LoRA expert folders and val/test task files (``write(folder)`` writes a split's), as a
+    user would have them."""
     tiny_qwen().save_pretrained(root / "base")
     char_tokenizer().save_pretrained(root / "base")
     for i in range(3):
         make_adapter(root / f"expert{i}", seed=i + 1)
     for split in ("val", "test"):
-        (root / split).mkdir()
-        write_tasks(root / split)
+        (root / split).mkdir(parents=True, exist_ok=True)
+        write(root / split)
     return root
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return make_workspace(tmp_path_factory.mktemp("merge"), write_tasks)
 
 
 def config_dict(**overrides) -> dict:

@@ -418,36 +418,21 @@ class MeasurementsView:
         self.box = sched.inner.box
 
 
-class FidelityAsking:
-    """The scheduler as the loop drives it: ``n_evals`` counts candidates told to the optimizer (what
-    ``optimizer.budget`` counts), so a generation is asked as large as the budget leaves and never cut."""
+class FidelityAsking(_Asking):
+    """The scheduler as the loop drives it (:class:`_Asking`'s forwarding: save with the owner, stop, popsize):
+    ``n_evals`` counts candidates told to the optimizer (what ``optimizer.budget`` counts), so a generation is
+    asked as large as the budget leaves and never cut."""
 
     def __init__(self, sched: FidelityScheduler, owner: str | None) -> None:
-        self.sched, self.owner = sched, owner
-
-    def ask(self, n: int) -> FidelityBatch:
-        return self.sched.ask(n)
+        super().__init__(sched, coordinates=False, owner=owner)  # type: ignore[arg-type]  # ask/tell/save/stop
+        self.sched = sched
 
     def tell(self, x: np.ndarray, y: Any, fidelity: Any = None) -> None:
         self.sched.tell(x, y, fidelity=fidelity)
 
-    def save(self, path: Any) -> None:
-        self.sched.save(path, owner=self.owner)
-
-    def stop(self, default_rules: bool = True) -> bool:
-        return self.sched.stop(default_rules=default_rules)
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.sched.stop_reason if self.stop(default_rules=False) else None
-
     @property
     def n_evals(self) -> int:
         return self.sched.inner.n_evals
-
-    @property
-    def popsize(self) -> int:
-        return self.sched.popsize
 
     @property
     def in_flight(self) -> int:
