@@ -198,7 +198,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _cost_goal(args: argparse.Namespace) -> int:
     _import_bench()
-    from evogm_bench import compare, cost_goal
+    from evogm_bench import cost_goal
 
     for path in args.results:
         if not Path(path).exists():
@@ -211,8 +211,7 @@ def _cost_goal(args: argparse.Namespace) -> int:
             return 0
         goal = cost_goal.Goal(args.optimizer, args.reference, args.fraction, args.tolerance)
         cells = cost_goal.goal_cells(args.results, goal, args.checkpoints, args.seeds, args.landscapes or [""])
-        (comparison,) = compare.compare(cells, goal.name, [compare.Target((goal.reference,))])
-        rows = comparison.rows
+        rows = cost_goal.compare_cells(cells, goal)
     except ValueError as exc:
         return fail("evogm-opt bench cost-goal", str(exc), EXIT_USAGE)
     if not rows:

@@ -101,7 +101,10 @@ def evaluate(
     landscapes: Sequence[str] = ("",),
 ) -> list[Row]:  # fmt: skip
     """One row per cell: the optimizer at ``fraction`` of the cost against the reference at all of it."""
-    cells = goal_cells(paths, goal, checkpoints, seeds, landscapes)
+    return compare_cells(goal_cells(paths, goal, checkpoints, seeds, landscapes), goal)
+
+
+def compare_cells(cells: Mapping[Cell, CellResults], goal: Goal) -> list[Row]:
     (comparison,) = compare(cells, goal.name, [Target((goal.reference,))])
     return comparison.rows
 

@@ -223,45 +223,29 @@ FIDELITY_PEERS.add(
 FIDELITY_PEERS.add("smac-mf", FidelityPeer(SMACMultiFidelity, "smac", "bo", slow=True))
 
 
-def _racing(z: float) -> Callable[[int, int, int, Fidelity], SuccessiveHalving]:
-    from evogm_bench.research.promotion import RacingScheduler
+def _research(rule: str, **settings: Any) -> Callable[[int, int, int, Fidelity], SuccessiveHalving]:
+    """The default inside a promotion rule of research (``evogm_bench.research.promotion.<rule>``, imported when a
+    run builds it)."""
 
-    return lambda d, s, b, f: SuccessiveHalving("evogm", d, s, b, f, partial(RacingScheduler, z=z))
+    def build(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
+        from evogm_bench.research import promotion
+
+        return SuccessiveHalving("evogm", d, s, b, f, partial(getattr(promotion, rule), **settings))
+
+    return build
 
 
 # research (docs/research.md, issue 30): the default inside a racing promotion rule instead of a fixed share
-FIDELITY_PEERS.add("race-evogm", FidelityPeer(_racing(2.0)))
-FIDELITY_PEERS.add("race-evogm-z1", FidelityPeer(_racing(1.0)))
-
-
-def _shrinkage(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
-    from evogm_bench.research.promotion import ShrinkageScheduler
-
-    return SuccessiveHalving("evogm", d, s, b, f, ShrinkageScheduler)
-
-
-def _full_start(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
-    from evogm_bench.research.promotion import FullStartScheduler
-
-    return SuccessiveHalving("evogm", d, s, b, f, FullStartScheduler)
-
-
+FIDELITY_PEERS.add("race-evogm", FidelityPeer(_research("RacingScheduler", z=2.0)))
+FIDELITY_PEERS.add("race-evogm-z1", FidelityPeer(_research("RacingScheduler", z=1.0)))
 # research: generations η times as large, so that ⌊P/η⌋ (not 1) candidates of each reach full fidelity at N = 4, 8
 FIDELITY_PEERS.add(
     "sh-evogm-wide", FidelityPeer(lambda d, s, b, f: SuccessiveHalving("evogm", d, s, b, f, wider=f.eta))
 )
-
-
-def _ceiling(d: int, s: int, b: int, f: Fidelity) -> SuccessiveHalving:
-    from evogm_bench.research.promotion import CeilingScheduler
-
-    return SuccessiveHalving("evogm", d, s, b, f, CeilingScheduler)
-
-
 # research: successive halving's share rounded up (⌈n/η⌉: 16 → 6 → 2 at N = 8)
-FIDELITY_PEERS.add("sh-evogm-ceil", FidelityPeer(_ceiling))
+FIDELITY_PEERS.add("sh-evogm-ceil", FidelityPeer(_research("CeilingScheduler")))
 # research: successive halving after the informed start (the first generation) measured in full
-FIDELITY_PEERS.add("sh-evogm-full-start", FidelityPeer(_full_start))
+FIDELITY_PEERS.add("sh-evogm-full-start", FidelityPeer(_research("FullStartScheduler")))
 # research: successive halving's share, ranked by the prefix's value shrunk toward a GP's prediction (a GP fit per
 # generation: seconds per run, so slow)
-FIDELITY_PEERS.add("shrink-evogm", FidelityPeer(_shrinkage, slow=True))
+FIDELITY_PEERS.add("shrink-evogm", FidelityPeer(_research("ShrinkageScheduler"), slow=True))

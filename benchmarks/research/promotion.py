@@ -46,6 +46,11 @@ class ResearchScheduler(FidelityScheduler):
     def save(self, path: Any, *, owner: str | None = None) -> None:
         raise NotImplementedError(f"{type(self).__name__} is a research rule: it writes no checkpoints")
 
+    def all_promoted_cost(self, size: int) -> int:
+        """What a generation costs when every candidate goes to full fidelity (the full fidelity itself when
+        prefixes nest)."""
+        return size * sum(self.cost(k) for k in range(len(self.rungs)))
+
 
 class RacingScheduler(ResearchScheduler):
     """Successive halving's rungs with a racing promotion: every candidate whose value at the rung plus ``z``
@@ -61,7 +66,7 @@ class RacingScheduler(ResearchScheduler):
     def generation_cost(self, size: int) -> int:
         """The most a generation can cost: every candidate raced to full fidelity (so a generation chosen to fit
         an example budget always fits; the scheduler sizes generations with this)."""
-        return sum(size * self.cost(k) for k in range(len(self.rungs)))
+        return self.all_promoted_cost(size)
 
     def promote(self, values: np.ndarray, rung: int, points: np.ndarray) -> np.ndarray:
         order = np.argsort(values, kind="stable")
@@ -91,7 +96,7 @@ class FullStartScheduler(ResearchScheduler):
     def generation_cost(self, size: int) -> int:
         """The first generation costs ``size`` full measurements; later ones, successive halving's."""
         if self.inner.n_evals == 0:
-            return size * sum(self.cost(k) for k in range(len(self.rungs)))
+            return self.all_promoted_cost(size)
         return super().generation_cost(size)
 
 
