@@ -334,10 +334,13 @@ def test_a_conditional_space_counts_only_the_parameters_a_trial_used():
     assert set(sampler.search_space.params) == {"kind", "i", "j", "s"}  # i and j are both in the joint space
 
 
-def test_trials_asked_and_not_told_are_not_asked_again():
-    def objective(trial: optuna.Trial) -> float:  # 25 configurations
-        return (trial.suggest_int("x", 0, 4) - 1) ** 2 + (trial.suggest_int("y", 0, 4) - 3) ** 2
+def five_by_five(trial: optuna.Trial) -> float:
+    """Two ints of five values each: 25 configurations, the optimum at (1, 3)."""
+    return (trial.suggest_int("x", 0, 4) - 1) ** 2 + (trial.suggest_int("y", 0, 4) - 3) ** 2
 
+
+def test_trials_asked_and_not_told_are_not_asked_again():
+    objective = five_by_five
     sampler = GenerativeSampler(seed=2, n_startup_trials=4)
     study = optuna.create_study(sampler=sampler)
     for _ in range(4):
@@ -418,9 +421,7 @@ def test_threads_on_a_conditional_space_see_a_running_trial_as_its_configuration
 
 
 def test_once_every_configuration_is_finished_or_running_a_trial_takes_a_running_ones_not_a_finished_ones():
-    def objective(trial: optuna.Trial) -> float:  # 25 configurations
-        return (trial.suggest_int("x", 0, 4) - 1) ** 2 + (trial.suggest_int("y", 0, 4) - 3) ** 2
-
+    objective = five_by_five
     sampler = GenerativeSampler(seed=0, n_startup_trials=4)
     study = optuna.create_study(sampler=sampler)
     for _ in range(20):
