@@ -125,19 +125,34 @@ def _evogm_factory(overrides: dict[str, Any], popsize: int | None) -> Callable[[
     return factory
 
 
-def _sequential(seed: int) -> Any:
+def _sequential(fast: bool = False) -> SamplerFactory:
     """Research round three (docs/research.md): GenerativeSampler over the sequential variant — its 10 random
-    startup trials are the design, then one trial per ask by LogEI, G_lw's proposals among the starts."""
-    from evogm_bench.research.sequential import SequentialConfig, SequentialEvoGM
+    startup trials are the design, then one trial per ask by LogEI, G_lw's proposals among the starts; ``fast``:
+    with ablation 29's cheaper fit and climb."""
 
-    from evogm_opt.integrations.optuna import GenerativeSampler
+    def build(seed: int) -> Any:
+        from evogm_bench.research.sequential import SequentialEvoGM, variant
+        from evogm_bench.research.variants import FAST
 
-    config = SequentialConfig(initial_points=0, informed_start=False)
+        from evogm_opt.integrations.optuna import GenerativeSampler
 
-    def factory(dim: int, seed: int | None, maximize: bool) -> Any:
-        return SequentialEvoGM(dim, seed=seed, maximize=maximize, config=config)
+        config = variant(initial_points=0, informed_start=False, **(FAST if fast else {}))
 
-    return GenerativeSampler(seed=seed, optimizer_factory=factory)
+        def factory(dim: int, seed: int | None, maximize: bool) -> Any:
+            return SequentialEvoGM(dim, seed=seed, maximize=maximize, config=config)
+
+        return GenerativeSampler(seed=seed, optimizer_factory=factory)
+
+    return build
+
+
+def _mixed(seed: int) -> Any:
+    """Ablation 30 (docs/research.md): the fast sequential sampler with each categorical one variable."""
+    from evogm_bench.research.mixed import sampler_factory
+    from evogm_bench.research.sequential import variant
+    from evogm_bench.research.variants import FAST
+
+    return sampler_factory(variant(initial_points=0, informed_start=False, **FAST))(seed)
 
 
 def _optuna(name: str, **settings: Any) -> SamplerFactory:
@@ -172,7 +187,9 @@ def _cmaes_with_margin(seed: int) -> Any:
 
 
 SAMPLERS.add("evogm", _generative, "GenerativeSampler")
-SAMPLERS.add("evogm-seq", _sequential, "GenerativeSampler, sequential (research)")
+SAMPLERS.add("evogm-seq", _sequential(), "GenerativeSampler, sequential (research)")
+SAMPLERS.add("evogm-seq-fast", _sequential(fast=True), "sequential, warm fits (research)")
+SAMPLERS.add("evogm-seq-mixed", _mixed, "sequential, categoricals as one variable (research)")
 SAMPLERS.add("tpe", _optuna("TPESampler", multivariate=True), "TPE (multivariate)")
 SAMPLERS.add("gp", _optuna("GPSampler"), "GPSampler")
 SAMPLERS.add("cmaes", _cmaes_with_margin, "CMA-ES (with margin)")

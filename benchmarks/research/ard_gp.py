@@ -48,29 +48,47 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
 
 class ARDGaussianProcess:
     """Zero-mean GP on standardised values: signal variance, noise variance and one length scale per coordinate
-    by MAP (L-BFGS-B on their logarithms, two starts: the previous fit's values and the prior's mode).
+    by MAP (L-BFGS-B on their logarithms, from the previous fit's values and the prior's mode, or — ``mode_start``
+    False — from the previous fit's values alone, the cheaper warm fit that Optuna's GPSampler also makes).
 
     Priors (on the unit cube's scale, [0, 1]^dim): length scale ~ LogNormal(√2 + ½·log dim, √3) — the
     dimension-scaled prior of Hvarfner et al., mode 0.41 at N = 4 and 0.82 at N = 16 —; noise variance ~
     LogNormal(−4, 1) (mode 0.007 of the values' variance); log signal variance ~ N(0, 1).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, warm: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        warm: np.ndarray | None = None,
+        *,
+        mode_start: bool = True,
+        scale_of: np.ndarray | None = None,
+    ) -> None:
+        """``scale_of``: the length scale each coordinate uses (indices 0 … S−1; default: one per coordinate) —
+        a categorical's one-hot coordinates share one, so the kernel sees it as one variable whose choices are
+        all equally far apart (an overlap kernel). The priors are stated for S variables."""
         x = np.asarray(x, dtype=float)
         y = np.asarray(y, dtype=float)
         if len(x) < 2:
             raise ValueError("a GP needs at least two observations")
         self.dim = x.shape[1]
+        self.scale_of = np.arange(self.dim) if scale_of is None else np.asarray(scale_of, dtype=int)
+        if self.scale_of.shape != (self.dim,) or set(self.scale_of) != set(range(self.scale_of.max() + 1)):
+            raise ValueError(f"scale_of must name scales 0 … S−1 for each of the {self.dim} coordinates")
+        self.n_scales = int(self.scale_of.max()) + 1
         self.y_mean = float(np.mean(y))
         self.y_scale = float(np.std(y)) or 1.0
         self.x = torch.as_tensor((x + 1.0) / 2.0)  # the unit cube, where the priors are stated
         self.t = torch.as_tensor((y - self.y_mean) / self.y_scale)
-        self.log_params = self.fit(warm)
+        self.log_params = self.fit(warm, mode_start=mode_start or warm is None)
         self.factor()
 
     # ------------------------------------------------------------------ fit
     def unpack(self, log_params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return torch.exp(log_params[: self.dim]), torch.exp(log_params[self.dim]), torch.exp(log_params[self.dim + 1])
+        """(a length scale per coordinate, signal variance, noise variance) from [log scales, log signal, log noise]."""
+        s = self.n_scales
+        return torch.exp(log_params[:s])[self.scale_of], torch.exp(log_params[s]), torch.exp(log_params[s + 1])
 
     def neg_log_posterior(self, log_params: torch.Tensor) -> torch.Tensor:
         length_scales, signal, noise = self.unpack(log_params)
@@ -83,17 +101,21 @@ class ARDGaussianProcess:
             return torch.tensor(1e10, dtype=torch.float64, requires_grad=True)
         alpha = torch.cholesky_solve(self.t[:, None], chol)[:, 0]
         nll = 0.5 * self.t @ alpha + torch.log(torch.diagonal(chol)).sum()
-        ls_mean = math.sqrt(2.0) + 0.5 * math.log(self.dim)
+        s = self.n_scales
+        ls_mean = math.sqrt(2.0) + 0.5 * math.log(s)
         # log-normal densities of the length scales and the noise (in their own units, hence the + log terms)
-        log_ls, log_noise = log_params[: self.dim], log_params[self.dim + 1]
+        log_ls, log_noise = log_params[:s], log_params[s + 1]
         prior = (((log_ls - ls_mean) ** 2) / (2.0 * 3.0) + log_ls).sum()
-        prior = prior + (log_noise + 4.0) ** 2 / 2.0 + log_noise + log_params[self.dim] ** 2 / 2.0
+        prior = prior + (log_noise + 4.0) ** 2 / 2.0 + log_noise + log_params[s] ** 2 / 2.0
         return nll + prior
 
-    def fit(self, warm: np.ndarray | None) -> np.ndarray:
-        mode = np.concatenate([np.full(self.dim, math.sqrt(2.0) + 0.5 * math.log(self.dim) - 3.0), [0.0, -5.0]])
-        starts = [mode] if warm is None else [np.asarray(warm, dtype=float), mode]
-        bounds = [(-6.0, 4.0)] * self.dim + [(-6.0, 4.0), (-16.0, 2.0)]
+    def fit(self, warm: np.ndarray | None, mode_start: bool = True) -> np.ndarray:
+        s = self.n_scales
+        mode = np.concatenate([np.full(s, math.sqrt(2.0) + 0.5 * math.log(s) - 3.0), [0.0, -5.0]])
+        starts = [] if warm is None else [np.asarray(warm, dtype=float)]
+        if mode_start:
+            starts.append(mode)
+        bounds = [(-6.0, 4.0)] * s + [(-6.0, 4.0), (-16.0, 2.0)]
 
         def value_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
             p = torch.tensor(params, dtype=torch.float64, requires_grad=True)
@@ -132,6 +154,7 @@ class ARDGaussianProcess:
         believer) — no refit, only a new factorisation."""
         other = object.__new__(ARDGaussianProcess)
         other.dim, other.y_mean, other.y_scale = self.dim, self.y_mean, self.y_scale
+        other.scale_of, other.n_scales = self.scale_of, self.n_scales
         other.x = torch.cat([self.x, torch.as_tensor((np.atleast_2d(x_new) + 1.0) / 2.0)])
         other.t = torch.cat([self.t, torch.as_tensor((np.atleast_1d(y_new) - self.y_mean) / self.y_scale)])
         other.log_params = self.log_params
@@ -175,10 +198,12 @@ def maximise_log_ei(
     n_starts: int = 8,
     maxiter: int = 60,
     incumbent_rule: str = "observed",
+    fixed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """The box point of highest LogEI: every point of ``starts_pool`` ([-1, 1]^dim) is scored, the ``n_starts``
     best distinct ones are climbed together by L-BFGS-B (the sum of independent LogEIs has a block-diagonal
-    Hessian, so one run climbs all), and the best end point is returned with its LogEI."""
+    Hessian, so one run climbs all), and the best end point is returned with its LogEI. ``fixed``: a mask of
+    coordinates each start keeps (a categorical's one-hot, which a gradient step would blur between choices)."""
     incumbent = gp.incumbent(incumbent_rule)
     pool = torch.as_tensor((np.clip(starts_pool, -1.0, 1.0) + 1.0) / 2.0)
     with torch.no_grad():
@@ -204,7 +229,7 @@ def maximise_log_ei(
         start.ravel(),
         jac=True,
         method="L-BFGS-B",
-        bounds=[(0.0, 1.0)] * (k * dim),
+        bounds=_climb_bounds(start, fixed),
         options={"maxiter": maxiter},
     )
     ends = np.clip(result.x.reshape(k, dim), 0.0, 1.0)
@@ -217,3 +242,11 @@ def maximise_log_ei(
     values = np.where(better, end_scores, start_scores)
     best = int(np.argmax(values))
     return points[best] * 2.0 - 1.0, float(values[best])
+
+
+def _climb_bounds(start: np.ndarray, fixed: np.ndarray | None) -> list[tuple[float, float]]:
+    """The unit cube for every start's coordinates, except that a ``fixed`` coordinate stays where it starts."""
+    low, high = np.zeros_like(start), np.ones_like(start)
+    if fixed is not None:
+        low[:, fixed], high[:, fixed] = start[:, fixed], start[:, fixed]
+    return list(zip(low.ravel().tolist(), high.ravel().tolist(), strict=True))

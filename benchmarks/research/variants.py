@@ -73,6 +73,9 @@ def for_bench(name: str, dim: int, seed: int, budget: int) -> GenerativeOptimize
     return build(name, dim, keep_going=True, seed=seed, maximize=True, max_evals=budget)
 
 
+# Ablation 29: the GP fit warm-started from the previous fit alone, and 4 climbs of 40 steps instead of 8 of 60
+FAST: dict[str, Any] = {"fit_from_mode": False, "n_starts": 4, "climb_iterations": 40}
+
 # Research round three (docs/research.md): the sequential shape, with and without the generator's start points,
 # and with a smaller start design.
 SEQUENTIAL: dict[str, tuple[SequentialConfig, str]] = {
@@ -80,6 +83,10 @@ SEQUENTIAL: dict[str, tuple[SequentialConfig, str]] = {
     "evogm-seq-nogen": (
         dataclasses.replace(SequentialConfig(), generator_starts=False),
         "evogm-seq without the generator's start points",
+    ),
+    "evogm-seq-fast": (
+        dataclasses.replace(SequentialConfig(), **FAST),
+        "evogm-seq with warm-started GP fits and 4 climbs of 40 steps (its time per ask below GPSampler's)",
     ),
     "evogm-seq-small-start": (
         dataclasses.replace(SequentialConfig(), init_fraction=0.0),
