@@ -71,7 +71,9 @@ class MixedSpaceSequential(SequentialEvoGM):
 
     def canonical(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` with each categorical replaced by the one-hot of its argmax (ties to the first choice, as the
-        space's deterministic decoding does)."""
+        space's deterministic decoding does). A categorical that a trial did not use (conditional) is made a
+        choice too — a false signal for the surrogate; none of the bench's tuning spaces has a conditional
+        categorical, and the inactive coordinates of numeric parameters are ablation 30's open question."""
         rows = np.array(rows, dtype=float, copy=True)
         for s, table in self.categoricals:
             piece = rows[:, s]
