@@ -269,10 +269,6 @@ def test_what_fidelity_cannot_do_yet_is_refused_before_the_model_loads(workspace
     ties = write(workspace, "fid-ties", fidelity=FIDELITY, method="ties")
     with pytest.raises(ConfigError, match="fidelity: not supported with ties under evogm"):
         load_config(ties)
-    lm_eval = {"name": "arc", "val": "arc_easy", "lm_eval": {"limit": 5}}
-    path = write(workspace, "fid-lm-eval", fidelity=FIDELITY, tasks={"seen": [lm_eval]})
-    with pytest.raises(ConfigError, match="fidelity: not supported with lm_eval seen tasks"):
-        load_config(path)
     pick = write(workspace, "fid-pick", fidelity=FIDELITY)
     with pytest.raises(RunError, match="--pick: a run with fidelity has no Pareto archive"):
         quiet(pick, pick={"mc": 1.0})

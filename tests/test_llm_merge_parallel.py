@@ -116,3 +116,41 @@ def test_the_driver_plan_counts_an_encoder_decoder_base_as_the_run_does(spec, tm
     causal = PrefixPlan(spec.load_tasks(), fidelity, tok, seq2seq=False)
     assert plan.full_tokens() == run.full_tokens() != causal.full_tokens()  # the flag changes the count here
     assert [plan.tokens(0, f) for f in range(plan.full + 1)] == [run.tokens(0, f) for f in range(run.full + 1)]
+
+
+def test_an_lm_eval_seen_task_is_scored_on_the_pool_as_in_one_process(spec, ray_session, tmp_path):
+    """An lm-eval task rides the spec to the actors (its harness objects are not pickled: each actor builds its
+    own); a rung's documents go as indices, and the counts, tokens and full scores are one process's."""
+    pytest.importorskip("lm_eval", reason="the lm-eval backend needs the `lm-eval` extra")
+    from llm_merge.tasks.lm_eval_tasks import LmEvalTask
+
+    from tests.test_llm_merge_lm_eval import lm_eval_task_folder
+
+    lm_task = LmEvalTask("tiny", "tiny_val", include_path=str(lm_eval_task_folder(tmp_path)), limit=6)
+    mixed = replace(spec, tasks=[spec.tasks[0], lm_task], weights=[1.0, 2.0])
+    fidelity = FidelitySpec(min_examples=1, eta=2, seed=3)
+    local = mixed.build()
+    plan, expected = mixed.prefix_plan(fidelity), PrefixPlan.of(local, fidelity)  # the driver loads no model
+    assert plan.sizes == expected.sizes == [4, 6]
+    assert [o.tolist() for o in plan.orders] == [o.tolist() for o in expected.orders]
+    assert [plan.tokens(0, f) for f in range(11)] == [expected.tokens(0, f) for f in range(11)]
+    pool = RayMergeEvaluator(mixed, num_workers=2, num_cpus=1, max_restarts=0)
+    sched = plan.scheduler(registry.create("random", 3, seed=0, popsize=4, maximize=True, bounds=(-1.5, 1.5)))
+    assert sched.rungs == (2, 5, 10)
+    remote, here = PrefixScorer(plan, pool), PrefixScorer(plan, local)
+    full: dict[int, tuple[np.ndarray, float]] = {}
+    counts: set[int] = set()
+    while sched.inner.n_evals < 4:
+        batch = sched.ask()
+        measured, one_process = remote.measure(batch, "auto"), here.measure(batch, "rebuild")
+        assert np.array_equal(measured.correct, one_process.correct)  # row by row, both tasks
+        counts |= {int(row[1]) for row in measured.correct}
+        values = measured.values(mixed.weights)
+        for c, x, f, v in zip(batch.candidate, batch.x, batch.fidelity, values):
+            if f == plan.full:
+                full[int(c)] = (x, v)
+        sched.tell(batch.x, values, fidelity=batch.fidelity)
+    pool.shutdown()
+    assert len(full) == 1 and len(counts) > 1  # lm-eval counts differ between rows, so a mix-up would show
+    xs = np.array([x for x, _ in full.values()])
+    assert [v for _, v in full.values()] == local.evaluate_batch(xs, path="rebuild")  # the harness's full score

@@ -239,24 +239,34 @@ class MergeFitness:
                 out.append(np.asarray(correct, dtype=bool).reshape(len(lams), m))
         return out
 
-    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Task], path: str = "rebuild") -> np.ndarray:
-        """How many examples of each of ``tasks`` (JSONL tasks: subsets of this fitness's, e.g. a prefix's new
-        examples) each candidate answers correctly, (P, len(tasks)) integers; ``path`` as in
-        :meth:`evaluate_batch` ("auto" already resolved). An empty task counts 0 without a forward."""
+    def correct_counts(self, lams: np.ndarray, tasks: Sequence, path: str = "rebuild") -> np.ndarray:
+        """How many examples of each of ``tasks`` each candidate answers correctly, (P, len(tasks)) integers: a
+        JSONL task is a :class:`Task` (a subset of this fitness's, e.g. a prefix's new examples), an lm-eval
+        task's documents an ``LmEvalDocs`` (which scores itself on the live model); ``path`` as in
+        :meth:`evaluate_batch` ("auto" already resolved; "batched" for JSONL tasks only). An empty task counts 0
+        without a forward."""
         lams = np.atleast_2d(np.asarray(lams, dtype=np.float64))
         counts = np.zeros((len(lams), len(tasks)), dtype=np.int64)
-        live = [j for j, t in enumerate(tasks) if t.examples]
+        live = [j for j, t in enumerate(tasks) if (len(t.examples) if isinstance(t, Task) else len(t))]
         if not live:
             return counts
         if path == "batched":
+            if not all(isinstance(tasks[j], Task) for j in live):
+                raise ValueError("the batched-λ forward scores JSONL tasks only (lm-eval tasks run their own forwards)")
             for j, correct in zip(live, self._correct_batched(lams, [tasks[j] for j in live])):
                 counts[:, j] = correct.sum(axis=1)
             return counts
         for i, row in enumerate(lams):
             self.apply(row)
             for j in live:
-                counts[i, j] = sum(correct_per_example(self.model, self.tokenizer, tasks[j], self.batch_size))
+                counts[i, j] = self._correct(tasks[j])
         return counts
+
+    def _correct(self, task) -> int:
+        """Correct answers of the model as it stands on a JSONL task, or on an lm-eval task's documents."""
+        if isinstance(task, Task):
+            return sum(correct_per_example(self.model, self.tokenizer, task, self.batch_size))
+        return int(task.correct(self.model, self.tokenizer, self.batch_size))
 
     def evaluate_batch(self, lams: np.ndarray, path: str = "auto") -> list[float]:
         """Fitness of each row of Λ. ``path``: ``"rebuild"`` (one in-place rebuild per candidate),

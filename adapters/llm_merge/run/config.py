@@ -203,23 +203,38 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
 
 
 def _check_fidelity(cfg: MergeRunConfig, merge: MergeMethod) -> None:
-    """What fidelity cannot do yet, refused before the model loads: lm-eval seen tasks (scored by the harness,
-    whose ``limit`` takes its first documents, not a seeded permutation's prefix) and a nonlinear merge under
-    EvoGM's basis shifts (scored at coordinates the scheduler does not carry)."""
+    """What fidelity cannot do, refused before the model loads: a seen lm-eval task whose score cannot be extended
+    document by document (:func:`_lm_eval_fidelity_problem`) and a nonlinear merge under EvoGM's basis shifts
+    (scored at coordinates the scheduler does not carry)."""
     if cfg.fidelity is None:
         return
-    lm_eval = [t.name for t in cfg.seen if t.lm_eval is not None]
-    if lm_eval:
-        raise ConfigError(
-            f"fidelity: not supported with lm_eval seen tasks ({', '.join(lm_eval)}): the harness scores its own "
-            "documents, not a seeded permutation's prefixes; use JSONL files for the searched tasks, or fidelity: off"
-        )
+    for spec in cfg.seen:
+        problem = _lm_eval_fidelity_problem(spec) if spec.lm_eval is not None else None
+        if problem is not None:
+            raise ConfigError(problem)
     if not merge.linear and cfg.optimizer.name.startswith("evogm"):
         raise ConfigError(
             f"fidelity: not supported with {cfg.method} under {cfg.optimizer.name} (a nonlinear merge is scored at "
             "EvoGM's basis coordinates, which the fidelity scheduler does not carry); use task_arithmetic, another "
             "optimizer (cmaes, sep-cmaes, pso-merging, random), or fidelity: off"
         )
+
+
+def _lm_eval_fidelity_problem(spec: TaskSpec) -> str | None:
+    """Why the seen lm-eval task ``spec`` cannot be scored on prefixes (``LmEvalTask.fidelity_problem``; an
+    unknown task or a missing ``lm-eval`` too). Builds lm-eval's TaskManager and the task (its dataset, which the
+    run loads anyway), no model."""
+    from llm_merge.tasks.jsonl import TaskError
+    from llm_merge.tasks.lm_eval_tasks import LmEvalTask
+
+    try:
+        return LmEvalTask(spec.name, spec.val, **spec.lm_eval_options()).fidelity_problem()
+    except TaskError as exc:
+        return str(exc)
+    except Exception as exc:  # the harness or its dataset: said in one line, as every config mistake is
+        first = (str(exc).strip().splitlines() or [""])[0]
+        where = f"lm-eval task {spec.val!r} of {spec.name!r}"
+        return f"fidelity: {where} could not be loaded to check it ({type(exc).__name__}: {first})"
 
 
 def _resolved(schema: RunSchema) -> MergeRunConfig:

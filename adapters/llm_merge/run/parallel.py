@@ -22,7 +22,6 @@ import numpy as np
 if TYPE_CHECKING:
     from llm_merge.run.schema import FidelitySpec
     from llm_merge.run.search import PrefixPlan
-    from llm_merge.tasks.jsonl import Task
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,9 @@ class FitnessSpec:
 
     base: str
     experts: Sequence[str]
-    tasks: Sequence[str]  # JSONL files of the tasks that drive the search
+    # the tasks that drive the search: JSONL files, or ``LmEvalTask`` objects (pickled without their harness
+    # objects: each actor builds its own over its own model)
+    tasks: Sequence[Any]
     method: str = "task_arithmetic"
     method_options: dict[str, Any] = field(default_factory=dict)
     dtype: str = "bfloat16"
@@ -41,11 +42,16 @@ class FitnessSpec:
     weights: Sequence[float] | None = None
     model_type: str = "auto"  # auto | causal | seq2seq (llm_merge.model.loading.load_base)
 
-    def load_tasks(self) -> list[Task]:
-        """The tasks as every actor reads them (their names seed a fidelity plan's permutations)."""
+    def load_tasks(self) -> list[Any]:
+        """The tasks as every actor reads them (their names seed a fidelity plan's permutations): a JSONL file
+        read, an lm-eval task as given."""
         from llm_merge.tasks.jsonl import Task
+        from llm_merge.tasks.lm_eval_tasks import LmEvalTask
 
-        return [Task.from_jsonl(path, max_new_tokens=self.max_new_tokens) for path in self.tasks]
+        return [
+            t if isinstance(t, LmEvalTask) else Task.from_jsonl(t, max_new_tokens=self.max_new_tokens)
+            for t in self.tasks
+        ]
 
     def build(self):
         """The actor's fitness, built as ``evogm-opt merge`` builds a run's (``llm_merge.run.assemble``)."""
@@ -70,7 +76,8 @@ class FitnessSpec:
 
     def prefix_plan(self, fidelity: FidelitySpec) -> PrefixPlan:
         """The plan ``PrefixPlan.of(fitness, fidelity)`` gives the actors' fitness, built in the driver from the
-        tokenizer, the tasks and the base's config only: no weights are loaded where no GPU may be."""
+        tokenizer, the tasks and the base's config only (an lm-eval task's documents and requests, built by the
+        harness): no weights are loaded where no GPU may be."""
         from transformers import AutoConfig, AutoTokenizer
 
         from llm_merge.model.names import base_model_type
@@ -91,7 +98,7 @@ class _Worker:
     def evaluate(self, lams: np.ndarray) -> list[float]:
         return self.fitness.evaluate_batch(lams)
 
-    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Task], path: str) -> np.ndarray:
+    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Any], path: str) -> np.ndarray:
         # "auto" is resolved here: only the actor knows its device and the size of its shard
         if path == "auto":
             path = self.fitness.choose_path(len(lams))
@@ -137,10 +144,10 @@ class RayMergeEvaluator:
             scores[idx] = values
         return scores.tolist()
 
-    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Task], path: str = "rebuild") -> np.ndarray:
+    def correct_counts(self, lams: np.ndarray, tasks: Sequence[Any], path: str = "rebuild") -> np.ndarray:
         """``MergeFitness.correct_counts`` over the pool, (P, len(tasks)) integers: what
         ``llm_merge.run.search.PrefixScorer`` calls, so a multi-fidelity search can score its rungs here
-        (``path`` "auto" is chosen by each actor for its shard)."""
+        (``path`` "auto" is chosen by each actor for its shard; an lm-eval task's documents go as indices)."""
         lams = np.atleast_2d(np.asarray(lams, dtype=float))
         counts = np.zeros((len(lams), len(tasks)), dtype=np.int64)
         for idx, values in self._sharded(lams, lambda worker, rows: worker.correct_counts.remote(rows, tasks, path)):

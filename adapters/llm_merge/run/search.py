@@ -17,7 +17,10 @@ one rung a step (``_search_with_fidelity``, at the end of this module):
 and the task's name; a candidate is scored on a prefix of it. A promotion scores only the examples after the
 prefix already scored and adds their correct answers to the counts kept for the candidate (in memory, and in its
 log line, so a resume after ``kill -9`` has them too): a candidate promoted to full fidelity has the same score as
-if it had been scored on every example at once (accuracy is a count over the examples, whatever their order).
+if it had been scored on every example at once (accuracy is a count over the examples, whatever their order). An
+lm-eval seen task is cut the same way from its pool of documents (the first ``limit`` of its evaluation documents):
+a rung scores its new documents with ``simple_evaluate(samples=...)`` and adds their per-document 0/1 scores
+(``LmEvalTask.fidelity_problem`` says which tasks cannot be: :func:`pool_size`, :func:`pool_subset`).
 
 **Tasks of different sizes.** The scheduler's fidelity is in examples of all seen tasks together: full fidelity is
 their total ``F = Σ N_j``, and fidelity ``f`` scores ``n_j(f) = max(min(m, N_j), ⌊f · N_j / F⌋)`` examples of task j
@@ -33,8 +36,9 @@ their last rung's value lowered just below those promoted past them. The recomme
 measured at full fidelity.
 
 **Tokens.** A measurement costs the tokens of the examples it scores (:func:`llm_merge.tasks.jsonl.example_tokens`:
-multiple choice, each (prompt, option) row's tokens; generation, the prompt's and ``max_new_tokens``), a promotion
-only its new examples'. The log, the progress line, ``results.json`` and the report show them.
+multiple choice, each (prompt, option) row's tokens; generation, the prompt's and ``max_new_tokens``; an lm-eval
+document, its requests' as the harness encodes them, ``LmEvalTask.document_tokens``), a promotion only its new
+examples'. The log, the progress line, ``results.json`` and the report show them.
 
 **Budget.** ``optimizer.budget`` counts candidates the optimizer proposes (what it is told), as without fidelity:
 generations are as large as they would be, each is finished whole (a budget never ends a search mid-promotion),
@@ -60,7 +64,7 @@ from llm_merge.model.fitness import MergeFitness
 from llm_merge.run.config import MergeRunConfig, rebase_bounds_problem
 from llm_merge.run.journal import Journal, RunError
 from llm_merge.run.schema import FidelitySpec
-from llm_merge.tasks.jsonl import Task, example_tokens, is_seq2seq
+from llm_merge.tasks.jsonl import Task, TaskError, example_tokens, is_seq2seq
 
 
 @dataclass
@@ -305,18 +309,47 @@ def permutation(n: int, seed: int, name: str) -> np.ndarray:
     return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))]).permutation(n)
 
 
-class PrefixPlan:
-    """Which examples of each seen task a fidelity scores, and what they cost in tokens."""
+def pool_size(task: Any) -> int:
+    """What a seen task's prefixes are cut from: a JSONL task's examples, an lm-eval task's pool of documents (the
+    first ``limit`` of its evaluation documents; one it cannot extend document by document is refused)."""
+    if isinstance(task, Task):
+        return len(task.examples)
+    problem = task.fidelity_problem()
+    if problem is not None:
+        raise TaskError(problem)
+    return task.pool_size()
 
-    def __init__(self, tasks: Sequence[Task], spec: FidelitySpec, tokenizer: Any, seq2seq: bool) -> None:
+
+def pool_tokens(task: Any, tokenizer: Any, seq2seq: bool) -> list[int]:
+    """Tokens of each example (JSONL, :func:`example_tokens`) or pool document (lm-eval,
+    ``LmEvalTask.document_tokens``: its requests as the harness encodes them), in pool order."""
+    if isinstance(task, Task):
+        return example_tokens(tokenizer, task, seq2seq)
+    return task.document_tokens(tokenizer, seq2seq)
+
+
+def pool_subset(task: Any, indices: np.ndarray) -> Any:
+    """Examples ``indices`` of a seen task as ``MergeFitness.correct_counts`` scores them: a JSONL task of those
+    examples, or an lm-eval task's documents (``LmEvalDocs``, scored with ``simple_evaluate(samples=...)``)."""
+    if isinstance(task, Task):
+        return Task(task.name, task.kind, [task.examples[i] for i in indices], task.max_new_tokens)
+    from llm_merge.tasks.lm_eval_tasks import LmEvalDocs
+
+    return LmEvalDocs(task, tuple(int(i) for i in indices))
+
+
+class PrefixPlan:
+    """Which examples of each seen task a fidelity scores, and what they cost in tokens. A seen task is a JSONL
+    :class:`Task` or an ``LmEvalTask`` (its pool of documents cut the same way)."""
+
+    def __init__(self, tasks: Sequence[Any], spec: FidelitySpec, tokenizer: Any, seq2seq: bool) -> None:
         self.tasks, self.spec = list(tasks), spec
-        self.sizes = [len(t.examples) for t in self.tasks]
+        self.sizes = [pool_size(t) for t in self.tasks]
         self.full = sum(self.sizes)
         self.minimum = min(self.full, spec.min_examples * len(self.tasks))
         self.orders = [permutation(n, spec.seed, t.name) for t, n in zip(self.tasks, self.sizes)]
-        self.ordered = [[t.examples[i] for i in order] for t, order in zip(self.tasks, self.orders)]
         self._tokens = [
-            np.concatenate([[0], np.cumsum(np.asarray(example_tokens(tokenizer, t, seq2seq), dtype=np.int64)[order])])
+            np.concatenate([[0], np.cumsum(np.asarray(pool_tokens(t, tokenizer, seq2seq), dtype=np.int64)[order])])
             for t, order in zip(self.tasks, self.orders)
         ]
 
@@ -343,13 +376,11 @@ class PrefixPlan:
         """Tokens of one measurement at full fidelity (every example of every seen task)."""
         return int(sum(cum[-1] for cum in self._tokens))
 
-    def new_examples(self, previous: int, fidelity: int) -> list[Task]:
-        """Per task, the examples scored at ``fidelity`` and not at ``previous``, as a task to score."""
+    def new_examples(self, previous: int, fidelity: int) -> list[Any]:
+        """Per task, the examples scored at ``fidelity`` and not at ``previous``, as a task to score
+        (:func:`pool_subset`)."""
         now, before = self.examples(fidelity), self.examples(previous)
-        return [
-            Task(t.name, t.kind, examples[a:b], t.max_new_tokens)
-            for t, examples, a, b in zip(self.tasks, self.ordered, before, now)
-        ]
+        return [pool_subset(t, order[a:b]) for t, order, a, b in zip(self.tasks, self.orders, before, now)]
 
     def describe(self, rungs: Sequence[int]) -> dict[str, Any]:
         """The settings and what they mean for these tasks (``results.json``)."""

@@ -6,10 +6,18 @@ with ``lm_eval.simple_evaluate`` on an ``HFLM`` that wraps the *same* model obje
 place, so nothing is copied per candidate; lm-eval's request cache stays off, since the weights change between
 calls. Use different lm-eval tasks (or splits) for ``val`` and ``test``, as with JSONL tasks. lm-eval's backend is
 the base's kind (``seq2seq`` for an encoder–decoder, ``causal`` otherwise), not lm-eval's own guess.
+
+With ``fidelity:`` (``llm_merge.run.search``) a seen lm-eval task is scored like a JSONL task, on prefixes of a
+seeded permutation of its pool (the first ``limit`` evaluation documents, all without): a rung scores only its new
+documents (``simple_evaluate(samples=...)`` with ``log_samples``) and their per-document 0/1 scores are added to
+the candidate's count, so a promoted candidate's score is the pool's. :meth:`LmEvalTask.fidelity_problem` says
+which tasks cannot be extended this way (a metric that is not a mean over documents, few-shot prompts, sampled
+generation); :meth:`LmEvalTask.document_tokens` counts what each document costs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,3 +81,181 @@ class LmEvalTask:
             found = sorted(k for k in metrics if "," in k and "stderr" not in k)
             raise TaskError(f"lm-eval task {self.task!r} reports {found}, not {self.metric!r}")
         return float(metrics[self.metric])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a Ray actor's copy, a driver's plan) without the cache: the ``HFLM`` wraps a live model and
+        the built harness task holds its dataset; a copy builds its own when it needs them."""
+        return {**self.__dict__, "_cache": {}}
+
+    def harness_task(self):
+        """The lm-eval ``Task`` object, built once (its documents and requests; no model is needed). Fidelity
+        scores the documents of one task, so a group or a tag of several tasks is refused."""
+        if "task" not in self._cache:
+            self.check()
+            tasks = self._manager().load([self.task])["tasks"]
+            if list(tasks) != [self.task]:
+                raise TaskError(
+                    f"fidelity: lm-eval task {self.task!r} of {self.name!r} is a group or tag of {len(tasks)} tasks; "
+                    "fidelity scores the documents of one task: name its tasks one by one, or use fidelity: off"
+                )
+            self._cache["task"] = tasks[self.task]
+        return self._cache["task"]
+
+    def pool_size(self) -> int:
+        """Documents one evaluation scores: the first ``limit`` of the task's evaluation documents (a fraction
+        as lm-eval reads it), all of them without a ``limit``."""
+        from lm_eval.evaluator_utils import get_sample_size
+
+        task = self.harness_task()
+        limit = get_sample_size(task, self.limit)
+        return len(task.eval_docs) if limit is None else min(limit, len(task.eval_docs))
+
+    def shots(self) -> int:
+        """Few-shot examples per document, as ``simple_evaluate`` sets them: a task's own 0 stays 0, else this
+        task's ``num_fewshot``, else the task's default (none: 0)."""
+        own = self.harness_task().get_config("num_fewshot")
+        if own == 0:
+            return 0
+        return int(self.num_fewshot if self.num_fewshot is not None else own or 0)
+
+    def fidelity_problem(self) -> str | None:
+        """Why this task's score cannot be extended document by document (``None``: it can). Fidelity adds the
+        new documents' scores to a prefix's, which gives the score of the whole pool only when the metric is a
+        mean of per-document scores (lm-eval's ``mean`` aggregation: ``acc``, ``acc_norm``, ``exact_match``),
+        and when a document's score does not depend on which other documents are scored with it (few-shot
+        examples are drawn from one random stream in document order; sampled generation from one seed)."""
+        from lm_eval.api.registry import get_aggregation
+
+        task, metric = self.harness_task(), self.metric.partition(",")[0]
+        where = f"lm-eval task {self.task!r} of {self.name!r}"
+        aggregations = task.aggregation()
+        if metric not in aggregations:
+            return f"fidelity: {where} has no metric {metric!r} (it has {sorted(aggregations)})"
+        how = aggregations[metric]
+        if how is not get_aggregation("mean"):
+            return (
+                f"fidelity: {where}, metric {self.metric!r}: aggregated by {getattr(how, '__name__', how)}, not as a "
+                "mean of per-document scores, so a prefix's score cannot be extended by the new documents'; use a "
+                "per-document 0/1 metric (acc, acc_norm, exact_match) or fidelity: off"
+            )
+        if self.shots() > 0:
+            return (
+                f"fidelity: {where}, metric {self.metric!r}: {self.shots()}-shot, and the harness draws each "
+                "document's examples from one random stream in document order, so a document's prompt depends on "
+                "the documents scored before it; use num_fewshot: 0 or fidelity: off"
+            )
+        if task.OUTPUT_TYPE == "generate_until" and (task.config.generation_kwargs or {}).get("do_sample"):
+            return (
+                f"fidelity: {where}, metric {self.metric!r}: generation samples (do_sample), so a document's score "
+                "depends on the documents generated before it; use greedy generation or fidelity: off"
+            )
+        return None
+
+    def document_tokens(self, tokenizer, seq2seq: bool) -> list[int]:
+        """Tokens scoring each document of the pool costs (pool order), counted without running the model from
+        the task's requests (``build_all_requests``) as lm-eval's HF backend encodes them with its defaults:
+        a loglikelihood request, its context and its continuation — so a multiple-choice document costs its
+        context once per option plus the options, as :func:`llm_merge.tasks.jsonl.example_tokens` counts a row —;
+        a generate_until request, its context and the task's ``max_gen_toks`` (lm-eval's 256 where the task sets
+        none); a request repeated ``repeats`` times, that many times. Before any truncation to the model's length;
+        padding never counts, and the count is the same for every merge (kept: a run builds its plan twice)."""
+        key = ("tokens", id(tokenizer), seq2seq)
+        if key not in self._cache:
+            task, n = self.harness_task(), self.pool_size()
+            task.build_all_requests(limit=n)
+            counts = [0] * n
+            for request in task.instances:
+                counts[request.doc_id] += request.repeats * request_tokens(
+                    tokenizer, request.request_type, request.args, seq2seq
+                )
+            self._cache[key] = counts
+        return list(self._cache[key])
+
+    def correct(self, model, tokenizer, batch_size: int, docs: Sequence[int]) -> int:
+        """How many of the pool's documents ``docs`` the live model gets right: the sum of their per-document
+        ``metric`` values, one ``simple_evaluate`` over those documents only (``samples=``)."""
+        return sum(self.document_scores(model, tokenizer, batch_size, docs).values())
+
+    def document_scores(self, model, tokenizer, batch_size: int, docs: Sequence[int]) -> dict[int, int]:
+        """Each document's ``metric`` value (by index in the evaluation documents), refused unless 0 or 1: a
+        count of correct documents is what a promotion extends."""
+        import lm_eval
+
+        wanted = sorted({int(d) for d in docs})  # the harness names its i-th scored document samples[i]: sorted
+        if not wanted:  # an empty samples= list would score every document
+            return {}
+        out = lm_eval.simple_evaluate(
+            model=self._wrapper(model, tokenizer, batch_size),
+            tasks=[self.task],
+            task_manager=self._manager(),
+            samples={self.task: wanted},
+            num_fewshot=self.num_fewshot,
+            use_cache=None,
+            verbosity="ERROR",
+            log_samples=True,
+            bootstrap_iters=0,
+        )
+        metric, _, filter_key = self.metric.partition(",")
+        scores: dict[int, int] = {}
+        for record in out["samples"][self.task]:
+            if record["filter"] != filter_key:
+                continue
+            value = record.get(metric)
+            if value not in (0, 1):
+                raise TaskError(
+                    f"fidelity: lm-eval task {self.task!r} of {self.name!r} gave document {record['doc_id']} a "
+                    f"{self.metric!r} of {value!r}, not 0 or 1; fidelity extends counts of correct documents only"
+                )
+            scores[int(record["doc_id"])] = int(value)
+        if sorted(scores) != wanted:
+            raise TaskError(f"lm-eval task {self.task!r} reports no {self.metric!r} for some of documents {wanted}")
+        return scores
+
+
+@dataclass(frozen=True)
+class LmEvalDocs:
+    """Some documents of an lm-eval task, by index into its evaluation documents: what a fidelity rung newly
+    scores of it (``MergeFitness.correct_counts`` takes it where a JSONL task's new examples are a ``Task``)."""
+
+    task: LmEvalTask
+    docs: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def correct(self, model, tokenizer, batch_size: int) -> int:
+        return self.task.correct(model, tokenizer, batch_size, self.docs)
+
+
+def request_tokens(tokenizer, request_type: str, args: tuple, seq2seq: bool) -> int:
+    """Tokens of one harness request as lm-eval's HF backend (``HFLM``, ``add_bos_token`` unset) encodes it.
+    loglikelihood: a context's trailing spaces go to the continuation; a causal LM encodes context and
+    continuation as one text (the tokenizer's special tokens, unless the text starts with the prefix token),
+    an encoder–decoder the context with them and the continuation without; an empty context is the prefix token
+    (BOS, else EOS). generate_until: the context and ``max_gen_toks``."""
+    if request_type == "generate_until":
+        from lm_eval.models.utils import normalize_gen_kwargs
+
+        context, gen_kwargs = args
+        bos = getattr(tokenizer, "bos_token", None)
+        special = seq2seq or not (bos and context.startswith(bos))
+        context_tokens = len(tokenizer(context, add_special_tokens=special)["input_ids"])
+        return context_tokens + int(normalize_gen_kwargs(gen_kwargs, 256)["max_gen_toks"])
+    context, continuation = args[0], args[1]
+    prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if not context:
+        tokens = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        return len(tokens) + int(tokens[:1] != [prefix_id])
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    if seq2seq:
+        target = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        return len(tokenizer(context)["input_ids"]) + len(target)
+    special = prefix_id is None or not context.startswith(tokenizer.decode(prefix_id))
+    whole = len(tokenizer(context + continuation, add_special_tokens=special)["input_ids"])
+    return max(whole, len(tokenizer(context, add_special_tokens=special)["input_ids"]))  # the context, whole
