@@ -132,3 +132,30 @@ def test_the_fast_and_mixed_variants_are_registered_where_they_are_measured():
     assert {"evogm-seq-fast", "evogm-seq-mixed"} <= set(SAMPLERS)
     fast = SequentialEvoGM(2, seed=0, max_evals=10, config=SEQUENTIAL["evogm-seq-fast"][0])
     assert "fit_from_mode=False" in repr(fast)
+
+
+def test_the_conditional_variant_tells_and_climbs_unused_parameters_at_zero():
+    def objective(trial: optuna.Trial) -> float:
+        kernel = trial.suggest_categorical("kernel", ["rbf", "poly", "linear"])
+        c = trial.suggest_float("C", 1e-2, 1e2, log=True)
+        value = (np.log10(c) - 1) ** 2
+        if kernel != "linear":  # gamma exists only for the kernels that use it
+            value += (np.log10(trial.suggest_float("gamma", 1e-4, 1.0, log=True)) + 2) ** 2
+        return value + (kernel == "rbf") * 0.5
+
+    sampler = sampler_factory(variant(initial_points=0, informed_start=False, **FAST), conditional=True)(seed=1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=25)
+    opt, space = sampler.optimizer, sampler.search_space
+    assert opt.active is not None
+    kernels = [space.decode(row)[0]["kernel"] for row in opt.told_u]
+    gamma = opt.told_u[:, space.slices["gamma"]][:, 0]
+    linear = np.array([k == "linear" for k in kernels])
+    assert linear.any() and (~linear).any()
+    assert np.all(gamma[linear] == 0.0) and np.all(gamma[~linear] != 0.0)  # told at 0 only where unused
+    # the climb keeps an unused coordinate where its start put it (0): starts for a linear SVM end with gamma 0
+    starts = opt.neutral(np.array([opt.told_u[np.flatnonzero(linear)[0]]]))
+    assert opt.unused(starts)[0, space.slices["gamma"]].all()
+    plain = sampler_factory(variant(initial_points=0, informed_start=False, **FAST))(seed=1)
+    assert not hasattr(plain, "used_by")  # the plain mixed sampler learns no branches

@@ -146,13 +146,18 @@ def _sequential(fast: bool = False) -> SamplerFactory:
     return build
 
 
-def _mixed(seed: int) -> Any:
-    """Ablation 30 (docs/research.md): the fast sequential sampler with each categorical one variable."""
-    from evogm_bench.research.mixed import sampler_factory
-    from evogm_bench.research.sequential import variant
-    from evogm_bench.research.variants import FAST
+def _mixed(conditional: bool = False) -> SamplerFactory:
+    """Ablation 30 (docs/research.md): the fast sequential sampler with each categorical one variable;
+    ``conditional`` (ablation 31): and the coordinates of parameters a configuration does not use at 0."""
 
-    return sampler_factory(variant(initial_points=0, informed_start=False, **FAST))(seed)
+    def build(seed: int) -> Any:
+        from evogm_bench.research.mixed import sampler_factory
+        from evogm_bench.research.sequential import variant
+        from evogm_bench.research.variants import FAST
+
+        return sampler_factory(variant(initial_points=0, informed_start=False, **FAST), conditional)(seed)
+
+    return build
 
 
 def _optuna(name: str, **settings: Any) -> SamplerFactory:
@@ -189,7 +194,8 @@ def _cmaes_with_margin(seed: int) -> Any:
 SAMPLERS.add("evogm", _generative, "GenerativeSampler")
 SAMPLERS.add("evogm-seq", _sequential(), "GenerativeSampler, sequential (research)")
 SAMPLERS.add("evogm-seq-fast", _sequential(fast=True), "sequential, warm fits (research)")
-SAMPLERS.add("evogm-seq-mixed", _mixed, "sequential, categoricals as one variable (research)")
+SAMPLERS.add("evogm-seq-mixed", _mixed(), "sequential, categoricals as one variable (research)")
+SAMPLERS.add("evogm-seq-cond", _mixed(conditional=True), "sequential, unused parameters at 0 (research)")
 SAMPLERS.add("tpe", _optuna("TPESampler", multivariate=True), "TPE (multivariate)")
 SAMPLERS.add("gp", _optuna("GPSampler"), "GPSampler")
 SAMPLERS.add("cmaes", _cmaes_with_margin, "CMA-ES (with margin)")

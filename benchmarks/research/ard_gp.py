@@ -16,6 +16,7 @@ standardised before fitting. Everything in torch float64, one thread (the caller
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -198,12 +199,13 @@ def maximise_log_ei(
     n_starts: int = 8,
     maxiter: int = 60,
     incumbent_rule: str = "observed",
-    fixed: np.ndarray | None = None,
+    fixed: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """The box point of highest LogEI: every point of ``starts_pool`` ([-1, 1]^dim) is scored, the ``n_starts``
     best distinct ones are climbed together by L-BFGS-B (the sum of independent LogEIs has a block-diagonal
     Hessian, so one run climbs all), and the best end point is returned with its LogEI. ``fixed``: a mask of
-    coordinates each start keeps (a categorical's one-hot, which a gradient step would blur between choices)."""
+    coordinates each start keeps (a categorical's one-hot, which a gradient step would blur between choices), or a
+    function of the starts ([-1, 1]^dim rows) giving one mask per start (coordinates that start does not use)."""
     incumbent = gp.incumbent(incumbent_rule)
     pool = torch.as_tensor((np.clip(starts_pool, -1.0, 1.0) + 1.0) / 2.0)
     with torch.no_grad():
@@ -229,7 +231,7 @@ def maximise_log_ei(
         start.ravel(),
         jac=True,
         method="L-BFGS-B",
-        bounds=_climb_bounds(start, fixed),
+        bounds=_climb_bounds(start, fixed(start * 2.0 - 1.0) if callable(fixed) else fixed),
         options={"maxiter": maxiter},
     )
     ends = np.clip(result.x.reshape(k, dim), 0.0, 1.0)
@@ -245,8 +247,10 @@ def maximise_log_ei(
 
 
 def _climb_bounds(start: np.ndarray, fixed: np.ndarray | None) -> list[tuple[float, float]]:
-    """The unit cube for every start's coordinates, except that a ``fixed`` coordinate stays where it starts."""
+    """The unit cube for every start's coordinates, except that a ``fixed`` coordinate (a mask for all starts, or
+    one row per start) stays where it starts."""
     low, high = np.zeros_like(start), np.ones_like(start)
     if fixed is not None:
-        low[:, fixed], high[:, fixed] = start[:, fixed], start[:, fixed]
+        mask = np.broadcast_to(np.asarray(fixed, dtype=bool), start.shape)
+        low, high = np.where(mask, start, low), np.where(mask, start, high)
     return list(zip(low.ravel().tolist(), high.ravel().tolist(), strict=True))

@@ -21,6 +21,7 @@ encoding; a changed space builds a new one, as the sampler already does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,10 @@ class MixedSpaceSequential(SequentialEvoGM):
         maximize: bool = False,
         max_evals: int | None = None,
         config: SequentialConfig | None = None,
+        active: Callable[[dict[str, Any]], frozenset[str] | None] | None = None,
     ) -> None:
+        """``active``: the parameters a configuration uses, from its values (None where not known); with it,
+        the coordinates of parameters a row does not use are told, offered and climbed at 0 (ablation 31)."""
         if space.dim == 0:
             raise ValueError("the mixed-space variant needs a space with at least one coordinate")
         super().__init__(space.dim, (-1.0, 1.0), seed=seed, maximize=maximize, max_evals=max_evals, config=config)
@@ -68,6 +72,7 @@ class MixedSpaceSequential(SequentialEvoGM):
                 scale_of[s] = np.arange(scale, scale + width)
                 scale += width
         self.scale_of = scale_of
+        self.active = active
 
     def canonical(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` with each categorical replaced by the one-hot of its argmax (ties to the first choice, as the
@@ -84,6 +89,25 @@ class MixedSpaceSequential(SequentialEvoGM):
             rows[:, s] = table[choice]
         return rows
 
+    def unused(self, rows: np.ndarray) -> np.ndarray:
+        """Per row, a mask of the coordinates of parameters that row's configuration does not use (all False
+        without ``active``, or where the configuration's branch has not been seen)."""
+        mask = np.zeros(np.shape(rows), dtype=bool)
+        if self.active is None:
+            return mask
+        for i, row in enumerate(rows):
+            used = self.active(self.space.decode(row)[0])
+            if used is not None:
+                for name, s in self.space.slices.items():
+                    mask[i, s] = name not in used
+        return mask
+
+    def neutral(self, rows: np.ndarray) -> np.ndarray:
+        """Canonical rows with unused parameters' coordinates at 0: an inactive parameter carries no signal, and a
+        GP that saw it vary would read a flat branch (a linear SVM's gamma) as unexplored."""
+        rows = self.canonical(rows)
+        return np.where(self.unused(rows), 0.0, rows)
+
     def moves(self, rows: np.ndarray) -> np.ndarray:
         """Every row of ``rows`` with one categorical set to each of its other choices (canonical rows in)."""
         out = []
@@ -96,7 +120,7 @@ class MixedSpaceSequential(SequentialEvoGM):
 
     # ------------------------------------------------------------------ the sequential variant's seams
     def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
-        super()._observe(self.box.to_user(self.canonical(self.box.to_unit(x))), y, payload, asked)
+        super()._observe(self.box.to_user(self.neutral(self.box.to_unit(x))), y, payload, asked)
 
     def fit_gp(self, y: np.ndarray) -> ARDGaussianProcess:
         return ARDGaussianProcess(
@@ -105,7 +129,7 @@ class MixedSpaceSequential(SequentialEvoGM):
 
     def pool(self, y: np.ndarray) -> np.ndarray:
         best = self.told_u[np.argsort(y, kind="stable")[:5]]
-        return np.concatenate([self.canonical(super().pool(y)), self.moves(best)])
+        return self.neutral(np.concatenate([super().pool(y), self.moves(best)]))
 
     def maximise(self, gp: ARDGaussianProcess, pool: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -115,9 +139,9 @@ class MixedSpaceSequential(SequentialEvoGM):
             n_starts=cfg.n_starts,
             maxiter=cfg.climb_iterations,
             incumbent_rule=cfg.incumbent,
-            fixed=self.categorical_mask,
+            fixed=lambda starts: self.categorical_mask | self.unused(starts),
         )
-        moved = self.moves(point[None])
+        moved = self.neutral(self.moves(point[None]))
         if len(moved):
             with torch.no_grad():
                 scores = gp.log_ei(torch.as_tensor((moved + 1.0) / 2.0), gp.incumbent(cfg.incumbent)).numpy()
@@ -129,9 +153,10 @@ class MixedSpaceSequential(SequentialEvoGM):
         return f", space={list(self.space.params)}" + super()._repr_extra()
 
 
-def sampler_factory(config: SequentialConfig) -> Any:
+def sampler_factory(config: SequentialConfig, conditional: bool = False) -> Any:
     """A ``GenerativeSampler`` over the mixed-space variant: the optimizer is built from the sampler's own
-    encoding each time the sampler (re)builds it."""
+    encoding each time the sampler (re)builds it. ``conditional``: the sampler also learns which parameters each
+    branch of the space uses (:class:`BranchRecordingSampler`) and the optimizer neutralises the others."""
     from evogm_opt.integrations.optuna import GenerativeSampler
 
     def build(seed: int) -> GenerativeSampler:
@@ -139,9 +164,47 @@ def sampler_factory(config: SequentialConfig) -> Any:
             space = sampler.search_space  # set by the sampler just before it calls this factory
             if space.dim != dim:
                 raise RuntimeError(f"the sampler's encoding has {space.dim} coordinates, the factory was asked {dim}")
-            return MixedSpaceSequential(space, seed=optimizer_seed, maximize=maximize, config=config)
+            active = sampler.used_by if conditional else None
+            return MixedSpaceSequential(space, seed=optimizer_seed, maximize=maximize, config=config, active=active)
 
-        sampler = GenerativeSampler(seed=seed, optimizer_factory=factory)
+        sampler = (branch_recording_sampler() if conditional else GenerativeSampler)(
+            seed=seed, optimizer_factory=factory
+        )
         return sampler
 
     return build
+
+
+def branch_recording_sampler() -> type:
+    """``GenerativeSampler`` that remembers, from each completed trial (Optuna's public ``after_trial``), which
+    parameters a configuration with those categorical choices uses — the conditional structure, learnt as the
+    sampler's users define it, by running their objective."""
+    import optuna
+
+    from evogm_opt.integrations.optuna import GenerativeSampler
+
+    class BranchRecordingSampler(GenerativeSampler):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.branches: dict[tuple[tuple[str, str], ...], frozenset[str]] = {}
+
+        def branch(self, values: dict[str, Any], names: Any) -> tuple[tuple[str, str], ...]:
+            space = self.search_space.params
+            return tuple(
+                sorted((n, repr(values[n])) for n in names if n in values and isinstance(space.get(n), Categorical))
+            )
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            super().after_trial(study, trial, state, values)
+            if state == optuna.trial.TrialState.COMPLETE:
+                self.branches[self.branch(trial.params, trial.params)] = frozenset(trial.params)
+
+        def used_by(self, values: dict[str, Any]) -> frozenset[str] | None:
+            """The parameters a configuration with ``values``' categorical choices used, if such a one completed
+            (a branch is keyed by the choices of the categoricals that configuration used)."""
+            for used in self.branches.values():
+                if self.branches.get(self.branch(values, used)) == used:
+                    return used
+            return None
+
+    return BranchRecordingSampler
