@@ -71,6 +71,19 @@ def test_fixed_coordinates_stay_where_each_start_put_them():
     pool = rng.uniform(-1, 1, (50, 3))
     point, _ = maximise_log_ei(gp, pool, n_starts=4, fixed=np.array([False, True, False]))
     assert np.min(np.abs(pool[:, 1] - point[1])) < 1e-12  # coordinate 1 is one of the pool's own values
+    # one mask per start, from a function of the starts: here every start keeps coordinate 2 and the starts with
+    # a positive first coordinate keep it too
+    point, _ = maximise_log_ei(
+        gp,
+        pool,
+        n_starts=4,
+        fixed=lambda starts: np.stack(
+            [starts[:, 0] > 0, np.zeros(len(starts), bool), np.ones(len(starts), bool)], axis=1
+        ),
+    )
+    assert np.min(np.abs(pool[:, 2] - point[2])) < 1e-12
+    if point[0] > 0:
+        assert np.min(np.abs(pool[:, 0] - point[0])) < 1e-12
 
 
 def test_canonical_rows_and_category_moves():
