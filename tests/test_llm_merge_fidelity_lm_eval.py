@@ -79,6 +79,24 @@ def task_folder(root: Path) -> Path:
     half.write_text(half.read_text() + "process_results: !function halves.process_results\n")
     (folder / "tiny_both.yaml").write_text(yaml.safe_dump({"group": "tiny_both", "task": ["tiny_val", "tiny_test"]}))
     _yaml_task(folder, "tiny_gone", "gone.jsonl", **mc)  # its data file does not exist
+    # few-shot: the first two documents as examples (first_n: the same for a document whoever is scored with
+    # it), and a YAML default of 2 shots with the random sampler (which a run may set to 0)
+    shots = {**MC, "doc_to_target": "{{answer}}", "target_delimiter": "", "fewshot_split": "validation"}
+    shots = {**shots, "num_fewshot": 2, "metric_list": [{"metric": "acc", "aggregation": "mean"}]}  # tiny_val's
+    _yaml_task(folder, "tiny_first2", "val.jsonl", **shots, fewshot_config={"sampler": "first_n"})
+    _yaml_task(folder, "tiny_shot2", "val.jsonl", **shots)
+    warm = {**generation, "temperature": 0.7}
+    warm.pop("do_sample")  # sampling by temperature alone: lm-eval turns it into do_sample
+    _yaml_task(
+        folder,
+        "tiny_warm",
+        "gen.jsonl",
+        output_type="generate_until",
+        doc_to_text="{{prompt}}",
+        doc_to_target="{{answer}}",
+        generation_kwargs=warm,
+        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    )
     return folder
 
 
@@ -145,6 +163,30 @@ def test_an_encoder_decoder_counts_the_context_with_its_special_tokens_as_the_ha
     assert counts == [c + 2 for c in plain]  # each of a document's two option rows: its context's </s>
 
 
+def test_few_shot_prompts_that_do_not_depend_on_the_other_documents_are_scored_and_counted(folder):
+    """first_n few-shot: accepted, its tokens the harness's own encoding of the few-shot prompts, and a document's
+    score the same whichever documents are scored with it. A YAML's 2 shots set to 0 by the run: the 0-shot
+    requests are the ones counted (as simple_evaluate scores them), not the YAML's."""
+    from lm_eval.models.huggingface import HFLM
+
+    tok, model = char_tokenizer(), tiny_qwen()
+    first = LmEvalTask("first", "tiny_first2", include_path=str(folder))
+    assert first.shots() == 2 and first.fewshot_sampler() == "first_n" and first.fidelity_problem() is None
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=4, backend="causal")
+    counted = first.document_tokens(tok, False)  # builds the harness's requests, few-shot prompts included
+    expected = [0] * first.pool_size()
+    for request in first.harness_task().instances:
+        expected[request.doc_id] += sum(map(len, lm._encode_pair(*request.args)))
+    zero_shot = LmEvalTask("plain", "tiny_val", include_path=str(folder)).document_tokens(tok, False)
+    assert counted == expected and all(a > b for a, b in zip(expected, zero_shot))
+    together = first.document_scores(model, tok, 4, range(8))
+    apart = {**first.document_scores(model, tok, 4, [5, 1]), **first.document_scores(model, tok, 4, [0, 2, 3, 4, 6, 7])}
+    assert together == apart and 0 < sum(together.values()) < 8
+    overridden = LmEvalTask("zero", "tiny_shot2", include_path=str(folder), num_fewshot=0)
+    assert overridden.shots() == 0 and overridden.fidelity_problem() is None
+    assert overridden.document_tokens(tok, False) == zero_shot
+
+
 # ---------------------------------------------------------------------------------------------- promotions
 
 
@@ -208,7 +250,13 @@ def test_what_cannot_be_extended_is_refused_in_one_line_before_the_model_loads(f
     message = refusal()
     assert "'tiny_mcc' of 'cola', metric 'mcc,none': aggregated by matthews_corrcoef" in message
     message = refusal(val="tiny_val", lm_eval={"num_fewshot": 2, "include_path": lm})
-    assert "'tiny_val' of 'cola', metric 'acc,none': 2-shot" in message
+    assert "'tiny_val' of 'cola', metric 'acc,none': 2-shot with the 'default' sampler" in message
+    message = refusal(val="tiny_shot2", lm_eval={"include_path": lm})  # the YAML's own 2 shots
+    assert "'tiny_shot2' of 'cola', metric 'acc,none': 2-shot with the 'default' sampler" in message
+    message = refusal(val="tiny_warm", lm_eval={"metric": "exact_match,none", "include_path": lm})
+    assert "generation samples (do_sample, or a temperature above 0)" in message
+    message = refusal(val="tiny_val", lm_eval={"metric": "acc,strict-match", "include_path": lm})
+    assert "metric 'acc,strict-match': the task has no filter 'strict-match' (it has ['none'])" in message
     message = refusal(val="tiny_val", lm_eval={"metric": "f1,none", "include_path": lm})
     assert "'tiny_val' of 'cola' has no metric 'f1' (it has ['acc'])" in message
     message = refusal(val="tiny_both", lm_eval={"include_path": lm})

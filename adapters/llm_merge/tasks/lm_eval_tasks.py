@@ -98,7 +98,15 @@ class LmEvalTask:
                     f"fidelity: lm-eval task {self.task!r} of {self.name!r} is a group or tag of {len(tasks)} tasks; "
                     "fidelity scores the documents of one task: name its tasks one by one, or use fidelity: off"
                 )
-            self._cache["task"] = tasks[self.task]
+            task = tasks[self.task]
+            # the few-shot count simple_evaluate scores with (a task's own 0 stays 0; a task with none gets 0), set
+            # here too, so that the requests built from this object (tokens) are the ones scored
+            own = task.get_config("num_fewshot")
+            if self.num_fewshot is not None and own != 0:
+                task.set_config(key="num_fewshot", value=self.num_fewshot)
+            elif own is None:
+                task.set_config(key="num_fewshot", value=0)
+            self._cache["task"] = task
         return self._cache["task"]
 
     def pool_size(self) -> int:
@@ -112,25 +120,37 @@ class LmEvalTask:
 
     def shots(self) -> int:
         """Few-shot examples per document, as ``simple_evaluate`` sets them: a task's own 0 stays 0, else this
-        task's ``num_fewshot``, else the task's default (none: 0)."""
-        own = self.harness_task().get_config("num_fewshot")
-        if own == 0:
-            return 0
-        return int(self.num_fewshot if self.num_fewshot is not None else own or 0)
+        task's ``num_fewshot``, else the task's default (none: 0) — applied by :meth:`harness_task`."""
+        return int(self.harness_task().get_config("num_fewshot") or 0)
+
+    def fewshot_sampler(self) -> str:
+        """How the harness picks a document's few-shot examples: ``"first_n"`` (the first n of the few-shot
+        documents, the document itself left out: the same for a document whoever is scored with it) or another
+        sampler (``"default"``: one random stream, drawn in document order)."""
+        config = self.harness_task().config.fewshot_config  # lm-eval's FewshotConfig, or a plain mapping
+        sampler = (config.get("sampler") if isinstance(config, dict) else getattr(config, "sampler", None)) or "default"
+        return sampler if isinstance(sampler, str) else getattr(sampler, "__name__", str(sampler))
 
     def fidelity_problem(self) -> str | None:
         """Why this task's score cannot be extended document by document (``None``: it can). Fidelity adds the
         new documents' scores to a prefix's, which gives the score of the whole pool only when the metric is a
         mean of per-document scores (lm-eval's ``mean`` aggregation: ``acc``, ``acc_norm``, ``exact_match``),
         and when a document's score does not depend on which other documents are scored with it (few-shot
-        examples are drawn from one random stream in document order; sampled generation from one seed)."""
+        examples drawn by a random sampler come from one stream in document order — ``first_n`` is fine —;
+        sampled generation from one seed)."""
         from lm_eval.api.registry import get_aggregation
+        from lm_eval.models.utils import normalize_gen_kwargs
 
-        task, metric = self.harness_task(), self.metric.partition(",")[0]
+        task, (metric, _, filter_key) = self.harness_task(), self.metric.partition(",")
         where = f"lm-eval task {self.task!r} of {self.name!r}"
         aggregations = task.aggregation()
         if metric not in aggregations:
             return f"fidelity: {where} has no metric {metric!r} (it has {sorted(aggregations)})"
+        filters = [f["name"] for f in task.config.filter_list or []] or ["none"]
+        if filter_key not in filters:
+            return (
+                f"fidelity: {where}, metric {self.metric!r}: the task has no filter {filter_key!r} (it has {filters})"
+            )
         how = aggregations[metric]
         if how is not get_aggregation("mean"):
             return (
@@ -138,15 +158,18 @@ class LmEvalTask:
                 "mean of per-document scores, so a prefix's score cannot be extended by the new documents'; use a "
                 "per-document 0/1 metric (acc, acc_norm, exact_match) or fidelity: off"
             )
-        if self.shots() > 0:
+        if self.shots() > 0 and self.fewshot_sampler() != "first_n":
             return (
-                f"fidelity: {where}, metric {self.metric!r}: {self.shots()}-shot, and the harness draws each "
-                "document's examples from one random stream in document order, so a document's prompt depends on "
-                "the documents scored before it; use num_fewshot: 0 or fidelity: off"
+                f"fidelity: {where}, metric {self.metric!r}: {self.shots()}-shot with the {self.fewshot_sampler()!r} "
+                "sampler, which draws each document's examples from one random stream in document order, so a "
+                "document's prompt depends on the documents scored before it; use num_fewshot: 0, a task whose "
+                "fewshot_config has sampler: first_n, or fidelity: off"
             )
-        if task.OUTPUT_TYPE == "generate_until" and (task.config.generation_kwargs or {}).get("do_sample"):
+        generation = dict(task.config.generation_kwargs or {})
+        if task.OUTPUT_TYPE == "generate_until" and normalize_gen_kwargs(generation, 256).get("do_sample"):
             return (
-                f"fidelity: {where}, metric {self.metric!r}: generation samples (do_sample), so a document's score "
+                f"fidelity: {where}, metric {self.metric!r}: generation samples (do_sample, or a temperature above "
+                "0), so a document's score "
                 "depends on the documents generated before it; use greedy generation or fidelity: off"
             )
         return None
