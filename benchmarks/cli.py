@@ -415,7 +415,8 @@ def build_hpo_parser() -> argparse.ArgumentParser:
         "--samplers",
         nargs="+",
         default=["evogm", "tpe", "gp", "cmaes", "random"],
-        help="samplers; evogm-seq (round three's research sampler, docs/research.md) runs only when named",
+        help="samplers; round three's research samplers (evogm-seq, -fast, -mixed, -cond: docs/research.md, "
+        "ablations 20, 29-31) run only when named",
     )
     parser.add_argument("--seeds", type=_positive_int, default=10, help="number of seeds (instances)")
     parser.add_argument("--first-seed", type=_non_negative_int, default=0, help="seeds first-seed … +seeds−1")

@@ -120,8 +120,9 @@ def test_one_command_runs_every_sampler_reuses_the_cache_and_reports(tmp_path, c
     argv += ["--workers", "1", "--max-rows", "400"]
     assert cli.main(argv) == 0
     saved = json.loads((tmp_path / "svm-seed0.json").read_text())
-    # the default samplers: every registered one but the research sampler, which runs only when named
-    assert set(saved["records"]) == set(run.SAMPLERS) - {"evogm-seq"}
+    # the default samplers: every registered one but the research samplers, which run only when named
+    research = {"evogm-seq", "evogm-seq-fast", "evogm-seq-mixed", "evogm-seq-cond"}
+    assert research <= set(run.SAMPLERS) and set(saved["records"]) == set(run.SAMPLERS) - research
     for record in saved["records"].values():
         assert len(record["trials"]) == 6 and set(record["test_error"]) == {"3", "6"}
         for trial in record["trials"]:  # every value is the cached evaluation of that configuration
@@ -163,7 +164,8 @@ def test_goal_lines_say_where_the_default_sampler_wins_and_loses():
 
 def test_bad_arguments_are_refused_in_one_line(tmp_path, capsys):
     assert cli.main(["hpo", "--out", str(tmp_path), "--samplers", "nope"]) == 2
-    assert "unknown sampler 'nope'; available: evogm, evogm-seq, tpe, gp, cmaes, random" in capsys.readouterr().err
+    names = "evogm, evogm-seq, evogm-seq-fast, evogm-seq-mixed, evogm-seq-cond, tpe, gp, cmaes, random"
+    assert f"unknown sampler 'nope'; available: {names}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["hpo", "--out", str(tmp_path), "--trials", "0"])
 

@@ -119,8 +119,8 @@ class MixedSpaceSequential(SequentialEvoGM):
         return np.concatenate(out) if out else np.empty((0, self.dim))
 
     # ------------------------------------------------------------------ the sequential variant's seams
-    def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
-        super()._observe(self.box.to_user(self.neutral(self.box.to_unit(x))), y, payload, asked)
+    def surrogate_rows(self, unit: np.ndarray) -> np.ndarray:
+        return self.neutral(unit)
 
     def fit_gp(self, y: np.ndarray) -> ARDGaussianProcess:
         return ARDGaussianProcess(
@@ -149,8 +149,8 @@ class MixedSpaceSequential(SequentialEvoGM):
                 point = moved[int(np.argmax(scores))]
         return point
 
-    def _repr_extra(self) -> str:
-        return f", space={list(self.space.params)}" + super()._repr_extra()
+    def describe(self) -> str:
+        return f", space={list(self.space.params)}" + super().describe()
 
 
 def sampler_factory(config: SequentialConfig, conditional: bool = False) -> Any:

@@ -198,8 +198,13 @@ class SequentialEvoGM(Optimizer):
         return np.concatenate([made, (made[:, None, :] + noise).reshape(-1, self.dim)])
 
     # ------------------------------------------------------------------ results
+    def surrogate_rows(self, unit: np.ndarray) -> np.ndarray:
+        """Told rows (unit box) as the surrogate and the generator see them: as told here (a seam: the mixed-space
+        variant makes each categorical the one-hot of its choice and unused parameters 0)."""
+        return unit
+
     def _observe(self, x: np.ndarray, y: np.ndarray, payload: np.ndarray, asked: np.ndarray) -> None:
-        self.told_u = np.concatenate([self.told_u, self.box.to_unit(x)])
+        self.told_u = np.concatenate([self.told_u, self.surrogate_rows(self.box.to_unit(x))])
         self.told_y = np.concatenate([self.told_y, y])
         self.told_since_training += len(y)
         self.fantasies = []
@@ -207,8 +212,12 @@ class SequentialEvoGM(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         raise NotImplementedError(f"{self.name} is a research variant without exact resume; it writes no checkpoint")
 
-    def _repr_extra(self) -> str:
+    def describe(self) -> str:
+        """What the repr adds after the core's fields (a seam: the mixed-space variant adds its space)."""
         return f", strategy=sequential LogEI (design {len(self.design)} points), config={self.config}"
+
+    def _repr_extra(self) -> str:
+        return self.describe()
 
 
 def variant(**settings: Any) -> SequentialConfig:
