@@ -180,32 +180,29 @@ def test_a_run_with_fidelity_logs_tokens_and_recommends_a_full_fidelity_merge(wo
     assert stop["event"] == "stop" and stop["tokens_spent"] == res["tokens_spent"] and stop["evaluations"] == 12
 
 
+def crash_on_call(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, n: int, message: str) -> None:
+    """``owner.name`` raises :class:`Crash` on its ``n``-th call (a kill at that point), and works as before
+    until then."""
+    original, calls = getattr(owner, name), {"n": 0}
+
+    def crashing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Crash(message)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, crashing)
+
+
 @pytest.mark.parametrize(("crash_in", "eval_path"), [("evaluation", "rebuild"), ("checkpoint", "batched")])
 def test_a_run_with_fidelity_killed_mid_promotion_resumes_exactly(workspace, monkeypatch, crash_in, eval_path):
     settings = {"fidelity": FIDELITY, "optimizer": {"name": "cmaes", "budget": 12, "seed": 2}, "eval_path": eval_path}
     quiet(write(workspace, f"straight-{crash_in}", **settings))
     path = write(workspace, f"crashed-{crash_in}", **settings)
-    calls = {"n": 0}
-    if crash_in == "evaluation":
-        original = MergeFitness.correct_counts
-
-        def flaky(self, *a, **kw):
-            calls["n"] += 1
-            if calls["n"] == 4:  # one call per rung: generation 2's promotion, its first rung checkpointed
-                raise Crash("killed while scoring")
-            return original(self, *a, **kw)
-
-        monkeypatch.setattr(MergeFitness, "correct_counts", flaky)
-    else:
-        original_save = FidelityScheduler.save
-
-        def save(self, p, **kw):
-            calls["n"] += 1
-            if calls["n"] == 4:  # generation 2's last rung logged, its first rung's checkpoint on disk
-                raise Crash("killed while checkpointing")
-            return original_save(self, p, **kw)
-
-        monkeypatch.setattr(FidelityScheduler, "save", save)
+    if crash_in == "evaluation":  # one call per rung: generation 2's promotion, its first rung checkpointed
+        crash_on_call(monkeypatch, MergeFitness, "correct_counts", 4, "killed while scoring")
+    else:  # generation 2's last rung logged, its first rung's checkpoint on disk
+        crash_on_call(monkeypatch, FidelityScheduler, "save", 4, "killed while checkpointing")
     with pytest.raises(Crash):
         quiet(path)
     monkeypatch.undo()

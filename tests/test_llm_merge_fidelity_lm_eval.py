@@ -29,12 +29,9 @@ from llm_merge.tasks.lm_eval_tasks import LmEvalTask  # noqa: E402
 from evogm_opt import registry  # noqa: E402
 from evogm_opt.fidelity import FidelityScheduler  # noqa: E402
 from tests.test_llm_merge_experts import tiny_qwen  # noqa: E402
+from tests.test_llm_merge_fidelity import Crash, crash_on_call  # noqa: E402
 from tests.test_llm_merge_lm_eval import lm_eval_task_folder  # noqa: E402
 from tests.test_llm_merge_run import config_dict, log_without_timing, make_workspace  # noqa: E402
-
-
-class Crash(Exception):
-    pass
 
 
 def _yaml_task(folder: Path, task: str, data: str, **settings) -> None:
@@ -49,6 +46,20 @@ def _yaml_task(folder: Path, task: str, data: str, **settings) -> None:
     (folder / f"{task}.yaml").write_text(yaml.safe_dump(config))
 
 
+def _generation_task(folder: Path, task: str, generation: dict) -> None:
+    """A generation task over ``gen.jsonl`` scored by exact match, with these generation settings."""
+    _yaml_task(
+        folder,
+        task,
+        "gen.jsonl",
+        output_type="generate_until",
+        doc_to_text="{{prompt}}",
+        doc_to_target="{{answer}}",
+        generation_kwargs=generation,
+        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+    )
+
+
 MC = {"output_type": "multiple_choice", "doc_to_text": "{{prompt}}", "doc_to_choice": "{{options}}"}
 
 
@@ -61,16 +72,7 @@ def task_folder(root: Path) -> Path:
     gen = [{"prompt": f"{i}?", "answer": str(i % 3)} for i in range(5)]
     (folder / "gen.jsonl").write_text("\n".join(map(json.dumps, gen)))
     generation = {"until": ["\n"], "max_gen_toks": 3, "do_sample": False}
-    _yaml_task(
-        folder,
-        "tiny_gen",
-        "gen.jsonl",
-        output_type="generate_until",
-        doc_to_text="{{prompt}}",
-        doc_to_target="{{answer}}",
-        generation_kwargs=generation,
-        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-    )
+    _generation_task(folder, "tiny_gen", generation)
     mc = {**MC, "doc_to_target": "{{answer}}", "target_delimiter": ""}
     _yaml_task(folder, "tiny_mcc", "val.jsonl", **mc, metric_list=[{"metric": "mcc"}])
     (folder / "halves.py").write_text('def process_results(doc, results):\n    return {"acc": 0.5}\n')
@@ -87,16 +89,7 @@ def task_folder(root: Path) -> Path:
     _yaml_task(folder, "tiny_shot2", "val.jsonl", **shots)
     warm = {**generation, "temperature": 0.7}
     warm.pop("do_sample")  # sampling by temperature alone: lm-eval turns it into do_sample
-    _yaml_task(
-        folder,
-        "tiny_warm",
-        "gen.jsonl",
-        output_type="generate_until",
-        doc_to_text="{{prompt}}",
-        doc_to_target="{{answer}}",
-        generation_kwargs=warm,
-        metric_list=[{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
-    )
+    _generation_task(folder, "tiny_warm", warm)
     return folder
 
 
@@ -354,16 +347,8 @@ def test_a_mixed_jsonl_and_lm_eval_run_journals_counts_tokens_and_a_full_score(w
 def test_a_mixed_run_killed_mid_promotion_resumes_exactly(workspace, folder, monkeypatch):
     quiet(write(workspace, "straight", folder))
     path = write(workspace, "crashed", folder)
-    calls = {"n": 0}
-    original = MergeFitness.correct_counts
-
-    def flaky(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 4:  # one call per rung: generation 2's promotion, its first rung checkpointed
-            raise Crash("killed while scoring")
-        return original(self, *a, **kw)
-
-    monkeypatch.setattr(MergeFitness, "correct_counts", flaky)
+    # one call per rung: generation 2's promotion, its first rung checkpointed
+    crash_on_call(monkeypatch, MergeFitness, "correct_counts", 4, "killed while scoring")
     with pytest.raises(Crash):
         quiet(path)
     monkeypatch.undo()
