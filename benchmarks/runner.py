@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import time
@@ -136,7 +137,8 @@ def drive(peer: Any, ev: Any) -> None:
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """Run the body on one core: torch's threads and numpy's BLAS/OpenMP pools limited to one, restored after.
+    """Run the body on one core: torch's threads and numpy's BLAS/OpenMP pools limited to one, and joblib's
+    ``Parallel`` (scikit-learn's forests, SMAC3's random forest, which asks for every core) sequential; restored after.
 
     One run (or tuning job) per process and the processes already use the cores; oversubscribed threads would
     fight over the machine's few cores and distort the overhead figures."""
@@ -146,7 +148,11 @@ def one_thread() -> Iterator[None]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):
+        with threadpool_limits(1), contextlib.ExitStack() as stack:
+            if importlib.util.find_spec("joblib") is not None:  # scikit-learn's; absent, nothing here uses it
+                from joblib import parallel_config
+
+                stack.enter_context(parallel_config(backend="sequential"))
             yield
     finally:
         torch.set_num_threads(threads)

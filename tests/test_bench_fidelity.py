@@ -231,3 +231,22 @@ def test_bench_fidelity_refuses_a_bad_argument_in_one_line(tmp_path: Path, args,
     run = _bench(*args, "--out", str(tmp_path / "f.jsonl"))
     assert run.returncode == 2 and says in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not (tmp_path / "f.jsonl").exists()
+
+
+def test_a_bench_run_keeps_joblib_on_its_own_thread():
+    """SMAC3's random forest asks joblib for every core (n_jobs=-1). In threads a smac-mf run's result depended on
+    how the threads ran (the same seed gave 0.840 and 0.841 under different loads, and differs from the sequential
+    run); sequential it is the same every time. ``one_thread`` makes joblib sequential."""
+    import threading
+
+    from evogm_bench.runner import one_thread
+    from joblib import Parallel, delayed
+
+    def where() -> int:
+        return threading.get_ident()
+
+    with one_thread():
+        inside = Parallel(n_jobs=-1, require="sharedmem")(delayed(where)() for _ in range(8))
+    assert set(inside) == {threading.get_ident()}
+    outside = Parallel(n_jobs=2, require="sharedmem")(delayed(where)() for _ in range(8))
+    assert threading.get_ident() not in set(outside)  # restored: threads again after the block

@@ -11,9 +11,10 @@ import pytest
 import torch
 from evogm_bench.peers import PEERS
 from evogm_bench.research import variants
-from evogm_bench.research.ard_gp import ARDGaussianProcess, log_h, maximise_log_ei
+from evogm_bench.research.ard_gp import ARDGaussianProcess, log_h, matern52, maximise_log_ei
 from evogm_bench.research.sequential import SequentialConfig, SequentialEvoGM
 from scipy import stats
+from sklearn.gaussian_process.kernels import Matern
 
 from tests.conftest import sphere
 
@@ -27,6 +28,19 @@ def test_log_h_matches_the_direct_formula_where_it_is_exact_and_stays_finite_far
     # the tail's series against mpmath-free high precision: h(z) ~ φ(z)/z² (1 − 3/z²) at z = −40
     expected = -0.5 * 40.0**2 - 0.5 * math.log(2 * math.pi) - 2 * math.log(40.0) + math.log1p(-3 / 1600)
     assert abs(far[0] - expected) < 1e-6
+
+
+def test_the_kernel_is_scikit_learns_ard_matern_and_its_gradient_is_finite_where_points_coincide():
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.uniform(0, 1, (30, 5)), rng.uniform(0, 1, (20, 5))
+    x2[:3] = x1[:3]  # coinciding points, where the inner-product form cancels
+    scales = np.array([0.05, 0.3, 1.0, 4.0, 40.0])
+    ours = matern52(torch.as_tensor(x1), torch.as_tensor(x2), torch.as_tensor(scales)).numpy()
+    np.testing.assert_allclose(ours, Matern(length_scale=scales, nu=2.5)(x1, x2), rtol=0, atol=1e-9)
+    log_scales = torch.as_tensor(np.log(scales), dtype=torch.float64).requires_grad_()
+    x = torch.as_tensor(x1)
+    matern52(x, x, torch.exp(log_scales)).sum().backward()
+    assert log_scales.grad is not None and torch.all(torch.isfinite(log_scales.grad))
 
 
 def test_the_gp_interpolates_a_smooth_function_and_learns_which_coordinate_matters():

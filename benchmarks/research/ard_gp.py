@@ -27,9 +27,15 @@ _NOISE_FLOOR = 1e-6  # standardised units: the smallest noise variance the fit m
 
 
 def matern52(x1: torch.Tensor, x2: torch.Tensor, length_scales: torch.Tensor) -> torch.Tensor:
-    """k(x, x') = (1 + r√5 + 5r²/3)·exp(−r√5), r the length-scaled distance (unit signal variance)."""
-    diff = (x1[:, None, :] - x2[None, :, :]) / length_scales
-    r = torch.sqrt((diff**2).sum(-1) + 1e-12) * math.sqrt(5.0)
+    """k(x, x') = (1 + r√5 + 5r²/3)·exp(−r√5), r the length-scaled distance (unit signal variance).
+
+    r² = |a|² + |b|² − 2a·b with a = x/ℓ, b = x'/ℓ: one matrix product instead of the n × n × d tensor of
+    coordinate differences (ablation 32: the same fit to 1e-13 in the log hyperparameters, 4–5× faster at N = 16,
+    n = 320, where that tensor and its backward pass were nearly all of an ask). The clamp removes the cancellation's
+    small negatives at r ≈ 0; the kernel there is 1 − 5r²/6 + …, so an error of 1e-12 in r² moves it by as much."""
+    a, b = x1 / length_scales, x2 / length_scales
+    squared = (a * a).sum(-1)[:, None] + (b * b).sum(-1)[None, :] - 2.0 * (a @ b.T)
+    r = torch.sqrt(torch.clamp(squared, min=0.0) + 1e-12) * math.sqrt(5.0)
     return (1.0 + r + r**2 / 3.0) * torch.exp(-r)
 
 
