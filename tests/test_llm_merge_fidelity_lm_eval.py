@@ -24,7 +24,7 @@ from llm_merge.run.pipeline import run_merge  # noqa: E402
 from llm_merge.run.schema import FidelitySpec  # noqa: E402
 from llm_merge.run.search import PrefixPlan, PrefixScorer, permutation  # noqa: E402
 from llm_merge.tasks.jsonl import Task, TaskError, example_tokens  # noqa: E402
-from llm_merge.tasks.lm_eval_tasks import LmEvalTask  # noqa: E402
+from llm_merge.tasks.lm_eval_tasks import LmEvalTask, harness_max_length  # noqa: E402
 
 from evogm_opt import registry  # noqa: E402
 from evogm_opt.fidelity import FidelityScheduler  # noqa: E402
@@ -137,6 +137,34 @@ def test_the_pool_is_the_first_limit_documents_in_the_seeded_order_and_tokens_fo
                 counts[request.doc_id] += len(lm.tok_encode(context)) + rest["max_gen_toks"]
         assert task.document_tokens(tok, False) == counts
     assert plan.full_tokens() == sum(example_tokens(tok, twin, False)[:6]) + sum(len(f"{i}?") + 3 for i in range(5))
+
+
+def test_tokens_are_counted_as_the_harness_truncates_requests_to_the_models_length(folder, tmp_path):
+    """A model shorter than the prompts: lm-eval's HF backend keeps a loglikelihood request's last L + 1 tokens and
+    a generation's last L − max_gen_toks context tokens; the plan counts what it keeps, not the whole request."""
+    from lm_eval.models.huggingface import HFLM
+
+    tok, model = char_tokenizer(), tiny_qwen()
+    model.config.max_position_embeddings = 4  # some requests are longer than this
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=4, backend="causal")
+    assert harness_max_length(model.config, tok) == lm.max_length == 4
+    mc = LmEvalTask("tiny", "tiny_val", include_path=str(folder), limit=6)
+    gen = LmEvalTask("gen", "tiny_gen", metric="exact_match,none", include_path=str(folder))
+    for task in (mc, gen):
+        counted = task.document_tokens(tok, False, lm.max_length)  # builds the harness's requests
+        expected = [0] * task.pool_size()
+        for request in task.harness_task().instances:
+            context, rest = request.args
+            if request.request_type == "loglikelihood":
+                expected[request.doc_id] += min(sum(map(len, lm._encode_pair(context, rest))), lm.max_length + 1)
+            else:
+                kept = min(len(lm.tok_encode(context)), lm.max_length - rest["max_gen_toks"])
+                expected[request.doc_id] += kept + rest["max_gen_toks"]
+        assert counted == expected
+    assert mc.document_tokens(tok, False, 4) != mc.document_tokens(tok, False)  # the cap bites here
+    fitness = MergeFitness(model, tok, experts(tmp_path), [mc], batch_size=4)
+    spec = FidelitySpec(min_examples=2, eta=2, seed=4)
+    assert PrefixPlan.of(fitness, spec).full_tokens() == sum(mc.document_tokens(tok, False, 4))
 
 
 def test_an_encoder_decoder_counts_the_context_with_its_special_tokens_as_the_harness_does(folder):

@@ -86,7 +86,7 @@ class FitnessSpec:
         config = AutoConfig.from_pretrained(self.base)
         kind = base_model_type(getattr(config, "is_encoder_decoder", False), self.model_type, repr(self.base))
         tokenizer = AutoTokenizer.from_pretrained(self.base)  # load_base's (padding never counts as tokens)
-        return PrefixPlan(self.load_tasks(), fidelity, tokenizer, kind == "seq2seq")
+        return PrefixPlan(self.load_tasks(), fidelity, tokenizer, kind == "seq2seq", config)
 
 
 class _Worker:

@@ -320,12 +320,16 @@ def pool_size(task: Any) -> int:
     return task.pool_size()
 
 
-def pool_tokens(task: Any, tokenizer: Any, seq2seq: bool) -> list[int]:
+def pool_tokens(task: Any, tokenizer: Any, seq2seq: bool, model_config: Any = None) -> list[int]:
     """Tokens of each example (JSONL, :func:`example_tokens`) or pool document (lm-eval,
-    ``LmEvalTask.document_tokens``: its requests as the harness encodes them), in pool order."""
+    ``LmEvalTask.document_tokens``: its requests as the harness encodes them and, given the base's
+    ``model_config``, truncates them to the model's length), in pool order."""
     if isinstance(task, Task):
         return example_tokens(tokenizer, task, seq2seq)
-    return task.document_tokens(tokenizer, seq2seq)
+    from llm_merge.tasks.lm_eval_tasks import harness_max_length
+
+    max_length = None if model_config is None else harness_max_length(model_config, tokenizer)
+    return task.document_tokens(tokenizer, seq2seq, max_length)
 
 
 def pool_subset(task: Any, indices: np.ndarray) -> Any:
@@ -342,20 +346,21 @@ class PrefixPlan:
     """Which examples of each seen task a fidelity scores, and what they cost in tokens. A seen task is a JSONL
     :class:`Task` or an ``LmEvalTask`` (its pool of documents cut the same way)."""
 
-    def __init__(self, tasks: Sequence[Any], spec: FidelitySpec, tokenizer: Any, seq2seq: bool) -> None:
+    def __init__(
+        self, tasks: Sequence[Any], spec: FidelitySpec, tokenizer: Any, seq2seq: bool, model_config: Any = None
+    ) -> None:
+        """``model_config``: the base's (``transformers`` config), for the length lm-eval truncates requests to."""
         self.tasks, self.spec = list(tasks), spec
         self.sizes = [pool_size(t) for t in self.tasks]
         self.full = sum(self.sizes)
         self.minimum = min(self.full, spec.min_examples * len(self.tasks))
         self.orders = [permutation(n, spec.seed, t.name) for t, n in zip(self.tasks, self.sizes)]
-        self._tokens = [
-            np.concatenate([[0], np.cumsum(np.asarray(pool_tokens(t, tokenizer, seq2seq), dtype=np.int64)[order])])
-            for t, order in zip(self.tasks, self.orders)
-        ]
+        costs = [np.asarray(pool_tokens(t, tokenizer, seq2seq, model_config), dtype=np.int64) for t in self.tasks]
+        self._tokens = [np.concatenate([[0], np.cumsum(c[order])]) for c, order in zip(costs, self.orders)]
 
     @classmethod
     def of(cls, fitness: Any, spec: FidelitySpec) -> PrefixPlan:
-        return cls(fitness.tasks, spec, fitness.tokenizer, is_seq2seq(fitness.model))
+        return cls(fitness.tasks, spec, fitness.tokenizer, is_seq2seq(fitness.model), fitness.model.config)
 
     def scheduler(self, inner: Optimizer) -> FidelityScheduler:
         return FidelityScheduler(inner, full=self.full, minimum=self.minimum, eta=self.spec.eta, nested=True)

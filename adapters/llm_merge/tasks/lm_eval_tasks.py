@@ -174,22 +174,24 @@ class LmEvalTask:
             )
         return None
 
-    def document_tokens(self, tokenizer, seq2seq: bool) -> list[int]:
+    def document_tokens(self, tokenizer, seq2seq: bool, max_length: int | None = None) -> list[int]:
         """Tokens scoring each document of the pool costs (pool order), counted without running the model from
         the task's requests (``build_all_requests``) as lm-eval's HF backend encodes them with its defaults:
         a loglikelihood request, its context and its continuation — so a multiple-choice document costs its
         context once per option plus the options, as :func:`llm_merge.tasks.jsonl.example_tokens` counts a row —;
         a generate_until request, its context and the task's ``max_gen_toks`` (lm-eval's 256 where the task sets
-        none); a request repeated ``repeats`` times, that many times. Before any truncation to the model's length;
-        padding never counts, and the count is the same for every merge (kept: a run builds its plan twice)."""
-        key = ("tokens", id(tokenizer), seq2seq)
+        none); a request repeated ``repeats`` times, that many times. ``max_length`` (the model's, as the harness
+        resolves it: :func:`harness_max_length`): what the harness truncates a request to is what is counted;
+        None counts requests whole. Padding never counts, and the count is the same for every merge (kept: a run
+        builds its plan twice)."""
+        key = ("tokens", id(tokenizer), seq2seq, max_length)
         if key not in self._cache:
             task, n = self.harness_task(), self.pool_size()
             task.build_all_requests(limit=n)
             counts = [0] * n
             for request in task.instances:
                 counts[request.doc_id] += request.repeats * request_tokens(
-                    tokenizer, request.request_type, request.args, seq2seq
+                    tokenizer, request.request_type, request.args, seq2seq, max_length
                 )
             self._cache[key] = counts
         return list(self._cache[key])
@@ -254,12 +256,33 @@ class LmEvalDocs:
         return self.task.correct(model, tokenizer, batch_size, self.docs)
 
 
-def request_tokens(tokenizer, request_type: str, args: tuple, seq2seq: bool) -> int:
+def harness_max_length(model_config: Any, tokenizer: Any) -> int:
+    """The length lm-eval's HF backend truncates requests to, for a model it is given without ``max_length``: the
+    harness's own resolution where it has one (``lm_eval.models.utils.resolve_max_length``), else the same order
+    of sources — the config's ``n_positions``, ``max_position_embeddings`` or ``n_ctx`` (a nested ``text_config``
+    first), the tokenizer's ``model_max_length`` unless unset, then the harness's default of 2048."""
+    try:
+        from lm_eval.models.utils import resolve_max_length
+    except ImportError:
+        config = getattr(model_config, "text_config", None) or model_config
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            if getattr(config, attr, None) is not None:
+                return int(getattr(config, attr))
+        model_max_length = getattr(tokenizer, "model_max_length", None)
+        return int(model_max_length) if model_max_length is not None and model_max_length < 10**29 else 2048
+    return int(resolve_max_length(model_config, tokenizer, default=2048))
+
+
+def request_tokens(tokenizer, request_type: str, args: tuple, seq2seq: bool, max_length: int | None = None) -> int:
     """Tokens of one harness request as lm-eval's HF backend (``HFLM``, ``add_bos_token`` unset) encodes it.
     loglikelihood: a context's trailing spaces go to the continuation; a causal LM encodes context and
     continuation as one text (the tokenizer's special tokens, unless the text starts with the prefix token),
     an encoder–decoder the context with them and the continuation without; an empty context is the prefix token
-    (BOS, else EOS). generate_until: the context and ``max_gen_toks``."""
+    (BOS, else EOS). generate_until: the context and ``max_gen_toks``. With ``max_length`` L, as the backend
+    truncates from the left: a causal loglikelihood request keeps its last L + 1 tokens (L in, the last one only
+    scored), a causal generation's context its last L − max_gen_toks; an encoder–decoder's context and target
+    are cut to L each."""
+    cap = max_length if max_length is not None else 1 << 62
     if request_type == "generate_until":
         from lm_eval.models.utils import normalize_gen_kwargs
 
@@ -267,18 +290,20 @@ def request_tokens(tokenizer, request_type: str, args: tuple, seq2seq: bool) -> 
         bos = getattr(tokenizer, "bos_token", None)
         special = seq2seq or not (bos and context.startswith(bos))
         context_tokens = len(tokenizer(context, add_special_tokens=special)["input_ids"])
-        return context_tokens + int(normalize_gen_kwargs(gen_kwargs, 256)["max_gen_toks"])
+        generated = int(normalize_gen_kwargs(gen_kwargs, 256)["max_gen_toks"])
+        return min(context_tokens, cap if seq2seq else max(cap - generated, 0)) + generated
     context, continuation = args[0], args[1]
     prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if not context:
         tokens = tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        return len(tokens) + int(tokens[:1] != [prefix_id])
+        return min(len(tokens) + int(tokens[:1] != [prefix_id]), cap + 1)
     spaces = len(context) - len(context.rstrip())
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     if seq2seq:
         target = tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        return len(tokenizer(context)["input_ids"]) + len(target)
+        return min(len(tokenizer(context)["input_ids"]), cap) + min(len(target), cap)
     special = prefix_id is None or not context.startswith(tokenizer.decode(prefix_id))
     whole = len(tokenizer(context + continuation, add_special_tokens=special)["input_ids"])
-    return max(whole, len(tokenizer(context, add_special_tokens=special)["input_ids"]))  # the context, whole
+    whole = max(whole, len(tokenizer(context, add_special_tokens=special)["input_ids"]))  # the context, whole
+    return min(whole, cap + 1)
