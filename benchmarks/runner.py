@@ -150,9 +150,11 @@ def one_thread() -> Iterator[None]:
     try:
         with threadpool_limits(1), contextlib.ExitStack() as stack:
             if importlib.util.find_spec("joblib") is not None:  # scikit-learn's; absent, nothing here uses it
-                from joblib import parallel_config
+                import joblib
 
-                stack.enter_context(parallel_config(backend="sequential"))
+                # per thread, as joblib keeps it: the bench runs each job on its process's main thread
+                sequential = getattr(joblib, "parallel_config", None) or joblib.parallel_backend  # the latter < 1.3
+                stack.enter_context(sequential(backend="sequential"))
             yield
     finally:
         torch.set_num_threads(threads)

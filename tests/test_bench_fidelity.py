@@ -240,13 +240,14 @@ def test_a_bench_run_keeps_joblib_on_its_own_thread():
     import threading
 
     from evogm_bench.runner import one_thread
-    from joblib import Parallel, delayed
+
+    joblib = pytest.importorskip("joblib")
 
     def where() -> int:
         return threading.get_ident()
 
-    with one_thread():
-        inside = Parallel(n_jobs=-1, require="sharedmem")(delayed(where)() for _ in range(8))
+    with one_thread():  # two jobs asked for (not -1, which a one-core machine would run sequentially anyway)
+        inside = joblib.Parallel(n_jobs=2, require="sharedmem")(joblib.delayed(where)() for _ in range(8))
     assert set(inside) == {threading.get_ident()}
-    outside = Parallel(n_jobs=2, require="sharedmem")(delayed(where)() for _ in range(8))
+    outside = joblib.Parallel(n_jobs=2, require="sharedmem")(joblib.delayed(where)() for _ in range(8))
     assert threading.get_ident() not in set(outside)  # restored: threads again after the block

@@ -139,32 +139,73 @@ def test_the_pool_is_the_first_limit_documents_in_the_seeded_order_and_tokens_fo
     assert plan.full_tokens() == sum(example_tokens(tok, twin, False)[:6]) + sum(len(f"{i}?") + 3 for i in range(5))
 
 
-def test_tokens_are_counted_as_the_harness_truncates_requests_to_the_models_length(folder, tmp_path):
-    """A model shorter than the prompts: lm-eval's HF backend keeps a loglikelihood request's last L + 1 tokens and
-    a generation's last L − max_gen_toks context tokens; the plan counts what it keeps, not the whole request."""
+def harness_costs(lm, task: LmEvalTask, seq2seq: bool) -> list[int]:
+    """What lm-eval's HF backend actually feeds the model for each document of ``task``, request by request (one
+    at a time, so nothing is padded): a loglikelihood call's input plus its last, scored token (causal) or its
+    encoder input plus its labels (encoder–decoder); a generation's context plus its max_gen_toks."""
+    seen: list[int] = []
+    call, generate = lm._model_call, lm._model_generate
+
+    def spy_call(inps, attn_mask=None, labels=None):
+        seen.append(inps.shape[1] + (labels.shape[1] if seq2seq else 1))
+        return call(inps, attn_mask, labels)
+
+    def spy_generate(context, max_length, stop, **kwargs):
+        seen.append(context.shape[1])
+        return generate(context, max_length, stop, **kwargs)
+
+    lm._model_call, lm._model_generate = spy_call, spy_generate
+    costs = [0] * task.pool_size()
+    for request in task.harness_task().instances:
+        seen.clear()
+        getattr(lm, request.request_type)([request])
+        extra = request.args[1]["max_gen_toks"] if request.request_type == "generate_until" else 0
+        costs[request.doc_id] += request.repeats * (seen[0] + extra)
+    return costs
+
+
+def test_tokens_are_what_the_harness_feeds_a_model_shorter_than_the_prompts(folder, tmp_path):
+    """lm-eval's HF backend truncates requests from the left to the model's length L; the plan counts what it
+    keeps (measured by spying on the model calls), and refuses, naming the task, a generation it would refuse."""
     from lm_eval.models.huggingface import HFLM
+
+    from tests.test_llm_merge_seq2seq import seq2seq_tokenizer, tiny_t5
 
     tok, model = char_tokenizer(), tiny_qwen()
     model.config.max_position_embeddings = 4  # some requests are longer than this
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=4, backend="causal")
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=1, backend="causal", logits_cache=False)
     assert harness_max_length(model.config, tok) == lm.max_length == 4
     mc = LmEvalTask("tiny", "tiny_val", include_path=str(folder), limit=6)
-    gen = LmEvalTask("gen", "tiny_gen", metric="exact_match,none", include_path=str(folder))
+    gen = LmEvalTask("gen", "tiny_gen", metric="exact_match,none", include_path=str(folder))  # max_gen_toks 3
     for task in (mc, gen):
         counted = task.document_tokens(tok, False, lm.max_length)  # builds the harness's requests
-        expected = [0] * task.pool_size()
-        for request in task.harness_task().instances:
-            context, rest = request.args
-            if request.request_type == "loglikelihood":
-                expected[request.doc_id] += min(sum(map(len, lm._encode_pair(context, rest))), lm.max_length + 1)
-            else:
-                kept = min(len(lm.tok_encode(context)), lm.max_length - rest["max_gen_toks"])
-                expected[request.doc_id] += kept + rest["max_gen_toks"]
-        assert counted == expected
-    assert mc.document_tokens(tok, False, 4) != mc.document_tokens(tok, False)  # the cap bites here
+        assert counted == harness_costs(lm, task, False)
+        assert counted != task.document_tokens(tok, False)  # the cap bites on both
     fitness = MergeFitness(model, tok, experts(tmp_path), [mc], batch_size=4)
     spec = FidelitySpec(min_examples=2, eta=2, seed=4)
     assert PrefixPlan.of(fitness, spec).full_tokens() == sum(mc.document_tokens(tok, False, 4))
+    with pytest.raises(TaskError, match=r"lm-eval task 'tiny_gen' of 'gen', document 0: max_gen_toks 3 is not below"):
+        gen.document_tokens(tok, False, 3)  # the harness: "requested max tokens to generate (3) must be less …"
+    # an encoder–decoder: the context cut to L, the target whole
+    t5_tok, t5 = seq2seq_tokenizer(), tiny_t5()
+    t5.config.n_positions = 4
+    lm = HFLM(pretrained=t5, tokenizer=t5_tok, batch_size=1, backend="seq2seq", logits_cache=False)
+    assert harness_max_length(t5.config, t5_tok) == lm.max_length == 4
+    seq2seq_task = LmEvalTask("tiny", "tiny_val", include_path=str(folder), limit=6)
+    counted = seq2seq_task.document_tokens(t5_tok, True, 4)
+    assert counted == harness_costs(lm, seq2seq_task, True) and counted != seq2seq_task.document_tokens(t5_tok, True)
+
+
+def test_the_length_without_lm_evals_resolver_is_what_older_harness_versions_used(monkeypatch):
+    import lm_eval.models.utils as utils
+
+    monkeypatch.delattr(utils, "resolve_max_length")
+    tok = char_tokenizer()
+    config = tiny_qwen().config
+    assert harness_max_length(config, tok) == config.max_position_embeddings == 64
+    assert harness_max_length(object(), tok) == 2048  # no length in the config; the tokenizer's is "unset"
+    tok.model_max_length = 77
+    assert harness_max_length(object(), tok) == 77
 
 
 def test_an_encoder_decoder_counts_the_context_with_its_special_tokens_as_the_harness_does(folder):

@@ -14,7 +14,6 @@ from evogm_bench.research import variants
 from evogm_bench.research.ard_gp import ARDGaussianProcess, log_h, matern52, maximise_log_ei
 from evogm_bench.research.sequential import SequentialConfig, SequentialEvoGM
 from scipy import stats
-from sklearn.gaussian_process.kernels import Matern
 
 from tests.conftest import sphere
 
@@ -31,12 +30,16 @@ def test_log_h_matches_the_direct_formula_where_it_is_exact_and_stays_finite_far
 
 
 def test_the_kernel_is_scikit_learns_ard_matern_and_its_gradient_is_finite_where_points_coincide():
+    kernels = pytest.importorskip("sklearn.gaussian_process.kernels")
     rng = np.random.default_rng(1)
-    x1, x2 = rng.uniform(0, 1, (30, 5)), rng.uniform(0, 1, (20, 5))
-    x2[:3] = x1[:3]  # coinciding points, where the inner-product form cancels
-    scales = np.array([0.05, 0.3, 1.0, 4.0, 40.0])
+    # 16 coordinates, length scales down to the fit's lower bound e^-6: |a|² of ~10^6, where the cancellation of
+    # |a|² + |b|² − 2a·b at coinciding points goes below zero and only the clamp keeps the root real
+    scales = np.exp(np.linspace(-6.0, 4.0, 16))
+    x1, x2 = rng.uniform(0, 1, (60, 16)), rng.uniform(0, 1, (40, 16))
+    x2[:5] = x1[:5]  # coinciding points
     ours = matern52(torch.as_tensor(x1), torch.as_tensor(x2), torch.as_tensor(scales)).numpy()
-    np.testing.assert_allclose(ours, Matern(length_scale=scales, nu=2.5)(x1, x2), rtol=0, atol=1e-9)
+    assert np.all(np.isfinite(ours))
+    np.testing.assert_allclose(ours, kernels.Matern(length_scale=scales, nu=2.5)(x1, x2), rtol=0, atol=1e-8)
     log_scales = torch.as_tensor(np.log(scales), dtype=torch.float64).requires_grad_()
     x = torch.as_tensor(x1)
     matern52(x, x, torch.exp(log_scales)).sum().backward()

@@ -30,7 +30,7 @@ def matern52(x1: torch.Tensor, x2: torch.Tensor, length_scales: torch.Tensor) ->
     """k(x, x') = (1 + r√5 + 5r²/3)·exp(−r√5), r the length-scaled distance (unit signal variance).
 
     r² = |a|² + |b|² − 2a·b with a = x/ℓ, b = x'/ℓ: one matrix product instead of the n × n × d tensor of
-    coordinate differences (ablation 32: the same fit to 1e-13 in the log hyperparameters, 4–5× faster at N = 16,
+    coordinate differences (ablation 32: the same fit to ≤ 1e-9 in the log hyperparameters, 3–5× faster at N = 16,
     n = 320, where that tensor and its backward pass were nearly all of an ask). The clamp removes the cancellation's
     small negatives at r ≈ 0; the kernel there is 1 − 5r²/6 + …, so an error of 1e-12 in r² moves it by as much."""
     a, b = x1 / length_scales, x2 / length_scales

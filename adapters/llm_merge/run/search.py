@@ -360,7 +360,9 @@ class PrefixPlan:
 
     @classmethod
     def of(cls, fitness: Any, spec: FidelitySpec) -> PrefixPlan:
-        return cls(fitness.tasks, spec, fitness.tokenizer, is_seq2seq(fitness.model), fitness.model.config)
+        return cls(
+            fitness.tasks, spec, fitness.tokenizer, is_seq2seq(fitness.model), getattr(fitness.model, "config", None)
+        )
 
     def scheduler(self, inner: Optimizer) -> FidelityScheduler:
         return FidelityScheduler(inner, full=self.full, minimum=self.minimum, eta=self.spec.eta, nested=True)

@@ -190,9 +190,13 @@ class LmEvalTask:
             task.build_all_requests(limit=n)
             counts = [0] * n
             for request in task.instances:
-                counts[request.doc_id] += request.repeats * request_tokens(
-                    tokenizer, request.request_type, request.args, seq2seq, max_length
-                )
+                try:
+                    tokens = request_tokens(tokenizer, request.request_type, request.args, seq2seq, max_length)
+                except ValueError as exc:
+                    raise TaskError(
+                        f"lm-eval task {self.task!r} of {self.name!r}, document {request.doc_id}: {exc}"
+                    ) from exc
+                counts[request.doc_id] += request.repeats * tokens
             self._cache[key] = counts
         return list(self._cache[key])
 
@@ -258,18 +262,19 @@ class LmEvalDocs:
 
 def harness_max_length(model_config: Any, tokenizer: Any) -> int:
     """The length lm-eval's HF backend truncates requests to, for a model it is given without ``max_length``: the
-    harness's own resolution where it has one (``lm_eval.models.utils.resolve_max_length``), else the same order
-    of sources — the config's ``n_positions``, ``max_position_embeddings`` or ``n_ctx`` (a nested ``text_config``
-    first), the tokenizer's ``model_max_length`` unless unset, then the harness's default of 2048."""
+    harness's own resolution where it has one (``lm_eval.models.utils.resolve_max_length``, recent versions: a
+    nested ``text_config`` first), else what older versions' ``HFLM.max_length`` did — the first of the config's
+    ``n_positions``, ``max_position_embeddings``, ``n_ctx`` it has, the tokenizer's ``model_max_length`` unless
+    that is the "unset" value (≈1e30), then the default of 2048."""
     try:
         from lm_eval.models.utils import resolve_max_length
     except ImportError:
-        config = getattr(model_config, "text_config", None) or model_config
         for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-            if getattr(config, attr, None) is not None:
-                return int(getattr(config, attr))
+            if hasattr(model_config, attr):
+                return int(getattr(model_config, attr))
         model_max_length = getattr(tokenizer, "model_max_length", None)
-        return int(model_max_length) if model_max_length is not None and model_max_length < 10**29 else 2048
+        unset = model_max_length is None or model_max_length >= 10**29
+        return 2048 if unset else int(model_max_length)
     return int(resolve_max_length(model_config, tokenizer, default=2048))
 
 
@@ -278,11 +283,12 @@ def request_tokens(tokenizer, request_type: str, args: tuple, seq2seq: bool, max
     loglikelihood: a context's trailing spaces go to the continuation; a causal LM encodes context and
     continuation as one text (the tokenizer's special tokens, unless the text starts with the prefix token),
     an encoder–decoder the context with them and the continuation without; an empty context is the prefix token
-    (BOS, else EOS). generate_until: the context and ``max_gen_toks``. With ``max_length`` L, as the backend
-    truncates from the left: a causal loglikelihood request keeps its last L + 1 tokens (L in, the last one only
-    scored), a causal generation's context its last L − max_gen_toks; an encoder–decoder's context and target
-    are cut to L each."""
-    cap = max_length if max_length is not None else 1 << 62
+    (BOS, else EOS). generate_until: the context and ``max_gen_toks``.
+
+    With ``max_length`` L, as the backend truncates from the left: a causal loglikelihood request keeps its last
+    L + 1 tokens (L in, the last one only scored), a causal generation's context its last L − max_gen_toks; an
+    encoder–decoder's context is cut to L. What the backend refuses raises ``ValueError``: a continuation longer
+    than L, a causal generation with max_gen_toks ≥ L."""
     if request_type == "generate_until":
         from lm_eval.models.utils import normalize_gen_kwargs
 
@@ -291,19 +297,38 @@ def request_tokens(tokenizer, request_type: str, args: tuple, seq2seq: bool, max
         special = seq2seq or not (bos and context.startswith(bos))
         context_tokens = len(tokenizer(context, add_special_tokens=special)["input_ids"])
         generated = int(normalize_gen_kwargs(gen_kwargs, 256)["max_gen_toks"])
-        return min(context_tokens, cap if seq2seq else max(cap - generated, 0)) + generated
-    context, continuation = args[0], args[1]
+        if max_length is None:
+            return context_tokens + generated
+        if not seq2seq and generated >= max_length:
+            raise ValueError(
+                f"max_gen_toks {generated} is not below the model's length {max_length}: lm-eval refuses to generate"
+            )
+        return min(context_tokens, max_length if seq2seq else max_length - generated) + generated
+    context_tokens, continuation_tokens = _pair_lengths(tokenizer, args[0], args[1], seq2seq)
+    if max_length is None:
+        return context_tokens + continuation_tokens
+    if continuation_tokens > max_length:
+        raise ValueError(
+            f"a continuation of {continuation_tokens} tokens is longer than the model's length {max_length}: "
+            "lm-eval refuses to score it"
+        )
+    if seq2seq:
+        return min(context_tokens, max_length) + continuation_tokens
+    return min(context_tokens + continuation_tokens, max_length + 1)
+
+
+def _pair_lengths(tokenizer, context: str, continuation: str, seq2seq: bool) -> tuple[int, int]:
+    """(context, continuation) token counts of a loglikelihood request as the backend splits them."""
     prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if not context:
         tokens = tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        return min(len(tokens) + int(tokens[:1] != [prefix_id]), cap + 1)
+        return (1, len(tokens)) if tokens[:1] != [prefix_id] else (1, len(tokens) - 1)
     spaces = len(context) - len(context.rstrip())
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     if seq2seq:
-        target = tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        return min(len(tokenizer(context)["input_ids"]), cap) + min(len(target), cap)
+        return len(tokenizer(context)["input_ids"]), len(tokenizer(continuation, add_special_tokens=False)["input_ids"])
     special = prefix_id is None or not context.startswith(tokenizer.decode(prefix_id))
     whole = len(tokenizer(context + continuation, add_special_tokens=special)["input_ids"])
-    whole = max(whole, len(tokenizer(context, add_special_tokens=special)["input_ids"]))  # the context, whole
-    return min(whole, cap + 1)
+    context_tokens = len(tokenizer(context, add_special_tokens=special)["input_ids"])
+    return context_tokens, max(whole - context_tokens, 0)  # the continuation: what follows the context's tokens
