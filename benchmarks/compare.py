@@ -134,6 +134,19 @@ def _groups(rows: Sequence[Row]) -> list[tuple[str, list[Row]]]:
     return [(label, [r for r in rows if keep(r)]) for label, keep in by]
 
 
+def _power_note(rows: Sequence[Row], family_size: int) -> list[str]:
+    """A line when the fewest runs of a cell cannot give a Holm p below ALPHA, however far apart the two are: "none
+    significant" then says nothing about the difference."""
+    n_ours, n_theirs = min(r.n_ours for r in rows), min(r.n_theirs for r in rows)
+    smallest = stats.smallest_mann_whitney_p(n_ours, n_theirs)
+    if smallest * family_size < ALPHA:
+        return []
+    return [
+        f"  note: with {n_ours} and {n_theirs} runs the smallest Mann–Whitney p is {smallest:.3g}, so Holm over "
+        f"{family_size} comparisons cannot reach {ALPHA}: no cell can be significant, whatever the difference"
+    ]
+
+
 def render(name: str, comparisons: Sequence[Comparison], holm: str = "target", per_cell: bool = True) -> str:
     """The comparisons as text: per target, one line per cell (unless ``per_cell`` is False) and a summary; with
     more than one target, the cells where the optimizer's median beats every target."""
@@ -153,6 +166,8 @@ def render(name: str, comparisons: Sequence[Comparison], holm: str = "target", p
                     f"Holm p={r.p_holm:.3g} {r.verdict}".rstrip()
                 )
         lines += [f"  {label}: {_count(rows)}" for label, rows in _groups(comp.rows) if rows]
+        family_size = len(comp.rows) if holm == "target" else sum(len(c.rows) for c in comparisons)
+        lines += _power_note(comp.rows, family_size)
         lines.append("")
     if len(comparisons) > 1:
         per_target = [{r.cell: r.better for r in c.rows} for c in comparisons]

@@ -311,8 +311,24 @@ def test_bench_compare_gives_the_numbers_stats_gives(tmp_path: Path, capsys):
     for (landscape, dim, evals), peer in best.items():
         assert any(landscape in x and f"{evals // dim}·N" in x and f" {peer} " in x for x in text.splitlines())
     assert "ours: median better than every target" in text
+    assert "note:" not in text  # 6-8 runs a cell over 4 cells can be significant (and are, above)
     assert cli.main([*argv, "--landscapes", "bbob-", "--brief"]) == 2  # no records of 'ours' there
     assert "no records of 'ours'" in capsys.readouterr().err
+
+
+def test_bench_compare_says_when_too_few_runs_can_never_be_significant(tmp_path: Path, capsys):
+    """3 runs a side: every run of 'ours' above every run of 'weak' gives p = 0.1 at best, and Holm over 4 cells
+    0.4 — the summary says so instead of leaving "significantly better 0" to be read as "no difference"."""
+    from evogm_bench import cli
+
+    path = tmp_path / "few.jsonl"
+    lines = [line for line in _records(tmp_path / "r.jsonl").read_text().splitlines() if json.loads(line)["seed"] < 3]
+    path.write_text("\n".join(lines) + "\n")
+    assert cli.main(["compare", str(path), "--optimizer", "ours", "--against", "weak", "--brief"]) == 0
+    text = capsys.readouterr().out
+    assert "significantly better 0, worse 0" in text
+    assert stats.smallest_mann_whitney_p(3, 3) == pytest.approx(0.1)
+    assert "note: with 3 and 3 runs the smallest Mann–Whitney p is 0.1, so Holm over 4 comparisons cannot reach" in text
 
 
 def _coco(out: Path, functions: str) -> subprocess.CompletedProcess:
