@@ -131,6 +131,20 @@ def _evogm(preset: str) -> Callable[[type[Optimizer]], Callable[..., Optimizer]]
     return factory
 
 
+def _evogm_by_rule(cls: type[Optimizer]) -> Callable[..., Optimizer]:
+    def build(dim: int, **kwargs: Any) -> Optimizer:
+        """EvoGM in the shape its rule picks (``evogm_opt.evogm.shape``): sequential at small dim and budget."""
+        from evogm_opt.evogm import shape
+
+        if shape.choose(dim, kwargs) == "sequential":
+            from evogm_opt.evogm.sequential import SequentialOptimizer
+
+            return SequentialOptimizer(dim, **kwargs)
+        return cls(dim, **{"preset": "default", **kwargs})
+
+    return build
+
+
 def _sep_cmaes(cls: type[Optimizer]) -> Callable[..., Optimizer]:
     def build(dim: int, **kwargs: Any) -> Optimizer:
         """sep-CMA-ES (Ros & Hansen 2008): a diagonal covariance, O(dim) per sample, for high dimensions."""
@@ -144,7 +158,13 @@ def _register_builtins() -> None:
     # named, not imported: the optimizers import evogm_opt.base (which reads this registry) and torch or cma
     evogm, opts = ("evogm_opt.evogm", "GenerativeOptimizer"), ("evogm_opt.optimizers",)
     for entry in [
-        _Builtin("evogm", *evogm, "EvoGM, our default preset", _evogm("default")),
+        _Builtin("evogm", *evogm, "EvoGM, our default: sequential at dim <= 4, max_evals <= 20*dim", _evogm_by_rule),
+        _Builtin(
+            "evogm-sequential",
+            "evogm_opt.evogm.sequential",
+            "SequentialOptimizer",
+            "EvoGM's sequential shape (one point per ask by LogEI) at any size",
+        ),
         _Builtin("evogm-paper", *evogm, "EvoGM, the reference's choices", _evogm("paper")),
         _Builtin("cmaes", *opts, "CMAES", "CMA-ES (pycma), optional IPOP restarts"),
         _Builtin("sep-cmaes", *opts, "CMAES", "sep-CMA-ES (pycma, diagonal covariance)", _sep_cmaes),

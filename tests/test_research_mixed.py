@@ -8,8 +8,8 @@ import numpy as np
 import optuna
 import pytest
 from evogm_bench.hpo.run import SAMPLERS
-from evogm_bench.research import ard_gp
-from evogm_bench.research.ard_gp import ARDGaussianProcess, maximise_log_ei
+from evogm_opt.evogm import ard_gp
+from evogm_opt.evogm.ard_gp import ARDGaussianProcess, maximise_log_ei
 from evogm_bench.research.mixed import MixedSpaceSequential, sampler_factory
 from evogm_bench.research.sequential import SequentialEvoGM, variant
 from evogm_bench.research.variants import FAST, SEQUENTIAL

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from evogm_bench.research.ard_gp import ARDGaussianProcess, maximise_log_ei
 from evogm_bench.research.sequential import SequentialConfig, SequentialEvoGM
 
+from evogm_opt.evogm.ard_gp import ARDGaussianProcess, maximise_log_ei
 from evogm_opt.integrations.space import Categorical, SearchSpace
 
 

@@ -136,7 +136,7 @@ class ShrinkageScheduler(ResearchScheduler):
 
     def surrogate(self):
         """The GP of the full-fidelity measurements so far (refitted only when there are new ones), or None."""
-        from evogm_bench.research.ard_gp import ARDGaussianProcess
+        from evogm_opt.evogm.ard_gp import ARDGaussianProcess
 
         m = self.measurements
         full = (m.fidelity == self.full) & np.isfinite(m.y)

@@ -187,7 +187,7 @@ class GenerativeOptimizer(Optimizer):
             limit = self.config.handoff_dim
             return f", preset={self.preset!r}, strategy=sep-CMA-ES (dim >= handoff_dim={limit}, {when})"
         return (
-            f", preset={self.preset!r}, round={self.round}, iteration={self.iteration}, "
+            f", preset={self.preset!r}, strategy=population, round={self.round}, iteration={self.iteration}, "
             f"basis_version={self.basis.version}, step={self.noise:.3g}"
         )
 

@@ -1,16 +1,20 @@
 """A Gaussian process with one length scale per coordinate, fitted by maximum a posteriori, and log expected
-improvement maximised over the box — the surrogate of the sequential research variant (``sequential.py``).
+improvement maximised over the box: the surrogate of EvoGM's sequential shape (``sequential.py``).
 
-Why a second GP beside the core's screening GP (``evogm_opt.evogm.surrogate``): that one ranks a few hundred
+Why a second GP beside the screening GP of the population shape (``surrogate.py``): that one ranks a few hundred
 candidates a generation with an isotropic kernel chosen from a grid, which is all screening needs. A sequential
 search lives or dies by where *one* point goes, so here the kernel has a length scale per coordinate (ARD) and
-the hyperparameters are optimised, as in the BO peers it is measured against (Optuna's GPSampler, BoTorch, SMAC3).
+the hyperparameters are optimised, as in the BO peers it is measured against (Optuna's GPSampler, BoTorch, SMAC3;
+docs/research.md, ablations 20, 29, 32 and 33).
 Facts used, not code: Matérn-5/2 (Rasmussen & Williams 2006, eq. 4.17), the log marginal likelihood (eq. 5.8),
 log-normal hyperparameter priors scaled with the dimension (Hvarfner et al. 2024, "Vanilla BO performs great in
 high dimensions"), and LogEI (Ament et al. 2023) computed in a form that stays finite far from the incumbent.
 
 Conventions: inputs are the unit box's coordinates in [-1, 1]^dim, values are *minimised*; values are
-standardised before fitting. Everything in torch float64, one thread (the caller's setting is not touched).
+standardised before fitting. Everything in torch float64; the caller sets the thread count (the optimizer fixes it).
+``scale_of`` (length scales shared by groups of coordinates) and ``fixed`` (coordinates a climb keeps) are general
+parameters of the kernel and of the climb; the sequential shape uses neither, the bench's mixed-space research
+samplers use both.
 """
 
 from __future__ import annotations

@@ -1,0 +1,193 @@
+"""EvoGM's sequential shape (evogm_opt.evogm.sequential) and its GP (ard_gp): LogEI stays finite and exact, the GP
+fits what it is given, the acquisition's maximum is at least its best start; the optimizer asks its design first,
+one point at a time, never an evaluated point twice, builds batches by kriging believer, resumes exactly and
+refuses a state no run could write; ``"evogm"`` picks it by its stated rule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from evogm_bench.research import variants
+from evogm_bench.research.sequential import SequentialEvoGM
+from scipy import stats
+
+import evogm_opt
+from evogm_opt import GenerativeOptimizer, registry
+from evogm_opt.evogm import shape
+from evogm_opt.evogm.ard_gp import ARDGaussianProcess, log_h, matern52, maximise_log_ei
+from evogm_opt.evogm.sequential import SequentialConfig, SequentialOptimizer
+from tests.conftest import sphere
+
+
+def test_log_h_matches_the_direct_formula_where_it_is_exact_and_stays_finite_far_below():
+    z = np.linspace(-25.0, 6.0, 200)
+    direct = np.log(stats.norm.pdf(z) + z * stats.norm.cdf(z))
+    np.testing.assert_allclose(log_h(torch.as_tensor(z)).numpy(), direct, rtol=1e-9, atol=1e-9)
+    far = log_h(torch.tensor([-40.0, -1e3, -1e6], dtype=torch.float64)).numpy()
+    assert np.all(np.isfinite(far)) and np.all(np.diff(far) < 0)
+    # the tail's series against mpmath-free high precision: h(z) ~ φ(z)/z² (1 − 3/z²) at z = −40
+    expected = -0.5 * 40.0**2 - 0.5 * math.log(2 * math.pi) - 2 * math.log(40.0) + math.log1p(-3 / 1600)
+    assert abs(far[0] - expected) < 1e-6
+
+
+def test_the_kernel_is_scikit_learns_ard_matern_and_its_gradient_is_finite_where_points_coincide():
+    kernels = pytest.importorskip("sklearn.gaussian_process.kernels")
+    rng = np.random.default_rng(1)
+    # 16 coordinates, length scales down to the fit's lower bound e^-6: |a|² of ~10^6, where the cancellation of
+    # |a|² + |b|² − 2a·b at coinciding points goes below zero and only the clamp keeps the root real
+    scales = np.exp(np.linspace(-6.0, 4.0, 16))
+    x1, x2 = rng.uniform(0, 1, (60, 16)), rng.uniform(0, 1, (40, 16))
+    x2[:5] = x1[:5]  # coinciding points
+    ours = matern52(torch.as_tensor(x1), torch.as_tensor(x2), torch.as_tensor(scales)).numpy()
+    assert np.all(np.isfinite(ours))
+    np.testing.assert_allclose(ours, kernels.Matern(length_scale=scales, nu=2.5)(x1, x2), rtol=0, atol=1e-8)
+    log_scales = torch.as_tensor(np.log(scales), dtype=torch.float64).requires_grad_()
+    x = torch.as_tensor(x1)
+    matern52(x, x, torch.exp(log_scales)).sum().backward()
+    assert log_scales.grad is not None and torch.all(torch.isfinite(log_scales.grad))
+
+
+def test_the_gp_interpolates_a_smooth_function_and_learns_which_coordinate_matters():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (40, 3))
+    y = np.sin(3 * x[:, 0]) + 0.01 * x[:, 2]  # the first coordinate matters, the third barely
+    gp = ARDGaussianProcess(x, y)
+    test = rng.uniform(-1, 1, (50, 3))
+    err = np.abs(gp.mean(test) - (np.sin(3 * test[:, 0]) + 0.01 * test[:, 2]))
+    assert np.median(err) < 0.05
+    ls = gp.length_scales.numpy()
+    assert ls[0] < ls[2]
+
+
+def test_the_acquisition_maximum_is_at_least_its_best_start_and_inside_the_box():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (12, 2))
+    gp = ARDGaussianProcess(x, np.array([sphere(r - 0.3) for r in x]))
+    pool = rng.uniform(-1, 1, (64, 2))
+    point, value = maximise_log_ei(gp, pool, n_starts=4)
+    assert np.all(np.abs(point) <= 1.0)
+    with torch.no_grad():
+        pool_scores = gp.log_ei(torch.as_tensor((pool + 1) / 2), gp.incumbent()).numpy()
+    assert value >= pool_scores.max() - 1e-12
+
+
+def run(opt: SequentialOptimizer, f=sphere, stop_at: int | None = None) -> SequentialOptimizer:
+    while not opt.stop() and (stop_at is None or opt.n_evals < stop_at):
+        x = opt.ask()
+        opt.tell(x, [f(row) for row in x])
+    return opt
+
+
+def test_the_design_comes_first_then_model_based_asks_without_repeats():
+    opt = run(SequentialOptimizer(3, seed=0, max_evals=24))
+    x = opt.evaluations.x
+    np.testing.assert_array_equal(x[:3], np.eye(3))
+    np.testing.assert_allclose(x[3], np.full(3, 1 / 3))
+    assert len(opt.design) == 6  # a quarter of 24, at least dim + 2
+    assert len(x) == 24 and len(np.unique(np.round(x, 12), axis=0)) == 24
+    assert opt.best.y < min(sphere(r) for r in x[:6])  # the model-based asks improved on the design
+
+
+def test_asking_several_at_once_gives_distinct_points_and_the_same_seed_the_same_run():
+    opt = SequentialOptimizer(2, seed=3, max_evals=30, config={"init_fraction": 0.0})
+    first = opt.ask(4)
+    opt.tell(first, [sphere(r) for r in first])
+    batch = opt.ask(3)  # kriging believer: each point is chosen with the earlier ones fantasised
+    assert len(np.unique(np.round(batch, 12), axis=0)) == 3 and len(opt.fantasies) == 3
+    a = run(SequentialOptimizer(2, seed=5, max_evals=16)).evaluations.x
+    b = run(SequentialOptimizer(2, seed=5, max_evals=16)).evaluations.x
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_batch_told_in_parts_does_not_re_ask_design_rows_and_replaced_asks_are_not_fantasised():
+    opt = SequentialOptimizer(3, seed=1, max_evals=24)  # a design of 6 rows
+    first = opt.ask(4)
+    opt.tell(first[:2], [sphere(r) for r in first[:2]])
+    second = opt.ask(2)  # the design's rows 4 and 5, not rows 2 and 3 again
+    np.testing.assert_array_equal(np.concatenate([first, second]), opt.box.to_user(opt.design))
+    opt.tell(np.concatenate([first[2:], second]), [sphere(r) for r in np.concatenate([first[2:], second])])
+    asked = opt.ask(1)
+    replaced = np.clip(asked + 0.01, -1, 1)  # a caller evaluates another row than the one asked
+    opt.tell(replaced, [sphere(replaced[0])])
+    assert opt.n_pending == 1 and len(opt.fantasies) == 0  # pending in the core, not a fantasy of the next ask
+
+
+def test_the_core_runs_exactly_as_the_measured_research_variant():
+    """evogm-seq-fast's records (docs/research.md, ablations 29 and 33) are the core's sequential shape."""
+    config = variants.SEQUENTIAL["evogm-seq-fast"][0]
+    core = SequentialOptimizer(3, seed=7, max_evals=30, maximize=True)
+    research = SequentialEvoGM(3, seed=7, max_evals=30, maximize=True, config=config)
+    for _ in range(30):
+        a, b = core.ask(), research.ask()
+        np.testing.assert_array_equal(a, b)
+        value = [-sphere(r - 0.2) for r in a]
+        core.tell(a, value)
+        research.tell(b, value)
+
+
+@pytest.mark.parametrize("stop_at", [3, 9, 14])  # in the design, at the first model-based asks, after a training
+def test_a_checkpoint_resumes_exactly_even_with_a_batch_in_flight(tmp_path, stop_at):
+    f = lambda r: sphere(r - 0.3)  # noqa: E731
+    whole = run(SequentialOptimizer(2, bounds=(0.0, 2.0), seed=4, max_evals=20, popsize=2), f)
+    opt = run(SequentialOptimizer(2, bounds=(0.0, 2.0), seed=4, max_evals=20, popsize=2), f, stop_at=stop_at)
+    pending = opt.ask(2)  # asked, not told: fantasies of the next ask, saved with the rest
+    opt.save(tmp_path / "c.npz")
+    loaded = evogm_opt.load(tmp_path / "c.npz")
+    assert type(loaded) is SequentialOptimizer and loaded.n_pending == 2 and len(loaded.fantasies) == 2
+    for o in (opt, loaded):
+        o.tell(pending, [f(r) for r in pending])
+        run(o, f)
+    np.testing.assert_array_equal(loaded.evaluations.x, opt.evaluations.x)
+    np.testing.assert_array_equal(loaded.evaluations.y, opt.evaluations.y)
+    assert len(whole.evaluations.y) == len(opt.evaluations.y) == 20
+
+
+@pytest.mark.parametrize(
+    ("field", "edit", "message"),
+    [
+        ("design_given", lambda s: 99, "beyond the design"),
+        ("told_u", lambda s: s[:-1], "algorithm.told_u"),
+        ("told_u", lambda s: s * 3.0, "outside the normalised box"),
+        ("told_y", lambda s: np.where(np.arange(len(s)) == 0, np.nan, s), "holds NaN"),
+        ("fantasies", lambda s: np.zeros((3, 2)), "only 0 are pending"),
+        ("told_since_training", lambda s: 10**6, "beyond"),
+    ],
+)
+def test_a_state_no_run_could_write_is_refused_in_one_line_naming_the_field(tmp_path, field, edit, message):
+    opt = run(SequentialOptimizer(2, seed=0, max_evals=20), stop_at=12)
+    state = opt.state_dict()
+    state["algorithm"][field] = edit(state["algorithm"][field])
+    with pytest.raises(ValueError, match=message) as caught:
+        SequentialOptimizer.from_state_dict(state)
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_or_bad_settings_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="unknown setting 'n_start'"):
+        SequentialOptimizer(2, config={"n_start": 3})
+    with pytest.raises(ValueError, match="n_starts must be an integer >= 1"):
+        SequentialConfig(n_starts=0)
+    with pytest.raises(TypeError, match="SequentialConfig"):
+        SequentialOptimizer(2, config=3)
+
+
+def test_evogm_takes_the_sequential_shape_where_its_rule_says_and_the_repr_says_so():
+    def built(dim, **options):
+        return type(registry.create("evogm", dim, seed=0, **options))
+
+    assert built(4, max_evals=80) is SequentialOptimizer
+    assert built(1, max_evals=20) is SequentialOptimizer
+    assert built(4, max_evals=81) is GenerativeOptimizer  # beyond 20·dim: not measured
+    assert built(5, max_evals=40) is GenerativeOptimizer
+    assert built(4) is GenerativeOptimizer  # no budget to size the design by
+    for option in ({"preset": "default"}, {"popsize": 8}, {"config": {"screening": 32}}):
+        assert built(4, max_evals=80, **option) is GenerativeOptimizer  # the population shape asked by name
+    opt = registry.create("evogm", 4, seed=0, max_evals=80)
+    assert shape.RULE in repr(opt) and "strategy=sequential" in repr(opt)
+    assert "strategy=population" in repr(registry.create("evogm", 8, seed=0, max_evals=80))
+    assert registry.create("evogm-sequential", 12, seed=0).popsize == 1  # by name at any size
+    with pytest.raises(ValueError, match="max_evals must be a positive integer"):
+        registry.create("evogm", 4, max_evals=0)
