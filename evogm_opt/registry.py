@@ -131,18 +131,15 @@ def _evogm(preset: str) -> Callable[[type[Optimizer]], Callable[..., Optimizer]]
     return factory
 
 
-def _evogm_by_rule(cls: type[Optimizer]) -> Callable[..., Optimizer]:
-    def build(dim: int, **kwargs: Any) -> Optimizer:
-        """EvoGM in the shape its rule picks (``evogm_opt.evogm.shape``): sequential at small dim and budget."""
-        from evogm_opt.evogm import shape
+def _by_rule(module: str, function: str) -> Callable[[type[Optimizer]], Callable[..., Optimizer]]:
+    """A factory that is a function of another module, looked up by name when the entry resolves (as the class is):
+    ``"evogm"``'s rule (``evogm_opt.evogm.pick.build``) builds one of two classes."""
 
-        if shape.choose(dim, kwargs) == "sequential":
-            from evogm_opt.evogm.sequential import SequentialOptimizer
+    def factory(cls: type[Optimizer]) -> Callable[..., Optimizer]:
+        del cls  # the checkpoint class of the entry; the rule picks the class it builds
+        return getattr(importlib.import_module(module), function)
 
-            return SequentialOptimizer(dim, **kwargs)
-        return cls(dim, **{"preset": "default", **kwargs})
-
-    return build
+    return factory
 
 
 def _sep_cmaes(cls: type[Optimizer]) -> Callable[..., Optimizer]:
@@ -158,7 +155,12 @@ def _register_builtins() -> None:
     # named, not imported: the optimizers import evogm_opt.base (which reads this registry) and torch or cma
     evogm, opts = ("evogm_opt.evogm", "GenerativeOptimizer"), ("evogm_opt.optimizers",)
     for entry in [
-        _Builtin("evogm", *evogm, "EvoGM, our default: sequential at dim <= 4, max_evals <= 20*dim", _evogm_by_rule),
+        _Builtin(
+            "evogm",
+            *evogm,
+            "EvoGM, our default: sequential at dim <= 4, max_evals <= 20*dim",
+            _by_rule("evogm_opt.evogm.pick", "build"),
+        ),
         _Builtin(
             "evogm-sequential",
             "evogm_opt.evogm.sequential",

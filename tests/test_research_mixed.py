@@ -8,12 +8,12 @@ import numpy as np
 import optuna
 import pytest
 from evogm_bench.hpo.run import SAMPLERS
-from evogm_opt.evogm import ard_gp
-from evogm_opt.evogm.ard_gp import ARDGaussianProcess, maximise_log_ei
 from evogm_bench.research.mixed import MixedSpaceSequential, sampler_factory
 from evogm_bench.research.sequential import SequentialEvoGM, variant
 from evogm_bench.research.variants import FAST, SEQUENTIAL
 
+from evogm_opt.evogm import ard_gp
+from evogm_opt.evogm.ard_gp import ARDGaussianProcess, maximise_log_ei
 from evogm_opt.integrations.space import Categorical, Integer, Real, SearchSpace
 from tests.conftest import sphere
 
@@ -172,3 +172,10 @@ def test_the_conditional_variant_tells_and_climbs_unused_parameters_at_zero():
     assert opt.unused(starts)[0, space.slices["gamma"]].all()
     plain = sampler_factory(variant(initial_points=0, informed_start=False, **FAST))(seed=1)
     assert not hasattr(plain, "used_by")  # the plain mixed sampler learns no branches
+
+
+def test_the_mixed_space_variant_refuses_to_write_a_checkpoint_it_could_not_load(tmp_path):
+    opt = MixedSpaceSequential(SPACE, seed=0, config=variant(initial_points=4, informed_start=False, **FAST))
+    with pytest.raises(NotImplementedError, match="without exact resume"):
+        opt.save(tmp_path / "c.npz")
+    assert not (tmp_path / "c.npz").exists()

@@ -152,6 +152,10 @@ class MixedSpaceSequential(SequentialEvoGM):
     def describe(self) -> str:
         return f", space={list(self.space.params)}" + super().describe()
 
+    def state_dict(self) -> dict[str, Any]:
+        # its constructor takes the search space, which a checkpoint's plain data does not rebuild
+        raise NotImplementedError(f"{self.name} is a research sampler without exact resume; it writes no checkpoint")
+
 
 def sampler_factory(config: SequentialConfig, conditional: bool = False) -> Any:
     """A ``GenerativeSampler`` over the mixed-space variant: the optimizer is built from the sampler's own

@@ -41,6 +41,7 @@ from evogm_opt.bounds import BoundsLike
 from evogm_opt.evogm.ard_gp import ARDGaussianProcess, maximise_log_ei
 from evogm_opt.evogm.config import DEFAULT
 from evogm_opt.evogm.generator import GeneratorConfig, GeneratorPair
+from evogm_opt.evogm.shape import RULE
 from evogm_opt.threads import check_thread_count, torch_threads
 
 
@@ -346,8 +347,6 @@ class SequentialOptimizer(Optimizer):
     # ------------------------------------------------------------------ introspection
     def describe(self) -> str:
         """What the repr adds after the core's fields (a seam: a variant names its own settings)."""
-        from evogm_opt.evogm.shape import RULE
-
         return f", strategy=sequential LogEI (evogm's rule: {RULE}), design={len(self.design)} points"
 
     def _repr_extra(self) -> str:
