@@ -158,16 +158,16 @@ def _register_builtins() -> None:
         _Builtin(
             "evogm",
             *evogm,
-            "EvoGM, our default: sequential at dim <= 4, max_evals <= 20*dim",
+            "EvoGM, our default: sequential at dim <= 4 with max_evals <= 20*dim, else population",
             _by_rule("evogm_opt.evogm.pick", "build"),
         ),
+        _Builtin("evogm-paper", *evogm, "EvoGM, the reference's choices", _evogm("paper")),
         _Builtin(
             "evogm-sequential",
             "evogm_opt.evogm.sequential",
             "SequentialOptimizer",
             "EvoGM's sequential shape (one point per ask by LogEI) at any size",
         ),
-        _Builtin("evogm-paper", *evogm, "EvoGM, the reference's choices", _evogm("paper")),
         _Builtin("cmaes", *opts, "CMAES", "CMA-ES (pycma), optional IPOP restarts"),
         _Builtin("sep-cmaes", *opts, "CMAES", "sep-CMA-ES (pycma, diagonal covariance)", _sep_cmaes),
         _Builtin("pso-merging", *opts, "PSOMerging", "PSO-Merging"),
