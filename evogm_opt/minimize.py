@@ -74,9 +74,19 @@ def minimize(
         if opt.dim != dim:
             raise ValueError(f"optimizer has dim {opt.dim}, not {dim}")
     else:
+        # the budget as max_evals: "evogm"'s rule reads it (sequential at dim <= 4 with a budget <= 20·dim), and the
+        # sequential shape sizes its start design by it; the loop stops at the budget either way
+        options = {"max_evals": budget, **options}
         opt = registry.create(optimizer, dim, bounds=bounds, seed=seed, maximize=maximize, **options)
     if path is not None and path.exists():
-        opt = _resumed(path, opt, seed_given=seed is not None or isinstance(optimizer, Optimizer))
+
+        def built_as(name: str, settings: dict[str, Any]) -> Optimizer:
+            return registry.create(name, dim, bounds=bounds, seed=seed, maximize=maximize, **settings)
+
+        same_shape = None if isinstance(optimizer, Optimizer) or optimizer != "evogm" else (built_as, options)
+        opt = _resumed(path, opt, seed_given=seed is not None or isinstance(optimizer, Optimizer), shape=same_shape)
+        if not isinstance(optimizer, Optimizer):  # resumed with another budget: its own stop rule follows it
+            opt.max_evals = options["max_evals"]
     monitor = StoppingMonitor(StoppingRules(budget, max_seconds, patience, min_improvement), maximize=opt.maximize)
 
     def evaluate(x: np.ndarray) -> list[Any]:
@@ -101,10 +111,23 @@ def minimize(
     return MinimizeResult(x=reco.x, y=reco.y, n_evals=opt.n_evals, stop_reason=reason, optimizer=opt)
 
 
-def _resumed(path: Path, expected: Optimizer, seed_given: bool) -> Optimizer:
+def _resumed(
+    path: Path,
+    expected: Optimizer,
+    seed_given: bool,
+    shape: tuple[Callable[[str, dict[str, Any]], Optimizer], dict[str, Any]] | None = None,
+) -> Optimizer:
     """The checkpoint at ``path`` if it is this call's own run (same optimizer and settings but the budget, and
-    the seed when none was given); a ``ValueError`` naming the first difference otherwise."""
+    the seed when none was given); a ``ValueError`` naming the first difference otherwise. ``shape``: for
+    ``"evogm"``, how to build it and its options, so a run continues in the shape its checkpoint holds."""
     loaded = Optimizer.load(path)
+    if shape is not None and loaded.name != expected.name:
+        from evogm_opt.evogm import shape as evogm_shape  # here: importing the evogm package loads torch
+
+        built_as, options = shape
+        other = evogm_shape.as_checkpointed(loaded.name, options)
+        if other is not None:
+            expected = built_as(*other)
     if loaded.dim != expected.dim:
         raise ValueError(f"checkpoint {path} is for dim {loaded.dim}, not {expected.dim}")
     mismatch = setup_mismatch(loaded, expected, ignore=frozenset() if seed_given else frozenset({"seed"}))

@@ -349,7 +349,8 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path):
 
 def test_stagnation_and_wall_clock_stop_the_search_and_the_reason_is_logged(workspace):
     stuck = {"patience": 2, "min_improvement": 1.0}  # nothing improves accuracy by more than 1: stops after 3 gens
-    path = write_config(workspace, "stagnant", baselines=False, optimizer={"budget": 60}, stopping=stuck)
+    population = {"budget": 60, "options": {"preset": "default"}}  # generations of 6 (at 3 experts, 60 <= 20·3)
+    path = write_config(workspace, "stagnant", baselines=False, optimizer=population, stopping=stuck)
     result = quiet_run(path)
     out = workspace / "runs" / "stagnant"
     reason = "no improvement larger than 1 for 2 generations (patience 2)"
@@ -362,7 +363,7 @@ def test_stagnation_and_wall_clock_stop_the_search_and_the_reason_is_logged(work
             config_dict(
                 output="runs/stagnant",
                 baselines=False,
-                optimizer={"budget": 60},
+                optimizer=population,
                 stopping={"patience": 4, "min_improvement": 1.0},
             )
         )
@@ -374,6 +375,26 @@ def test_stagnation_and_wall_clock_stop_the_search_and_the_reason_is_logged(work
     assert result.results["stop_reason"].startswith("wall-clock budget") and result.results["n_evals"] < 600
     with pytest.raises(ConfigError, match="patience"):
         parse_config(config_dict(stopping={"patience": 0}), workspace)
+
+
+def test_evogm_takes_the_sequential_shape_at_three_experts_and_a_run_keeps_the_shape_it_began_with(
+    workspace, monkeypatch
+):
+    from evogm_opt.evogm import pick
+
+    quiet_run(write_config(workspace, "shapes", baselines=False))  # 3 experts, budget 12: sequential
+    out = workspace / "runs" / "shapes"
+    assert [e["generation"] for e in evaluations(out)] == list(range(1, 13))  # one candidate per generation
+    # a run begun when "evogm" was the population shape here (as before the rule) resumes in that shape
+    monkeypatch.setattr(pick, "choose", lambda dim, options: "population")
+    quiet_run(write_config(workspace, "older", baselines=False))
+    monkeypatch.undo()
+    path = write_config(workspace, "older", baselines=False, optimizer={"budget": 18, "seed": 3})
+    said: list[str] = []
+    run_merge(load_config(path), progress=False, say=said.append)
+    generations = [e["generation"] for e in evaluations(workspace / "runs" / "older")]
+    assert len(generations) == 18 and generations[-1] == 3  # three generations of six: still the population
+    assert any("resuming from" in line for line in said)
 
 
 def test_layer_group_layout_with_simplex_weights_end_to_end(workspace):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evogm_opt import CMAES, minimize, registry
+from evogm_opt import CMAES, GenerativeOptimizer, minimize, registry
 
 
 def sphere(x: np.ndarray) -> float:
@@ -44,7 +44,8 @@ def test_checkpoint_resumes_exactly_and_never_repeats_an_evaluation(tmp_path):
         seen.append(np.array(x))
         return sphere(x)
 
-    full = minimize(sphere, 3, 60, seed=4, optimizer="evogm")
+    population = {"preset": "default"}  # generations of popsize 6 (the rule would pick the sequential shape here)
+    full = minimize(sphere, 3, 60, seed=4, optimizer="evogm", **population)
     with pytest.raises(KeyboardInterrupt):
 
         def crash_mid_generation(x):
@@ -52,11 +53,47 @@ def test_checkpoint_resumes_exactly_and_never_repeats_an_evaluation(tmp_path):
                 raise KeyboardInterrupt
             return logged(x)
 
-        minimize(crash_mid_generation, 3, 60, seed=4, optimizer="evogm", checkpoint=path)
-    resumed = minimize(logged, 3, 60, seed=4, optimizer="evogm", checkpoint=path)
+        minimize(crash_mid_generation, 3, 60, seed=4, optimizer="evogm", checkpoint=path, **population)
+    resumed = minimize(logged, 3, 60, seed=4, optimizer="evogm", checkpoint=path, **population)
     assert resumed.n_evals == 60
     np.testing.assert_array_equal(resumed.x, full.x)
     assert len(seen) == 27 + (60 - 24)  # only the cut generation (evals 25-30) is redone
+
+
+def test_evogm_by_its_rule_resumes_exactly_one_point_at_a_time_and_follows_a_larger_budget(tmp_path):
+    path = tmp_path / "run.npz"
+    seen: list[np.ndarray] = []
+    full = minimize(sphere, 3, 30, seed=4)  # dim 3, 30 <= 20·3: the sequential shape
+    assert type(full.optimizer).__name__ == "SequentialOptimizer" and full.optimizer.max_evals == 30
+
+    def crash_at_20(x):
+        if len(seen) >= 20:
+            raise KeyboardInterrupt
+        seen.append(np.array(x))
+        return sphere(x)
+
+    with pytest.raises(KeyboardInterrupt):
+        minimize(crash_at_20, 3, 30, seed=4, checkpoint=path)
+    resumed = minimize(lambda x: seen.append(np.array(x)) or sphere(x), 3, 30, seed=4, checkpoint=path)
+    assert len(seen) == 30  # a checkpoint after every tell: nothing is evaluated twice
+    np.testing.assert_array_equal(resumed.optimizer.evaluations.x, full.optimizer.evaluations.x)
+    longer = minimize(sphere, 3, 40, seed=4, checkpoint=path)  # a larger budget continues the same run
+    assert longer.n_evals == 40 and longer.optimizer.max_evals == 40
+    assert type(longer.optimizer).__name__ == "SequentialOptimizer"  # its shape kept, though 40 > 20·3 now
+
+
+def test_a_population_checkpoint_of_evogm_continues_in_its_shape_where_the_rule_now_says_sequential(tmp_path):
+    path = tmp_path / "run.npz"
+    old = registry.create("evogm", 3, seed=4, preset="default")  # as "evogm" was before the rule, at dim 3
+    x = old.ask()
+    old.tell(x, [sphere(r) for r in x])
+    old.save(path)
+    resumed = minimize(sphere, 3, 24, seed=4, checkpoint=path)
+    assert isinstance(resumed.optimizer, GenerativeOptimizer) and resumed.n_evals == 24
+    other = tmp_path / "cmaes.npz"
+    registry.create("cmaes", 3, seed=4).save(other)
+    with pytest.raises(ValueError, match="optimizer is 'cmaes', not 'evogm-sequential'"):
+        minimize(sphere, 3, 24, seed=4, checkpoint=other)
 
 
 def test_callback_can_stop_and_ready_optimizer_is_used():

@@ -41,3 +41,15 @@ def choose(dim: Any, options: Mapping[str, Any]) -> str:
     if isinstance(dim, bool) or not 1 <= dim <= SEQUENTIAL_MAX_DIM:
         return "population"
     return "sequential" if 1 <= max_evals <= SEQUENTIAL_MAX_EVALS_PER_DIM * dim else "population"
+
+
+def as_checkpointed(checkpoint_name: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """How to build ``"evogm"`` in the shape a checkpoint of it holds — a run keeps the shape it began with, whatever
+    the rule says for the budget it is resumed with, or said in an older version: the registry name and options,
+    or ``None`` where the checkpoint holds neither shape (or the sequential one while the options ask for the
+    population shape by name)."""
+    if checkpoint_name == "evogm":
+        return "evogm", {"preset": "default", **options}
+    if checkpoint_name == "evogm-sequential" and not POPULATION_OPTIONS & set(options):
+        return "evogm-sequential", dict(options)
+    return None

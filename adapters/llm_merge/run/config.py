@@ -195,7 +195,8 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
     cfg = _resolved(schema)
     merge = _method(cfg.method, cfg.method_options, len(cfg.experts))
     if cfg.layout == "per_expert":  # other layouts' dims need the model's layers; their optimizer is built at load
-        _check_optimizer_builds(cfg.optimizer, len(cfg.experts), merge, cfg.method)
+        budget = cfg.optimizer.budget if cfg.fidelity is None else None  # as the run builds it (search.py)
+        _check_optimizer_builds(cfg.optimizer, len(cfg.experts), merge, cfg.method, budget)
     _check_coefficient_range(merge, cfg.optimizer, cfg.simplex, len(cfg.experts))
     _check_eval_path(cfg.eval_path, merge)
     _check_fidelity(cfg, merge)
@@ -297,14 +298,19 @@ def _check_coefficient_range(merge: MergeMethod, spec: OptimizerSpec, simplex: b
         raise ConfigError(str(exc)) from exc
 
 
-def _check_optimizer_builds(spec: OptimizerSpec, dim: int, merge: MergeMethod, method: str) -> None:
+def _check_optimizer_builds(
+    spec: OptimizerSpec, dim: int, merge: MergeMethod, method: str, max_evals: int | None
+) -> None:
     """Build the optimizer once (cheap: no network is trained before the first ask), so a preset or option typo
-    is a config error now, not an exception after the model has loaded."""
+    is a config error now, not an exception after the model has loaded. ``max_evals``: the budget the run gives it
+    (``"evogm"``'s rule reads it), ``None`` with ``fidelity:``."""
     from evogm_opt import registry
 
     kwargs: dict[str, Any] = {"seed": spec.seed, "maximize": True, **spec.options}
     if spec.popsize is not None:
         kwargs["popsize"] = spec.popsize
+    if max_evals is not None:
+        kwargs.setdefault("max_evals", max_evals)
     try:
         opt = registry.create(spec.name, max(2, dim), **kwargs)
     except (TypeError, ValueError) as exc:

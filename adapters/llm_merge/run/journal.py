@@ -23,6 +23,7 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -353,11 +354,17 @@ class Journal:
                 "--restart to set the old run aside"
             )
 
-    def load_optimizer(self, dim: int, expected: Optimizer | None = None) -> Optimizer | None:
+    def load_optimizer(
+        self,
+        dim: int,
+        expected: Optimizer | None = None,
+        expected_for: Callable[[str], Optimizer | None] | None = None,
+    ) -> Optimizer | None:
         """The checkpointed optimizer (``None`` for a new run). Refused, in one line, if unreadable, for another
         ``dim``, not the optimizer ``expected`` (the one this config builds: name and constructor settings, the
         budget aside) or written by another run (its owner, where this run's checkpoints carry one; a run started
-        by evogm-opt 0.1.0 wrote none, and is not refused on that alone)."""
+        by evogm-opt 0.1.0 wrote none, and is not refused on that alone). ``expected_for``: the optimizer this config
+        builds in the shape a checkpoint of another name holds, or ``None`` (``"evogm"`` keeps its shape)."""
         if not self.checkpoint.exists():
             return None
         try:
@@ -366,6 +373,8 @@ class Journal:
             raise self._cannot_resume(exc) from None
         if opt.dim != dim:
             raise RunError(f"{self.checkpoint} searches {opt.dim} coefficients but this config has {dim}")
+        if expected is not None and expected_for is not None and opt.name != expected.name:
+            expected = expected_for(opt.name) or expected  # "evogm" continues in the shape its checkpoint holds
         problem = None if expected is None else foreign_optimizer(opt, expected)
         self._refuse_unless_ours(problem, theirs)
         return opt

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from evogm_opt import AskedBatch, BasisShift, GenerativeOptimizer, Optimizer, registry
+from evogm_opt.evogm import shape
 from evogm_opt.fidelity import FidelityBatch, FidelityScheduler
 from evogm_opt.loop import optimize
 from evogm_opt.objectives import weighted_mean
@@ -74,17 +75,40 @@ class Searched:
     cost: dict[str, Any] | None = None  # with fidelity: measurements, tokens and examples spent, the plan
 
 
-def new_optimizer(cfg: MergeRunConfig, dim: int) -> Optimizer:
-    """The configured optimizer from :mod:`evogm_opt.registry`, maximising; with several seen tasks it is told
-    one score per task, searches on their weighted mean and archives the Pareto front."""
+def optimizer_options(cfg: MergeRunConfig) -> dict[str, Any]:
+    """The optimizer's constructor options: the config's, maximising, and without ``fidelity:`` the budget as
+    ``max_evals`` (``"evogm"``'s rule reads it: the sequential shape at ≤ 4 experts and a budget ≤ 20 per expert;
+    with ``fidelity:`` the scheduler needs generations, which the population shape has)."""
     spec = cfg.optimizer
     kwargs: dict[str, Any] = {"seed": spec.seed, "maximize": True, **spec.options}
     if spec.popsize is not None:
         kwargs["popsize"] = spec.popsize
-    opt = registry.create(spec.name, dim, **kwargs)
+    if cfg.fidelity is None:
+        kwargs.setdefault("max_evals", spec.budget)
+    return kwargs
+
+
+def new_optimizer(cfg: MergeRunConfig, dim: int, name: str | None = None, **settings: Any) -> Optimizer:
+    """The configured optimizer from :mod:`evogm_opt.registry`, maximising; with several seen tasks it is told
+    one score per task, searches on their weighted mean and archives the Pareto front. ``name`` and ``settings``:
+    another registry name and options for the same run (``"evogm"`` in the shape its checkpoint holds)."""
+    opt = registry.create(name or cfg.optimizer.name, dim, **(settings or optimizer_options(cfg)))
     if len(cfg.seen) >= 2 and cfg.fidelity is None:  # with fidelity: told the weighted mean (one value)
         opt.objective_weights = np.array([t.weight for t in cfg.seen])
     return opt
+
+
+def checkpointed_shape(cfg: MergeRunConfig, dim: int) -> Callable[[str], Optimizer | None]:
+    """For ``"evogm"``: the optimizer this config builds in the shape a checkpoint holds (a run keeps the shape it
+    began with, whatever the rule says for its budget now), or ``None`` for any other checkpoint or name."""
+
+    def expected(checkpoint_name: str) -> Optimizer | None:
+        if cfg.optimizer.name != "evogm":
+            return None
+        other = shape.as_checkpointed(checkpoint_name, optimizer_options(cfg))
+        return None if other is None else new_optimizer(cfg, dim, other[0], **other[1])
+
+    return expected
 
 
 def open_optimizer(
@@ -100,9 +124,10 @@ def open_optimizer(
             told = loaded.inner.n_evals
             say(f"resuming from {journal.checkpoint} at measurement {loaded.n_evals} ({told} candidates told)")
         return loaded or sched
-    opt = journal.load_optimizer(fitness.dim, fresh)
+    opt = journal.load_optimizer(fitness.dim, fresh, checkpointed_shape(cfg, fitness.dim))
     if opt is not None:
         say(f"resuming from {journal.checkpoint} at evaluation {opt.n_evals}")
+        opt.max_evals = fresh.max_evals  # a larger budget resumes the run: the optimizer's own stop follows it
     else:
         opt = fresh
     problem = rebase_bounds_problem(opt, fitness.method, cfg.method)  # the grouped layouts' optimizer is built here
