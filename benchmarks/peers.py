@@ -233,6 +233,9 @@ PEERS: Registry[Peer] = Registry("optimizer")
 
 for _name in registry.names():  # our own optimizers, as the core registers them, with the bench's settings on top
     PEERS.add(_name, Peer(_registered(_name, **BENCH_SETTINGS.get(_name, {}))))
+# "evogm" in its population shape where its rule picks the sequential one (dim <= 4, budget <= 20·dim): the default's
+# records at N = 4 before ablation 33 are this peer's (docs/research.md)
+PEERS.add("evogm-population", Peer(_registered("evogm", preset="default")))
 # research variants (evogm_bench.research.variants): the no-generator measurement and the paper's ablations
 for _name in variants.VARIANTS:
     PEERS.add(_name, Peer(lambda d, s, b, n=_name: OwnOptimizer(variants.for_bench(n, d, s, b))))

@@ -191,3 +191,11 @@ def test_evogm_takes_the_sequential_shape_where_its_rule_says_and_the_repr_says_
     assert registry.create("evogm-sequential", 12, seed=0).popsize == 1  # by name at any size
     with pytest.raises(ValueError, match="max_evals must be a positive integer"):
         registry.create("evogm", 4, max_evals=0)
+
+
+def test_the_bench_runs_both_shapes_under_their_names():
+    from evogm_bench.peers import get_peer
+
+    assert type(get_peer("evogm").build(4, 0, 80).opt) is SequentialOptimizer
+    assert type(get_peer("evogm-population").build(4, 0, 80).opt) is GenerativeOptimizer
+    assert type(get_peer("evogm").build(4, 0, 81).opt) is GenerativeOptimizer

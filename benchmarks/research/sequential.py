@@ -9,7 +9,8 @@ here as settings of :class:`SequentialConfig`, this module's extension of the co
 - ``n_starts`` 8 and ``climb_iterations`` 60: ablation 20's climb;
 - ``generator_starts`` False: no generator proposals in the pool (``evogm-seq-nogen``);
 - ``incumbent`` ``"mean"``: EI's reference at the best posterior mean (screened and dropped in ablation 20);
-- ``informed_start`` False and ``initial_points``: a Sobol design of a fixed size (the tuning samplers).
+- ``informed_start`` False and ``initial_points``: a Sobol design of a fixed size (the tuning samplers);
+- ``random_interleave``: a Sobol point instead of LogEI's maximum at that rate after the design (ablation 34).
 
 With the adopted values (``variants.FAST``) :class:`SequentialEvoGM` runs exactly as the core's optimizer (a test
 compares them ask by ask), so ``evogm-seq-fast``'s records are the core's sequential shape.
@@ -43,6 +44,9 @@ class SequentialConfig(core.SequentialConfig):
     fit_from_mode: bool = True
     # EI's reference: the best observed value ("observed") or the best posterior mean at an observed point ("mean")
     incumbent: str = "observed"
+    # after the design, each ask is a Sobol point with this probability instead of LogEI's maximum (SMAC3's
+    # black-box facade interleaves random configurations at about 8 %; ablation 34)
+    random_interleave: float = 0.0
 
 
 class SequentialEvoGM(core.SequentialOptimizer):
@@ -56,6 +60,13 @@ class SequentialEvoGM(core.SequentialOptimizer):
         cfg = self.config
         size = self.design_size() if cfg.initial_points is None else cfg.initial_points
         return self.compose_design(size, informed=cfg.informed_start)
+
+    def next_point(self, pending: np.ndarray) -> np.ndarray:
+        chance = self.config.random_interleave
+        past_design = max(self.design_given, len(self.told_y)) >= len(self.design)
+        if chance > 0 and past_design and self.rng.random() < chance:
+            return self.sobol(1)[0]
+        return super().next_point(pending)
 
     def fit_gp(self, y: np.ndarray) -> ARDGaussianProcess:
         return ARDGaussianProcess(self.told_u, y, warm=self.gp_warm, mode_start=self.config.fit_from_mode)
