@@ -264,11 +264,17 @@ class Optimizer(abc.ABC):
         if self.n_evals >= cap:
             return f"default stopping rule: {self.n_evals} evaluations ({self.AUTO_EVALS_PER_DIM}·dim; set max_evals)"
         last = 0 if self._best is None else self._best.evaluation
-        window = self.AUTO_PATIENCE * self.popsize
+        window = self._patience_window()
         if self.n_evals - last >= window:
-            generations = f"{self.AUTO_PATIENCE} generations"
-            return f"default stopping rule: no improvement in the last {window} evaluations ({generations})"
+            return f"default stopping rule: no improvement in the last {window} evaluations ({self._patience_words()})"
         return None
+
+    def _patience_window(self) -> int:
+        """Evaluations without an improvement that end a run without ``max_evals``: ``AUTO_PATIENCE`` generations."""
+        return self.AUTO_PATIENCE * self.popsize
+
+    def _patience_words(self) -> str:
+        return f"{self.AUTO_PATIENCE} generations"
 
     @property
     def evaluations(self) -> Evaluations:

@@ -54,7 +54,9 @@ def minimize(
     Args:
         f: ``f(x) -> float`` for one point, or with ``batch=True`` ``f(X) -> values`` for a whole generation
             (evaluate it in parallel however you like). A non-finite value or an exception-free ``None`` counts
-            as a failed evaluation.
+            as a failed evaluation. Without ``batch`` the budget is passed on as ``max_evals``, so ``"evogm"``
+            follows its rule (one point per ask at dim <= 4 with a budget <= 20·dim); with ``batch=True`` it
+            asks generations of 2·dim (its population shape).
         optimizer: a name from ``evogm_opt.registry.names()`` or a ready :class:`Optimizer` (then dim, bounds and
             seed must match it).
         checkpoint: save after every tell; resume from it if the file exists.
@@ -75,8 +77,10 @@ def minimize(
             raise ValueError(f"optimizer has dim {opt.dim}, not {dim}")
     else:
         # the budget as max_evals: "evogm"'s rule reads it (sequential at dim <= 4 with a budget <= 20·dim), and the
-        # sequential shape sizes its start design by it; the loop stops at the budget either way
-        options = {"max_evals": budget, **options}
+        # sequential shape sizes its start design by it; the loop stops at the budget either way. Not with
+        # batch=True: whoever evaluates whole generations in parallel gets generations (the population shape)
+        if not batch:
+            options = {"max_evals": budget, **options}
         opt = registry.create(optimizer, dim, bounds=bounds, seed=seed, maximize=maximize, **options)
     if path is not None and path.exists():
 
@@ -85,7 +89,7 @@ def minimize(
 
         same_shape = None if isinstance(optimizer, Optimizer) or optimizer != "evogm" else (built_as, options)
         opt = _resumed(path, opt, seed_given=seed is not None or isinstance(optimizer, Optimizer), shape=same_shape)
-        if not isinstance(optimizer, Optimizer):  # resumed with another budget: its own stop rule follows it
+        if not isinstance(optimizer, Optimizer) and "max_evals" in options:  # a resumed budget: its stop follows
             opt.max_evals = options["max_evals"]
     monitor = StoppingMonitor(StoppingRules(budget, max_seconds, patience, min_improvement), maximize=opt.maximize)
 

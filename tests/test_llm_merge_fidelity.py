@@ -266,6 +266,17 @@ def test_what_fidelity_cannot_do_yet_is_refused_before_the_model_loads(workspace
     ties = write(workspace, "fid-ties", fidelity=FIDELITY, method="ties")
     with pytest.raises(ConfigError, match="fidelity: not supported with ties under evogm"):
         load_config(ties)
+    sequential = write(workspace, "fid-seq", fidelity=FIDELITY, optimizer={"name": "evogm-sequential", "budget": 12})
+    with pytest.raises(ConfigError, match="evogm-sequential asks one candidate per generation"):
+        load_config(sequential)
+    nonlinear = write(
+        workspace,
+        "fid-seq-ties",
+        fidelity=FIDELITY,
+        method="ties",
+        optimizer={"name": "evogm-sequential", "budget": 12, "popsize": 4},
+    )
+    assert load_config(nonlinear).optimizer.popsize == 4  # no basis coordinates to carry: allowed
     pick = write(workspace, "fid-pick", fidelity=FIDELITY)
     with pytest.raises(RunError, match="--pick: a run with fidelity has no Pareto archive"):
         quiet(pick, pick={"mc": 1.0})

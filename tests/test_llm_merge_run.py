@@ -196,8 +196,10 @@ def crash_at_save(monkeypatch, n: int, error: BaseException | None = None) -> No
 @pytest.mark.parametrize(
     ("method", "optimizer", "budget", "crash_in"),
     [
-        ("task_arithmetic", {"name": "evogm"}, 18, "evaluation"),  # one rebuild per candidate (forced below)
-        ("task_arithmetic", {"name": "evogm"}, 18, "checkpoint"),  # through the batched-λ forward (set below)
+        # one rebuild per candidate (forced below), under the sequential shape (3 experts, 18 <= 20·3)
+        ("task_arithmetic", {"name": "evogm"}, 18, "evaluation"),
+        # through the batched-λ forward (set below) with generations of 6: the population shape, by name
+        ("task_arithmetic", {"name": "evogm", "options": {"preset": "default"}}, 18, "checkpoint"),
         # the paper preset shifts the basis after 24 evaluations: TIES experts are rebased and must be replayed
         ("ties", {"name": "evogm-paper"}, 36, "evaluation"),
         ("ties", {"name": "evogm-paper"}, 36, "checkpoint"),

@@ -82,6 +82,12 @@ def test_evogm_by_its_rule_resumes_exactly_one_point_at_a_time_and_follows_a_lar
     assert type(longer.optimizer).__name__ == "SequentialOptimizer"  # its shape kept, though 40 > 20·3 now
 
 
+def test_batch_evaluation_gets_generations_the_population_shape():
+    sizes: list[int] = []
+    result = minimize(lambda X: sizes.append(len(X)) or [sphere(x) for x in X], 3, 30, seed=0, batch=True)
+    assert isinstance(result.optimizer, GenerativeOptimizer) and set(sizes) == {6}
+
+
 def test_a_population_checkpoint_of_evogm_continues_in_its_shape_where_the_rule_now_says_sequential(tmp_path):
     path = tmp_path / "run.npz"
     old = registry.create("evogm", 3, seed=4, preset="default")  # as "evogm" was before the rule, at dim 3

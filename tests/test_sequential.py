@@ -102,17 +102,48 @@ def test_asking_several_at_once_gives_distinct_points_and_the_same_seed_the_same
     np.testing.assert_array_equal(a, b)
 
 
-def test_a_batch_told_in_parts_does_not_re_ask_design_rows_and_replaced_asks_are_not_fantasised():
+def test_a_batch_told_in_parts_does_not_re_ask_design_rows():
     opt = SequentialOptimizer(3, seed=1, max_evals=24)  # a design of 6 rows
     first = opt.ask(4)
     opt.tell(first[:2], [sphere(r) for r in first[:2]])
     second = opt.ask(2)  # the design's rows 4 and 5, not rows 2 and 3 again
     np.testing.assert_array_equal(np.concatenate([first, second]), opt.box.to_user(opt.design))
-    opt.tell(np.concatenate([first[2:], second]), [sphere(r) for r in np.concatenate([first[2:], second])])
-    asked = opt.ask(1)
-    replaced = np.clip(asked + 0.01, -1, 1)  # a caller evaluates another row than the one asked
-    opt.tell(replaced, [sphere(replaced[0])])
-    assert opt.n_pending == 1 and len(opt.fantasies) == 0  # pending in the core, not a fantasy of the next ask
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_row_told_from_a_batch_leaves_the_others_fantasies_so_the_next_ask_avoids_them(seed):
+    """Workers that finish one at a time: the rows still in flight stay in the GP as fantasies."""
+    opt = run(SequentialOptimizer(2, seed=seed, max_evals=40), stop_at=10)  # past the design
+    batch = opt.ask(4)
+    opt.tell(batch[:1], [sphere(batch[0])])
+    assert len(opt.fantasies) == 3 and opt.n_pending == 3
+    nxt = opt.ask(1)[0]
+    assert np.min(np.max(np.abs(batch[1:] - nxt), axis=1)) > 0.05  # not on (or next to) a row in flight
+    opt.tell(batch[1:], [sphere(r) for r in batch[1:]])
+    assert len(opt.fantasies) == 1  # only the last ask is still pending
+
+
+def test_rows_told_before_the_first_ask_replace_sobol_rows_not_the_experts():
+    opt = SequentialOptimizer(3, seed=0, max_evals=40)  # design: 3 experts, the mix, 6 Sobol rows
+    warm = np.array([[0.2, 0.1, -0.3], [-0.5, 0.4, 0.0]])
+    opt.tell(warm, [sphere(r) for r in warm])
+    asked = np.concatenate([opt.ask() for _ in range(8)])
+    np.testing.assert_array_equal(asked[:3], np.eye(3))  # each expert alone first, all the same
+    np.testing.assert_array_equal(asked[:8], opt.box.to_user(opt.design[:8]))  # 10 design rows less the 2 told
+    opt.tell(asked, [sphere(r) for r in asked])
+    assert not np.any(np.all(np.isclose(opt.ask(), opt.box.to_user(opt.design[8:])), axis=1))  # now model-based
+
+
+def test_without_a_budget_the_default_stop_waits_for_the_design_and_counts_the_population_patience():
+    opt = SequentialOptimizer(8, seed=0)  # design of 40 rows (a quarter of 20·dim)
+    while not opt.stop() and opt.n_evals < 45:
+        x = opt.ask()
+        opt.tell(x, [1.0] * len(x))  # never an improvement after the first
+    assert opt.n_evals == 45 and not opt.stop()  # 25 asks would have been the generations' rule
+    opt.tell(np.zeros((1, 8)) + 0.1, [1.0])
+    while not opt.stop():
+        opt.tell(opt.ask(), [1.0])
+    assert opt.n_evals == 1 + 25 * 2 * 8 and "25 generations of the population shape" in opt.stop_reason
 
 
 def test_the_core_runs_exactly_as_the_measured_research_variant():
@@ -142,6 +173,7 @@ def test_a_checkpoint_resumes_exactly_even_with_a_batch_in_flight(tmp_path, stop
         run(o, f)
     np.testing.assert_array_equal(loaded.evaluations.x, opt.evaluations.x)
     np.testing.assert_array_equal(loaded.evaluations.y, opt.evaluations.y)
+    np.testing.assert_array_equal(whole.evaluations.x, opt.evaluations.x)  # as if it had never stopped
     assert len(whole.evaluations.y) == len(opt.evaluations.y) == 20
 
 
@@ -179,6 +211,8 @@ def test_evogm_takes_the_sequential_shape_where_its_rule_says_and_the_repr_says_
         return type(registry.create("evogm", dim, seed=0, **options))
 
     assert built(4, max_evals=80) is SequentialOptimizer
+    assert built(np.int64(4), max_evals=np.int64(80)) is SequentialOptimizer
+    assert built(4, max_evals=80, on_basis_shift=lambda shift: None) is GenerativeOptimizer
     assert built(1, max_evals=20) is SequentialOptimizer
     assert built(4, max_evals=81) is GenerativeOptimizer  # beyond 20·dim: not measured
     assert built(5, max_evals=40) is GenerativeOptimizer

@@ -14,9 +14,9 @@ with a Sobol quarter).
 
 A batch — ``ask(n)`` with n > 1, or asks while others are pending — is built by kriging believer: each chosen
 point joins the GP with its posterior mean as a fantasy value before the next one is chosen. The fantasies are the
-rows asked since the last tell, not every pending row: a caller that evaluates another row than the one it was
-asked (the integrations' no-repeat rule replaces repeats by the nearest unused configuration) leaves the asked row
-pending forever, and such rows must neither be fantasised nor advance the design.
+asked rows still pending (a worker that finishes one row of a batch tells it; the others stay fantasies, so the
+next ask does not land on a row in flight). Rows told without an ask (a warm start) take the place of the design's
+Sobol rows, never of the informed start.
 
 Exact resume: the checkpoint holds the told rows as the surrogate saw them, the design and how far it has been
 handed out, the fantasies, the GP's last hyperparameters (the next fit starts from them) and the generators with
@@ -158,8 +158,9 @@ class SequentialOptimizer(Optimizer):
         self.generators: GeneratorPair | None = None
         self.told_since_training = 0
         self.gp_warm: np.ndarray | None = None  # the last fit's log hyperparameters: the next fit starts there
-        self.fantasies = np.empty((0, self.dim))  # rows asked since the last tell (unit box)
+        self.fantasies = np.empty((0, self.dim))  # asked rows still pending (unit box), in the order asked
         self.design_given = 0
+        self.told_unasked = 0  # rows told without an ask: each replaces one of the design's Sobol rows
 
     @staticmethod
     def default_popsize(dim: int) -> int:
@@ -179,6 +180,7 @@ class SequentialOptimizer(Optimizer):
         """``size`` rows: the informed start (when ``informed``) and Sobol points after it."""
         dim = self.dim
         start = np.concatenate([np.eye(dim), np.full((1, dim), 1.0 / dim)]) if informed else np.empty((0, dim))
+        self.informed_rows = min(size, len(start))  # what warm-start rows never replace
         return np.concatenate([start, self.sobol(max(0, size - len(start)))])[:size]
 
     def sobol(self, n: int) -> np.ndarray:
@@ -203,11 +205,10 @@ class SequentialOptimizer(Optimizer):
 
     def next_point(self, pending: np.ndarray) -> np.ndarray:
         """The next row (unit box): the design's next row, else LogEI's maximum given ``pending`` as fantasies."""
-        # design rows handed out, or told rows if more (rows told without an ask, e.g. a sampler's startup trials)
-        position = max(self.design_given, len(self.told_y))
-        if position < len(self.design):
-            self.design_given = position + 1
-            return self.design[position]
+        # the design, its Sobol rows shortened by the rows told without an ask (a warm start, a sampler's startup)
+        if self.design_given < max(self.informed_rows, len(self.design) - self.told_unasked):
+            self.design_given += 1
+            return self.design[self.design_given - 1]
         finite = np.isfinite(self.told_y)
         if finite.sum() < 2:
             return self.sobol(1)[0]
@@ -274,7 +275,28 @@ class SequentialOptimizer(Optimizer):
         self.told_u = np.concatenate([self.told_u, self.surrogate_rows(self.box.to_unit(x))])
         self.told_y = np.concatenate([self.told_y, y])
         self.told_since_training += len(y)
-        self.fantasies = np.empty((0, self.dim))
+        self.told_unasked += int((~asked).sum())
+        self.fantasies = self.fantasies[self.still_pending(self.fantasies)]
+
+    def still_pending(self, rows: np.ndarray) -> np.ndarray:
+        """Which asked rows (unit box) the core still holds as pending: those not told yet."""
+        if len(rows) == 0 or len(self._pending_x) == 0:
+            return np.zeros(len(rows), dtype=bool)
+        asked = np.clip(self.box.to_user(rows), self.box.lower, self.box.upper)  # as ask() handed them out
+        gaps = np.abs(asked[:, None, :] - self._pending_x[None, :, :]).max(axis=2)
+        return gaps.min(axis=1) <= 1e-12 * np.max(self.box.upper - self.box.lower)
+
+    def _patience_window(self) -> int:
+        # the population shape's patience in evaluations (25 generations of 2·dim), not 25 single asks
+        return self.AUTO_PATIENCE * 2 * self.dim
+
+    def _patience_words(self) -> str:
+        return f"{self.AUTO_PATIENCE} generations of the population shape, 2·dim each"
+
+    def _default_stop(self) -> str | None:
+        if self.n_evals < len(self.design):  # the start design is not a search yet: no patience inside it
+            return None
+        return super()._default_stop()
 
     # ------------------------------------------------------------------ state
     def _config(self) -> dict[str, Any]:
@@ -291,6 +313,7 @@ class SequentialOptimizer(Optimizer):
             "told_u": self.told_u.copy(),
             "told_y": self.told_y.copy(),
             "told_since_training": self.told_since_training,
+            "told_unasked": self.told_unasked,
             "fantasies": self.fantasies.copy(),
             "gp_warm": None if self.gp_warm is None else np.asarray(self.gp_warm, dtype=float).copy(),
             "generators": None if self.generators is None else self.generators.state(),
@@ -311,6 +334,9 @@ class SequentialOptimizer(Optimizer):
         require(not np.isnan(told_y).any() and not np.isneginf(told_y).any(), "told_y", "holds NaN or -inf")
         since = _state.count(state["told_since_training"], "told_since_training")
         require(since <= self.n_evals, "told_since_training", f"is {since}, beyond {self.n_evals} evaluations")
+        if "told_unasked" in state:
+            unasked = _state.count(state["told_unasked"], "told_unasked")
+            require(unasked <= self.n_evals, "told_unasked", f"is {unasked}, beyond {self.n_evals} evaluations")
         fantasies = _state.array(state["fantasies"], "fantasies", (None, dim))
         pending = len(self._pending_x)
         require(len(fantasies) <= pending, "fantasies", f"has {len(fantasies)} rows; only {pending} are pending")
@@ -330,6 +356,7 @@ class SequentialOptimizer(Optimizer):
         self.told_u = np.array(state["told_u"], dtype=float).reshape(-1, dim)
         self.told_y = np.array(state["told_y"], dtype=float).ravel()
         self.told_since_training = int(state["told_since_training"])
+        self.told_unasked = int(state.get("told_unasked", 0))
         self.fantasies = np.array(state["fantasies"], dtype=float).reshape(-1, dim)
         warm = state["gp_warm"]
         self.gp_warm = None if warm is None else np.array(warm, dtype=float).ravel()

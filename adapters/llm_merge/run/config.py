@@ -205,15 +205,21 @@ def parse_config(data: Any, root: Path) -> MergeRunConfig:
 
 def _check_fidelity(cfg: MergeRunConfig, merge: MergeMethod) -> None:
     """What fidelity cannot do, refused before the model loads: a seen lm-eval task whose score cannot be extended
-    document by document (:func:`_lm_eval_fidelity_problem`) and a nonlinear merge under EvoGM's basis shifts
-    (scored at coordinates the scheduler does not carry)."""
+    document by document (:func:`_lm_eval_fidelity_problem`), a nonlinear merge under EvoGM's basis shifts
+    (scored at coordinates the scheduler does not carry) and the sequential shape's one-candidate generations."""
     if cfg.fidelity is None:
         return
     for spec in cfg.seen:
         problem = _lm_eval_fidelity_problem(spec) if spec.lm_eval is not None else None
         if problem is not None:
             raise ConfigError(problem)
-    if not merge.linear and cfg.optimizer.name.startswith("evogm"):
+    if cfg.optimizer.name == "evogm-sequential" and cfg.optimizer.popsize in (None, 1):
+        raise ConfigError(
+            "fidelity: successive halving promotes the best of a generation, and evogm-sequential asks one "
+            "candidate per generation; use name: evogm (its population shape with fidelity), give popsize, or "
+            "fidelity: off"
+        )
+    if not merge.linear and cfg.optimizer.name in ("evogm", "evogm-paper"):
         raise ConfigError(
             f"fidelity: not supported with {cfg.method} under {cfg.optimizer.name} (a nonlinear merge is scored at "
             "EvoGM's basis coordinates, which the fidelity scheduler does not carry); use task_arithmetic, another "
