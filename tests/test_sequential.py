@@ -86,7 +86,7 @@ def test_the_design_comes_first_then_model_based_asks_without_repeats():
     x = opt.evaluations.x
     np.testing.assert_array_equal(x[:3], np.eye(3))
     np.testing.assert_allclose(x[3], np.full(3, 1 / 3))
-    assert len(opt.design) == 6  # a quarter of 24, at least dim + 2
+    assert len(opt.design) == 15  # 5·dim, more than a quarter of 24 (ablation 35)
     assert len(x) == 24 and len(np.unique(np.round(x, 12), axis=0)) == 24
     assert opt.best.y < min(sphere(r) for r in x[:6])  # the model-based asks improved on the design
 
@@ -103,11 +103,11 @@ def test_asking_several_at_once_gives_distinct_points_and_the_same_seed_the_same
 
 
 def test_a_batch_told_in_parts_does_not_re_ask_design_rows():
-    opt = SequentialOptimizer(3, seed=1, max_evals=24)  # a design of 6 rows
+    opt = SequentialOptimizer(3, seed=1, max_evals=24)  # a design of 15 rows
     first = opt.ask(4)
     opt.tell(first[:2], [sphere(r) for r in first[:2]])
     second = opt.ask(2)  # the design's rows 4 and 5, not rows 2 and 3 again
-    np.testing.assert_array_equal(np.concatenate([first, second]), opt.box.to_user(opt.design))
+    np.testing.assert_array_equal(np.concatenate([first, second]), opt.box.to_user(opt.design[:6]))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -124,14 +124,15 @@ def test_a_row_told_from_a_batch_leaves_the_others_fantasies_so_the_next_ask_avo
 
 
 def test_rows_told_before_the_first_ask_replace_sobol_rows_not_the_experts():
-    opt = SequentialOptimizer(3, seed=0, max_evals=40)  # design: 3 experts, the mix, 6 Sobol rows
+    opt = SequentialOptimizer(3, seed=0, max_evals=40)  # design: 3 experts, the mix, 11 Sobol rows
     warm = np.array([[0.2, 0.1, -0.3], [-0.5, 0.4, 0.0]])
     opt.tell(warm, [sphere(r) for r in warm])
-    asked = np.concatenate([opt.ask() for _ in range(8)])
+    n = len(opt.design) - 2  # the design less the 2 rows told
+    asked = np.concatenate([opt.ask() for _ in range(n)])
     np.testing.assert_array_equal(asked[:3], np.eye(3))  # each expert alone first, all the same
-    np.testing.assert_array_equal(asked[:8], opt.box.to_user(opt.design[:8]))  # 10 design rows less the 2 told
+    np.testing.assert_array_equal(asked, opt.box.to_user(opt.design[:n]))
     opt.tell(asked, [sphere(r) for r in asked])
-    assert not np.any(np.all(np.isclose(opt.ask(), opt.box.to_user(opt.design[8:])), axis=1))  # now model-based
+    assert not np.any(np.all(np.isclose(opt.ask(), opt.box.to_user(opt.design[n:])), axis=1))  # now model-based
 
 
 def test_without_a_budget_the_default_stop_waits_for_the_design_and_counts_the_population_patience():
@@ -159,7 +160,7 @@ def test_the_core_runs_exactly_as_the_measured_research_variant():
         research.tell(b, value)
 
 
-@pytest.mark.parametrize("stop_at", [3, 9, 14])  # in the design, at the first model-based asks, after a training
+@pytest.mark.parametrize("stop_at", [3, 11, 17])  # in the design (10 rows), at the first model-based asks, later
 def test_a_checkpoint_resumes_exactly_even_with_a_batch_in_flight(tmp_path, stop_at):
     f = lambda r: sphere(r - 0.3)  # noqa: E731
     whole = run(SequentialOptimizer(2, bounds=(0.0, 2.0), seed=4, max_evals=20, popsize=2), f)
@@ -195,6 +196,14 @@ def test_a_state_no_run_could_write_is_refused_in_one_line_naming_the_field(tmp_
     with pytest.raises(ValueError, match=message) as caught:
         SequentialOptimizer.from_state_dict(state)
     assert "\n" not in str(caught.value)
+
+
+def test_a_budget_below_20_per_coordinate_keeps_the_design_of_20_per_coordinate():
+    """Ablation 35: a run given max_evals = 10·dim is the first half of the run given 20·dim, step for step."""
+    short = run(SequentialOptimizer(4, seed=2, max_evals=40))
+    long = run(SequentialOptimizer(4, seed=2, max_evals=80), stop_at=40)
+    assert len(short.design) == len(long.design) == 20
+    np.testing.assert_array_equal(short.evaluations.x, long.evaluations.x)
 
 
 def test_unknown_or_bad_settings_are_refused_in_one_line():
