@@ -12,7 +12,7 @@ optuna = pytest.importorskip("optuna")
 pytest.importorskip("sklearn", reason="the tuning benchmark needs scikit-learn (the `hpo` extra)")
 from evogm_bench import cli  # noqa: E402
 from evogm_bench.hpo import report, run  # noqa: E402
-from evogm_bench.hpo.spaces import SPACES, hgb_space, mlp_space, svm_space, unexplained_variance  # noqa: E402
+from evogm_bench.hpo.spaces import SPACES, hgb_space, mlp_space, rf_space, svm_space, unexplained_variance  # noqa: E402
 from evogm_bench.report import CellResults  # noqa: E402
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
 
@@ -59,6 +59,22 @@ def test_the_held_out_space_is_boosted_trees_with_log_stepped_and_conditional_pa
     space = SPACES["hgb"]
     assert space.dataset == "diabetes" and "R²" in space.error_name
     assert "hgb" not in cli.build_hpo_parser().parse_args(["--out", "x"]).spaces  # held out: run only when named
+
+
+def test_the_second_held_out_space_is_a_random_forest_on_a_binary_task():
+    seen, trials = distributions(rf_space)
+    assert seen["min_samples_split"] == IntDistribution(2, 32, log=True)
+    assert set(seen["class_weight"].choices) == {None, "balanced", "balanced_subsample"}
+    assert all(("max_depth" in t.params) == t.params["depth_limit"] for t in trials)
+    assert all(("max_samples" in t.params) == t.params["bootstrap"] for t in trials)
+    space = SPACES["rf"]
+    assert space.dataset == "breast_cancer"
+    assert "rf" not in cli.build_hpo_parser().parse_args(["--out", "x"]).spaces  # held out: run only when named
+    data = run.load_data(0, dataset="breast_cancer")
+    assert set(np.unique(data.y_train)) == {0, 1} and len(data.y_train) + len(data.y_test) == 569
+    params = {name: t for name, t in trials[0].params.items()}
+    error = run.cv_error(space, params, data, seed=0)
+    assert 0.0 <= error < 0.2 and run.cv_error(space, params, data, seed=0) == error  # deterministic, and learns
 
 
 def test_a_regressions_error_is_one_minus_r2():

@@ -2,7 +2,11 @@
 neutral value and refused at any other, in one line naming the setting and the commit where its code lives.
 
 The files in tests/data were written by evogm-opt 0.1.0 (state version 2) before the settings were removed, with
-the asks that code made next (``evogm-0.1.0-next-asks.json``): a resumed run must ask exactly those.
+the asks that code made next (``evogm-0.1.0-next-asks.json``): a resumed run must ask those — exactly on the machine
+that wrote them, and to float32's last bits on another: the generators run in float32, whose matrix kernels round
+differently on other CPUs (an AMD EPYC with AVX-512 differs by 1.2e-7 from the fixtures). A wrong or partly lost state
+moves the asks by far more (the first ask after a changed generator or step differs in the first digits); exact
+resume on one machine is what the resume tests check, against an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ DATA = Path(__file__).parent / "data"
 NEXT = json.loads((DATA / "evogm-0.1.0-next-asks.json").read_text())
 
 
+def assert_asks(actual: np.ndarray, expected: list) -> None:
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)  # float32 rounding across CPUs, nothing more
+
+
 def sphere(x: np.ndarray) -> float:
     return float(np.sum((x - 0.3) ** 2))  # what the fixtures were told
 
@@ -30,9 +38,9 @@ def test_a_0_1_checkpoint_resumes_with_the_asks_0_1_made(preset):
     opt = evogm_opt.load(DATA / f"evogm-0.1.0-{preset}.ckpt")
     assert isinstance(opt, GenerativeOptimizer) and opt.config == PRESETS[preset] and opt.preset == preset
     x = opt.ask()
-    np.testing.assert_array_equal(x, NEXT[preset]["next_ask"])
+    assert_asks(x, NEXT[preset]["next_ask"])
     opt.tell(x, [sphere(row) for row in x])
-    np.testing.assert_array_equal(opt.ask(), NEXT[preset]["then"])
+    assert_asks(opt.ask(), NEXT[preset]["then"])
 
 
 def _old_state(preset: str) -> dict:
@@ -52,7 +60,7 @@ def test_a_format_1_record_of_0_1_still_loads():
     state["optimizer"] = "GenerativeOptimizer"  # format 1 named the class and had no state_version
     del state["state_version"]
     resumed = Optimizer.from_state_dict(state)
-    np.testing.assert_array_equal(resumed.ask(), NEXT["default"]["next_ask"])
+    assert_asks(resumed.ask(), NEXT["default"]["next_ask"])
 
 
 @pytest.mark.parametrize(

@@ -46,10 +46,14 @@ class Data:
     folds: list[tuple[np.ndarray, np.ndarray]]
 
 
-DATASETS = {"digits": ("load_digits", True), "diabetes": ("load_diabetes", False)}
+DATASETS = {
+    "digits": ("load_digits", True),
+    "diabetes": ("load_diabetes", False),
+    "breast_cancer": ("load_breast_cancer", True),
+}
 """Datasets that ship with scikit-learn (nothing is downloaded): name → (its loader, whether the splits are
 stratified, as they are for a classification). digits: 1797 8×8 images, 10 classes; diabetes: 442 patients, 10
-features, a disease-progression score to regress."""
+features, a disease-progression score to regress; breast_cancer: 569 tumours, 30 features, malignant or benign."""
 
 
 def load_data(seed: int, max_rows: int | None = None, dataset: str = "digits") -> Data:

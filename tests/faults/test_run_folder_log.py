@@ -58,9 +58,11 @@ def test_lines_past_the_checkpoint_are_set_aside_whole_and_the_agreed_lines_stay
     # the monitor saw only the agreed lines: fed the forged bests of 9.0 it would have seen an improvement
     assert len(evaluations(out)) == 12
     stop = log_without_timing(out)[-1]
+    # two experts and a budget of 12: the sequential shape, one evaluation per generation; accuracies cannot
+    # improve by 0.5 after the first, so the 11 agreed generations after it count (the forged 9.0s would reset it)
     assert stop == {
         "event": "stop",
-        "reason": "no improvement larger than 0.5 for 1 generations (patience 1)",
+        "reason": "no improvement larger than 0.5 for 11 generations (patience 1)",
         "evaluations": 12,
     }
     raise_budget(workspace, "ahead", 18)  # and the search then continues as an uninterrupted one
