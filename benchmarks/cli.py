@@ -409,7 +409,10 @@ def build_hpo_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="folder for the job files, report.md and plots")
     parser.add_argument(
-        "--spaces", nargs="+", default=["svm", "mlp"], help="tuning spaces: svm, mlp, or hgb and rf (held out; docs/hpo.md)"
+        "--spaces",
+        nargs="+",
+        default=["svm", "mlp"],
+        help="tuning spaces: svm, mlp, or hgb and rf (held out; docs/hpo.md)",
     )
     parser.add_argument(
         "--samplers",
