@@ -13,6 +13,17 @@ import numpy as np
 from llm_merge.demo.cpu_demo import FIDELITY_ROW, UNIFORM, merge_verdict, seen_test
 
 
+def _cpu() -> str:
+    """The architecture and, where Linux says it, the CPU model: the demo's numbers are float32 training, which
+    another CPU's kernels round differently (tests/test_frictions.py compares the block only where they agree)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            models = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+    except OSError:
+        models = []
+    return f"{platform.machine()}, {models[0]}" if models else platform.machine()
+
+
 def _span(shares: np.ndarray) -> str:
     low, high = f"{shares.min():.0%}", f"{shares.max():.0%}"
     return low if low == high else f"{low}–{high}"
@@ -35,7 +46,7 @@ def block(results: dict[int, Any], searches: tuple[str, ...]) -> str:
         shares[seed] = cost["tokens_spent"] / cost["full_fidelity_tokens"]
     values = np.array([v[:-1] for v in per_seed.values()], dtype=float)
     lines = [
-        f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores ({platform.machine()}, load average "
+        f"Measured {datetime.date.today()} on {os.cpu_count()} CPU cores ({_cpu()}, load average "
         f"{os.getloadavg()[0]:.1f} at the end) with `python scripts/demo_figures.py --seeds "
         f"{' '.join(map(str, results))}`; seed {first}'s full output (`evogm-opt merge --demo --seed {first}`, "
         f"{results[first].seconds:.0f} s):",
