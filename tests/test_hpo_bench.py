@@ -72,7 +72,7 @@ def test_the_second_held_out_space_is_a_random_forest_on_a_binary_task():
     assert "rf" not in cli.build_hpo_parser().parse_args(["--out", "x"]).spaces  # held out: run only when named
     data = run.load_data(0, dataset="breast_cancer")
     assert set(np.unique(data.y_train)) == {0, 1} and len(data.y_train) + len(data.y_test) == 569
-    params = {name: t for name, t in trials[0].params.items()}
+    params = dict(trials[0].params)
     error = run.cv_error(space, params, data, seed=0)
     assert 0.0 <= error < 0.2 and run.cv_error(space, params, data, seed=0) == error  # deterministic, and learns
 

@@ -62,8 +62,9 @@ class SequentialEvoGM(core.SequentialOptimizer):
         return self.compose_design(size, informed=cfg.informed_start)
 
     def kept_fantasies(self) -> np.ndarray:
-        # the measured tuning samplers (ablations 20, 30, 31) dropped every fantasy at a tell: their no-repeat rule
-        # evaluates another row than the one asked, which then stays pending for good; kept so their records rerun
+        # every research variant (the tuning samplers of ablations 20, 29–31 and 36 among them) dropped every fantasy
+        # at a tell: a sampler's no-repeat rule evaluates another row than the one asked, which then stays pending
+        # for good; kept so their records rerun
         return self.fantasies[:0]
 
     def next_point(self, pending: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ from llm_merge.demo.cpu_demo import FIDELITY_ROW, UNIFORM, merge_verdict, seen_t
 
 def _cpu() -> str:
     """The architecture and, where Linux says it, the CPU model: the demo's numbers are float32 training, which
-    another CPU's kernels round differently (tests/test_frictions.py compares the block only where they agree)."""
+    another CPU's kernels round differently (tests/test_frictions.py compares the block's numbers only where the
+    demo pre-trains the same base)."""
     try:
         with open("/proc/cpuinfo") as fh:
             models = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
