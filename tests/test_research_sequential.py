@@ -9,13 +9,7 @@ from evogm_bench.research import variants
 from evogm_bench.research.sequential import SequentialConfig, SequentialEvoGM
 
 from tests.conftest import sphere
-
-
-def run(opt: SequentialEvoGM, f=sphere, stop_at: int | None = None) -> SequentialEvoGM:
-    while not opt.stop() and (stop_at is None or opt.n_evals < stop_at):
-        x = opt.ask()
-        opt.tell(x, [f(row) for row in x])
-    return opt
+from tests.test_sequential import run
 
 
 def test_the_variants_are_bench_peers_and_differ_only_where_they_say():

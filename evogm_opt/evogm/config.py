@@ -110,9 +110,7 @@ class EvoGMConfig:
         _refuse_unknown(type(self), data, "EvoGM")
         gen = dict(data.pop("generator", {}))
         _refuse_unknown(GeneratorConfig, gen, "generator")
-        if "hidden" in gen:
-            gen["hidden"] = tuple(int(h) for h in gen["hidden"])
-        return dataclasses.replace(self, generator=dataclasses.replace(self.generator, **gen), **data)
+        return dataclasses.replace(self, generator=generator_with(self.generator, gen), **data)
 
 
 #: The commit that still holds the code of the settings removed in 0.2.0 (``git checkout a95bed8``).
@@ -167,6 +165,15 @@ def _without_removed(data: dict[str, Any]) -> dict[str, Any]:
     for name in _REMOVED_PARAMETERS:
         data.pop(name, None)
     return data
+
+
+def generator_with(base: GeneratorConfig, data: dict[str, Any]) -> GeneratorConfig:
+    """``base`` with the generator settings ``data`` names replaced, ``hidden`` as a tuple whatever sequence it was
+    written as (JSON and YAML give lists); shared by every configuration that nests a generator."""
+    data = dict(data)
+    if "hidden" in data:
+        data["hidden"] = tuple(int(h) for h in data["hidden"])
+    return dataclasses.replace(base, **data)
 
 
 def _refuse_unknown(cls: type, data: dict[str, Any], what: str) -> None:

@@ -39,7 +39,7 @@ from evogm_opt import _state
 from evogm_opt.base import Optimizer
 from evogm_opt.bounds import BoundsLike
 from evogm_opt.evogm.ard_gp import ARDGaussianProcess, maximise_log_ei
-from evogm_opt.evogm.config import DEFAULT
+from evogm_opt.evogm.config import DEFAULT, generator_with
 from evogm_opt.evogm.generator import GeneratorConfig, GeneratorPair
 from evogm_opt.evogm.shape import RULE
 from evogm_opt.threads import check_thread_count, torch_threads
@@ -102,10 +102,7 @@ class SequentialConfig:
             raise ValueError(f"unknown setting {unknown[0]!r} of {cls.__name__}; known: {', '.join(sorted(known))}")
         settings = dict(data)
         if isinstance(settings.get("generator"), dict):
-            generator = dict(settings["generator"])
-            if "hidden" in generator:
-                generator["hidden"] = tuple(int(h) for h in generator["hidden"])
-            settings["generator"] = dataclasses.replace(cls().generator, **generator)
+            settings["generator"] = generator_with(cls().generator, settings["generator"])
         return cls(**settings)
 
 
