@@ -209,6 +209,8 @@ def test_a_budget_below_20_per_coordinate_keeps_the_design_of_20_per_coordinate(
 def test_unknown_or_bad_settings_are_refused_in_one_line():
     with pytest.raises(ValueError, match="unknown setting 'n_start'"):
         SequentialOptimizer(2, config={"n_start": 3})
+    with pytest.raises(ValueError, match=r"unknown generator settings \['hiden'\]"):  # not dataclasses' TypeError
+        SequentialOptimizer(2, config={"generator": {"hiden": [8]}})
     with pytest.raises(ValueError, match="n_starts must be an integer >= 1"):
         SequentialConfig(n_starts=0)
     with pytest.raises(TypeError, match="SequentialConfig"):

@@ -109,7 +109,6 @@ class EvoGMConfig:
                 raise ValueError(_removed(name))
         _refuse_unknown(type(self), data, "EvoGM")
         gen = dict(data.pop("generator", {}))
-        _refuse_unknown(GeneratorConfig, gen, "generator")
         return dataclasses.replace(self, generator=generator_with(self.generator, gen), **data)
 
 
@@ -169,7 +168,9 @@ def _without_removed(data: dict[str, Any]) -> dict[str, Any]:
 
 def generator_with(base: GeneratorConfig, data: dict[str, Any]) -> GeneratorConfig:
     """``base`` with the generator settings ``data`` names replaced, ``hidden`` as a tuple whatever sequence it was
-    written as (JSON and YAML give lists); shared by every configuration that nests a generator."""
+    written as (JSON and YAML give lists); shared by every configuration that nests a generator, so an unknown
+    generator setting is refused in one line whichever configuration names it."""
+    _refuse_unknown(GeneratorConfig, data, "generator")
     data = dict(data)
     if "hidden" in data:
         data["hidden"] = tuple(int(h) for h in data["hidden"])
