@@ -17,6 +17,7 @@ from scipy import stats
 import evogm_opt
 from evogm_opt import GenerativeOptimizer, registry
 from evogm_opt.evogm import shape
+from evogm_opt.evogm import ard_gp
 from evogm_opt.evogm.ard_gp import ARDGaussianProcess, log_h, matern52, maximise_log_ei
 from evogm_opt.evogm.sequential import SequentialConfig, SequentialOptimizer
 from tests.conftest import sphere
@@ -48,6 +49,51 @@ def test_the_kernel_is_scikit_learns_ard_matern_and_its_gradient_is_finite_where
     x = torch.as_tensor(x1)
     matern52(x, x, torch.exp(log_scales)).sum().backward()
     assert log_scales.grad is not None and torch.all(torch.isfinite(log_scales.grad))
+
+
+def test_the_closed_form_gradients_are_autograds_of_the_torch_definitions():
+    """Ablation 37: the fit and the climb take their gradients in closed form (NumPy); the torch forms, which
+    autograd differentiates, are the definitions — values and gradients agree to rounding, tied length scales,
+    a point on a training point and LogEI's far tail included."""
+    rng = np.random.default_rng(0)
+    for scale_of in (None, np.array([0, 1, 1, 2])):
+        x = rng.uniform(-1, 1, (30, 4))
+        gp = ARDGaussianProcess(x, np.sin(3 * x[:, 0]) + x[:, 1] ** 2, scale_of=scale_of)
+        for _ in range(4):
+            params = gp.log_params + rng.normal(0.0, 0.7, len(gp.log_params))
+            value, grad = gp._log_posterior_and_grad(params)
+            p = torch.tensor(params, requires_grad=True)
+            reference = gp.neg_log_posterior(p)
+            reference.backward()
+            assert value == pytest.approx(reference.item(), rel=1e-11)
+            np.testing.assert_allclose(grad, p.grad.numpy(), rtol=1e-8, atol=1e-9 * np.abs(grad).max())
+        points = rng.uniform(0, 1, (6, 4))
+        points[0] = gp.x[0].numpy()
+        for incumbent in (gp.incumbent(), gp.incumbent() - 40.0):  # the second deep in log_h's tail
+            values, grads = gp.log_ei_and_grad(points, incumbent)
+            p = torch.tensor(points, requires_grad=True)
+            reference = gp.log_ei(p, incumbent)
+            reference.sum().backward()
+            np.testing.assert_allclose(values, reference.detach().numpy(), rtol=1e-9, atol=1e-8)
+            np.testing.assert_allclose(grads, p.grad.numpy(), rtol=1e-7, atol=1e-8)
+    z = np.concatenate([np.linspace(-45.0, 8.0, 400), [-30.0, -1e3]])
+    zt = torch.tensor(z, requires_grad=True)
+    log_h(zt).sum().backward()
+    values, slopes = ard_gp._log_h_and_slope(z)
+    np.testing.assert_allclose(values, log_h(torch.as_tensor(z)).numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(slopes, zt.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_covariance_that_is_not_positive_definite_gets_the_torch_forms_penalty_and_no_gradient(monkeypatch):
+    x = np.random.default_rng(1).uniform(-1, 1, (10, 2))
+    gp = ARDGaussianProcess(x, x[:, 0])
+
+    def refuse(*args, **kwargs):
+        raise ard_gp.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(ard_gp.linalg, "cholesky", refuse)
+    value, grad = gp._log_posterior_and_grad(gp.log_params)
+    assert value == 1e10 and not grad.any()
 
 
 def test_the_gp_interpolates_a_smooth_function_and_learns_which_coordinate_matters():
