@@ -16,8 +16,7 @@ from scipy import stats
 
 import evogm_opt
 from evogm_opt import GenerativeOptimizer, registry
-from evogm_opt.evogm import shape
-from evogm_opt.evogm import ard_gp
+from evogm_opt.evogm import ard_gp, shape
 from evogm_opt.evogm.ard_gp import ARDGaussianProcess, log_h, matern52, maximise_log_ei
 from evogm_opt.evogm.sequential import SequentialConfig, SequentialOptimizer
 from tests.conftest import sphere
