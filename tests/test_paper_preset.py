@@ -69,6 +69,19 @@ def test_paper_generator_architecture_relu_hidden_tanh_output():
     np.testing.assert_allclose(pair.propose(x), h, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(("dim", "hidden", "dual"), [(3, (128, 256, 256, 256, 128), True), (5, (7, 3), False)])
+def test_the_checkpoint_check_knows_the_buffer_size_and_the_adam_state_of_an_architecture(dim, hidden, dual):
+    config = GeneratorConfig(hidden=hidden, dual=dual)
+    pair = GeneratorPair(dim, config, np.random.default_rng(0))
+    assert GeneratorPair.buffer_size(dim, config) == pair.flat.numel()
+    GeneratorPair.check_state(pair.state(), dim, config)  # before Adam's first step: empty moments
+    rng = np.random.default_rng(1)
+    pair.train(rng.uniform(-1, 1, (4, dim)), rng.uniform(-1, 1, (8, dim)), rng)
+    GeneratorPair.check_state(pair.state(), dim, config)
+    with pytest.raises(ValueError, match=r"generators\.weights has"):
+        GeneratorPair.check_state(pair.state(), dim + 1, config)  # another dimension's architecture
+
+
 @pytest.mark.parametrize("dual", [True, False])
 def test_hand_written_gradients_equal_autograd(dual):
     pair = GeneratorPair(DIM, GeneratorConfig(dual=dual), np.random.default_rng(2))

@@ -232,6 +232,9 @@ def test_a_checkpoint_resumes_exactly_even_with_a_batch_in_flight(tmp_path, stop
         ("told_y", lambda s: np.where(np.arange(len(s)) == 0, np.nan, s), "holds NaN"),
         ("fantasies", lambda s: np.zeros((3, 2)), "only 0 are pending"),
         ("told_since_training", lambda s: 10**6, "beyond"),
+        ("gp_warm", lambda s: np.append(s, 0.0), r"algorithm.gp_warm has shape \(5,\); expected \(4,\)"),
+        ("generators", lambda s: {**s, "weights": s["weights"][:-16]}, "generators.weights has"),
+        ("generators", lambda s: {**s, "adam_exp_avg_sq": s["adam_exp_avg_sq"][:3]}, "adam_exp_avg_sq has 3"),
     ],
 )
 def test_a_state_no_run_could_write_is_refused_in_one_line_naming_the_field(tmp_path, field, edit, message):

@@ -101,6 +101,16 @@ class GeneratorPair:
         self.adam = torch.optim.Adam([self.flat], lr=config.learning_rate, fused=True)
 
     @staticmethod
+    def buffer_size(dim: int, config: GeneratorConfig) -> int:
+        """Floats in the flat weight buffer of a pair at ``dim`` with ``config``'s architecture (each weight and
+        bias array rounded up to 16 floats, as :meth:`_aligned_offsets` lays them out): what a checkpoint's
+        weights must hold."""
+        n_stack = 2 if config.dual else 1
+        widths = [dim, *config.hidden, dim]
+        sizes = [n_stack * size for a, b in zip(widths[:-1], widths[1:]) for size in (a * b, b)]
+        return sum(-(-size // 16) * 16 for size in sizes)
+
+    @staticmethod
     def _aligned_offsets(arrays: list[np.ndarray], align: int = 16) -> list[int]:
         """Start of each array in the flat buffer, rounded up to ``align`` floats (64 bytes); last = total."""
         offsets, offset = [], 0
@@ -209,6 +219,25 @@ class GeneratorPair:
             "adam_exp_avg_sq": slot["exp_avg_sq"].numpy().copy() if slot else empty,
             "adam_step": float(slot["step"]) if slot else 0.0,
         }
+
+    @staticmethod
+    def check_state(state: Any, dim: int, config: GeneratorConfig, field: str = "generators") -> None:
+        """What :meth:`state` writes for this architecture — weights of :meth:`buffer_size` floats, Adam's two
+        moment vectors empty before its first step and of the weights' size after it — or one
+        :class:`~evogm_opt._state.InvalidState` line naming the entry, before anything is loaded."""
+        from evogm_opt import _state
+
+        _state.require(isinstance(state, dict), field, "is not a dict of the generators' state")
+        size = GeneratorPair.buffer_size(dim, config)
+        weights = _state.array(state.get("weights"), f"{field}.weights", (None,), dtype=np.float32)
+        what = f"has {len(weights)} entries; this architecture has {size}"
+        _state.require(len(weights) == size, f"{field}.weights", what)
+        step = _state.number(state.get("adam_step"), f"{field}.adam_step")
+        _state.require(step >= 0, f"{field}.adam_step", f"is {step}; it must be >= 0")
+        for key in ("adam_exp_avg", "adam_exp_avg_sq"):
+            moment = _state.array(state.get(key), f"{field}.{key}", (None,), dtype=np.float32)
+            expected = size if step > 0 else 0
+            _state.require(len(moment) == expected, f"{field}.{key}", f"has {len(moment)} entries; expected {expected}")
 
     def load(self, state: dict[str, Any]) -> None:
         weights = np.asarray(state["weights"], dtype=np.float32)

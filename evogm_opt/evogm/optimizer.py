@@ -450,9 +450,7 @@ class GenerativeOptimizer(Optimizer):
         rows = _state.array(state["generation_rows"], "generation_rows", (None,), dtype=np.int64)
         require(np.all((rows >= 0) & (rows < len(c))), "generation_rows", f"has rows outside the {len(c)} of hist_y")
         if state["generators"] is not None:
-            for key in ("weights", "adam_exp_avg", "adam_exp_avg_sq"):
-                _state.array(state["generators"][key], f"generators.{key}", (None,), dtype=np.float32)
-            _state.number(state["generators"]["adam_step"], "generators.adam_step")
+            GeneratorPair.check_state(state["generators"], dim, self.config.generator)
         # written by 0.1 (final replicates, removed in 0.2.0): -1 unless that setting was on, which the config refuses
         if "final_phase_from" in state:
             start = _state.count(state["final_phase_from"], "final_phase_from", low=-1)

@@ -330,7 +330,8 @@ class SequentialOptimizer(Optimizer):
 
     def _check_algorithm_state(self, state: dict[str, Any]) -> None:
         """What a run can write: the design and the told rows inside [-1, 1], one told row per evaluation, counters
-        in range, fantasies no more than the pending rows, finite GP hyperparameters."""
+        in range, fantasies no more than the pending rows, finite GP hyperparameters of this dimension, generators
+        of this architecture."""
         dim, require = self.dim, _state.require
         design = _state.array(state["design"], "design", (None, dim))
         require(np.all(np.abs(design) <= 1.0), "design", "has rows outside the normalised box [-1, 1]")
@@ -348,14 +349,12 @@ class SequentialOptimizer(Optimizer):
         fantasies = _state.array(state["fantasies"], "fantasies", (None, dim))
         pending = len(self._pending_x)
         require(len(fantasies) <= pending, "fantasies", f"has {len(fantasies)} rows; only {pending} are pending")
-        if state["gp_warm"] is not None:
-            _state.array(state["gp_warm"], "gp_warm", (None,))
+        if state["gp_warm"] is not None:  # a length scale per coordinate, the signal and the noise variance
+            _state.array(state["gp_warm"], "gp_warm", (dim + 2,))
         if "sobol_streams" in state:
             _state.count(state["sobol_streams"], "sobol_streams")
         if state["generators"] is not None:
-            for key in ("weights", "adam_exp_avg", "adam_exp_avg_sq"):
-                _state.array(state["generators"][key], f"generators.{key}", (None,), dtype=np.float32)
-            _state.number(state["generators"]["adam_step"], "generators.adam_step")
+            GeneratorPair.check_state(state["generators"], dim, self.config.generator)
 
     def _load_algorithm_state(self, state: dict[str, Any]) -> None:
         dim = self.dim

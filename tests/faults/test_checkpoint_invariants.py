@@ -111,6 +111,8 @@ CASES = [
     ("paper round beyond n_rounds", _paper, _set("algorithm", "round", 5), "algorithm.round"),
     ("paper iteration beyond T", _paper, _set("algorithm", "iteration", 40), "algorithm.iteration"),
     ("paper generator NaN", _paper, _set_generator("weights", _nan_at(0)), "algorithm.generators.weights"),
+    ("paper generator cut", _paper, _set_generator("weights", lambda w: np.asarray(w)[:-16]), "generators.weights"),
+    ("paper adam moment cut", _paper, _set_generator("adam_exp_avg", lambda m: np.asarray(m)[:5]), "adam_exp_avg"),
     # CMA-ES
     ("cmaes told_x NaN", _cmaes, _set("algorithm", "told_x", _nan_at((0, 0))), "algorithm.told_x"),
     ("cmaes told_x shape", _cmaes, _set("algorithm", "told_x", lambda t: np.asarray(t)[:, :2]), "algorithm.told_x"),
