@@ -254,6 +254,28 @@ def test_a_budget_below_20_per_coordinate_keeps_the_design_of_20_per_coordinate(
     np.testing.assert_array_equal(short.evaluations.x, long.evaluations.x)
 
 
+def test_an_ask_runs_blas_and_torch_on_the_optimizers_thread_count_and_restores_the_callers(monkeypatch):
+    """The GP is NumPy/SciPy since ablation 37: without a limit its BLAS would take one thread per core (1.2–2.3×
+    slower at n ≤ 80 on 2 cores) whatever ``torch_threads`` says."""
+    import threadpoolctl  # a core dependency since the BLAS limit
+
+    seen = []
+    next_point = SequentialOptimizer.next_point
+
+    def recording(self, pending):
+        blas = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+        seen.append((torch.get_num_threads(), blas))
+        return next_point(self, pending)
+
+    monkeypatch.setattr(SequentialOptimizer, "next_point", recording)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        run(SequentialOptimizer(2, seed=0, max_evals=14), stop_at=12)
+        after = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    assert before and after == before
+    assert seen and all(torch_count == 1 and set(blas) == {1} for torch_count, blas in seen)
+
+
 def test_unknown_or_bad_settings_are_refused_in_one_line():
     with pytest.raises(ValueError, match="unknown setting 'n_start'"):
         SequentialOptimizer(2, config={"n_start": 3})

@@ -42,7 +42,7 @@ from evogm_opt.evogm.ard_gp import ARDGaussianProcess, maximise_log_ei
 from evogm_opt.evogm.config import DEFAULT, generator_with
 from evogm_opt.evogm.generator import GeneratorConfig, GeneratorPair
 from evogm_opt.evogm.shape import RULE
-from evogm_opt.threads import check_thread_count, torch_threads
+from evogm_opt.threads import check_thread_count, numeric_threads
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ class SequentialOptimizer(Optimizer):
             sizes the start design (a quarter of it).
         popsize: points per ``ask()`` (default 1); more are built by kriging believer.
         config: a :class:`SequentialConfig`, or a dict of its settings over the defaults.
-        torch_threads: torch threads for the GP and the generators (default 1), set around each ask and restored.
+        torch_threads: threads of torch and of NumPy/SciPy's BLAS for the GP and the generators (default 1), set
+            around each ask and restored.
     """
 
     name = "evogm-sequential"
@@ -199,7 +200,7 @@ class SequentialOptimizer(Optimizer):
     # ------------------------------------------------------------------ asks
     def _propose(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         rows = []
-        with torch_threads(self.torch_threads):
+        with numeric_threads(self.torch_threads):
             for _ in range(n):
                 row = self.next_point(self.fantasies)
                 rows.append(row)
