@@ -259,19 +259,21 @@ def test_an_ask_runs_blas_and_torch_on_the_optimizers_thread_count_and_restores_
     slower at n ≤ 80 on 2 cores) whatever ``torch_threads`` says."""
     import threadpoolctl  # a core dependency since the BLAS limit
 
+    def blas_counts() -> list[int]:
+        return [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+
     seen = []
     next_point = SequentialOptimizer.next_point
 
     def recording(self, pending):
-        blas = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
-        seen.append((torch.get_num_threads(), blas))
+        seen.append((torch.get_num_threads(), blas_counts()))
         return next_point(self, pending)
 
     monkeypatch.setattr(SequentialOptimizer, "next_point", recording)
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        before = blas_counts()
         run(SequentialOptimizer(2, seed=0, max_evals=14), stop_at=12)
-        after = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        after = blas_counts()
     assert before and after == before
     assert seen and all(torch_count == 1 and set(blas) == {1} for torch_count, blas in seen)
 

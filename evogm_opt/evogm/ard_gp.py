@@ -134,7 +134,8 @@ class ARDGaussianProcess:
         s = self.n_scales
         ls = np.exp(log_params[:s])[self.scale_of]
         signal, noise = math.exp(log_params[s]), math.exp(log_params[s + 1])
-        r, decay = _scaled_distance(x / ls, x / ls)
+        scaled = x / ls
+        r, decay = _scaled_distance(scaled, scaled)
         cov = signal * (1.0 + r + r * r / 3.0) * decay
         cov[np.diag_indices_from(cov)] += noise + _NOISE_FLOOR
         try:

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from evogm_opt import _state
+
 # Reference defaults (EvoGM code + config YAML): hidden widths, Adam lr 1e-4, 200 epochs, loss 100·cycle + 1·pull.
 PAPER_HIDDEN = (128, 256, 256, 256, 128)
 
@@ -78,18 +80,17 @@ class GeneratorPair:
     def __init__(self, dim: int, config: GeneratorConfig, rng: np.random.Generator) -> None:
         self.dim = dim
         self.config = config
-        n_stack = 2 if config.dual else 1
-        widths = [dim, *config.hidden, dim]
+        shapes = self._array_shapes(dim, config)
         initial: list[np.ndarray] = []
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-            bound = 1.0 / np.sqrt(fan_in)
-            initial.append(rng.uniform(-bound, bound, size=(n_stack, fan_in, fan_out)).astype(np.float32))
-            initial.append(rng.uniform(-bound, bound, size=(n_stack, 1, fan_out)).astype(np.float32))
+        for weight, bias in zip(shapes[0::2], shapes[1::2]):
+            bound = 1.0 / np.sqrt(weight[1])  # 1/√fan_in
+            initial.append(rng.uniform(-bound, bound, size=weight).astype(np.float32))
+            initial.append(rng.uniform(-bound, bound, size=bias).astype(np.float32))
         # All weights live in one flat buffer (and all gradients in another), so Adam is a single fused update
         # over one tensor instead of a Python loop over a dozen. Buffers come from torch's allocator (64-byte
         # aligned) and every view starts on a 64-byte boundary: MKL's float results depend on operand alignment,
         # and numpy-owned memory would make a resumed run differ from an uninterrupted one in the last bits.
-        self._offsets = self._aligned_offsets(initial)
+        self._offsets = self._aligned_offsets([a.size for a in initial])
         total = self._offsets[-1]
         self.flat = torch.zeros(total, dtype=torch.float32)
         self.flat_grad = torch.zeros(total, dtype=torch.float32)
@@ -101,22 +102,26 @@ class GeneratorPair:
         self.adam = torch.optim.Adam([self.flat], lr=config.learning_rate, fused=True)
 
     @staticmethod
-    def buffer_size(dim: int, config: GeneratorConfig) -> int:
-        """Floats in the flat weight buffer of a pair at ``dim`` with ``config``'s architecture (each weight and
-        bias array rounded up to 16 floats, as :meth:`_aligned_offsets` lays them out): what a checkpoint's
-        weights must hold."""
+    def _array_shapes(dim: int, config: GeneratorConfig) -> list[tuple[int, int, int]]:
+        """Each layer's weight (stack, fan_in, fan_out) and bias (stack, 1, fan_out), in the buffer's order."""
         n_stack = 2 if config.dual else 1
         widths = [dim, *config.hidden, dim]
-        sizes = [n_stack * size for a, b in zip(widths[:-1], widths[1:]) for size in (a * b, b)]
-        return sum(-(-size // 16) * 16 for size in sizes)
+        return [shape for a, b in zip(widths[:-1], widths[1:]) for shape in ((n_stack, a, b), (n_stack, 1, b))]
 
     @staticmethod
-    def _aligned_offsets(arrays: list[np.ndarray], align: int = 16) -> list[int]:
+    def buffer_size(dim: int, config: GeneratorConfig) -> int:
+        """Floats in the flat weight buffer of a pair at ``dim`` with ``config``'s architecture, laid out as
+        :meth:`_aligned_offsets` lays it: what a checkpoint's weights must hold."""
+        sizes = [int(np.prod(shape)) for shape in GeneratorPair._array_shapes(dim, config)]
+        return GeneratorPair._aligned_offsets(sizes)[-1]
+
+    @staticmethod
+    def _aligned_offsets(sizes: list[int], align: int = 16) -> list[int]:
         """Start of each array in the flat buffer, rounded up to ``align`` floats (64 bytes); last = total."""
         offsets, offset = [], 0
-        for a in arrays:
+        for size in sizes:
             offsets.append(offset)
-            offset += -(-a.size // align) * align
+            offset += -(-size // align) * align
         return [*offsets, offset]
 
     def _views(self, buffer: torch.Tensor, shapes_from: list[np.ndarray]) -> list[torch.Tensor]:
@@ -225,8 +230,6 @@ class GeneratorPair:
         """What :meth:`state` writes for this architecture — weights of :meth:`buffer_size` floats, Adam's two
         moment vectors empty before its first step and of the weights' size after it — or one
         :class:`~evogm_opt._state.InvalidState` line naming the entry, before anything is loaded."""
-        from evogm_opt import _state
-
         _state.require(isinstance(state, dict), field, "is not a dict of the generators' state")
         size = GeneratorPair.buffer_size(dim, config)
         weights = _state.array(state.get("weights"), f"{field}.weights", (None,), dtype=np.float32)
@@ -240,12 +243,9 @@ class GeneratorPair:
             _state.require(len(moment) == expected, f"{field}.{key}", f"has {len(moment)} entries; expected {expected}")
 
     def load(self, state: dict[str, Any]) -> None:
+        """Weights and Adam's state as :meth:`state` wrote them; anything else is refused (:meth:`check_state`)."""
+        self.check_state(state, self.dim, self.config)
         weights = np.asarray(state["weights"], dtype=np.float32)
-        if weights.shape != tuple(self.flat.shape):
-            raise ValueError(
-                f"generator weights in the checkpoint have {weights.size} entries; this architecture has "
-                f"{self.flat.numel()}"
-            )
         with torch.no_grad():
             self.flat.copy_(torch.from_numpy(weights.copy()))  # copy_ keeps our aligned buffer
         full = self.adam.state_dict()
